@@ -1,0 +1,5 @@
+import sys
+
+from musiclens.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""The ``musiclens`` command: one sub-command per analysis, JSON on stdout where asked.
+
+Each sub-command lives in its own module under ``musiclens.cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable
+``func(args) -> int``. Add a new module's name to ``COMMAND_MODULES`` to expose it.
+
+Errors a user can cause (:class:`musiclens.core.errors.MusicLensError`, missing files,
+bad values) are printed as one line on stderr with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Sequence
+
+from musiclens import __version__
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "musiclens.cli.info",
+    "musiclens.cli.spectrogram",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musiclens",
+        description="See, hear and edit what neural networks do with music.",
+    )
+    parser.add_argument("--version", action="version", version=f"musiclens {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as JSON on stdout (one document, newline-terminated)."""
+    json.dump(obj, sys.stdout)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, status: int = 2) -> int:
+    """Print one line ``musiclens: error: message`` on stderr and return ``status``."""
+    one_line = " ".join(str(message).split())
+    print(f"musiclens: error: {one_line}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from musiclens.core.errors import MusicLensError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MusicLensError as exc:
+        return fail(str(exc))
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        return fail(f"{exc.strerror}: {exc.filename}")
+    except KeyboardInterrupt:
+        return fail("interrupted", status=130)
+    except MemoryError:
+        return fail("out of memory; try a shorter file or a smaller batch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

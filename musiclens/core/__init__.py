@@ -1,0 +1,1 @@
+"""Headless engine of MusicLens: numpy, torch, librosa, soundfile. Never imports Qt."""
