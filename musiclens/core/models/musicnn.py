@@ -1,0 +1,322 @@
+"""MusiCNN (Pons & Serra 2019) and its VGG baseline, ported from the TF1 ``musicnn`` package.
+
+The pretrained MTT/MSD weights are converted from the ``musicnn==0.1.0`` wheel by
+``packaging/convert_musicnn.py`` (no TensorFlow at run time). Both networks take this
+project's input convention, the front-end output ``x: (B, 1, F=96 mel bands, T=187 frames)``
+(MusiCNN's log-compressed mel, see :func:`musiclens.core.features.musicnn_frontend`), and
+return logits ``(B, 50)``; the registry's ``LoadedModel.probabilities`` applies the sigmoid.
+
+The original takes ``(B, T, F)``; here every TF kernel ``[time, freq, in, out]`` becomes a
+torch kernel ``(out, in, freq, time)``, so the timbral 7×38 kernel (7 frames × 38 mel bands)
+is a ``Conv2d`` kernel of size ``(38, 7)``.
+
+Details that must match the original (all verified by ``tests/test_musicnn_golden.py``):
+
+* batch norm everywhere with ``eps = 1e-3``; every conv is conv -> ReLU -> batch norm;
+* timbral convs: zero-pad 3 frames each side, *valid* in frequency (96-38+1 = 59 and
+  96-67+1 = 30 rows), then max over frequency;
+* temporal convs (128/64/32 frames × 1 band): TF "same" padding, i.e. for an even kernel
+  k pad ``k/2 - 1`` frames before and ``k/2`` after (63/64, 31/32, 15/16), then max over
+  frequency;
+* the front end concatenates [timbral 38 (204), timbral 67 (204), temporal 128, 64, 32
+  (51 each)] = 408 + 153 = 561 channels;
+* the mid end is three 7-frame convs (64 filters, zero-pad 3), the 2nd and 3rd with
+  residual connections, and the back end pools over time the dense concatenation
+  ``W = [front end (561), mid 1, mid 2, mid 3 (64 each)]`` = 753 rows;
+* the pooled vector is interleaved ``[max_0, mean_0, max_1, mean_1, ...]`` (1506 values).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musiclens.core.models.registry import LayerInfo, register_family
+
+BN_EPS = 1e-3
+TAGS_MTT = [
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+]  # musicnn.configuration.MTT_LABELS
+TAGS_MSD = [
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
+    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
+    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
+    "60s", "rnb", "indie pop", "sad", "House", "happy",
+]  # musicnn.configuration.MSD_LABELS
+
+
+# ----------------------------------------------------------------------------- MusiCNN
+class FreqMaxPool(nn.Module):
+    """Max over the frequency axis: (B, C, F, T) -> (B, C, T)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=2)
+
+
+class FrontEndBranch(nn.Module):
+    """One front-end branch: pad time -> conv (freq_size × time_size) -> ReLU -> BN -> max over F.
+
+    Input (B, 1, F, T); ``conv``/``bn`` outputs (B, filters, F - freq_size + 1, T); branch
+    output (B, filters, T). Time padding is TF's "same": ``(k - 1) // 2`` frames before,
+    the rest after.
+    """
+
+    def __init__(self, filters: int, freq_size: int, time_size: int) -> None:
+        super().__init__()
+        before = (time_size - 1) // 2
+        self.pad = nn.ZeroPad2d((before, time_size - 1 - before, 0, 0))
+        self.conv = nn.Conv2d(1, filters, kernel_size=(freq_size, time_size))
+        self.relu = nn.ReLU()
+        self.bn = nn.BatchNorm2d(filters, eps=BN_EPS)
+        self.pool = FreqMaxPool()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.bn(self.relu(self.conv(self.pad(x)))))
+
+
+class MusicnnFrontEnd(nn.Module):
+    """Timbral (7×38, 7×67 frames×bands) and temporal (128/64/32 frames × 1 band) branches.
+
+    (B, 1, F, T) -> (B, 2·timbral + 3·temporal, T), channels in the original's order.
+    """
+
+    def __init__(self, n_mels: int = 96, timbral_filters: int = 204, temporal_filters: int = 51):
+        super().__init__()
+        self.timbral_38 = FrontEndBranch(timbral_filters, int(0.4 * n_mels), 7)
+        self.timbral_67 = FrontEndBranch(timbral_filters, int(0.7 * n_mels), 7)
+        self.temporal_128 = FrontEndBranch(temporal_filters, 1, 128)
+        self.temporal_64 = FrontEndBranch(temporal_filters, 1, 64)
+        self.temporal_32 = FrontEndBranch(temporal_filters, 1, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [self.timbral_38(x), self.timbral_67(x), self.temporal_128(x),
+             self.temporal_64(x), self.temporal_32(x)],
+            dim=1,
+        )
+
+
+class MidEndLayer(nn.Module):
+    """7-frame conv over all input channels -> ReLU -> BN (+ input if residual). (B, C, T) -> (B, 64, T)."""
+
+    def __init__(self, in_channels: int, filters: int, residual: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, filters, kernel_size=7, padding=3)
+        self.relu = nn.ReLU()
+        self.bn = nn.BatchNorm1d(filters, eps=BN_EPS)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.relu(self.conv(x)))
+        return y + x if self.residual else y
+
+
+class MusicnnMidEnd(nn.Module):
+    """Three mid-end layers; returns the dense concatenation W = [input, mid 1, mid 2, mid 3].
+
+    (B, 561, T) -> (B, 561 + 3·64 = 753, T).
+    """
+
+    def __init__(self, in_channels: int = 561, filters: int = 64) -> None:
+        super().__init__()
+        self.layer1 = MidEndLayer(in_channels, filters, residual=False)
+        self.layer2 = MidEndLayer(filters, filters, residual=True)
+        self.layer3 = MidEndLayer(filters, filters, residual=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m1 = self.layer1(x)
+        m2 = self.layer2(m1)
+        m3 = self.layer3(m2)
+        return torch.cat([x, m1, m2, m3], dim=1)
+
+
+class InterleavedTimePool(nn.Module):
+    """Max and mean over time, interleaved per row: (B, C, T) -> (B, 2C) = [max0, mean0, max1, ...]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.amax(dim=2), x.mean(dim=2)], dim=2).flatten(1)
+
+
+class MusicnnBackEnd(nn.Module):
+    """Pool over time -> BN -> dense (ReLU) -> BN ("penultimate") -> dense (logits)."""
+
+    def __init__(self, in_channels: int = 753, units: int = 200, n_labels: int = 50) -> None:
+        super().__init__()
+        self.pool = InterleavedTimePool()
+        self.bn_pool = nn.BatchNorm1d(2 * in_channels, eps=BN_EPS)
+        self.dense = nn.Linear(2 * in_channels, units)
+        self.relu = nn.ReLU()
+        self.bn_dense = nn.BatchNorm1d(units, eps=BN_EPS)
+        self.output = nn.Linear(units, n_labels)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        h = self.bn_dense(self.relu(self.dense(self.bn_pool(self.pool(w)))))
+        return self.output(h)
+
+
+class Musicnn(nn.Module):
+    """The musically motivated CNN. (B, 1, n_mels, T) -> logits (B, n_labels)."""
+
+    def __init__(self, n_mels: int = 96, n_labels: int = 50, timbral_filters: int = 204,
+                 temporal_filters: int = 51, midend_filters: int = 64,
+                 backend_units: int = 200) -> None:
+        super().__init__()
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
+        self.front_end = MusicnnFrontEnd(n_mels, timbral_filters, temporal_filters)
+        front_channels = 2 * timbral_filters + 3 * temporal_filters
+        self.mid_end = MusicnnMidEnd(front_channels, midend_filters)
+        self.back_end = MusicnnBackEnd(front_channels + 3 * midend_filters, backend_units, n_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.back_end(self.mid_end(self.front_end(self.input_bn(x))))
+
+
+def musicnn_layers(timbral_filters: int = 204, temporal_filters: int = 51,
+                   midend_filters: int = 64, backend_units: int = 200,
+                   n_labels: int = 50, n_mels: int = 96) -> list[LayerInfo]:
+    fe, me, be = "front end", "mid end", "back end"
+    tb, tp = timbral_filters, temporal_filters
+    front = 2 * tb + 3 * tp
+    rows = front + 3 * midend_filters
+    layers = [LayerInfo("input / batch norm", "input_bn", "input", "batchnorm",
+                        f"batch-normalised log-mel input (1, {n_mels}, T)")]
+    for key, title, filters, fsize, tsize in [
+        ("timbral_38", "timbral 7x38", tb, int(0.4 * n_mels), 7),
+        ("timbral_67", "timbral 7x67", tb, int(0.7 * n_mels), 7),
+        ("temporal_128", "temporal 128x1", tp, 1, 128),
+        ("temporal_64", "temporal 64x1", tp, 1, 64),
+        ("temporal_32", "temporal 32x1", tp, 1, 32),
+    ]:
+        mod = f"front_end.{key}"
+        rows_f = n_mels - fsize + 1
+        layers += [
+            LayerInfo(f"{fe} / {title} / conv", f"{mod}.conv", fe, "conv",
+                      f"{filters} kernels of {tsize} frames x {fsize} mel bands (pre-ReLU), "
+                      f"({filters}, {rows_f}, T)"),
+            LayerInfo(f"{fe} / {title} / feature maps", f"{mod}.bn", fe, "batchnorm",
+                      f"ReLU + batch norm, before the max over frequency, ({filters}, {rows_f}, T)"),
+            LayerInfo(f"{fe} / {title}", mod, fe, "block",
+                      f"branch output, max over frequency, ({filters}, T)"),
+        ]
+    layers.append(LayerInfo(fe, "front_end", fe, "block",
+                            f"concatenated front end ({2 * tb} timbral + {3 * tp} temporal "
+                            f"= {front}, T)"))
+    for i in (1, 2, 3):
+        res = "" if i == 1 else " + residual"
+        layers += [
+            LayerInfo(f"{me} / conv {i} / conv", f"mid_end.layer{i}.conv", me, "conv",
+                      f"{midend_filters} kernels of 7 frames (pre-ReLU), ({midend_filters}, T)"),
+            LayerInfo(f"{me} / conv {i}", f"mid_end.layer{i}", me, "block",
+                      f"ReLU + batch norm{res}, ({midend_filters}, T)"),
+        ]
+    layers += [
+        LayerInfo(me, "mid_end", me, "block",
+                  f"W: front end + the three mid-end outputs, ({rows}, T)"),
+        LayerInfo(f"{be} / pool", "back_end.pool", be, "pool",
+                  f"max and mean over time, interleaved [max0, mean0, ...], ({2 * rows},)"),
+        LayerInfo(f"{be} / pool / batch norm", "back_end.bn_pool", be, "batchnorm",
+                  f"({2 * rows},)"),
+        LayerInfo(f"{be} / dense", "back_end.dense", be, "dense",
+                  f"{backend_units} units (pre-ReLU), ({backend_units},)"),
+        LayerInfo(f"{be} / penultimate", "back_end.bn_dense", be, "batchnorm",
+                  f"dense + ReLU + batch norm (musicnn's 'penultimate'), ({backend_units},)"),
+        LayerInfo("output", "back_end.output", "output", "output",
+                  f"logits ({n_labels},); sigmoid gives tag probabilities"),
+    ]
+    return layers
+
+
+@register_family("musicnn")
+def build_musicnn(*, n_mels: int = 96, n_labels: int = 50, timbral_filters: int = 204,
+                  temporal_filters: int = 51, midend_filters: int = 64,
+                  backend_units: int = 200) -> tuple[nn.Module, list[LayerInfo]]:
+    net = Musicnn(n_mels, n_labels, timbral_filters, temporal_filters, midend_filters,
+                  backend_units)
+    return net.eval(), musicnn_layers(timbral_filters, temporal_filters, midend_filters,
+                                      backend_units, n_labels, n_mels)
+
+
+# ----------------------------------------------------------------------------- VGG baseline
+class VggBlock(nn.Module):
+    """3×3 'same' conv -> ReLU -> BN -> max pool (kernel/stride given as (freq, time))."""
+
+    def __init__(self, in_channels: int, filters: int, pool: tuple[int, int],
+                 stride: tuple[int, int]) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, filters, kernel_size=3, padding=1)
+        self.relu = nn.ReLU()
+        self.bn = nn.BatchNorm2d(filters, eps=BN_EPS)
+        self.pool = nn.MaxPool2d(kernel_size=pool, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.bn(self.relu(self.conv(x))))
+
+
+# (freq, time) pool sizes and strides of musicnn's ``vgg`` (TF's are [time, freq]).
+_VGG_POOLS = [((1, 4), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)),
+              ((4, 4), (4, 4))]
+
+
+def _vgg_shapes(n_mels: int, n_frames: int) -> list[tuple[int, int]]:
+    shapes, f, t = [], n_mels, n_frames
+    for (pf, pt), (sf, st) in _VGG_POOLS:
+        f, t = (f - pf) // sf + 1, (t - pt) // st + 1
+        shapes.append((f, t))
+    return shapes
+
+
+class MusicnnVgg(nn.Module):
+    """musicnn's VGG baseline: input BN, 5 × (3×3 conv, ReLU, BN, max pool), dense.
+
+    (B, 1, 96, 187) -> logits (B, 50). Pooled maps: (128, 48, 92), (128, 24, 46),
+    (128, 12, 23), (128, 6, 11), (128, 1, 2); the dense layer reads the last one flattened
+    in torch order (C, F, T) (the converter permutes TF's (T, F, C) rows accordingly).
+    """
+
+    def __init__(self, n_mels: int = 96, n_frames: int = 187, n_labels: int = 50,
+                 filters: int = 128) -> None:
+        super().__init__()
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
+        chans = [1] + [filters] * 5
+        for i, (pool, stride) in enumerate(_VGG_POOLS, start=1):
+            self.add_module(f"block{i}", VggBlock(chans[i - 1], filters, pool, stride))
+        f, t = _vgg_shapes(n_mels, n_frames)[-1]
+        self.flatten = nn.Flatten()
+        self.output = nn.Linear(filters * f * t, n_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_bn(x)
+        for i in range(1, 6):
+            x = getattr(self, f"block{i}")(x)
+        return self.output(self.flatten(x))
+
+
+@register_family("musicnn_vgg")
+def build_vgg(*, n_mels: int = 96, n_frames: int = 187, n_labels: int = 50,
+              filters: int = 128) -> tuple[nn.Module, list[LayerInfo]]:
+    net = MusicnnVgg(n_mels, n_frames, n_labels, filters)
+    layers = [LayerInfo("input / batch norm", "input_bn", "input", "batchnorm",
+                        f"batch-normalised log-mel input (1, {n_mels}, T)")]
+    f, t = n_mels, n_frames
+    for i, (fp, tp) in enumerate(_vgg_shapes(n_mels, n_frames), start=1):
+        layers += [
+            LayerInfo(f"conv {i} / conv", f"block{i}.conv", "convolutions", "conv",
+                      f"{filters} kernels of 3x3 (pre-ReLU), ({filters}, {f}, {t})"),
+            LayerInfo(f"conv {i} / feature maps", f"block{i}.bn", "convolutions", "batchnorm",
+                      f"ReLU + batch norm, ({filters}, {f}, {t})"),
+            LayerInfo(f"conv {i} / pool", f"block{i}", "convolutions", "pool",
+                      f"max pool (musicnn's 'pool{i}'), ({filters}, {fp}, {tp})"),
+        ]
+        f, t = fp, tp
+    layers.append(LayerInfo("output", "output", "output", "output",
+                            f"logits ({n_labels},); sigmoid gives tag probabilities"))
+    return net.eval(), layers
