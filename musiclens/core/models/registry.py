@@ -157,14 +157,14 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 def load_weights(net: nn.Module, path: Path) -> None:
     """Load a safetensors file into ``net``, with one clear error if it doesn't fit."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))
     except FileNotFoundError:
         raise MusicLensError(f"weights file not found: {path}") from None
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise MusicLensError(f"{path} is not a readable safetensors file: {exc}") from None
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
