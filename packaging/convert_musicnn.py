@@ -187,7 +187,8 @@ def convert(wheel: Path, tf_python: str, out_root: Path) -> None:
                 state = map_vgg(dict(tf_vars))
                 architecture = {"family": "musicnn_vgg", "params": {
                     "n_mels": 96, "n_frames": 187, "n_labels": 50, "filters": 128}}
-            state = {k: np.ascontiguousarray(a) for k, a in sorted(state.items())}
+            # (np.ascontiguousarray would turn the 0-d num_batches_tracked into shape (1,))
+            state = {k: np.array(a, order="C", copy=True) for k, a in sorted(state.items())}
             dest = out_root / name
             dest.mkdir(parents=True, exist_ok=True)
             save_file(state, str(dest / "weights.safetensors"),
