@@ -114,7 +114,7 @@ class StftCNN(nn.Module):
         self.fc = nn.Linear(6, n_labels)
 
     def forward(self, x):
-        h = self.relu2(self.conv2(self.pool1(self.relu1(self.conv1(x)))))
+        h = self.relu2(self.conv2(self.pool1(self.relu1(self.conv1(4.0 * x)))))
         return self.fc(self.gap(h).flatten(1))
 
 

@@ -1,0 +1,215 @@
+"""Filter auralisation: hear what one filter responds to in a recording.
+
+A filter's activation map is resized to the input spectrogram and becomes a mask on the
+recording's own complex STFT, which is inverted with the *original phase* (iSTFT), so the
+result is a filtered version of the real recording, not a phase-less reconstruction:
+
+* STFT front ends (``stft``, ``stft_real``, ``magnitude``): the mask is already on the
+  linear-frequency STFT grid; ``STFT(audio) ⊙ mask → iSTFT``.
+* mel front ends (``logmel``, ``musicnn``): the mel-domain mask is mapped to linear
+  frequency with the mel filterbank's normalised transpose (each FFT bin takes the
+  weighted mean of the mask values of the mel bands that cover it, so an all-ones mask
+  stays all-ones and a band mask stays a band mask), then applied as above.
+* Griffin-Lim is used only when no recording (hence no phase) is given: masked features
+  are turned into audio by :func:`musiclens.core.inversion.features_to_audio`.
+
+Audio comes in and goes out at the file's own rate: it is resampled to the front end's
+rate for the analysis and the result is resampled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from musiclens.core.errors import ParameterError
+from musiclens.core.features import MEL_KINDS, FrontEnd, mel_basis, stft
+from musiclens.core.interpret._common import check_input, eval_mode
+from musiclens.core.interpret.hooks import as_map, capture, filter_map
+from musiclens.core.interpret.maps import normalise as normalise_maps
+from musiclens.core.interpret.maps import upsample
+from musiclens.core.inversion import features_to_audio, istft, to_power
+from musiclens.core.models.registry import LoadedModel
+
+
+@dataclass
+class Auralisation:
+    """audio : (B, samples) float32 at ``sample_rate`` (the input file's rate).
+    mask : (B, F, T) the mask at the front end's resolution (mel bands or STFT bins).
+    linear_mask : (B, n_fft//2+1, T) the mask actually applied to the STFT.
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    mask: torch.Tensor
+    linear_mask: torch.Tensor
+
+
+def mel_to_linear_weights(fe: FrontEnd, device: torch.device | str = "cpu",
+                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The mel filterbank's transpose, normalised so each FFT bin's row sums to 1.
+
+    Returns (n_fft//2+1, n_mels). FFT bins no mel band covers (outside [fmin, fmax])
+    take the value of the nearest band by centre frequency.
+    """
+    if fe.kind not in MEL_KINDS:
+        raise ParameterError(f"mel_to_linear_weights needs a mel front end, got {fe.kind!r}")
+    w = mel_basis(fe, device, torch.float64).T.clone()  # (F_lin, M)
+    sums = w.sum(1)
+    empty = sums <= 0
+    if bool(empty.any()):
+        centres = torch.as_tensor(fe.bin_frequencies(), dtype=torch.float64, device=w.device)
+        freqs = torch.arange(w.shape[0], dtype=torch.float64, device=w.device) * fe.sample_rate / fe.n_fft
+        nearest = (freqs[empty, None] - centres[None, :]).abs().argmin(1)
+        w[empty] = 0
+        w[empty.nonzero().squeeze(1), nearest] = 1.0
+        sums = w.sum(1)
+    return (w / sums[:, None]).to(dtype)
+
+
+def mask_to_linear(mask: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
+    """A mask on the front end's frequency axis (B, F, T) -> on the STFT bins (B, n_fft//2+1, T)."""
+    if mask.dim() != 3:
+        raise ParameterError(f"mask must be (B, F, T), got {tuple(mask.shape)}")
+    if mask.shape[1] != fe.n_bins:
+        raise ParameterError(f"mask has {mask.shape[1]} rows, the {fe.kind!r} front end has {fe.n_bins}")
+    if fe.kind in MEL_KINDS:
+        return torch.matmul(mel_to_linear_weights(fe, mask.device, mask.dtype), mask)
+    return mask
+
+
+def _to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd) -> tuple[torch.Tensor, int, int]:
+    """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate."""
+    from musiclens.core.audio import resample
+
+    arr = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    arr = np.atleast_2d(np.asarray(arr, dtype=np.float32))
+    if arr.ndim != 2 or arr.shape[-1] == 0:
+        raise ParameterError(f"audio must be (samples,) or (batch, samples), got {arr.shape}")
+    sr = int(sample_rate or fe.sample_rate)
+    n = arr.shape[-1]
+    if sr != fe.sample_rate:
+        arr = resample(arr, orig_sr=sr, target_sr=fe.sample_rate)
+    return torch.from_numpy(np.ascontiguousarray(arr)), sr, n
+
+
+def _from_fe_rate(y: torch.Tensor, sr: int, n: int, fe: FrontEnd) -> np.ndarray:
+    from musiclens.core.audio import resample
+
+    out = y.detach().cpu().numpy().astype(np.float32)
+    if sr != fe.sample_rate:
+        out = resample(out, orig_sr=fe.sample_rate, target_sr=sr)
+    if out.shape[-1] >= n:
+        return np.ascontiguousarray(out[..., :n])
+    return np.pad(out, [(0, 0), (0, n - out.shape[-1])])
+
+
+def apply_mask(
+    audio,
+    mask: torch.Tensor,
+    fe: FrontEnd,
+    *,
+    sample_rate: int | None = None,
+) -> Auralisation:
+    """Multiply the recording's complex STFT by ``mask`` and invert with its own phase.
+
+    Parameters
+    ----------
+    audio : (samples,) or (B, samples) at ``sample_rate`` (default: the front end's rate).
+    mask : (B, F, T) or (F, T) on the front end's grid (F mel bands or STFT bins, T frames
+        of the front end at its rate). Real, usually in [0, 1]; it is not normalised here.
+
+    Returns
+    -------
+    :class:`Auralisation` with audio (B, samples) at ``sample_rate``, same length as the input.
+    """
+    y, sr, n = _to_fe_rate(audio, sample_rate, fe)
+    spec = stft(y, fe)  # (B, F_lin, T)
+    if mask.dim() == 2:
+        mask = mask.unsqueeze(0)
+    mask = mask.to(spec.real.dtype)
+    if mask.shape[0] == 1 and spec.shape[0] > 1:
+        mask = mask.expand(spec.shape[0], -1, -1)
+    if mask.shape[0] != spec.shape[0] or mask.shape[-1] != spec.shape[-1]:
+        raise ParameterError(f"mask {tuple(mask.shape)} does not fit the recording's STFT: "
+                             f"need (B={spec.shape[0]}, F, T={spec.shape[-1]})")
+    lin = mask_to_linear(mask, fe)
+    out = istft(spec * lin, fe, length=y.shape[-1])
+    return Auralisation(_from_fe_rate(out, sr, n, fe), sr, mask, lin)
+
+
+def apply_mask_to_features(x: torch.Tensor, mask: torch.Tensor, fe: FrontEnd, *,
+                           n_iter: int = 32, length: int | None = None) -> torch.Tensor:
+    """No recording, no phase: mask the features themselves and invert them.
+
+    x : (B, C, F, T) front-end output; mask (B, F, T). STFT kinds are masked per channel and
+    inverted exactly (``stft``) or by Griffin-Lim; mel/magnitude kinds are masked in the
+    power domain, re-compressed, then Griffin-Lim. Returns audio (B, samples) at fe's rate.
+    """
+    if fe.kind in ("stft", "stft_real"):
+        masked = x * mask.unsqueeze(1)
+    else:
+        masked = fe.compress(to_power(x[:, 0], fe) * mask.clamp_min(0)).unsqueeze(1)
+    return features_to_audio(masked, fe, n_iter=n_iter, length=length)
+
+
+def filter_mask(
+    m: LoadedModel,
+    x: torch.Tensor,
+    *,
+    layer: str,
+    filter: int,
+    relu: bool = True,
+    normalise: bool = True,
+    mode: str = "bilinear",
+) -> torch.Tensor:
+    """One filter's activation, resized to the input: (B, C, F, T) -> mask (B, F, T).
+
+    ``relu`` keeps only positive activation (a mask must not flip the phase);
+    ``normalise`` scales each item's mask to a maximum of 1.
+    """
+    x = check_input(m, x)
+    with torch.no_grad(), eval_mode(m.net), capture(m, layer) as acts:
+        m.net(x)
+    a = filter_map(as_map(acts[layer]), filter)  # (B, F_l, T_l)
+    mask = upsample(a, x.shape[-2:], mode=mode)
+    if relu:
+        mask = mask.clamp_min(0)
+    if normalise:
+        mask = normalise_maps(mask, mode="max")
+    return mask
+
+
+def auralise_filter(
+    m: LoadedModel,
+    audio,
+    *,
+    layer: str,
+    filter: int,
+    sample_rate: int | None = None,
+    relu: bool = True,
+    normalise: bool = True,
+    mode: str = "bilinear",
+) -> Auralisation:
+    """Hear one filter: its activation on ``audio`` masks the recording's STFT.
+
+    Parameters
+    ----------
+    audio : (samples,) or (B, samples) float at ``sample_rate`` Hz (default: the model's).
+    layer, filter : which filter (``filter`` indexes the layer's channels).
+    relu, normalise, mode : see :func:`filter_mask`.
+
+    Returns
+    -------
+    :class:`Auralisation`: audio (B, samples) at ``sample_rate``, the same length as the input.
+    """
+    fe = m.front_end
+    y, sr, n = _to_fe_rate(audio, sample_rate, fe)
+    x = fe(y)
+    mask = filter_mask(m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode)
+    spec = stft(y, fe)
+    lin = mask_to_linear(mask, fe)
+    out = istft(spec * lin, fe, length=y.shape[-1])
+    return Auralisation(_from_fe_rate(out, sr, n, fe), sr, mask, lin)
