@@ -1,0 +1,233 @@
+"""Classification flip for MIDI: the smallest change to the notes that makes the model say ``to``.
+
+Input optimisation in the model's standardised feature space: a delta ``d`` (one value per
+note and feature) is learned with Adam to minimise::
+
+    cross_entropy(f(project(inverse(z + d))), to) + penalty · sum |d|
+
+where ``z`` are the standardised features of the piece's first N notes. The L1 penalty
+keeps the change small and sparse (few notes change). ``project`` makes the notes valid
+MIDI: integer pitches 0..127, non-negative steps, durations of at least one tick, times on
+the tick grid of the file that will be written. The projection is applied in the forward
+pass with straight-through gradients, and after every step the projected notes are
+re-classified exactly as they will be written, so a reported flip holds after rounding
+(not only in the continuous relaxation).
+
+It is a long job, so :func:`flip_steps` is a generator yielding :class:`FlipStep`; stop
+it whenever you like, each step carries the best result so far. :func:`flip` runs it to
+the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from musiclens.core.errors import ParameterError
+from musiclens.core.interpret.midi_saliency import rnn_grad_context
+from musiclens.core.midi import FEATURES, Notes, notes_from_features, quantise, replace_window
+
+
+@dataclass
+class FlipResult:
+    """Before/after of a flip. ``before``/``after`` are the model's window of notes."""
+
+    labels: list[str]
+    target: int
+    source: int  # class predicted before
+    before: Notes
+    after: Notes
+    probabilities_before: np.ndarray
+    probabilities_after: np.ndarray
+    changed: list[dict[str, Any]]
+    change: dict[str, float]
+    step: int
+
+    @property
+    def flipped(self) -> bool:
+        return int(np.argmax(self.probabilities_after)) == self.target
+
+    def full_notes(self, notes: Notes) -> Notes:
+        """The whole piece ``notes`` with its opening replaced by the flipped window."""
+        return replace_window(notes, self.after)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "target": self.labels[self.target],
+            "predicted_before": self.labels[self.source],
+            "predicted_after": self.labels[int(np.argmax(self.probabilities_after))],
+            "flipped": self.flipped,
+            "probabilities_before": {k: float(v) for k, v in zip(self.labels, self.probabilities_before)},
+            "probabilities_after": {k: float(v) for k, v in zip(self.labels, self.probabilities_after)},
+            "change": dict(self.change),
+            "changed_notes": list(self.changed),
+            "step": self.step,
+        }
+
+
+@dataclass
+class FlipStep:
+    step: int
+    steps: int
+    loss: float
+    target_probability: float  # of the projected (valid-MIDI) notes at this step
+    flipped: bool  # this step's projected notes are classified as the target
+    best: FlipResult | None = None  # smallest flipping change so far (or the closest attempt)
+    done: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _project_notes(model, x_cont: np.ndarray, template: Notes, k: int, min_ticks: int = 1) -> Notes:
+    """Continuous (k, 3) raw features -> valid notes on the tick grid, sorted as a reader sorts."""
+    return quantise(notes_from_features(x_cont[:k], template), min_ticks=min_ticks)
+
+
+def _changes(before: np.ndarray, after: np.ndarray, tick: float) -> tuple[list[dict], dict[str, float]]:
+    d = after - before
+    changed_rows = (np.abs(d[:, 0]) >= 0.5) | (np.abs(d[:, 1]) > tick / 2) | (np.abs(d[:, 2]) > tick / 2)
+    changed = []
+    for i in np.flatnonzero(changed_rows):
+        changed.append({"index": int(i),
+                        "before": {f: float(v) for f, v in zip(FEATURES, before[i])},
+                        "after": {f: float(v) for f, v in zip(FEATURES, after[i])},
+                        "delta": {f: float(v) for f, v in zip(FEATURES, d[i])}})
+        changed[-1]["before"]["pitch"] = int(before[i, 0])
+        changed[-1]["after"]["pitch"] = int(after[i, 0])
+    summary = {"notes_changed": int(changed_rows.sum()), "notes": int(len(before)),
+               "pitch_l1_semitones": float(np.abs(d[:, 0]).sum()),
+               "step_l1_seconds": float(np.abs(d[:, 1]).sum()),
+               "duration_l1_seconds": float(np.abs(d[:, 2]).sum()),
+               "pitches_changed": int((np.abs(d[:, 0]) >= 0.5).sum()),
+               "steps_changed": int((np.abs(d[:, 1]) > tick / 2).sum()),
+               "durations_changed": int((np.abs(d[:, 2]) > tick / 2).sum())}
+    return changed, summary
+
+
+def flip_steps(
+    model,
+    notes: Notes,
+    *,
+    to: str | int,
+    steps: int = 300,
+    lr: float = 0.05,
+    penalty: float = 0.02,
+    features: Sequence[str] = FEATURES,
+    min_probability: float = 0.0,
+    stop_when_flipped: bool = True,
+    extra_steps: int = 0,
+    seed: int = 0,
+) -> Iterator[FlipStep]:
+    """Learn a change to the first N notes of ``notes`` that makes ``model`` predict ``to``.
+
+    Parameters
+    ----------
+    model : a ``LoadedMidiModel``; ``notes`` : the piece, read with ``model.spec.read``.
+    to : target class (name or index).
+    steps : maximum optimisation steps. lr : Adam step size (standardised units).
+    penalty : weight of the L1 size of the change (standardised units).
+    features : which of ``("pitch", "step", "duration")`` may change.
+    min_probability : a flip also needs the target probability to reach this value.
+    stop_when_flipped : stop ``extra_steps`` steps after the first flip (the first flip
+        along the path is the smallest change found).
+
+    Yields
+    ------
+    :class:`FlipStep` per step; the last has ``done=True`` and ``best`` = the final
+    :class:`FlipResult` (the smallest flipping change seen, or, if none flipped, the
+    projected notes with the highest target probability).
+    """
+    target = model.label_index(to)
+    if steps < 1 or lr <= 0 or penalty < 0:
+        raise ParameterError("steps must be >= 1, lr > 0 and penalty >= 0")
+    bad = [f for f in features if f not in FEATURES]
+    if bad or not features:
+        raise ParameterError(f"features must be a non-empty subset of {FEATURES}, got {list(features)}")
+    spec = model.spec
+    net = model.net
+    device = model.device
+    feats, mask = spec.window(notes)
+    k = int(mask.sum())
+    window = notes.first(k)
+    tick = 60.0 / (notes.tempo * notes.resolution)
+    x0, m = model.tensors(feats, mask)
+    with torch.no_grad():
+        p_before = model.predict(x0, m)[0].cpu().numpy()
+        z0 = spec.transform(x0)
+    source = int(np.argmax(p_before))
+    fmask = torch.tensor([f in features for f in FEATURES], dtype=x0.dtype, device=device)
+    nmask = m[..., None].to(x0.dtype)
+    torch.manual_seed(seed)
+    delta = torch.zeros_like(z0, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=lr)
+    tgt = torch.tensor([target], device=device)
+    was_training = net.training
+    net.eval()
+    grad_flags = [p.requires_grad for p in net.parameters()]
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+    def result(after: Notes, probs: np.ndarray, step: int) -> FlipResult:
+        changed, summary = _changes(feats[:k].astype(np.float64), after.features().astype(np.float64), tick)
+        summary["l1_standardised"] = float((delta.detach() * fmask * nmask).abs().sum())
+        return FlipResult(list(model.labels), target, source, window, after, p_before, probs, changed,
+                          summary, step)
+
+    best: FlipResult | None = None
+    best_key = None
+    flipped_at = None
+    try:
+        for step in range(1, steps + 1):
+            with rnn_grad_context(device), torch.enable_grad():
+                z = z0 + delta * fmask * nmask
+                xc = spec.inverse(z)
+                pitch = xc[..., :1]
+                times = xc[..., 1:]
+                proj = torch.cat([pitch.round().clamp(0, 127),
+                                  torch.stack([times[..., 0].clamp_min(0),
+                                               times[..., 1].clamp_min(tick)], dim=-1)], dim=-1)
+                xp = xc + (proj - xc).detach()  # straight-through: forward sees valid MIDI
+                logits = net(torch.where(m[..., None], xp, x0), m)
+                ce = torch.nn.functional.cross_entropy(logits, tgt)
+                size = (delta * fmask * nmask).abs().sum()
+                loss = ce + penalty * size
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+            # exactly what will be written: valid, on the tick grid, sorted like a reader sorts
+            with torch.no_grad():
+                xc_now = spec.inverse(z0 + delta * fmask * nmask)[0].cpu().numpy()
+            after = _project_notes(model, xc_now, window, k)
+            fa, ma = spec.window(after)
+            xa, ma_t = model.tensors(fa, ma)
+            probs = model.predict(xa, ma_t)[0].cpu().numpy()
+            is_flip = int(np.argmax(probs)) == target and probs[target] >= min_probability
+            key = (is_flip, -float(size) if is_flip else float(probs[target]))
+            if best_key is None or (is_flip and not best_key[0]) or (is_flip == best_key[0] and (
+                    (is_flip and -float(size) > best_key[1]) or (not is_flip and float(probs[target]) > best_key[1]))):
+                best_key = key
+                best = result(after, probs, step)
+            if is_flip and flipped_at is None:
+                flipped_at = step
+            done = step == steps or (stop_when_flipped and flipped_at is not None
+                                     and step >= flipped_at + extra_steps)
+            yield FlipStep(step, steps, float(loss), float(probs[target]), bool(is_flip), best, done,
+                           {"cross_entropy": float(ce), "size": float(size)})
+            if done:
+                break
+    finally:
+        for p, flag in zip(net.parameters(), grad_flags):
+            p.requires_grad_(flag)
+        net.train(was_training)
+
+
+def flip(model, notes: Notes, *, to: str | int, **kw) -> FlipResult:
+    """Run :func:`flip_steps` to the end and return the final :class:`FlipResult`."""
+    last = None
+    for last in flip_steps(model, notes, to=to, **kw):
+        pass
+    assert last is not None and last.best is not None
+    return last.best
