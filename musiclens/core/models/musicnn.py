@@ -215,6 +215,8 @@ def musicnn_layers(timbral_filters: int = 204, temporal_filters: int = 51,
         layers += [
             LayerInfo(f"{me} / conv {i} / conv", f"mid_end.layer{i}.conv", me, "conv",
                       f"{midend_filters} kernels of 7 frames (pre-ReLU), ({midend_filters}, T)"),
+            LayerInfo(f"{me} / conv {i} / batch norm", f"mid_end.layer{i}.bn", me, "batchnorm",
+                      f"ReLU + batch norm, before any residual sum, ({midend_filters}, T)"),
             LayerInfo(f"{me} / conv {i}", f"mid_end.layer{i}", me, "block",
                       f"ReLU + batch norm{res}, ({midend_filters}, T)"),
         ]

@@ -1,0 +1,42 @@
+"""``musiclens kernels --model NAME [--json]``: kernel norms, batch-norm parameters, dead kernels."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MODEL = "MTT_musicnn"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "kernels", help="Frobenius norm of every conv kernel, batch-norm parameters, dead kernels")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--dead-tol", type=float, default=1e-3,
+                   help="a kernel is dead when its norm <= this × the layer's largest (default 1e-3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from musiclens.cli import print_json
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret.kernels import kernel_stats
+    from musiclens.core.models import registry
+
+    if not 0 <= args.dead_tol < 1:
+        raise ParameterError(f"--dead-tol must be in [0, 1), got {args.dead_tol}")
+    stats = kernel_stats(registry.load(args.model), dead_rel_tol=args.dead_tol)
+    if args.json:
+        print_json(stats)
+        return 0
+    print(f"{stats['model']}: {stats['totals']['dead']} of {stats['totals']['kernels']} conv "
+          f"kernels are dead (norm <= {args.dead_tol:g} × the layer's largest)")
+    for c in stats["conv"]:
+        print(f"  {c['layer']:<40} {str(tuple(c['kernel_shape'])):<18} dead {c['dead']:>3}/"
+              f"{c['kernel_shape'][0]:<4} norm max {c['max_norm']:.3f} median {c['median_norm']:.3f}")
+    for b in stats["batchnorm"]:
+        beta = [abs(v) for v in b["beta"]]
+        print(f"  {b['layer']:<40} batch norm ({len(beta)}): |beta| max {max(beta):.4f} "
+              f"mean {sum(beta) / len(beta):.4f}")
+    return 0

@@ -1,0 +1,43 @@
+"""``musiclens tag FILE --model NAME [--json]``: taggram (per 3 s patch) and top tags."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MODEL = "MTT_musicnn"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("tag", help="tag an audio file (taggram per patch and top tags)")
+    p.add_argument("file", help="an audio file (wav, flac, ogg, mp3, aiff)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--top", type=int, default=None,
+                   help="number of top tags to list (default: 10 in text, all in JSON)")
+    p.add_argument("--hop", type=int, default=None,
+                   help="frames between patch starts (default: the patch length, no overlap)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from musiclens.cli import print_json
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.models import registry
+    from musiclens.core.tagging import tag_file
+
+    if args.top is not None and args.top <= 0:
+        raise ParameterError(f"--top must be positive, got {args.top}")
+    if args.hop is not None and args.hop <= 0:
+        raise ParameterError(f"--hop must be a positive number of frames, got {args.hop}")
+    m = registry.load(args.model)
+    tg = tag_file(args.file, m, hop=args.hop)
+    if args.json:
+        print_json({"model": m.name, "file": str(args.file)} | tg.to_dict(top=args.top))
+        return 0
+    n = args.top or 10
+    print(f"{args.file}: {len(tg.probabilities)} patches of {tg.patch_seconds:.2f} s, "
+          f"{m.name}, top {n} tags (mean probability over patches):")
+    for tag, p in tg.top(n):
+        print(f"  {p:6.3f}  {tag}")
+    return 0
