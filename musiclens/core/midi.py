@@ -112,9 +112,9 @@ class Notes:
         programs = np.array([i.program for i in self.instruments], dtype=np.int16)
         return programs[self.instrument] if len(self) else np.zeros(0, dtype=np.int16)
 
-    def features(self) -> np.ndarray:
-        """``(N, 3)`` float32: ``[pitch, step (s), duration (s)]`` per note."""
-        return np.stack([self.pitch.astype(np.float64), self.step, self.duration], axis=1).astype(np.float32)
+    def features(self, dtype=np.float32) -> np.ndarray:
+        """``(N, 3)`` ``[pitch, step (s), duration (s)]`` per note (float32 unless ``dtype``)."""
+        return np.stack([self.pitch.astype(np.float64), self.step, self.duration], axis=1).astype(dtype)
 
     def select(self, index: np.ndarray | slice) -> "Notes":
         """A copy holding only the notes at ``index`` (boolean mask, indices or slice)."""
@@ -468,8 +468,8 @@ def piano_roll(
     for p, s, e, v in zip(notes.pitch, notes.start, notes.end, vals):
         if not lo <= p < hi:
             continue
-        a = int(np.floor(s * fs))
-        b = max(int(np.ceil(e * fs)), a + 1)
+        a = int(np.floor(s * fs + 1e-6))  # tolerate float error at frame boundaries
+        b = max(int(np.ceil(e * fs - 1e-6)), a + 1)
         if a >= n_frames:
             continue
         seg = roll[p - lo, a:min(b, n_frames)]
