@@ -19,6 +19,9 @@ from musiclens.core.models.registry import LayerInfo, LoadedModel
 
 SR = 8000
 
+# Tiny tensors: one thread is faster, and the machine's two cores are shared.
+torch.set_num_threads(1)
+
 
 def _wrap(name: str, net: nn.Module, fe: FrontEnd, layers: list[LayerInfo], n_labels: int,
           multilabel: bool = False, patch_frames: int = 32) -> LoadedModel:

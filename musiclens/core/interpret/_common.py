@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from musiclens.core.errors import ParameterError
+from musiclens.core.features import FrontEnd
 from musiclens.core.models.registry import LoadedModel
 
 #: A class or tag: its index in ``LoadedModel.labels`` or its name.
@@ -106,3 +108,30 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
     finally:
         for mod, flag in flags:
             mod.training = flag
+
+
+def to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd) -> tuple[torch.Tensor, int, int]:
+    """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate."""
+    from musiclens.core.audio import resample
+
+    arr = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    arr = np.atleast_2d(np.asarray(arr, dtype=np.float32))
+    if arr.ndim != 2 or arr.shape[-1] == 0:
+        raise ParameterError(f"audio must be (samples,) or (batch, samples), got {arr.shape}")
+    sr = int(sample_rate or fe.sample_rate)
+    n = arr.shape[-1]
+    if sr != fe.sample_rate:
+        arr = resample(arr, orig_sr=sr, target_sr=fe.sample_rate)
+    return torch.from_numpy(np.ascontiguousarray(arr)), sr, n
+
+
+def from_fe_rate(y: torch.Tensor, sr: int, n: int, fe: FrontEnd) -> np.ndarray:
+    """(B, samples) at fe's rate -> float32 numpy at ``sr``, trimmed/padded to ``n`` samples."""
+    from musiclens.core.audio import resample
+
+    out = y.detach().cpu().numpy().astype(np.float32)
+    if sr != fe.sample_rate:
+        out = resample(out, orig_sr=fe.sample_rate, target_sr=sr)
+    if out.shape[-1] >= n:
+        return np.ascontiguousarray(out[..., :n])
+    return np.pad(out, [(0, 0), (0, n - out.shape[-1])])

@@ -26,7 +26,7 @@ import torch
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import MEL_KINDS, FrontEnd, mel_basis, stft
-from musiclens.core.interpret._common import check_input, eval_mode
+from musiclens.core.interpret._common import check_input, eval_mode, from_fe_rate, to_fe_rate
 from musiclens.core.interpret.hooks import as_map, capture, filter_map
 from musiclens.core.interpret.maps import normalise as normalise_maps
 from musiclens.core.interpret.maps import upsample
@@ -80,32 +80,6 @@ def mask_to_linear(mask: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
     return mask
 
 
-def _to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd) -> tuple[torch.Tensor, int, int]:
-    """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate."""
-    from musiclens.core.audio import resample
-
-    arr = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    arr = np.atleast_2d(np.asarray(arr, dtype=np.float32))
-    if arr.ndim != 2 or arr.shape[-1] == 0:
-        raise ParameterError(f"audio must be (samples,) or (batch, samples), got {arr.shape}")
-    sr = int(sample_rate or fe.sample_rate)
-    n = arr.shape[-1]
-    if sr != fe.sample_rate:
-        arr = resample(arr, orig_sr=sr, target_sr=fe.sample_rate)
-    return torch.from_numpy(np.ascontiguousarray(arr)), sr, n
-
-
-def _from_fe_rate(y: torch.Tensor, sr: int, n: int, fe: FrontEnd) -> np.ndarray:
-    from musiclens.core.audio import resample
-
-    out = y.detach().cpu().numpy().astype(np.float32)
-    if sr != fe.sample_rate:
-        out = resample(out, orig_sr=fe.sample_rate, target_sr=sr)
-    if out.shape[-1] >= n:
-        return np.ascontiguousarray(out[..., :n])
-    return np.pad(out, [(0, 0), (0, n - out.shape[-1])])
-
-
 def apply_mask(
     audio,
     mask: torch.Tensor,
@@ -125,7 +99,7 @@ def apply_mask(
     -------
     :class:`Auralisation` with audio (B, samples) at ``sample_rate``, same length as the input.
     """
-    y, sr, n = _to_fe_rate(audio, sample_rate, fe)
+    y, sr, n = to_fe_rate(audio, sample_rate, fe)
     spec = stft(y, fe)  # (B, F_lin, T)
     if mask.dim() == 2:
         mask = mask.unsqueeze(0)
@@ -137,7 +111,7 @@ def apply_mask(
                              f"need (B={spec.shape[0]}, F, T={spec.shape[-1]})")
     lin = mask_to_linear(mask, fe)
     out = istft(spec * lin, fe, length=y.shape[-1])
-    return Auralisation(_from_fe_rate(out, sr, n, fe), sr, mask, lin)
+    return Auralisation(from_fe_rate(out, sr, n, fe), sr, mask, lin)
 
 
 def apply_mask_to_features(x: torch.Tensor, mask: torch.Tensor, fe: FrontEnd, *,
@@ -206,10 +180,10 @@ def auralise_filter(
     :class:`Auralisation`: audio (B, samples) at ``sample_rate``, the same length as the input.
     """
     fe = m.front_end
-    y, sr, n = _to_fe_rate(audio, sample_rate, fe)
+    y, sr, n = to_fe_rate(audio, sample_rate, fe)
     x = fe(y)
     mask = filter_mask(m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode)
     spec = stft(y, fe)
     lin = mask_to_linear(mask, fe)
     out = istft(spec * lin, fe, length=y.shape[-1])
-    return Auralisation(_from_fe_rate(out, sr, n, fe), sr, mask, lin)
+    return Auralisation(from_fe_rate(out, sr, n, fe), sr, mask, lin)

@@ -173,9 +173,10 @@ def auralise_deconv(
     audio : (samples,) or (B, samples) at ``sample_rate`` (default: the model's rate).
     Returns an :class:`musiclens.core.interpret.auralise.Auralisation` at ``sample_rate``.
     """
-    from musiclens.core.interpret.auralise import _to_fe_rate, apply_mask
+    from musiclens.core.interpret._common import to_fe_rate
+    from musiclens.core.interpret.auralise import apply_mask
 
     fe = m.front_end
-    y, sr, _ = _to_fe_rate(audio, sample_rate, fe)
+    y, sr, _ = to_fe_rate(audio, sample_rate, fe)
     d = deconv(m, fe(y), layer=layer, filter=filter, keep=keep, rule=rule)
     return apply_mask(audio, deconv_mask(d), fe, sample_rate=sr)
