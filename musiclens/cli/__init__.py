@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from musiclens import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "musiclens.cli.gui",
     "musiclens.cli.info",
     "musiclens.cli.spectrogram",
 )
@@ -55,9 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 0
+    if getattr(args, "func", None) is None:  # no sub-command: open the window
+        from musiclens.cli import gui
+
+        args = parser.parse_args(["gui", *(argv or [])]) if argv else argparse.Namespace(
+            file=None, model=None, demo=True, screenshot=None)
+        return gui.run(args)
     try:
         return int(args.func(args) or 0)
     except MusicLensError as exc:

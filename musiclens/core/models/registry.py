@@ -28,10 +28,12 @@ from torch import nn
 
 from musiclens.core.errors import MusicLensError
 from musiclens.core.features import FrontEnd
+from musiclens.core import resources as _resources
+from musiclens.core.resources import available, bundled_models_dir, resources_dir  # noqa: F401
 
 FORMAT = "musiclens-model/1"
 WEIGHTS_FILE = "weights.safetensors"
-META_FILE = "model.json"
+META_FILE = _resources.META_FILE
 
 # Modules that define families; imported lazily the first time a family is needed.
 FAMILY_MODULES: tuple[str, ...] = ("musiclens.core.models.musicnn",)
@@ -113,24 +115,6 @@ def _family(name: str):
             f"unknown model family {name!r}; known families: {', '.join(sorted(_FAMILIES))}"
         )
     return _FAMILIES[name]
-
-
-def resources_dir() -> Path:
-    """The folder of bundled resources (``$MUSICLENS_RESOURCES`` or the repo's ``resources/``)."""
-    env = os.environ.get("MUSICLENS_RESOURCES")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "resources"
-
-
-def bundled_models_dir() -> Path:
-    return resources_dir() / "models"
-
-
-def available() -> list[str]:
-    """Names of the bundled models (folders under ``resources/models``)."""
-    root = bundled_models_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
 
 
 def build(architecture: dict[str, Any]) -> tuple[nn.Module, list[LayerInfo]]:

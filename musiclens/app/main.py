@@ -1,0 +1,53 @@
+"""Start the desktop application: the window first, the heavy engine in the worker."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+T0 = time.perf_counter()
+
+
+def demo_path() -> Path:
+    from musiclens.core.resources import demo_recording
+
+    return demo_recording()
+
+
+def run(*, file: str | None = None, model: str | None = None, demo: bool = False,
+        screenshot: str | None = None, timeout_s: float = 300.0) -> int:
+    """Open the main window with ``model`` and ``file`` (the bundled demo by default).
+
+    ``screenshot``: wait until the first analysis has finished, save a PNG of the whole
+    window and quit (exit status 1 if an error or the timeout came first).
+    """
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("MusicLens")
+    app.setOrganizationName("MusicLens")
+    from musiclens.app.session import DEFAULT_MODEL
+    from musiclens.app.window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    shown_s = time.perf_counter() - T0
+    path = Path(file) if file else (demo_path() if demo or file is None else None)
+    QTimer.singleShot(0, lambda: window.start(model=model or DEFAULT_MODEL, path=path))
+    status = {"code": 0}
+    if screenshot:
+        def shoot(code: int) -> None:
+            window.grab().save(screenshot)
+            print(f"window shown after {shown_s:.2f} s, analysed after "
+                  f"{time.perf_counter() - T0:.2f} s; screenshot {screenshot}", file=sys.stderr)
+            status["code"] = code
+            window.close()
+            app.quit()
+
+        window.ready.connect(lambda: QTimer.singleShot(500, lambda: shoot(0)))
+        window.session.error.connect(lambda m: QTimer.singleShot(200, lambda: shoot(1)))
+        QTimer.singleShot(int(timeout_s * 1000), lambda: shoot(1))
+    code = app.exec()
+    return status["code"] or code

@@ -1,0 +1,325 @@
+"""The session: what is open (a recording, a model) and every analysis of it.
+
+Panels ask the session; the session runs the work on the :class:`Worker` thread through
+``musiclens.core`` and announces results with signals. Nothing here touches torch on the
+GUI thread: heavy modules are imported inside jobs, so the window shows before they load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from musiclens.app.worker import Job, JobContext, Progress, Worker
+
+DEFAULT_MODEL = "MSD_musicnn"
+
+
+@dataclass
+class ModelSummary:
+    """What the GUI needs of a model, plain Python (no torch)."""
+
+    name: str
+    labels: list[str]
+    multilabel: bool
+    layers: list[tuple[str, str, str]]  # (readable name, group, kind)
+    patch_seconds: float
+    front_end_kind: str
+    sample_rate: int
+    source: str = ""
+
+
+@dataclass
+class Recording:
+    """An opened recording as the model sees it."""
+
+    path: Path
+    audio: np.ndarray  # (samples,) float32 mono at the model's rate
+    sample_rate: int
+    display: np.ndarray  # (F, T) what the spectrogram viewer draws (dB or log-compressed)
+    bin_hz: np.ndarray  # (F,) centre frequency of each row
+    duration_s: float
+    caption: str = ""
+
+
+@dataclass
+class Analysis:
+    """Whole-file predictions: per-patch probabilities and the file's ranking."""
+
+    labels: list[str]
+    probabilities: np.ndarray  # (P, L)
+    patch_starts_s: np.ndarray  # (P,)
+    patch_seconds: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class LayerMaps:
+    """Per-filter activation maps of one layer for one patch."""
+
+    layer: str
+    patch: int
+    start_s: float
+    maps: np.ndarray  # (K, F_l, T_l)
+    energy: np.ndarray  # (K,) mean square
+
+
+@dataclass
+class Heard:
+    """Audio made from a filter (auralisation or deconvolution) and the mask behind it."""
+
+    label: str
+    audio: np.ndarray  # (samples,) float32
+    sample_rate: int
+    mask: np.ndarray  # (F, T) over [start_s, end_s]
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class Attribution:
+    """A map over the front end's bins and time (F, T_total) for one method and target."""
+
+    method: str
+    target: str
+    layer: str | None
+    values: np.ndarray
+    start_s: float
+    end_s: float
+    signed: bool
+    note: str = ""
+
+
+class Session(QObject):
+    model_changed = Signal(object)  # ModelSummary
+    recording_changed = Signal(object)  # Recording
+    analysis_ready = Signal(object)  # Analysis
+    status = Signal(str)
+    error = Signal(str)
+    progress = Signal(object)  # Progress of the running job
+
+    def __init__(self, worker: Worker, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        self.model = None  # LoadedModel, touched only in jobs (worker thread)
+        self.summary: ModelSummary | None = None
+        self.recording: Recording | None = None
+        self.analysis: Analysis | None = None
+        self._path: Path | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def submit(self, name: str, fn: Callable[[JobContext], Any], on_result: Callable[[Any], None],
+               *, on_progress: Callable[[Progress], None] | None = None,
+               on_error: Callable[[str], None] | None = None) -> Job:
+        """Run ``fn`` in the worker; results and errors come back on the GUI thread."""
+        def failed(message: str) -> None:
+            self.error.emit(f"{name}: {message}")
+            if on_error:
+                on_error(message)
+
+        def progressed(p: Progress) -> None:
+            self.progress.emit(p)
+            if on_progress:
+                on_progress(p)
+
+        return self.worker.run(name, fn, on_result=on_result, on_error=failed, on_progress=progressed)
+
+    # ------------------------------------------------------------------ model
+    def load_model(self, name_or_dir: str, *, then: Callable[[], None] | None = None) -> Job:
+        def work(ctx: JobContext):
+            ctx.progress(None, "loading PyTorch")
+            import torch  # noqa: F401  (the heavy import happens here, off the GUI thread)
+
+            from musiclens.core.models import registry
+
+            ctx.progress(None, f"loading model {name_or_dir}")
+            model = registry.load(name_or_dir)
+            self.model = model
+            return summarise(model)
+
+        def done(summary: ModelSummary) -> None:
+            self.summary = summary
+            self.model_changed.emit(summary)
+            self.status.emit(f"model {summary.name} ready ({len(summary.labels)} labels)")
+            if self._path is not None:
+                self.open(self._path)
+            if then:
+                then()
+
+        return self.submit(f"load model {name_or_dir}", work, done)
+
+    # ------------------------------------------------------------------ recording
+    def open(self, path: str | Path) -> Job:
+        """Read a recording at the model's rate, draw it, then predict."""
+        path = Path(path)
+
+        def work(ctx: JobContext):
+            from musiclens.core import audio
+
+            model = self._require_model()
+            fe = model.front_end
+            ctx.progress(None, f"reading {path.name}")
+            y, sr = audio.load(path, sr=fe.sample_rate)
+            ctx.progress(None, "computing the front end")
+            return make_recording(path, y, sr, model)
+
+        def done(rec: Recording) -> None:
+            self._path = path
+            self.recording = rec
+            self.analysis = None
+            self.recording_changed.emit(rec)
+            self.status.emit(f"opened {path.name}: {rec.duration_s:.1f} s")
+            self.analyse()
+
+        return self.submit(f"open {path.name}", work, done)
+
+    def analyse(self) -> Job:
+        rec = self.recording
+
+        def work(ctx: JobContext):
+            from musiclens.core.tagging import taggram
+
+            model = self._require_model()
+            ctx.progress(None, "predicting")
+            tg = taggram(model, rec.audio)
+            return Analysis(tg.labels, tg.probabilities, tg.patch_starts_s, tg.patch_seconds, tg.top())
+
+        def done(result: Analysis) -> None:
+            self.analysis = result
+            self.analysis_ready.emit(result)
+            best = ", ".join(f"{t} {p:.2f}" for t, p in result.top[:3])
+            self.status.emit(f"analysed {rec.path.name}: {best}")
+
+        return self.submit("predict", work, done)
+
+    # ------------------------------------------------------------------ looking inside
+    def layer_maps(self, layer: str, patch: int, on_result: Callable[[LayerMaps], None]) -> Job:
+        """Per-filter activation maps of ``layer`` on one patch."""
+        audio, start = self.patch_audio(patch)
+
+        def work(ctx: JobContext) -> LayerMaps:
+            import torch
+
+            from musiclens.core.interpret.hooks import activations, as_map
+
+            model = self._require_model()
+            x = model.front_end(torch.from_numpy(audio)[None])[..., : model.patch_frames]
+            act = as_map(activations(model, x, layer)[layer])[0]  # (K, F_l, T_l)
+            maps = act.float().numpy()
+            return LayerMaps(layer, patch, start, maps, (maps ** 2).mean(axis=(1, 2)))
+
+        return self.submit(f"activations of {layer}", work, on_result)
+
+    def hear_filter(self, layer: str, k: int, patch: int, how: str,
+                    on_result: Callable[["Heard"], None]) -> Job:
+        """Auralise (``how="activation"``) or deconvolve (``"deconv"``) filter ``k`` on a patch."""
+        audio, start = self.patch_audio(patch)
+
+        def work(ctx: JobContext) -> Heard:
+            from musiclens.core.interpret.auralise import auralise_filter
+            from musiclens.core.interpret.deconv import auralise_deconv
+
+            model = self._require_model()
+            run = auralise_filter if how == "activation" else auralise_deconv
+            result = run(model, audio, layer=layer, filter=k)
+            return Heard(f"{layer} #{k} ({how})", result.audio[0], result.sample_rate,
+                         result.mask[0].float().numpy(), start, start + len(audio) / result.sample_rate)
+
+        return self.submit(f"{how} of {layer} #{k}", work, on_result)
+
+    def attribution(self, method: str, target: str, layer: str | None,
+                    on_result: Callable[["Attribution"], None]) -> Job:
+        """A CAM-family or saliency map over every analysed patch, joined along time."""
+        rec, summary = self.recording, self.summary
+
+        def work(ctx: JobContext) -> Attribution:
+            import torch
+
+            from musiclens.core.interpret import cam, saliency
+            from musiclens.core.interpret.maps import upsample
+            from musiclens.core.tagging import audio_to_patches
+
+            model = self._require_model()
+            patches = audio_to_patches(model, rec.audio)  # (P, C, F, L)
+            maps, completeness = [], []
+            for i in range(len(patches)):
+                ctx.progress(i / len(patches), f"{method} for {target}: patch {i + 1}/{len(patches)}")
+                x = patches[i:i + 1]
+                if method in ("cam", "gradcam", "gradcam++"):
+                    fn = {"cam": cam.cam, "gradcam": cam.grad_cam, "gradcam++": cam.grad_cam_pp}[method]
+                    m = upsample(fn(model, x, target=target, layer=layer), x.shape[-2:])
+                elif method == "grad":
+                    m = saliency.gradient(model, x, target=target).abs().amax(dim=1)
+                elif method == "smoothgrad":
+                    m = saliency.smoothgrad(model, x, target=target, n_samples=16).abs().amax(dim=1)
+                else:
+                    ig = saliency.integrated_gradients(model, x, target=target, steps=24)
+                    m = ig.attributions.sum(dim=1)
+                    completeness.append(float(ig.completeness_error.abs().max()))
+                maps.append(m[0].detach().float())
+            joined = torch.cat(maps, dim=-1).numpy()
+            note = f"; IG completeness error ≤ {max(completeness):.3g}" if completeness else ""
+            return Attribution(method, target, layer, joined, 0.0, len(patches) * summary.patch_seconds,
+                               signed=method in ("cam", "gradcam", "gradcam++", "ig"), note=note)
+
+        return self.submit(f"{method} for {target}", work, on_result)
+
+    # ------------------------------------------------------------------ helpers for panels
+    def patch_at(self, seconds: float) -> int:
+        """Index of the patch that contains ``seconds`` (clamped to the analysed patches)."""
+        if self.analysis is None or not len(self.analysis.patch_starts_s):
+            return 0
+        i = int(np.searchsorted(self.analysis.patch_starts_s, seconds, side="right") - 1)
+        return int(np.clip(i, 0, len(self.analysis.patch_starts_s) - 1))
+
+    def patch_audio(self, patch: int) -> tuple[np.ndarray, float]:
+        """(samples,) of one patch at the model's rate, and its start in seconds."""
+        rec, s = self.recording, self.summary
+        start = patch * s.patch_seconds
+        a = int(round(start * rec.sample_rate))
+        b = a + int(round(s.patch_seconds * rec.sample_rate))
+        return rec.audio[a:b], start
+
+    def _require_model(self):
+        if self.model is None:
+            from musiclens.core.errors import MusicLensError
+
+            raise MusicLensError("no model is loaded yet")
+        return self.model
+
+
+# ---------------------------------------------------------------------- pure helpers
+def summarise(model) -> ModelSummary:
+    fe = model.front_end
+    return ModelSummary(
+        name=model.name,
+        labels=list(model.labels),
+        multilabel=model.multilabel,
+        layers=[(info.name, info.group, info.kind) for info in model.layers.values()],
+        patch_seconds=model.patch_frames * fe.hop / fe.sample_rate,
+        front_end_kind=fe.kind,
+        sample_rate=fe.sample_rate,
+        source=str(model.source or ""),
+    )
+
+
+def make_recording(path: Path, y: np.ndarray, sr: int, model) -> Recording:
+    """Front end of the whole file, in chunks, reduced to one (F, T) image for display."""
+    import torch
+
+    fe = model.front_end
+    with torch.no_grad():
+        x = fe(torch.from_numpy(y)[None])[0]  # (C, F, T)
+    if fe.kind == "stft":  # show the magnitude of the two channels, in dB
+        power = x[0] ** 2 + x[1] ** 2
+        display = (10 * torch.log10(power.clamp_min(1e-10))).numpy()
+        caption = f"{fe.kind} front end (|STFT|² in dB)"
+    else:
+        display = x[0].numpy()
+        caption = f"{fe.kind} front end, {fe.sample_rate} Hz"
+    return Recording(path, y, sr, display.astype(np.float32), fe.bin_frequencies(),
+                     len(y) / sr, caption)

@@ -1,0 +1,386 @@
+"""The main window: menus, model picker, transport, dock panels, status bar."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+    QProgressBar, QPushButton, QToolBar, QWidget,
+)
+
+from musiclens import __version__
+from musiclens.app.player import Player
+from musiclens.app.session import DEFAULT_MODEL, Analysis, ModelSummary, Recording, Session
+from musiclens.app.worker import Progress, Worker
+
+AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff);;All files (*)"
+MAX_RECENT = 10
+
+
+def settings() -> QSettings:
+    """Our settings; ``$MUSICLENS_SETTINGS`` points them at an INI file (tests, portable use)."""
+    path = os.environ.get("MUSICLENS_SETTINGS")
+    if path:
+        return QSettings(path, QSettings.IniFormat)
+    return QSettings("MusicLens", "MusicLens")
+
+
+class MainWindow(QMainWindow):
+    ready = Signal()  # the first model is loaded and the first recording analysed
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("MusicLens")
+        self.resize(1500, 900)
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.worker = Worker(threads=1, parent=self)
+        self.session = Session(self.worker, self)
+        self.player = Player(self)
+        self.docks: dict[str, QDockWidget] = {}
+        self._build_status_bar()
+        self._build_panels()
+        self._build_toolbar()
+        self._build_menus()
+        self._connect()
+        self._restore_layout()
+
+    # ------------------------------------------------------------------ construction
+    def _build_panels(self) -> None:
+        from musiclens.app.panels.predictions import PredictionsPanel
+        from musiclens.app.panels.spectrogram import SpectrogramView
+
+        from musiclens.app.panels.attribution import AttributionPanel
+        from musiclens.app.panels.layers import LayersPanel
+
+        self.spectrogram = SpectrogramView()
+        self.predictions = PredictionsPanel()
+        self.layers = LayersPanel()
+        self.attribution = AttributionPanel()
+        spec = self.add_dock("Spectrogram", self.spectrogram, Qt.RightDockWidgetArea)
+        layers = self.add_dock("Layers and filters", self.layers, Qt.RightDockWidgetArea)
+        self.splitDockWidget(spec, layers, Qt.Vertical)
+        preds = self.add_dock("Predictions", self.predictions, Qt.RightDockWidgetArea)
+        self.splitDockWidget(spec, preds, Qt.Horizontal)
+        cam = self.add_dock("CAM and saliency", self.attribution, Qt.RightDockWidgetArea)
+        self.splitDockWidget(layers, cam, Qt.Horizontal)
+        self.resizeDocks([spec, preds], [1000, 480], Qt.Horizontal)
+        self.resizeDocks([spec, layers], [420, 430], Qt.Vertical)
+
+    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")  # for saveState
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
+                         | QDockWidget.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        self.docks[title] = dock
+        return dock
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("toolbar-main")
+        self.addToolBar(bar)
+        bar.addWidget(QLabel(" Model "))
+        self.model_picker = QComboBox()
+        self.model_picker.setMinimumWidth(180)
+        self.model_picker.setToolTip("Bundled models, models you trained and model folders you opened")
+        bar.addWidget(self.model_picker)
+        bar.addSeparator()
+        self.play_button = QPushButton("▶ Play")
+        self.play_button.setToolTip("Play / pause (Space)")
+        self.play_button.clicked.connect(self.toggle_play)
+        bar.addWidget(self.play_button)
+        self.time_label = QLabel(" 00:00.0 / 00:00.0 ")
+        bar.addWidget(self.time_label)
+        self.playing_label = QLabel("")
+        bar.addWidget(self.playing_label)
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        file = menu.addMenu("&File")
+        self._action(file, "&Open…", self.open_dialog, QKeySequence.Open)
+        self.recent_menu = file.addMenu("Open &Recent")
+        file.addSeparator()
+        self._action(file, "Export spectrogram as &PNG…", self.export_spectrogram_png)
+        self._action(file, "Export what plays as &WAV…", self.export_playing_wav)
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence.Quit)
+        self.view_menu = menu.addMenu("&View")
+        for title, dock in self.docks.items():
+            self.view_menu.addAction(dock.toggleViewAction())
+        self.view_menu.addSeparator()
+        self._action(self.view_menu, "Reset layout", self.reset_layout)
+        model = menu.addMenu("&Model")
+        self._action(model, "Open model &folder…", self.open_model_dialog)
+        analysis = menu.addMenu("&Analysis")
+        self._action(analysis, "&Predict again", lambda: self.session.recording and self.session.analyse())
+        self._action(analysis, "&Cancel running jobs", self.worker.cancel_all)
+        help_menu = menu.addMenu("&Help")
+        self._action(help_menu, "&About MusicLens", self.about)
+        self._refresh_recent()
+        QShortcut(QKeySequence(Qt.Key_Space), self, activated=self.toggle_play)
+
+    def _action(self, menu, text, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.busy_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(lambda: self.worker.cancel_all())
+        bar.addPermanentWidget(self.busy_label)
+        bar.addPermanentWidget(self.progress_bar)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _connect(self) -> None:
+        s = self.session
+        s.status.connect(lambda m: self.statusBar().showMessage(m, 15000))
+        s.error.connect(self.show_error)
+        s.progress.connect(self._on_progress)
+        s.model_changed.connect(self._on_model)
+        s.recording_changed.connect(self._on_recording)
+        s.analysis_ready.connect(self._on_analysis)
+        self.worker.busy_changed.connect(self._on_busy)
+        self.player.position_changed.connect(self._on_position)
+        self.player.state_changed.connect(
+            lambda playing: self.play_button.setText("❚❚ Pause" if playing else "▶ Play"))
+        self.player.error.connect(self.show_error)
+        self.spectrogram.seek_requested.connect(self.seek)
+        self.layers.layer_selected.connect(self._layer_selected)
+        self.layers.filter_activated.connect(self._hear_filter)
+        self.attribution.requested.connect(
+            lambda method, target, layer: s.attribution(method, target, layer, self._show_attribution))
+        self.attribution.cleared.connect(self.spectrogram.clear_overlay)
+        self.model_picker.activated.connect(self._picked_model)
+
+    # ------------------------------------------------------------------ state
+    def start(self, *, model: str = DEFAULT_MODEL, path: str | Path | None = None) -> None:
+        """Load ``model`` in the worker, then open ``path`` (the demo by default)."""
+        self._populate_models(model)
+        self._first_run = True
+        self.session.load_model(model, then=lambda: self.open_file(path) if path else None)
+
+    def open_file(self, path: str | Path) -> None:
+        path = Path(path)
+        self.session.open(path)
+        self._remember(path)
+
+    def _on_model(self, summary: ModelSummary) -> None:
+        self.setWindowTitle(f"MusicLens — {summary.name}")
+        self.layers.set_model(summary)
+        self.attribution.set_model(summary)
+        i = self.model_picker.findData(summary.source) if summary.source else -1
+        if i < 0:
+            self.model_picker.addItem(summary.name, summary.source or summary.name)
+            i = self.model_picker.count() - 1
+        self.model_picker.setCurrentIndex(i)
+
+    def _on_recording(self, rec: Recording) -> None:
+        self.spectrogram.set_spectrogram(rec.display, rec.duration_s, rec.bin_hz,
+                                         f"{rec.path.name} · {rec.caption}")
+        self.predictions.clear()
+        self.player.load(rec.audio, rec.sample_rate, label=rec.path.name)
+        self.playing_label.setText(f" {rec.path.name} ")
+        self._on_position(0.0)
+
+    def _on_analysis(self, analysis: Analysis) -> None:
+        self.predictions.set_analysis(analysis)
+        self.attribution.set_analysis(analysis)
+        if self.layers.selected_layer():
+            self._layer_selected(self.layers.selected_layer())
+        self.ready.emit()
+
+    # ------------------------------------------------------------------ looking inside
+    def current_patch(self) -> int:
+        return self.session.patch_at(self.spectrogram.playhead.value())
+
+    def _layer_selected(self, layer: str) -> None:
+        if self.session.analysis is not None:
+            self.session.layer_maps(layer, self.current_patch(), self.layers.set_maps)
+
+    def _hear_filter(self, layer: str, k: int, how: str) -> None:
+        self.session.hear_filter(layer, k, self.current_patch(), how, self._play_heard)
+
+    def _play_heard(self, heard) -> None:
+        self.spectrogram.set_overlay(heard.mask, start_s=heard.start_s, end_s=heard.end_s,
+                                     caption=f"overlay: {heard.label}")
+        self.last_heard = heard
+        self.play(heard.audio, heard.sample_rate, heard.label, offset_s=heard.start_s)
+
+    def _show_attribution(self, result) -> None:
+        self.attribution.set_result(result)
+        self.spectrogram.set_overlay(result.values, start_s=result.start_s, end_s=result.end_s,
+                                     symmetric=result.signed,
+                                     caption=f"overlay: {result.method} for {result.target}")
+
+    def _on_busy(self, busy: bool, name: str) -> None:
+        self.busy_label.setText(f"⏳ {name}" if busy else "")
+        self.progress_bar.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress_bar.setRange(0, 0)  # indeterminate until a job reports a fraction
+
+    def _on_progress(self, p: Progress) -> None:
+        if p.fraction is None:
+            self.progress_bar.setRange(0, 0)
+        else:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * p.fraction))
+        if p.message:
+            self.busy_label.setText(f"⏳ {p.message}")
+
+    def show_error(self, message: str) -> None:
+        self.statusBar().showMessage(f"⚠ {message}", 30000)
+        self.last_error = message
+
+    # ------------------------------------------------------------------ playback
+    def toggle_play(self) -> None:
+        self.player.toggle()
+
+    def seek(self, seconds: float) -> None:
+        rec = self.session.recording
+        if rec is not None and self.player.label != rec.path.name:
+            self.player.load(rec.audio, rec.sample_rate, label=rec.path.name)
+            self.playing_label.setText(f" {rec.path.name} ")
+        self.player.seek(seconds)
+
+    def play(self, audio, sr: int, label: str, *, offset_s: float = 0.0) -> None:
+        """Play any audio (an auralisation, a dream) with the playhead at ``offset_s`` + t."""
+        self._play_offset = offset_s
+        self.playing_label.setText(f" {label} ")
+        self.player.play(audio, sr, label=label)
+
+    def _on_position(self, seconds: float) -> None:
+        rec = self.session.recording
+        offset = getattr(self, "_play_offset", 0.0) if rec is None or self.player.label != rec.path.name else 0.0
+        t = seconds + offset
+        self.spectrogram.set_playhead(t)
+        self.predictions.set_playhead(t)
+        total = rec.duration_s if rec else 0.0
+        self.time_label.setText(f" {_mmss(t)} / {_mmss(total)} ")
+
+    # ------------------------------------------------------------------ files
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a recording", "", AUDIO_FILTER)
+        if path:
+            self.open_file(path)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_file(urls[0])
+            event.acceptProposedAction()
+
+    def _remember(self, path: Path) -> None:
+        st = settings()
+        recent = [p for p in (st.value("recent", []) or []) if p != str(path)]
+        st.setValue("recent", ([str(path)] + recent)[:MAX_RECENT])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = settings().value("recent", []) or []
+        if isinstance(recent, str):
+            recent = [recent]
+        for p in recent:
+            self.recent_menu.addAction(p, lambda p=p: self.open_file(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def export_spectrogram_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export spectrogram", "spectrogram.png", "PNG (*.png)")
+        if path:
+            self.spectrogram.plot.grab().save(path)
+            self.statusBar().showMessage(f"saved {path}", 10000)
+
+    def export_playing_wav(self) -> None:
+        import soundfile as sf
+
+        if not len(self.player._buffer):
+            self.show_error("nothing to export: open a recording or auralise a filter first")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export audio", "musiclens.wav", "WAV (*.wav)")
+        if path:
+            sf.write(path, self.player._buffer, self.player.rate, subtype="FLOAT")
+            self.statusBar().showMessage(f"saved {path}", 10000)
+
+    # ------------------------------------------------------------------ models
+    def _populate_models(self, current: str) -> None:
+        from musiclens.core.resources import available
+
+        self.model_picker.clear()
+        for name in available():
+            self.model_picker.addItem(name, name)
+        for folder in settings().value("model_folders", []) or []:
+            self.model_picker.addItem(Path(folder).name, folder)
+        i = self.model_picker.findData(current)
+        if i >= 0:
+            self.model_picker.setCurrentIndex(i)
+
+    def _picked_model(self, index: int) -> None:
+        name = self.model_picker.itemData(index)
+        if name and (self.session.summary is None or name not in (self.session.summary.name,
+                                                                    self.session.summary.source)):
+            self.session.load_model(name)
+
+    def open_model_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a model folder (weights.safetensors + model.json)")
+        if folder:
+            st = settings()
+            folders = [f for f in (st.value("model_folders", []) or []) if f != folder]
+            st.setValue("model_folders", [folder] + folders)
+            self.session.load_model(folder)
+
+    # ------------------------------------------------------------------ layout
+    def _restore_layout(self) -> None:
+        st = settings()
+        self._default_state = self.saveState()
+        geometry, state = st.value("geometry"), st.value("window_state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_layout(self) -> None:
+        st = settings()
+        st.setValue("geometry", self.saveGeometry())
+        st.setValue("window_state", self.saveState())
+        st.sync()
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+        for dock in self.docks.values():
+            dock.show()
+
+    def about(self) -> None:
+        QMessageBox.about(self, "About MusicLens", f"MusicLens {__version__}\n\n"
+                          "See, hear and edit what neural networks do with music.")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.save_layout()
+        self.player.close()
+        self.worker.shutdown()
+        super().closeEvent(event)
+
+
+def _mmss(seconds: float) -> str:
+    m, s = divmod(max(0.0, seconds), 60)
+    return f"{int(m):02d}:{s:04.1f}"

@@ -1,0 +1,220 @@
+"""One background thread that runs every torch job, so the GUI thread never blocks.
+
+A job is a plain callable ``fn(ctx) -> result`` run in the worker thread. Long jobs call
+``ctx.progress(fraction, message, payload)`` as they go and check ``ctx.cancelled`` (or
+call ``ctx.check()``, which raises :class:`Cancelled`); generator-style engine code is
+driven with :meth:`JobContext.drive`. Results, progress and errors come back to the GUI
+thread as Qt signals of the :class:`Job` object (napari's generator-worker pattern).
+Jobs run one at a time, in submission order.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+
+class Cancelled(Exception):
+    """Raised inside a job when the user cancelled it."""
+
+
+@dataclass
+class Progress:
+    fraction: float | None  # 0..1, or None when unknown
+    message: str
+    payload: Any = None  # e.g. an intermediate result to preview
+
+
+class JobContext:
+    """Handed to a job function: report progress, honour cancellation."""
+
+    def __init__(self, job: "Job") -> None:
+        self._job = job
+
+    @property
+    def cancelled(self) -> bool:
+        return self._job._cancel.is_set()
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise Cancelled()
+
+    def progress(self, fraction: float | None, message: str = "", payload: Any = None) -> None:
+        self.check()
+        self._job._post("progress", Progress(fraction, message, payload))
+
+    def drive(self, steps: Iterable[Any], describe: Callable[[Any], Progress]) -> Any:
+        """Run an engine generator to its end (or until cancelled); returns the last step."""
+        last = None
+        iterator = iter(steps)
+        try:
+            for last in iterator:
+                p = describe(last)
+                self.progress(p.fraction, p.message, p.payload)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        return last
+
+
+class Job(QObject):
+    """A unit of work for the worker; connect to its signals before submitting."""
+
+    progressed = Signal(object)  # Progress
+    succeeded = Signal(object)  # the function's result
+    failed = Signal(str)  # one readable message
+    cancelled = Signal()
+    finished = Signal()  # after any of the three above
+
+    def __init__(self, name: str, fn: Callable[[JobContext], Any]) -> None:
+        super().__init__()
+        self.name = name
+        self.fn = fn
+        self._cancel = threading.Event()
+        self.started_at: float | None = None
+        self.elapsed_s: float | None = None
+
+        self._post: Callable[[str, Any], None] = lambda kind, payload: None  # set by Worker
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+def readable_error(exc: BaseException) -> str:
+    """One line for the status bar: our own errors as they are, others with their type."""
+    from musiclens.core.errors import MusicLensError
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MusicLensError):
+        return text
+    if isinstance(exc, MemoryError):
+        return "out of memory: try a shorter selection or a smaller model"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Runner(QThread):
+    # Emitted in the worker thread, received by Worker._dispatch in the GUI thread (queued),
+    # so every Job signal fires in the GUI thread whatever its slots are.
+    event = Signal(object, str, object)  # job, kind, payload
+
+    def __init__(self, jobs: "queue.Queue[Job | None]", threads: int) -> None:
+        super().__init__()
+        self._jobs = jobs
+        self._threads = threads
+        self.current: Job | None = None
+
+    def run(self) -> None:  # worker thread
+        try:
+            import torch
+
+            torch.set_num_threads(self._threads)
+        except Exception:  # torch missing is reported by the first job that needs it
+            pass
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self.current = job
+            job.started_at = time.perf_counter()
+            try:
+                if job.is_cancelled:
+                    raise Cancelled()
+                result = job.fn(JobContext(job))
+                if job.is_cancelled:
+                    raise Cancelled()
+            except Cancelled:
+                outcome = ("cancelled", None)
+            except BaseException as exc:  # noqa: BLE001 - the GUI must survive anything
+                traceback.print_exc()
+                outcome = ("failed", readable_error(exc))
+            else:
+                outcome = ("succeeded", result)
+            job.elapsed_s = time.perf_counter() - job.started_at
+            self.current = None
+            self.event.emit(job, *outcome)
+
+
+class Worker(QObject):
+    """Owns the worker thread and its queue. ``submit`` from the GUI thread only."""
+
+    busy_changed = Signal(bool, str)  # busy?, name of the running job
+
+    def __init__(self, *, threads: int = 1, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._runner = _Runner(self._queue, threads)
+        self._runner.event.connect(self._dispatch)
+        self._pending: list[Job] = []
+        self._runner.start()
+
+    def submit(self, job: Job) -> Job:
+        job.setParent(self)  # keep it alive until it finishes
+        job._post = lambda kind, payload, job=job: self._runner.event.emit(job, kind, payload)
+        self._pending.append(job)
+        self._queue.put(job)
+        self.busy_changed.emit(True, job.name)
+        return job
+
+    def run(self, name: str, fn: Callable[[JobContext], Any], *,
+            on_result: Callable[[Any], None] | None = None,
+            on_error: Callable[[str], None] | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> Job:
+        """Convenience: make a job, connect the callbacks, submit it."""
+        job = Job(name, fn)
+        if on_result:
+            job.succeeded.connect(on_result)
+        if on_error:
+            job.failed.connect(on_error)
+        if on_progress:
+            job.progressed.connect(on_progress)
+        return self.submit(job)
+
+    def cancel_all(self, name: str | None = None) -> None:
+        """Cancel queued and running jobs (only those called ``name`` when given)."""
+        for job in list(self._pending):
+            if name is None or job.name == name:
+                job.cancel()
+
+    def pending(self) -> list[Job]:
+        return list(self._pending)
+
+    @Slot(object, str, object)
+    def _dispatch(self, job: Job, kind: str, payload: Any) -> None:
+        """GUI thread: turn a worker event into the job's own signals."""
+        if kind == "progress":
+            if not job.is_cancelled:
+                job.progressed.emit(payload)
+            return
+        if kind == "succeeded":
+            job.succeeded.emit(payload)
+        elif kind == "failed":
+            job.failed.emit(payload)
+        else:
+            job.cancelled.emit()
+        job.finished.emit()
+        self._done(job)
+
+    def _done(self, job: Job) -> None:
+        if job in self._pending:
+            self._pending.remove(job)
+        job.deleteLater()
+        if self._pending:
+            self.busy_changed.emit(True, self._pending[0].name)
+        else:
+            self.busy_changed.emit(False, "")
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        self.cancel_all()
+        self._queue.put(None)
+        self._runner.wait(timeout_ms)
