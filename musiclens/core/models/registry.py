@@ -36,7 +36,13 @@ WEIGHTS_FILE = "weights.safetensors"
 META_FILE = _resources.META_FILE
 
 # Modules that define families; imported lazily the first time a family is needed.
-FAMILY_MODULES: tuple[str, ...] = ("musiclens.core.models.musicnn",)
+FAMILY_MODULES: tuple[str, ...] = (
+    "musiclens.core.models.musicnn",
+    "musiclens.core.models.vanilla_cnn",
+    "musiclens.core.models.gap_cnn",
+    "musiclens.core.models.choi_cnn",
+    "musiclens.core.models.stft_cnn",
+)
 
 _FAMILIES: dict[str, Callable[..., tuple[nn.Module, list["LayerInfo"]]]] = {}
 
