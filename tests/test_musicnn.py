@@ -191,3 +191,19 @@ def test_core_never_imports_tensorflow():
     for path in (REPO / "musiclens").rglob("*.py"):
         text = path.read_text()
         assert "import tensorflow" not in text and "from tensorflow" not in text, path
+
+
+@pytest.mark.parametrize("name", ["MTT_musicnn", "MSD_musicnn"])
+def test_fast_front_end_equals_the_layer_by_layer_path(name):
+    """Pooling before ReLU/BN (the fast path) gives the same branch outputs, also for the
+    channels with negative gamma (where the max over frequency becomes a min)."""
+    m = registry.load(name)
+    fe = m.net.front_end
+    assert sum(int((b.bn.weight < 0).sum()) for b in fe.children()) > 0
+    x = torch.randn(3, 1, 96, 187) * 2 + 1
+    with torch.no_grad():
+        fast = fe(m.net.input_bn(x))
+    # a hook on every feature-map layer forces the layer-by-layer path
+    slow = tagging.layer_outputs(m, x, ["front end"] + [
+        f"front_end.{k}.bn" for k, _ in fe.named_children()])["front end"]
+    assert torch.allclose(fast, slow, atol=1e-5, rtol=0)

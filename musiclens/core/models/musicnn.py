@@ -80,7 +80,26 @@ class FrontEndBranch(nn.Module):
         self.pool = FreqMaxPool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.bn(self.relu(self.conv(self.pad(x)))))
+        c = self.conv(self.pad(x))
+        if self.training or self._maps_observed():
+            return self.pool(self.bn(self.relu(c)))
+        # Fast path, same values: in eval mode ReLU and batch norm are per-channel monotone
+        # maps (increasing where gamma >= 0, decreasing where gamma < 0), so the max over
+        # frequency can be taken first, on the conv output, and the cheap maps applied to the
+        # pooled (B, C, T) only. Taken only when no hook watches relu/bn/pool.
+        hi, lo = torch.aminmax(c, dim=2)[::-1]
+        up = (self.bn.weight >= 0).view(1, -1, 1)
+        pooled = torch.relu(torch.where(up, hi, lo))
+        return F.batch_norm(pooled, self.bn.running_mean, self.bn.running_var, self.bn.weight,
+                            self.bn.bias, False, 0.0, self.bn.eps)
+
+    def _maps_observed(self) -> bool:
+        from torch.nn.modules import module as _module
+
+        if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+            return True
+        return any(m._forward_hooks or m._forward_pre_hooks
+                   for m in (self.relu, self.bn, self.pool))
 
 
 class MusicnnFrontEnd(nn.Module):
