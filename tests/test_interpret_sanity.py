@@ -1,0 +1,66 @@
+"""Model-weight randomisation sanity check (Adebayo et al. 2018) on a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from interpret_nets import features, gap_cnn, logmel_cnn, signal
+from musiclens.core.errors import ParameterError
+from musiclens.core.interpret import sanity
+
+
+def test_ssim_and_spearman_by_hand():
+    rng = np.random.default_rng(0)
+    a = rng.random((12, 20))
+    assert sanity.ssim(a, a) == pytest.approx(1.0)
+    assert sanity.ssim(a, rng.random((12, 20))) < 0.3
+    assert sanity.spearman(a, a ** 3) == pytest.approx(1.0)  # monotone map: same ranks
+    assert sanity.spearman(a, -a) == pytest.approx(-1.0)
+    # 5 values, one swap of neighbours: rho = 1 - 6·Σd²/(n(n²-1)) = 1 - 12/120
+    assert sanity.spearman(np.array([1, 2, 3, 4, 5.0]), np.array([2, 1, 3, 4, 5.0])) == pytest.approx(0.9)
+
+
+def test_cascade_from_the_top_down_changes_the_gradient_and_spares_the_model():
+    m = logmel_cnn()
+    x = features(m, signal(0.5))
+    before = {k: v.clone() for k, v in m.net.state_dict().items()}
+    steps = sanity.cascading_randomisation(m, x, method="gradient", target=1, keep_maps=True)
+    assert [s.layer for s in steps] == ["", "output", "bn 2", "conv 2", "conv 1"]
+    assert steps[0].spearman == pytest.approx(1.0) and steps[0].ssim == pytest.approx(1.0)
+    for s in steps:
+        print(f"sanity gradient step {s.step} {s.layer or '(trained)'}: spearman {s.spearman:.3f} "
+              f"signed {s.spearman_signed:.3f} ssim {s.ssim:.3f}")
+    assert steps[-1].spearman < 0.5 and steps[-1].ssim < 0.8  # sparse maps keep SSIM high-ish
+    assert all(torch.equal(v, m.net.state_dict()[k]) for k, v in before.items())
+    assert steps[1].attribution.shape == x.shape
+    # reproducible with the same seed; the global RNG is not disturbed
+    state = torch.random.get_rng_state()
+    again = sanity.cascading_randomisation(m, x, method="gradient", target=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert [s.spearman for s in again] == [s.spearman for s in steps]
+
+
+def test_grad_cam_sanity_and_a_custom_method():
+    m = gap_cnn()
+    x = features(m, signal(0.5))
+    steps = sanity.cascading_randomisation(m, x, method="grad_cam", layer="conv 2", target=0)
+    assert len(steps) == 4 and all(np.isfinite(s.ssim) for s in steps)
+    assert steps[-1].spearman < steps[0].spearman
+    # an "attribution" that ignores the model (the input itself) passes every step unchanged:
+    # exactly the failure the check is meant to reveal
+    blind = sanity.cascading_randomisation(m, x, method=lambda mm, xx: xx.clone())
+    assert all(s.spearman == pytest.approx(1.0) and s.ssim == pytest.approx(1.0) for s in blind)
+
+
+def test_cancel_and_errors():
+    m = logmel_cnn()
+    x = features(m, signal(0.3))
+    calls = iter([False, True])
+    steps = list(sanity.iter_cascading_randomisation(m, x, target=0, cancel=lambda: next(calls)))
+    assert [s.step for s in steps] == [0, 1]
+    with pytest.raises(ParameterError, match="needs a target"):
+        sanity.cascading_randomisation(m, x, method="gradient")
+    with pytest.raises(ParameterError, match="needs a layer"):
+        sanity.cascading_randomisation(m, x, method="grad_cam", target=0)
