@@ -13,7 +13,7 @@ from musiclens.core.interpret.deconv import auralise_deconv, deconv, deconv_mask
 from musiclens.core.interpret.hooks import active_hooks
 
 
-def _by_hand(net, x, k, *, keep_max=False):
+def _by_hand(net, x, k, *, keep_max=False, positive=False):
     """LogmelCNN: conv1 -> ReLU -> maxpool 2 -> conv2; go back from conv2's filter k with
     conv_transpose (same weights), unpooling with the switches and ReLU."""
     z = x / 40.0 + 1.0
@@ -21,7 +21,7 @@ def _by_hand(net, x, k, *, keep_max=False):
     p, switches = F.max_pool2d(r, 2, return_indices=True)
     a = F.conv2d(p, net.conv2.weight, net.conv2.bias, padding=1)
     seed = torch.zeros_like(a)
-    seed[:, k] = a[:, k]
+    seed[:, k] = a[:, k].clamp_min(0) if positive else a[:, k]
     if keep_max:
         flat = seed[:, k].flatten(1)
         only = torch.zeros_like(flat)
@@ -35,12 +35,13 @@ def _by_hand(net, x, k, *, keep_max=False):
 
 
 @pytest.mark.parametrize("keep", ["all", "max"])
-def test_deconv_equals_the_hand_written_deconvnet(keep):
+@pytest.mark.parametrize("positive", [False, True])
+def test_deconv_equals_the_hand_written_deconvnet(keep, positive):
     m = logmel_cnn()
     x = features(m, signal(0.5))  # 63 frames: the odd last column is never a switch
     for k in (0, 3):
-        want = _by_hand(m.net, x, k, keep_max=keep == "max")
-        got = deconv(m, x, layer="conv 2", filter=k, keep=keep)
+        want = _by_hand(m.net, x, k, keep_max=keep == "max", positive=positive)
+        got = deconv(m, x, layer="conv 2", filter=k, keep=keep, positive=positive)
         assert got.shape == x.shape
         assert want.abs().max() > 0
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
@@ -50,9 +51,9 @@ def test_deconv_equals_the_hand_written_deconvnet(keep):
 def test_rules_differ_where_the_forward_relu_was_off():
     m = logmel_cnn()
     x = features(m, signal(0.5))
-    d = deconv(m, x, layer="conv 2", filter=1, rule="deconvnet")
-    gb = deconv(m, x, layer="conv 2", filter=1, rule="guided")
-    g = deconv(m, x, layer="conv 2", filter=1, rule="gradient")
+    d = deconv(m, x, layer="conv 2", filter=1, rule="deconvnet", positive=False)
+    gb = deconv(m, x, layer="conv 2", filter=1, rule="guided", positive=False)
+    g = deconv(m, x, layer="conv 2", filter=1, rule="gradient", positive=False)
     assert not torch.allclose(d, gb) and not torch.allclose(gb, g)
     # gradient rule = vector-Jacobian product of the kept map, checked by autograd directly
     xr = x.clone().requires_grad_(True)

@@ -102,6 +102,7 @@ def deconv(
     filter: int,
     keep: str = "all",
     rule: str = "deconvnet",
+    positive: bool = True,
 ) -> torch.Tensor:
     """Project one filter of ``layer`` back to input space.
 
@@ -112,6 +113,9 @@ def deconv(
     keep : ``"all"`` keeps the filter's whole activation map (Choi et al.), ``"max"`` only
         its strongest position per item (Zeiler & Fergus).
     rule : ``"deconvnet"`` (default), ``"guided"`` or ``"gradient"`` (see the module doc).
+    positive : start from the positive part of the activation (what a ReLU after the layer
+        passes on; a pre-ReLU conv output or a batch-normalised map can be negative). With
+        ``False`` the signed activation is sent down.
 
     Returns
     -------
@@ -128,6 +132,8 @@ def deconv(
             raise ParameterError(f"layer {layer!r} did not run in the forward pass")
         a = acts[layer]
         fmap = filter_map(a, filter).detach()  # (B, ...)
+        if positive:
+            fmap = fmap.clamp_min(0)
         seed = torch.zeros_like(a)
         if keep == "all":
             seed[:, int(filter)] = fmap
@@ -167,6 +173,7 @@ def auralise_deconv(
     sample_rate: int | None = None,
     keep: str = "all",
     rule: str = "deconvnet",
+    positive: bool = True,
 ):
     """Hear a filter's deconvolution: its input-space projection masks the recording's STFT.
 
@@ -178,5 +185,5 @@ def auralise_deconv(
 
     fe = m.front_end
     y, sr, _ = to_fe_rate(audio, sample_rate, fe)
-    d = deconv(m, fe(y), layer=layer, filter=filter, keep=keep, rule=rule)
+    d = deconv(m, fe(y), layer=layer, filter=filter, keep=keep, rule=rule, positive=positive)
     return apply_mask(audio, deconv_mask(d), fe, sample_rate=sr)
