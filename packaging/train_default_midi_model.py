@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder for the rendered MIDI files (<cache>/<label>/*.mid)")
     ap.add_argument("--out", type=Path, default=REPO / "resources" / "models" / MODEL_NAME)
     ap.add_argument("--per-class", type=int, default=300)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stage", choices=("all", "convert", "train"), default="all")
     args = ap.parse_args(argv)

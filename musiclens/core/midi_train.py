@@ -212,6 +212,7 @@ def train_midi_lstm(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    label_smoothing: float = 0.1,
     device: str | torch.device = "cpu",
     name: str = "midi_lstm",
 ) -> Iterator[EpochStep]:
@@ -222,6 +223,10 @@ def train_midi_lstm(
     test split is evaluated and the final step (``done=True``) carries a model whose
     ``provenance["metrics"]`` holds validation and test accuracy, confusion matrices and
     the class counts per split.
+
+    ``label_smoothing`` (default 0.1) keeps the model from saturating (probabilities of
+    exactly 1.00), which would make its input gradients vanish and leave saliency and the
+    classification flip nothing to work with.
     """
     if epochs <= 0 or batch_size <= 0 or lr <= 0:
         raise ParameterError("epochs, batch_size and lr must be positive")
@@ -237,7 +242,7 @@ def train_midi_lstm(
                             architecture={"family": "midi_lstm", "params": params})
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
     xt, mt = model.tensors(data.x["train"], data.mask["train"])
     yt = torch.as_tensor(data.y["train"], device=xt.device)
     has_val = len(data.y["val"]) > 0
@@ -283,5 +288,5 @@ def train_midi_lstm(
     model.provenance = {"metrics": metrics,
                         "training": {"hidden": hidden, "layers": layers, "dropout": dropout, "epochs": epochs,
                                      "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                                     "seed": seed, "split": "by file, per label, seeded 80/10/10"}}
+                                     "seed": seed, "label_smoothing": label_smoothing, "split": "by file, per label, seeded 80/10/10"}}
     yield EpochStep(epochs, epochs, train_loss, train_acc, val_acc, best[0], time.time() - t0, model, done=True)

@@ -119,6 +119,7 @@ def flip_steps(
     min_probability: float = 0.0,
     stop_when_flipped: bool = True,
     extra_steps: int = 0,
+    prune: bool = True,
     seed: int = 0,
 ) -> Iterator[FlipStep]:
     """Learn a change to the first N notes of ``notes`` that makes ``model`` predict ``to``.
@@ -133,6 +134,9 @@ def flip_steps(
     min_probability : a flip also needs the target probability to reach this value.
     stop_when_flipped : stop ``extra_steps`` steps after the first flip (the first flip
         along the path is the smallest change found).
+    prune : after a flip, undo the change of one note at a time (smallest change first)
+        whenever the projected notes still flip without it, so no note is changed that
+        the flip doesn't need.
 
     Yields
     ------
@@ -177,6 +181,7 @@ def flip_steps(
                           summary, step)
 
     best: FlipResult | None = None
+    best_x: np.ndarray | None = None
     best_key = None
     flipped_at = None
     try:
@@ -210,18 +215,51 @@ def flip_steps(
                     (is_flip and -float(size) > best_key[1]) or (not is_flip and float(probs[target]) > best_key[1]))):
                 best_key = key
                 best = result(after, probs, step)
+                best_x = xc_now[:k].copy()
             if is_flip and flipped_at is None:
                 flipped_at = step
             done = step == steps or (stop_when_flipped and flipped_at is not None
                                      and step >= flipped_at + extra_steps)
-            yield FlipStep(step, steps, float(loss), float(probs[target]), bool(is_flip), best, done,
-                           {"cross_entropy": float(ce), "size": float(size)})
+            if done and prune and best is not None and best_key[0]:
+                best = _prune(model, best, best_x, feats[:k].astype(np.float64), window, k, target,
+                              min_probability, tick)
+            yield FlipStep(step, steps, float(loss.detach()), float(probs[target]), bool(is_flip), best, done,
+                           {"cross_entropy": float(ce.detach()), "size": float(size.detach())})
             if done:
                 break
     finally:
         for p, flag in zip(net.parameters(), grad_flags):
             p.requires_grad_(flag)
         net.train(was_training)
+
+
+def _prune(model, best: FlipResult, x: np.ndarray, x0: np.ndarray, window: Notes, k: int, target: int,
+           min_probability: float, tick: float) -> FlipResult:
+    """Undo single-note changes (smallest first) while the projected notes still flip."""
+    spec = model.spec
+    z = spec.transform(torch.as_tensor(x)).numpy()
+    z0 = spec.transform(torch.as_tensor(x0)).numpy()
+    size = np.abs(z - z0).sum(axis=1)  # per-note change in standardised units
+    changed = np.flatnonzero(
+        (np.abs(np.rint(x[:, 0]) - np.rint(x0[:, 0])) >= 0.5)
+        | (np.abs(x[:, 1:] - x0[:, 1:]) > tick / 2).any(axis=1))
+    cur = x.copy()
+    probs = best.probabilities_after
+    after = best.after
+    for i in changed[np.argsort(size[changed], kind="stable")]:
+        trial = cur.copy()
+        trial[i] = x0[i]
+        notes = quantise(notes_from_features(trial, window))
+        fa, ma = spec.window(notes)
+        xa, ma_t = model.tensors(fa, ma)
+        p = model.predict(xa, ma_t)[0].cpu().numpy()
+        if int(np.argmax(p)) == target and p[target] >= min_probability:
+            cur, probs, after = trial, p, notes
+    changed_list, summary = _changes(x0, after.features(np.float64), tick)
+    summary["l1_standardised"] = float(np.abs(spec.transform(torch.as_tensor(cur)).numpy() - z0).sum())
+    summary["pruned_notes"] = int(len(changed) - summary["notes_changed"])
+    return FlipResult(best.labels, best.target, best.source, best.before, after, best.probabilities_before,
+                      probs, changed_list, summary, best.step)
 
 
 def flip(model, notes: Notes, *, to: str | int, **kw) -> FlipResult:

@@ -42,6 +42,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "musiclens.core.models.gap_cnn",
     "musiclens.core.models.choi_cnn",
     "musiclens.core.models.stft_cnn",
+    "musiclens.core.models.midi_lstm",
 )
 
 _FAMILIES: dict[str, Callable[..., tuple[nn.Module, list["LayerInfo"]]]] = {}
