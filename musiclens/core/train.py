@@ -1,0 +1,502 @@
+"""One training loop for every study model, written as a generator of progress events.
+
+The GUI worker, the CLI and the tests drive the same code::
+
+    data = prepare_all(ds, split, model.front_end, model.patch_frames, cache=FeatureCache())
+    for ev in train(model, data, TrainConfig(epochs=30), cancel=stop_event):
+        print(ev.line())                      # "batch", "epoch", then "done" / "cancelled"
+    model = ev.model                          # best-on-validation weights, eval mode
+
+* **cancel**: a ``threading.Event`` (or any callable returning True) checked before every
+  batch, so at most the batch in flight finishes after it is set; the last event is then
+  ``"cancelled"`` with the model as it was.
+* **resume**: with ``config.checkpoint_dir`` a checkpoint is written after every epoch
+  (``model.safetensors``, ``best.safetensors``, ``optimizer.safetensors`` + ``state.json``;
+  nothing pickled). ``train(..., resume=dir)`` continues after the last completed epoch and
+  gives the same weights as an uninterrupted run (shuffling and dropout are re-seeded per
+  epoch from ``config.seed``).
+* **early stopping** on the validation score (accuracy, or mean ROC-AUC for multi-label;
+  ties broken by the validation loss) after ``patience`` epochs without improvement; the
+  best weights are restored at the end.
+* **metrics** (:func:`evaluate`): accuracy, per-class accuracy, confusion matrix and
+  per-track accuracy (mean probability over a track's patches) for single-label models;
+  ROC-AUC and PR-AUC (average precision) per class and their means for multi-label ones.
+* runs on the GPU when one is present (``device="auto"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from musiclens.core.data import PatchSet, PreparedData
+from musiclens.core.errors import MusicLensError, ParameterError
+from musiclens.core.models.registry import LoadedModel
+
+__all__ = ["TrainConfig", "Progress", "train", "run", "evaluate", "roc_auc", "average_precision",
+           "fit_input_norm", "resolve_device", "CHECKPOINT_STATE"]
+
+CHECKPOINT_STATE = "state.json"
+CHECKPOINT_FORMAT = "musiclens-checkpoint/1"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (saved in checkpoints and in the model's provenance).
+
+    filter_loss : weight of Zhang et al.'s filter loss (masked-cnn only; 0 = off).
+    patience : epochs without a better validation score before stopping (None = never).
+    """
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    patience: int | None = 5
+    device: str = "auto"
+    filter_loss: float = 0.0
+    checkpoint_dir: str | None = None
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ParameterError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ParameterError(f"learning rate must be > 0, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise ParameterError(f"patience must be >= 1 (or None), got {self.patience}")
+        if self.filter_loss < 0:
+            raise ParameterError(f"filter-loss weight must be >= 0, got {self.filter_loss}")
+
+
+@dataclass
+class Progress:
+    """One event of :func:`train`.
+
+    kind : ``"batch"`` (after each batch: ``loss``), ``"epoch"`` (after each epoch:
+        ``metrics`` = {"train": {...}, "val": {...}}), ``"done"`` or ``"cancelled"``
+        (last event: ``model``, ``history``, ``stopped`` = "epochs" | "early stopping" |
+        "cancelled").
+    """
+
+    kind: Literal["batch", "epoch", "done", "cancelled"]
+    epoch: int
+    epochs: int
+    batch: int = 0
+    batches: int = 0
+    loss: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    best_epoch: int = 0
+    best_score: float | None = None
+    patches_per_second: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
+    model: LoadedModel | None = None
+
+    def line(self) -> str:
+        if self.kind == "batch":
+            return f"epoch {self.epoch}/{self.epochs} batch {self.batch}/{self.batches}: loss {self.loss:.4f}"
+        if self.kind == "epoch":
+            tr, va = self.metrics.get("train", {}), self.metrics.get("val", {})
+            key = "roc_auc_mean" if "roc_auc_mean" in tr else "accuracy"
+            name = "ROC-AUC" if key == "roc_auc_mean" else "acc"
+            return (f"epoch {self.epoch}/{self.epochs}: loss {tr.get('loss', float('nan')):.4f}, train {name} "
+                    f"{_fmt(tr.get(key))}, val {name} {_fmt(va.get(key))} (best epoch {self.best_epoch}), "
+                    f"{self.patches_per_second or 0:.0f} patches/s")
+        return f"{self.kind}: {self.stopped} after {len(self.history)} epochs (best epoch {self.best_epoch})"
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ParameterError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device 'cuda' asked for, but no GPU is available")
+    return dev
+
+
+# ============================================================================ metrics
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney, ties count 1/2); NaN if one class is absent."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(score, dtype=np.float64))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the precision-recall curve as ``Σ (R_k − R_{k−1}) P_k`` over the distinct
+    score thresholds (scikit-learn's ``average_precision_score``); NaN without positives."""
+    y = np.asarray(y_true).astype(np.float64)
+    s = np.asarray(score, dtype=np.float64)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last]
+    fps = last + 1 - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _nan_to_none(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_nan_to_none(x) for x in v]
+    return v
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, y) if multilabel else F.cross_entropy(logits, y)
+
+
+@torch.no_grad()
+def predict_set(model: LoadedModel, ps: PatchSet, *, batch_size: int = 64,
+                device: torch.device | str | None = None) -> tuple[np.ndarray, float]:
+    """(N, L) probabilities of every patch and the mean loss."""
+    device = device or next(model.net.parameters()).device
+    was = model.net.training
+    model.net.eval()
+    probs, total = [], 0.0
+    try:
+        for i in range(0, len(ps), batch_size):
+            idx = np.arange(i, min(i + batch_size, len(ps)))
+            logits = model.net(ps.inputs(idx, device))
+            total += float(_loss(logits, ps.targets(idx, device), ps.multilabel)) * len(idx)
+            probs.append(model.probabilities(logits).cpu().numpy())
+    finally:
+        model.net.train(was)
+    n = len(ps)
+    return (np.concatenate(probs) if probs else np.zeros((0, len(model.labels)), np.float32),
+            total / n if n else float("nan"))
+
+
+def metrics_from(probs: np.ndarray, ps: PatchSet, labels: list[str], loss: float | None = None) -> dict[str, Any]:
+    """Metrics of probabilities ``probs`` (N, L) against ``ps``'s targets (see :func:`evaluate`)."""
+    n = len(ps)
+    out: dict[str, Any] = {"n_patches": n, "n_tracks": len(ps.track_ids),
+                           "loss": float("nan") if loss is None else float(loss)}
+    if ps.multilabel:
+        roc = {lab: roc_auc(ps.y[:, k], probs[:, k]) if n else float("nan") for k, lab in enumerate(labels)}
+        pr = {lab: average_precision(ps.y[:, k], probs[:, k]) if n else float("nan")
+              for k, lab in enumerate(labels)}
+        out["roc_auc"] = roc
+        out["pr_auc"] = pr
+        out["roc_auc_mean"] = float(np.nanmean(list(roc.values()))) if any(not math.isnan(v) for v in roc.values()) else float("nan")
+        out["pr_auc_mean"] = float(np.nanmean(list(pr.values()))) if any(not math.isnan(v) for v in pr.values()) else float("nan")
+        return out
+    k = len(labels)
+    conf = np.zeros((k, k), dtype=np.int64)
+    if n:
+        np.add.at(conf, (ps.y, probs.argmax(axis=1)), 1)
+    per_class = {lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan")
+                 for i, lab in enumerate(labels)}
+    out["accuracy"] = float(np.trace(conf) / n) if n else float("nan")
+    out["per_class_accuracy"] = per_class
+    out["confusion"] = conf.tolist()
+    # whole-track decision: mean probability over the track's patches
+    if n:
+        n_tr = len(ps.track_ids)
+        sums = np.zeros((n_tr, k))
+        np.add.at(sums, ps.track, probs)
+        truth = np.zeros(n_tr, dtype=np.int64)
+        truth[ps.track] = ps.y
+        out["track_accuracy"] = float((sums.argmax(axis=1) == truth).mean())
+    else:
+        out["track_accuracy"] = float("nan")
+    return out
+
+
+def evaluate(model: LoadedModel, ps: PatchSet, *, batch_size: int = 64,
+             device: torch.device | str | None = None) -> dict[str, Any]:
+    """Metrics of ``model`` on a patch set.
+
+    Single-label: ``accuracy`` (per patch), ``per_class_accuracy`` {label: acc},
+    ``confusion`` (rows = true label, columns = predicted, label order), ``track_accuracy``.
+    Multi-label: ``roc_auc`` / ``pr_auc`` {label: value} and ``roc_auc_mean`` /
+    ``pr_auc_mean`` (NaN for a class without positives or negatives). Both: ``loss``,
+    ``n_patches``, ``n_tracks``.
+    """
+    probs, loss = predict_set(model, ps, batch_size=batch_size, device=device)
+    return metrics_from(probs, ps, model.labels, loss)
+
+
+def _score(m: dict[str, Any]) -> float:
+    v = m.get("roc_auc_mean", m.get("accuracy", float("nan")))
+    return float("-inf") if v is None or math.isnan(v) else float(v)
+
+
+# ============================================================================ input norm
+@torch.no_grad()
+def fit_input_norm(model: LoadedModel, ps: PatchSet, *, max_patches: int = 2048, seed: int = 0,
+                   device: torch.device | str = "cpu") -> None:
+    """Fit the net's ``norm`` (:class:`~musiclens.core.models.blocks.Standardise`) to the
+    per-channel mean and std of (up to ``max_patches``) training patches."""
+    norm = getattr(model.net, "norm", None)
+    if norm is None or not hasattr(norm, "fit") or len(ps) == 0:
+        return
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(ps))[:max_patches])
+    s = s2 = None
+    count = 0
+    for i in range(0, len(idx), 64):
+        x = ps.inputs(idx[i:i + 64], device).double()
+        xs = x.transpose(0, 1).reshape(x.shape[1], -1)
+        s = xs.sum(1) if s is None else s + xs.sum(1)
+        s2 = (xs * xs).sum(1) if s2 is None else s2 + (xs * xs).sum(1)
+        count += xs.shape[1]
+    mean = s / count
+    std = (s2 / count - mean * mean).clamp_min(0).sqrt()
+    norm.fit(mean.float(), std.float())
+
+
+# ============================================================================ checkpoints
+def _save_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimizer,
+                     best_state: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
+              str(folder / "model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in best_state.items()}, str(folder / "best.safetensors"))
+    osd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in osd["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"{pid}.{key}"] = val.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = val
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    meta = dict(state, format=CHECKPOINT_FORMAT, architecture=model.architecture, labels=model.labels,
+                optimizer={"param_groups": osd["param_groups"], "scalars": scalars})
+    tmp = folder / (CHECKPOINT_STATE + ".tmp")
+    tmp.write_text(json.dumps(_nan_to_none(meta), indent=1) + "\n")
+    tmp.replace(folder / CHECKPOINT_STATE)
+
+
+def _load_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimizer,
+                     device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    from musiclens.core.models.registry import load_weights
+
+    path = folder / CHECKPOINT_STATE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MusicLensError(f"{folder} is not a training checkpoint: {CHECKPOINT_STATE} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise MusicLensError(f"{path} is damaged: {exc}") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise MusicLensError(f"{path}: format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    if meta.get("architecture") != json.loads(json.dumps(model.architecture)) or meta.get("labels") != model.labels:
+        raise MusicLensError(
+            f"the checkpoint in {folder} is for a different model ({meta.get('architecture', {}).get('family')}, "
+            f"labels {meta.get('labels')}); start a new run or resume with the same architecture and data")
+    load_weights(model.net, folder / "model.safetensors")
+    model.net.to(device)
+    best = {k: v.to(device) for k, v in load_file(str(folder / "best.safetensors")).items()}
+    flat = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in flat.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = val.to(device) if name != "step" else val
+    for key, val in meta["optimizer"]["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = val
+    groups = meta["optimizer"]["param_groups"]
+    for g in groups:
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    return meta, best
+
+
+# ============================================================================ the loop
+def _is_cancelled(cancel: Any) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2 ** 31)
+
+
+def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = None, *,
+          cancel: Any = None, resume: str | Path | None = None) -> Iterator[Progress]:
+    """Train ``model`` on ``data`` (train split; early stopping on val). See the module doc.
+
+    Parameters
+    ----------
+    model : an untrained (or partly trained) model, e.g. from :func:`musiclens.core.models.study.create`;
+        trained in place.
+    data : patches from :func:`musiclens.core.data.prepare`; its labels must be the model's.
+    cancel : ``threading.Event`` or callable; checked before every batch.
+    resume : a checkpoint folder written by an earlier run (``config.checkpoint_dir``).
+
+    Yields :class:`Progress` events; the last one is ``"done"`` or ``"cancelled"``.
+    """
+    cfg = config or TrainConfig()
+    cfg.check()
+    if list(data.labels) != list(model.labels):
+        raise MusicLensError(f"the data's labels {data.labels} are not the model's {model.labels}")
+    if data.multilabel != model.multilabel:
+        raise MusicLensError("the data is multi-label but the model is not (or the reverse); "
+                             "use --task instruments for stem data")
+    train_set, val_set = data.sets["train"], data.sets["val"]
+    shape = tuple(train_set.inputs([0]).shape[1:]) if len(train_set) else None
+    expected = (model.front_end.channels, model.front_end.n_bins, model.patch_frames)
+    if shape != expected:
+        raise MusicLensError(f"the patches have shape {shape}, the model takes {expected}")
+    device = resolve_device(cfg.device)
+    net = model.net.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_filter_loss = cfg.filter_loss > 0
+    if use_filter_loss and not hasattr(net, "filter_loss"):
+        raise ParameterError(f"the filter loss needs masked-cnn, not {model.architecture.get('family')}")
+    has_reg = hasattr(net, "regularisation")
+
+    history: list[dict[str, Any]] = []
+    best_score, best_loss, best_epoch = float("-inf"), float("inf"), 0
+    start_epoch = 1
+    if resume is not None:
+        meta, best_state = _load_checkpoint(Path(resume), model, opt, device)
+        history = meta["history"]
+        best_epoch = int(meta["best_epoch"])
+        best_score = float("-inf") if meta["best_score"] is None else float(meta["best_score"])
+        best_loss = float("inf") if meta["best_loss"] is None else float(meta["best_loss"])
+        start_epoch = int(meta["epoch"]) + 1
+    else:
+        torch.manual_seed(_epoch_seed(cfg.seed, 0))
+        fit_input_norm(model, train_set, seed=cfg.seed, device=device)
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    n = len(train_set)
+    batches = math.ceil(n / cfg.batch_size)
+    stopped = "epochs"
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch))
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        net.train()
+        t0 = time.perf_counter()
+        total_loss, correct, seen = 0.0, 0, 0
+        for b in range(batches):
+            if _is_cancelled(cancel):
+                net.eval()
+                yield Progress("cancelled", epoch, cfg.epochs, b, batches, history=history,
+                               best_epoch=best_epoch, best_score=_finite(best_score), stopped="cancelled",
+                               model=_finish(model, history, cfg, "cancelled", best_epoch))
+                return
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x = train_set.inputs(idx, device)
+            y = train_set.targets(idx, device)
+            logits = net(x)
+            loss = _loss(logits, y, model.multilabel)
+            if use_filter_loss:
+                loss = loss + cfg.filter_loss * net.filter_loss()
+            if has_reg:
+                loss = loss + net.regularisation()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_value = float(loss.detach())
+            total_loss += loss_value * len(idx)
+            seen += len(idx)
+            if not model.multilabel:
+                correct += int((logits.argmax(1) == y).sum())
+            yield Progress("batch", epoch, cfg.epochs, b + 1, batches, loss=loss_value,
+                           best_epoch=best_epoch, best_score=_finite(best_score))
+        seconds = time.perf_counter() - t0
+        train_metrics: dict[str, Any] = {"loss": total_loss / max(seen, 1)}
+        if model.multilabel:
+            probs, _ = predict_set(model, train_set, device=device)
+            m = metrics_from(probs, train_set, model.labels)
+            train_metrics.update(roc_auc_mean=m["roc_auc_mean"], pr_auc_mean=m["pr_auc_mean"])
+        else:
+            train_metrics["accuracy"] = correct / max(seen, 1)
+        val_metrics = evaluate(model, val_set, device=device) if len(val_set) else {}
+        if val_metrics:
+            score, vloss = _score(val_metrics), float(val_metrics["loss"])
+        else:  # no validation tracks: follow the training loss
+            score, vloss = -train_metrics["loss"], train_metrics["loss"]
+        if score > best_score or (score == best_score and vloss < best_loss):
+            best_score, best_loss, best_epoch = score, vloss, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        pps = seen / seconds if seconds > 0 else None
+        record = {"epoch": epoch, "train": _nan_to_none(train_metrics),
+                  "val": _nan_to_none(_brief(val_metrics)), "seconds": seconds, "patches_per_second": pps}
+        history.append(record)
+        if cfg.checkpoint_dir:
+            _save_checkpoint(Path(cfg.checkpoint_dir), model, opt, best_state, {
+                "epoch": epoch, "best_epoch": best_epoch, "best_score": _finite(best_score),
+                "best_loss": _finite(best_loss), "history": history, "config": asdict(cfg)})
+        yield Progress("epoch", epoch, cfg.epochs, batches, batches, loss=train_metrics["loss"],
+                       metrics={"train": train_metrics, "val": val_metrics}, best_epoch=best_epoch,
+                       best_score=_finite(best_score), patches_per_second=pps, history=history)
+        if cfg.patience is not None and epoch - best_epoch >= cfg.patience and epoch < cfg.epochs:
+            stopped = "early stopping"
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    yield Progress("done", epoch, cfg.epochs, batches, batches, history=history, best_epoch=best_epoch,
+                   best_score=_finite(best_score), stopped=stopped,
+                   model=_finish(model, history, cfg, stopped, best_epoch))
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _brief(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if k in ("loss", "accuracy", "track_accuracy", "roc_auc_mean", "pr_auc_mean")}
+
+
+def _finish(model: LoadedModel, history: list, cfg: TrainConfig, stopped: str, best_epoch: int) -> LoadedModel:
+    model.provenance = dict(model.provenance, trained=bool(history), epochs_run=len(history),
+                            best_epoch=best_epoch, stopped=stopped,
+                            training={k: v for k, v in asdict(cfg).items() if k != "checkpoint_dir"})
+    return model
+
+
+def run(events: Iterator[Progress], callback: Callable[[Progress], None] | None = None) -> Progress:
+    """Drive a :func:`train` generator to its end, calling ``callback`` on every event;
+    returns the last event (``"done"`` or ``"cancelled"``)."""
+    last = None
+    for ev in events:
+        if callback is not None:
+            callback(ev)
+        last = ev
+    if last is None:
+        raise MusicLensError("training produced no events")
+    return last
