@@ -94,6 +94,21 @@ class Attribution:
     note: str = ""
 
 
+@dataclass
+class Dreamt:
+    """A finished dream: its audio, the input before and after, and what the model says."""
+
+    audio: np.ndarray
+    sample_rate: int
+    before: np.ndarray  # (F, T) display of the start
+    after: np.ndarray  # (F, T) display of the dream
+    objective_before: float
+    objective_after: float
+    probabilities_before: dict[str, float]
+    probabilities_after: dict[str, float]
+    label: str
+
+
 class Session(QObject):
     model_changed = Signal(object)  # ModelSummary
     recording_changed = Signal(object)  # Recording
@@ -268,6 +283,44 @@ class Session(QObject):
 
         return self.submit(f"{method} for {target}", work, on_result)
 
+    def dream(self, options: dict, on_result: Callable[["Dreamt"], None], *,
+              on_progress: Callable[[Progress], None] | None = None,
+              on_error: Callable[[str], None] | None = None) -> Job:
+        """Run the engine's dream in the worker; ``options`` are :func:`dream`'s keywords
+        plus ``start``: ``"patch"`` (the patch at ``patch``) or ``"sweep"``."""
+        options = dict(options)
+        start_kind = options.pop("start", "sweep")
+        patch = options.pop("patch", 0)
+        preview_every = max(1, int(options.get("steps", 100)) // 25)
+        start_audio = self.patch_audio(patch)[0] if start_kind == "patch" and self.recording else None
+
+        def work(ctx: JobContext) -> Dreamt:
+            from musiclens.app.worker import Cancelled
+            from musiclens.core.interpret.dream import dream, sine_sweep
+
+            model = self._require_model()
+            fe = model.front_end
+            seconds = model.patch_frames * fe.hop / fe.sample_rate
+            start = start_audio if start_audio is not None else sine_sweep(fe, seconds=seconds)
+            first = last = None
+            for step in dream(model, start, cancel=lambda: ctx.cancelled, **options):
+                first = first or step
+                last = step
+                if step.done:
+                    break
+                if step.step % preview_every == 0:
+                    ctx.progress(step.progress, f"dreaming: step {step.step}/{step.total}, "
+                                 f"objective {step.objective:.3f}", display_of(step.x[0], fe))
+            if last is None or last.cancelled:
+                raise Cancelled()
+            return Dreamt(last.audio, last.sample_rate, display_of(first.x[0], fe),
+                          display_of(last.x[0], fe), first.objective, last.objective,
+                          probabilities(model, first.scores, options.get("output", "logit")),
+                          probabilities(model, last.scores, options.get("output", "logit")),
+                          f"dream of {options.get('target')}")
+
+        return self.submit("dream", work, on_result, on_progress=on_progress, on_error=on_error)
+
     # ------------------------------------------------------------------ helpers for panels
     def patch_at(self, seconds: float) -> int:
         """Index of the patch that contains ``seconds`` (clamped to the analysed patches)."""
@@ -307,6 +360,24 @@ def summarise(model) -> ModelSummary:
     )
 
 
+def probabilities(model, scores: np.ndarray, output: str = "logit") -> dict[str, float]:
+    """Label -> probability from a model's (L,) logits (or probabilities already)."""
+    import torch
+
+    t = torch.as_tensor(np.asarray(scores))[None]
+    p = model.probabilities(t)[0] if output == "logit" else t[0]
+    return dict(zip(model.labels, (float(v) for v in p)))
+
+
+def display_of(x, fe) -> np.ndarray:
+    """One front-end output (C, F, T) tensor -> the (F, T) image the viewers draw."""
+    import torch
+
+    if fe.kind == "stft":
+        return (10 * torch.log10((x[0] ** 2 + x[1] ** 2).clamp_min(1e-10))).float().numpy()
+    return x[0].detach().float().numpy()
+
+
 def make_recording(path: Path, y: np.ndarray, sr: int, model) -> Recording:
     """Front end of the whole file, in chunks, reduced to one (F, T) image for display."""
     import torch
@@ -314,12 +385,7 @@ def make_recording(path: Path, y: np.ndarray, sr: int, model) -> Recording:
     fe = model.front_end
     with torch.no_grad():
         x = fe(torch.from_numpy(y)[None])[0]  # (C, F, T)
-    if fe.kind == "stft":  # show the magnitude of the two channels, in dB
-        power = x[0] ** 2 + x[1] ** 2
-        display = (10 * torch.log10(power.clamp_min(1e-10))).numpy()
-        caption = f"{fe.kind} front end (|STFT|² in dB)"
-    else:
-        display = x[0].numpy()
-        caption = f"{fe.kind} front end, {fe.sample_rate} Hz"
+    display = display_of(x, fe)
+    caption = f"{fe.kind} front end, {fe.sample_rate} Hz" + (" (|STFT|² in dB)" if fe.kind == "stft" else "")
     return Recording(path, y, sr, display.astype(np.float32), fe.bin_frequencies(),
                      len(y) / sr, caption)

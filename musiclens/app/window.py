@@ -55,21 +55,27 @@ class MainWindow(QMainWindow):
         from musiclens.app.panels.spectrogram import SpectrogramView
 
         from musiclens.app.panels.attribution import AttributionPanel
+        from musiclens.app.panels.dream import DreamPanel
         from musiclens.app.panels.layers import LayersPanel
 
         self.spectrogram = SpectrogramView()
         self.predictions = PredictionsPanel()
         self.layers = LayersPanel()
         self.attribution = AttributionPanel()
-        spec = self.add_dock("Spectrogram", self.spectrogram, Qt.RightDockWidgetArea)
-        layers = self.add_dock("Layers and filters", self.layers, Qt.RightDockWidgetArea)
+        self.dream = DreamPanel()
+        spec = self.add_dock("Spectrogram", self.spectrogram, Qt.LeftDockWidgetArea)
+        layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
         preds = self.add_dock("Predictions", self.predictions, Qt.RightDockWidgetArea)
-        self.splitDockWidget(spec, preds, Qt.Horizontal)
         cam = self.add_dock("CAM and saliency", self.attribution, Qt.RightDockWidgetArea)
-        self.splitDockWidget(layers, cam, Qt.Horizontal)
-        self.resizeDocks([spec, preds], [1000, 480], Qt.Horizontal)
-        self.resizeDocks([spec, layers], [420, 430], Qt.Vertical)
+        self.splitDockWidget(preds, cam, Qt.Vertical)
+        dream = self.add_dock("Dream", self.dream, Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(layers, dream)
+        layers.raise_()
+        self._default_sizes = lambda: (
+            self.resizeDocks([spec, preds], [1000, 500], Qt.Horizontal),
+            self.resizeDocks([spec, layers], [430, 420], Qt.Vertical),
+            self.resizeDocks([preds, cam], [560, 290], Qt.Vertical))
 
     def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -166,13 +172,16 @@ class MainWindow(QMainWindow):
         self.attribution.requested.connect(
             lambda method, target, layer: s.attribution(method, target, layer, self._show_attribution))
         self.attribution.cleared.connect(self.spectrogram.clear_overlay)
+        self.dream.start_requested.connect(self._start_dream)
+        self.dream.stop_requested.connect(lambda: self.worker.cancel_all("dream"))
+        self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label))
         self.model_picker.activated.connect(self._picked_model)
 
     # ------------------------------------------------------------------ state
     def start(self, *, model: str = DEFAULT_MODEL, path: str | Path | None = None) -> None:
         """Load ``model`` in the worker, then open ``path`` (the demo by default)."""
         self._populate_models(model)
-        self._first_run = True
+        self._showcase = path is not None  # first analysis: also show a layer and a Grad-CAM
         self.session.load_model(model, then=lambda: self.open_file(path) if path else None)
 
     def open_file(self, path: str | Path) -> None:
@@ -184,6 +193,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"MusicLens — {summary.name}")
         self.layers.set_model(summary)
         self.attribution.set_model(summary)
+        self.dream.set_model(summary)
         i = self.model_picker.findData(summary.source) if summary.source else -1
         if i < 0:
             self.model_picker.addItem(summary.name, summary.source or summary.name)
@@ -201,9 +211,33 @@ class MainWindow(QMainWindow):
     def _on_analysis(self, analysis: Analysis) -> None:
         self.predictions.set_analysis(analysis)
         self.attribution.set_analysis(analysis)
+        self.dream.set_analysis(analysis)
+        if getattr(self, "_showcase", False):
+            self._showcase = False
+            self._show_a_first_example()
+            return
         if self.layers.selected_layer():
             self._layer_selected(self.layers.selected_layer())
         self.ready.emit()
+
+    def _show_a_first_example(self) -> None:
+        """On the first file: open the deepest conv layer's filters and a Grad-CAM of the
+        top class, so a new user sees what the panels do; ``ready`` fires when both are done."""
+        convs = [name for name, _group, kind in self.session.summary.layers if kind == "conv"]
+        if convs:
+            self.layers.select_layer(convs[-1])  # computes its activation maps
+            self.attribution.layer.setCurrentText(convs[0])  # 2-D maps in any CNN
+            self.attribution.run_button.click()
+
+        def idle(busy: bool, _name: str) -> None:
+            if not busy:
+                self.worker.busy_changed.disconnect(idle)
+                self.ready.emit()
+
+        if self.worker.pending():
+            self.worker.busy_changed.connect(idle)
+        else:
+            self.ready.emit()
 
     # ------------------------------------------------------------------ looking inside
     def current_patch(self) -> int:
@@ -221,6 +255,16 @@ class MainWindow(QMainWindow):
                                      caption=f"overlay: {heard.label}")
         self.last_heard = heard
         self.play(heard.audio, heard.sample_rate, heard.label, offset_s=heard.start_s)
+
+    def _start_dream(self, options: dict) -> None:
+        options = dict(options, patch=self.current_patch())
+        if options.get("channels") is None:
+            options.pop("channels")
+        job = self.session.dream(
+            options, lambda d: self.dream.finished(d),
+            on_progress=lambda p: self.dream.show_progress(p.fraction, p.message, p.payload),
+            on_error=lambda message: self.dream.finished(None, message))
+        job.cancelled.connect(lambda: self.dream.finished(None, "stopped"))
 
     def _show_attribution(self, result) -> None:
         self.attribution.set_result(result)
@@ -358,6 +402,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:  # dock sizes only take once the window has its size
+            QTimer.singleShot(0, self._default_sizes)
 
     def save_layout(self) -> None:
         st = settings()
@@ -369,6 +415,7 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         for dock in self.docks.values():
             dock.show()
+        self._default_sizes()
 
     def about(self) -> None:
         QMessageBox.about(self, "About MusicLens", f"MusicLens {__version__}\n\n"

@@ -55,6 +55,11 @@ class AttributionPanel(QWidget):
         layout.addWidget(self.note)
         layout.addStretch(1)
 
+    def sizeHint(self):  # noqa: N802 (Qt naming)
+        from PySide6.QtCore import QSize
+
+        return QSize(480, 240)
+
     def set_model(self, summary: ModelSummary) -> None:
         self.layer.clear()
         convs = [name for name, _group, kind in summary.layers if kind in ("conv", "block")]

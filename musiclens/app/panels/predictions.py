@@ -16,7 +16,7 @@ class PredictionsPanel(QWidget):
         self.analysis: Analysis | None = None
         self.count = QSpinBox()
         self.count.setRange(3, 50)
-        self.count.setValue(12)
+        self.count.setValue(10)
         self.count.valueChanged.connect(lambda _: self.refresh())
         self.summary = QLabel("no predictions yet")
         self.summary.setWordWrap(True)
@@ -49,6 +49,11 @@ class PredictionsPanel(QWidget):
         layout.addWidget(self.bars_plot, 1)
         layout.addWidget(QLabel("taggram (classes over time)"))
         layout.addWidget(self.taggram_plot, 1)
+
+    def sizeHint(self):  # noqa: N802 (Qt naming)
+        from PySide6.QtCore import QSize
+
+        return QSize(480, 600)
 
     def set_analysis(self, analysis: Analysis) -> None:
         self.analysis = analysis

@@ -9,7 +9,11 @@ from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 from PySide6.QtCore import Qt
 
-COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "turbo")
+COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "turbo", "CET-L1")
+
+# Overlays fade to transparent where the map is near zero, so the spectrogram stays readable.
+SIGNED_OVERLAY = pg.ColorMap([0.0, 0.5, 1.0], [(30, 110, 255, 235), (255, 255, 255, 0), (255, 40, 30, 235)])
+UNSIGNED_OVERLAY = pg.ColorMap([0.0, 0.4, 1.0], [(0, 255, 200, 0), (0, 255, 200, 90), (120, 255, 60, 240)])
 
 
 class FrequencyAxis(pg.AxisItem):
@@ -51,7 +55,7 @@ class SpectrogramView(QWidget):
         self.plot.getViewBox().setMouseEnabled(x=True, y=True)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.overlay = pg.ImageItem(axisOrder="row-major")
-        self.overlay.setOpacity(0.5)
+        self.overlay.setOpacity(0.8)
         self.overlay.setZValue(5)
         self.plot.addItem(self.image)
         self.plot.addItem(self.overlay)
@@ -73,7 +77,7 @@ class SpectrogramView(QWidget):
         self.cmap.currentTextChanged.connect(self.set_colormap)
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(50)
+        self.opacity.setValue(80)
         self.opacity.setMaximumWidth(120)
         self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100))
         self.caption = QLabel("")
@@ -121,14 +125,14 @@ class SpectrogramView(QWidget):
         self.selection.hide()
 
     def set_overlay(self, values: np.ndarray, *, start_s: float = 0.0, end_s: float | None = None,
-                    colormap: str = "CET-D1", symmetric: bool = False, caption: str = "") -> None:
+                    symmetric: bool = False, caption: str = "") -> None:
         """values: (F', T') drawn over [start_s, end_s] x all bins (rows resampled by Qt)."""
         end_s = self.duration_s if end_s is None else end_s
         values = np.asarray(values, dtype=np.float32)
         hi = float(np.nanmax(np.abs(values))) or 1.0
         levels = (-hi, hi) if symmetric else (float(np.nanmin(values)), hi)
         self.overlay.setImage(values, autoLevels=False, levels=levels)
-        self.overlay.setColorMap(pg.colormap.get(colormap if symmetric else "CET-L8"))
+        self.overlay.setColorMap(SIGNED_OVERLAY if symmetric else UNSIGNED_OVERLAY)
         self.overlay.setRect(QRectF(start_s, 0, end_s - start_s, self.n_bins))
         self.overlay.show()
         if caption:

@@ -1,0 +1,186 @@
+"""The desktop app, driven as a user would (pytest-qt, offscreen Qt, real PortAudio output
+captured through ALSA's file plugin, the real bundled MusiCNN)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ALSA_SYSTEM_CONF = Path("/usr/share/alsa/alsa.conf")
+# PortAudio reads the ALSA configuration once, when sounddevice is first imported.
+if ALSA_SYSTEM_CONF.exists() and "ALSA_CONFIG_PATH" not in os.environ:
+    os.environ["ALSA_CONFIG_PATH"] = f"{ALSA_SYSTEM_CONF}:{HERE / 'alsa-capture.conf'}"
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from musiclens.app.main import demo_path  # noqa: E402
+from musiclens.app.player import to_device_rate  # noqa: E402
+from musiclens.app.window import MainWindow  # noqa: E402
+
+ANALYSIS_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def settings_file(tmp_path, monkeypatch):
+    path = tmp_path / "settings.ini"
+    monkeypatch.setenv("MUSICLENS_SETTINGS", str(path))
+    return path
+
+
+@pytest.fixture
+def window(qtbot, settings_file):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def start_and_wait(qtbot, win, path=None, model="MSD_musicnn"):
+    with qtbot.waitSignal(win.ready, timeout=ANALYSIS_TIMEOUT_MS):
+        win.start(model=model, path=path or demo_path())
+
+
+def wait_idle(qtbot, win, timeout=ANALYSIS_TIMEOUT_MS):
+    qtbot.waitUntil(lambda: not win.worker.pending(), timeout=timeout)
+
+
+def test_demo_opens_with_spectrogram_and_predictions(qtbot, window):
+    start_and_wait(qtbot, window)
+    rec, analysis = window.session.recording, window.session.analysis
+    assert rec.path == demo_path() and rec.display.shape[0] == 96
+    assert window.spectrogram.image.image.shape == rec.display.shape
+    assert analysis.probabilities.shape == (10, 50)  # 30 s = 10 patches of 3 s, 50 tags
+    assert window.predictions.taggram.image.shape == (12, 10)
+    top = [t for t, _ in analysis.top[:3]]
+    assert "electronic" in top  # the demo is a synthetic electronic groove
+    assert window.windowTitle() == "MusicLens — MSD_musicnn"
+
+
+def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatch):
+    if not ALSA_SYSTEM_CONF.exists():
+        pytest.skip("needs ALSA (libasound2, installed with libportaudio2) to capture playback")
+    capture = tmp_path / "played.raw"
+    monkeypatch.setenv("AUDIO_CAPTURE_FILE", str(capture))
+    start_and_wait(qtbot, window)
+    layer = "mid end / conv 1"
+    assert window.layers.select_layer(layer)
+    qtbot.waitUntil(lambda: window.layers.grid.count() == 64, timeout=60_000)
+    item = window.layers.grid.item(0)  # the most energetic filter
+    k = int(item.data(Qt.UserRole))
+    rect = window.layers.grid.visualItemRect(item)
+    with qtbot.waitSignal(window.player.state_changed, timeout=60_000,
+                          check_params_cb=lambda playing: playing):
+        qtbot.mouseClick(window.layers.grid.viewport(), Qt.LeftButton, pos=rect.center())
+    heard = window.last_heard
+    assert heard.label.startswith(f"{layer} #{k}")
+    qtbot.waitUntil(lambda: not window.player.playing, timeout=20_000)
+    window.player.close()
+
+    # what the engine computes for that filter on that patch, independently of the GUI
+    from musiclens.core.interpret.auralise import auralise_filter
+
+    audio, _ = window.session.patch_audio(0)
+    expected = auralise_filter(window.session.model, audio, layer=layer, filter=k).audio[0]
+    assert np.isfinite(expected).all() and np.abs(expected).max() > 1e-3
+    expected = to_device_rate(expected / max(1.0, np.abs(expected).max()), 16000)
+    played = np.fromfile(capture, dtype="<i2").astype(np.float64) / 32768
+    assert np.abs(played).max() > 1e-3, "nothing was played"
+    # the device starts with some silence: find the offset by cross-correlation
+    from scipy.signal import correlate
+
+    lag = int(np.argmax(correlate(played, expected, mode="valid", method="fft")))
+    error = np.abs(played[lag:lag + len(expected)] - expected).max()
+    assert error <= 2 / 32768  # equal up to the 16-bit quantisation of what we asked
+
+
+def test_gradcam_overlay_covers_the_analysed_file(qtbot, window):
+    start_and_wait(qtbot, window)
+    panel = window.attribution
+    panel.method.setCurrentIndex(panel.method.findData("gradcam"))
+    panel.layer.setCurrentText("mid end / conv 3")
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000,
+                          check_params_cb=lambda busy, _name: not busy):
+        qtbot.mouseClick(panel.run_button, Qt.LeftButton)
+    result = panel.result
+    assert result is not None and result.target == window.session.analysis.top[0][0]
+    assert result.values.shape == (96, 10 * 187)
+    assert np.isfinite(result.values).all() and np.abs(result.values).max() > 0
+    assert window.spectrogram.overlay.isVisible()
+
+
+def test_dream_starts_and_can_be_cancelled(qtbot, window):
+    start_and_wait(qtbot, window)
+    panel = window.dream
+    panel.steps.setValue(2000)
+    with qtbot.waitSignal(window.session.progress, timeout=60_000):
+        qtbot.mouseClick(panel.start_button, Qt.LeftButton)
+    assert panel.stop_button.isEnabled()
+    qtbot.mouseClick(panel.stop_button, Qt.LeftButton)
+    wait_idle(qtbot, window, timeout=30_000)
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert panel.result is None and panel.report.text() == "stopped"
+    assert panel.progress.value() < 1000
+
+
+def test_short_dream_raises_its_target(qtbot, window):
+    start_and_wait(qtbot, window)
+    panel = window.dream
+    panel.steps.setValue(5)
+    panel.start.setCurrentIndex(panel.start.findData("patch"))
+    qtbot.mouseClick(panel.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=120_000)
+    r = panel.result
+    assert r.objective_after > r.objective_before
+    assert np.isfinite(r.audio).all() and np.abs(r.audio).max() > 1e-3
+
+
+def test_corrupt_file_shows_an_error_and_the_app_stays_usable(qtbot, window, tmp_path):
+    start_and_wait(qtbot, window)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage garbage")
+    with qtbot.waitSignal(window.session.error, timeout=30_000) as blocker:
+        window.open_file(bad)
+    assert "broken.wav" in blocker.args[0]
+    assert "broken.wav" in window.statusBar().currentMessage()
+    assert window.session.recording.path == demo_path()  # what was open is still there
+    with qtbot.waitSignal(window.ready, timeout=ANALYSIS_TIMEOUT_MS):
+        window.open_file(demo_path())
+
+
+def test_layout_is_restored_after_restart(qtbot, settings_file):
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    first.docks["Predictions"].close()
+    first.docks["Dream"].setFloating(True)
+    first.close()
+    assert settings_file.exists()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    second.show()
+    try:
+        assert not second.docks["Predictions"].isVisible()
+        assert second.docks["Dream"].isFloating()
+        assert second.docks["Spectrogram"].isVisible()
+    finally:
+        second.close()
+
+
+def test_no_audio_device_is_a_message_not_a_crash(qtbot, window, monkeypatch):
+    import sounddevice as sd
+
+    def no_device(*_a, **_k):
+        raise sd.PortAudioError("Error querying device -1")
+
+    monkeypatch.setattr(sd, "OutputStream", no_device)
+    messages = []
+    window.player.error.connect(messages.append)
+    assert window.player.play(np.zeros(1000, np.float32), 16000) is False
+    assert messages and "no audio output" in messages[0]
+    assert not window.player.playing
