@@ -83,6 +83,12 @@ def load_audio_for(model: LoadedModel, path: str | os.PathLike[str]) -> np.ndarr
     return y
 
 
+def default_batch_size(model: LoadedModel) -> int:
+    """Patches per forward pass: 1 on the CPU (MusiCNN's front-end maps of one patch, ~9 MB,
+    stay in cache; a batch of 10 ran 2x slower on the dev machine), 32 on accelerators."""
+    return 1 if next(model.net.parameters()).device.type == "cpu" else 32
+
+
 # ----------------------------------------------------------------------------- taggram
 @dataclass
 class Taggram:
@@ -123,14 +129,15 @@ class Taggram:
 
 @torch.no_grad()
 def predict_patches(model: LoadedModel, patches: torch.Tensor, *,
-                    batch_size: int = 32) -> np.ndarray:
+                    batch_size: int | None = None) -> np.ndarray:
     """(P, C, F, L) patches -> (P, n_labels) probabilities, in batches."""
+    batch_size = batch_size or default_batch_size(model)
     out = [model.predict(patches[i:i + batch_size]).cpu() for i in range(0, len(patches), batch_size)]
     return torch.cat(out).numpy().astype(np.float32)
 
 
 def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None,
-            batch_size: int = 32) -> Taggram:
+            batch_size: int | None = None) -> Taggram:
     """Mono audio ``(samples,)`` at the model's sample rate -> :class:`Taggram`."""
     patches = audio_to_patches(model, audio, hop=hop)
     probs = predict_patches(model, patches, batch_size=batch_size)
@@ -141,7 +148,7 @@ def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None,
 
 
 def tag_file(path: str | os.PathLike[str], model: LoadedModel | str, *,
-             hop: int | None = None, batch_size: int = 32) -> Taggram:
+             hop: int | None = None, batch_size: int | None = None) -> Taggram:
     """Tag an audio file: load (resampled, mono), front end, patches, probabilities."""
     from musiclens.core.models import registry
 
@@ -152,13 +159,14 @@ def tag_file(path: str | os.PathLike[str], model: LoadedModel | str, *,
 # ----------------------------------------------------------------------------- activations
 @torch.no_grad()
 def layer_outputs(model: LoadedModel, x: torch.Tensor, layers: Sequence[str], *,
-                  batch_size: int = 32) -> dict[str, torch.Tensor]:
+                  batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """Outputs of the given layers (readable names or module paths) for inputs ``x``.
 
     x : (P, C, F, T) front-end patches. Returns {layer: (P, ...)} on the CPU, e.g. (P, 204, T)
     for a timbral branch, (P, 753, T) for MusiCNN's mid end, (P, 200) for the penultimate.
     Forward hooks are always removed, even on error.
     """
+    batch_size = batch_size or default_batch_size(model)
     modules = {name: model.module(name) for name in layers}
     store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     handles = []
@@ -174,7 +182,8 @@ def layer_outputs(model: LoadedModel, x: torch.Tensor, layers: Sequence[str], *,
     return {name: torch.cat(chunks) for name, chunks in store.items()}
 
 
-def dense_matrix(model: LoadedModel, x: torch.Tensor, *, batch_size: int = 32) -> dict[str, Any]:
+def dense_matrix(model: LoadedModel, x: torch.Tensor, *,
+                 batch_size: int | None = None) -> dict[str, Any]:
     """MusiCNN's W: the front end + the three mid-end outputs, stacked per frame.
 
     x : (P, 1, 96, 187) patches. Returns ``W`` (P, 753, 187) (rows 0–560 front end in the
