@@ -1,0 +1,72 @@
+"""``musiclens cam FILE --model M --layer L [--target TAG] [--method ...] [-o OUT.npz] [--json]``.
+
+A class activation map (CAM for GAP models, Grad-CAM, Grad-CAM++) of a recording for one
+layer and class/tag, at the layer's resolution or upsampled to the spectrogram.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+
+METHODS = ("grad-cam", "grad-cam++", "cam")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("cam", help="class activation map (CAM, Grad-CAM, Grad-CAM++)")
+    p.add_argument("file", help="an audio file")
+    add_model_argument(p)
+    p.add_argument("--layer", required=True, help="a layer name from `musiclens layers`")
+    p.add_argument("--target", default=None, help="label name or index (default: the top label)")
+    p.add_argument("--method", choices=METHODS, default="grad-cam")
+    p.add_argument("--relu", action="store_true", help="keep positive evidence only")
+    p.add_argument("--upsample", action="store_true", help="resize the map to the spectrogram")
+    add_segment_arguments(p, default_duration=None)
+    p.add_argument("-o", "--output", default=None, help="write the map to this .npz file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from musiclens.cli import print_json
+    from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret import cam
+    from musiclens.core.interpret.maps import upsample
+    from musiclens.core.models import registry
+
+    m = registry.load(args.model)
+    y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
+    x = features_at_model_rate(m, y, sr)
+    target = resolve_target(m, args.target, x)
+    fn = {"grad-cam": cam.grad_cam, "grad-cam++": cam.grad_cam_pp, "cam": cam.cam}[args.method]
+    heat = fn(m, x, layer=args.layer, target=target, relu=args.relu)
+    if args.upsample:
+        heat = upsample(heat, x.shape[-2:])
+    maps = heat[0].numpy().astype(np.float32)
+    f, t = np.unravel_index(int(np.abs(maps).argmax()), maps.shape)
+    fe = m.front_end
+    summary = {"model": m.name, "file": str(args.file), "layer": args.layer,
+               "method": args.method, "target": m.labels[target], "shape": list(maps.shape),
+               "min": float(maps.min()), "max": float(maps.max()),
+               "peak": {"row": int(f), "frame": int(t)}, "output": args.output}
+    if args.output:
+        out = Path(args.output)
+        if out.suffix != ".npz":
+            raise ParameterError(f"the output must be a .npz file, got {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, map=maps, layer=np.array(args.layer), target=np.array(m.labels[target]),
+                            method=np.array(args.method), model=np.array(m.name),
+                            frame_seconds=np.array(fe.hop / fe.sample_rate))
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{args.method} of {m.labels[target]!r} at {args.layer!r}: map {tuple(maps.shape)}, "
+              f"range [{maps.min():.4g}, {maps.max():.4g}], peak at row {f}, frame {t}"
+              + (f"; wrote {args.output}" if args.output else ""))
+    return 0

@@ -1,0 +1,96 @@
+"""``musiclens dream [FILE | --sweep SECONDS] --model M --target TAG -o OUT.wav [...]``.
+
+Deep dream: change the input so the model hears more of TAG (optionally minus another tag
+or minus all others), then write the dreamt audio. Progress goes to stderr; Ctrl-C stops
+the dream and still writes what it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("dream", help="deep dream towards a class or tag")
+    p.add_argument("file", nargs="?", default=None, help="an audio file to start from")
+    p.add_argument("--sweep", type=float, default=None, metavar="SECONDS",
+                   help="start from a sine sweep of this length instead of a file")
+    add_model_argument(p)
+    p.add_argument("--target", required=True, help="label name or index to maximise")
+    p.add_argument("--minus", default=None, help="a label to subtract, or 'others'")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.5, help="step size (front-end units)")
+    p.add_argument("--update", choices=("additive", "subtractive"), default="additive")
+    p.add_argument("--raw-gradient", action="store_true", help="do not normalise the gradient")
+    p.add_argument("--channels", default=None,
+                   help="comma-separated input channels to optimise (STFT models: 0 real, 1 imag)")
+    p.add_argument("--jitter", type=int, default=0, help="random time shift in frames per step")
+    add_segment_arguments(p, default_duration=None)
+    p.add_argument("-o", "--output", required=True, help="the audio file to write")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import threading
+
+    from musiclens.cli import print_json
+    from musiclens.cli._interpret_common import read_audio, resolve_target
+    from musiclens.core import audio
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret.dream import dream, sine_sweep
+    from musiclens.core.models import registry
+
+    m = registry.load(args.model)
+    if (args.file is None) == (args.sweep is None):
+        raise ParameterError("give either an audio FILE or --sweep SECONDS")
+    if args.sweep is not None:
+        y, sr = sine_sweep(m.front_end, seconds=args.sweep), m.front_end.sample_rate
+    else:
+        y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
+    channels = None
+    if args.channels:
+        try:
+            channels = [int(c) for c in args.channels.split(",")]
+        except ValueError:
+            raise ParameterError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
+    minus = args.minus
+    if minus is not None and minus != "others":
+        minus = resolve_target(m, minus, None)
+    target = resolve_target(m, args.target, None)
+    stop = threading.Event()
+    gen = dream(m, y, sample_rate=sr, target=target, minus=minus, steps=args.steps, lr=args.lr,
+                update=args.update, normalise_grad=not args.raw_gradient, channels=channels,
+                jitter=args.jitter, cancel=stop)
+    first = last = None
+    # Ctrl-C sets the cancel flag: the dream stops after the current step and still
+    # yields its last step with audio, which is written below.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        for step in gen:
+            first = first or step
+            last = step
+            if not step.done and (step.step % 10 == 0):
+                print(f"step {step.step}/{step.total}: objective {step.objective:.4f}", file=sys.stderr)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    assert first is not None and last is not None
+    out = audio.save(args.output, last.audio, last.sample_rate)
+    summary = {"model": m.name, "target": m.labels[target],
+               "minus": minus if minus in (None, "others") else m.labels[minus],
+               "steps": last.step, "cancelled": last.cancelled,
+               "objective_start": first.objective, "objective_end": last.objective,
+               "output": str(out), "sample_rate": last.sample_rate}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {out}: {last.step} steps, objective {first.objective:.4f} -> {last.objective:.4f}"
+              + (" (cancelled)" if last.cancelled else ""))
+    return 130 if last.cancelled else 0
