@@ -70,7 +70,9 @@ def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatc
     start_and_wait(qtbot, window)
     layer = "mid end / conv 1"
     assert window.layers.select_layer(layer)
-    qtbot.waitUntil(lambda: window.layers.grid.count() == 64, timeout=60_000)
+    qtbot.waitUntil(lambda: window.layers.maps is not None and window.layers.maps.layer == layer,
+                    timeout=60_000)
+    assert window.layers.grid.count() == 64
     item = window.layers.grid.item(0)  # the most energetic filter
     k = int(item.data(Qt.UserRole))
     rect = window.layers.grid.visualItemRect(item)

@@ -245,7 +245,11 @@ class MainWindow(QMainWindow):
 
     def _layer_selected(self, layer: str) -> None:
         if self.session.analysis is not None:
-            self.session.layer_maps(layer, self.current_patch(), self.layers.set_maps)
+            def show(maps) -> None:  # the user may have picked another layer meanwhile
+                if maps.layer == self.layers.selected_layer():
+                    self.layers.set_maps(maps)
+
+            self.session.layer_maps(layer, self.current_patch(), show)
 
     def _hear_filter(self, layer: str, k: int, how: str) -> None:
         self.session.hear_filter(layer, k, self.current_patch(), how, self._play_heard)
