@@ -97,3 +97,17 @@ def test_bad_rule_or_keep():
         deconv(m, x, layer="conv 2", filter=0, rule="lrp")
     with pytest.raises(ParameterError, match="keep"):
         deconv(m, x, layer="conv 2", filter=0, keep="top3")
+
+
+def test_relu_rule_hooks_are_removed_when_the_forward_pass_raises(monkeypatch):
+    m = logmel_cnn()
+    m.net.relu1.inplace = True
+    x = features(m, signal(0.3))
+
+    def broken(_x):
+        raise RuntimeError("forward failed")
+
+    monkeypatch.setattr(m.net.fc, "forward", broken)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        deconv(m, x, layer="conv 2", filter=0)
+    assert active_hooks(m.net) == 0 and m.net.relu1.inplace

@@ -173,3 +173,32 @@ def test_upsample_keeps_values_and_sign():
     bil = upsample(maps, (4, 4))
     assert bil.min() == -2.0 and bil.max() == 4.0
     torch.testing.assert_close(normalise(maps).abs().amax(), torch.tensor(1.0))
+
+
+class _ClassMapNet(torch.nn.Module):
+    """conv -> ReLU -> transposed conv to one map per class -> GAP = logits (no linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.up = torch.nn.ConvTranspose2d(4, 3, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(self.relu(self.conv(x / 40.0 + 1.0))).mean(dim=(2, 3))
+
+
+def test_cam_of_a_model_whose_maps_are_the_class_maps():
+    from interpret_nets import _wrap, logmel_fe
+    from musiclens.core.models.registry import LayerInfo
+
+    torch.manual_seed(5)
+    m = _wrap("class-maps", _ClassMapNet(), logmel_fe(), [LayerInfo("class maps", "up", "c", "conv")], 3)
+    x = features(m, signal(0.5))[..., :62]
+    with torch.no_grad():
+        maps = m.net.up(m.net.relu(m.net.conv(x / 40.0 + 1.0)))
+        logits = m.net(x)
+    for c in range(3):
+        got = cam_mod.cam(m, x, layer="class maps", target=c)
+        torch.testing.assert_close(got, maps[:, c])
+        torch.testing.assert_close(got.mean(dim=(1, 2)), logits[:, c])
