@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from interpret_nets import features, logmel_cnn, signal
-from musiclens.core.errors import ParameterError
+from musiclens.core.errors import MusicLensError
 from musiclens.core.interpret.activity import dead_units, unit_activity
 from musiclens.core.interpret.kernels import kernel_stats
 
@@ -67,5 +67,5 @@ def test_unit_activity_of_any_layer_and_unknown_layer(planted):
     x = features(planted, signal(0.3))
     act = unit_activity(planted, x, layers=["bn 2"], relu=False)
     assert act["bn 2"].energy.shape == (6,) and (act["bn 2"].energy > 0).all()
-    with pytest.raises(Exception, match="no layer"):
+    with pytest.raises(MusicLensError, match="no layer"):
         unit_activity(planted, x, layers=["conv 7"])
