@@ -500,3 +500,95 @@ def run(events: Iterator[Progress], callback: Callable[[Progress], None] | None 
     if last is None:
         raise MusicLensError("training produced no events")
     return last
+
+
+# ============================================================================ whole runs
+@dataclass
+class Finished:
+    """Last event of :func:`train_on_folder`: the trained model and the run's summary."""
+
+    model: LoadedModel
+    summary: dict[str, Any]
+    cancelled: bool = False
+    kind: str = "finished"
+
+    def line(self) -> str:
+        return "cancelled" if self.cancelled else "finished"
+
+
+def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress | None,
+               *, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The CLI's JSON: arch, classes, track counts per split, accuracies (or AUCs) per split."""
+    out: dict[str, Any] = {"arch": arch, "classes": list(model.labels), "multilabel": model.multilabel,
+                           "split": {s: len(data.split.tracks[s]) for s in ("train", "val", "test")},
+                           "patches": {s: len(data.sets[s]) for s in ("train", "val", "test")}}
+    if not model.multilabel:
+        out["chance"] = 1.0 / len(model.labels)
+    details: dict[str, Any] = {}
+    for s in ("train", "val", "test"):
+        m = evaluate(model, data.sets[s], device=device) if len(data.sets[s]) else None
+        if model.multilabel:
+            out[f"{s}_roc_auc"] = None if m is None else m["roc_auc_mean"]
+            out[f"{s}_pr_auc"] = None if m is None else m["pr_auc_mean"]
+        else:
+            out[f"{s}_accuracy"] = None if m is None else m["accuracy"]
+            out[f"{s}_track_accuracy"] = None if m is None else m["track_accuracy"]
+        if m is not None:
+            details[s] = m
+    out["epochs_run"] = len(last.history) if last is not None else 0
+    out["best_epoch"] = last.best_epoch if last is not None else 0
+    out["stopped"] = last.stopped if last is not None else None
+    out["test_metrics"] = details.get("test")
+    out["skipped"] = [{"file": p, "reason": r} for p, r in data.skipped]
+    return _nan_to_none(out)
+
+
+def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config: TrainConfig | None = None,
+                    out: str | Path | None = None, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                    cache: Any = "default", mode: str = "features", patch_seconds: float | None = None,
+                    resume: str | Path | None = None, cancel: Any = None,
+                    model_params: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Scan, split by track, prepare patches, train, evaluate and save: one generator.
+
+    Yields :class:`~musiclens.core.data.PrepareProgress` (one per track), then
+    :class:`Progress` events, then :class:`Finished` with the model (saved to ``out`` when
+    given) and :func:`summary_of`'s dict. ``cache="default"`` uses :func:`~musiclens.core.data.cache_dir`,
+    None disables it, a :class:`~musiclens.core.data.FeatureCache` is used as is.
+    """
+    from musiclens.core import data as data_mod
+    from musiclens.core.models import registry, study
+
+    cfg = config or TrainConfig()
+    cfg.check()
+    ds = data_mod.load_dataset(root, task=task)
+    split = data_mod.split_by_track(ds, fractions=fractions, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = study.create(arch, ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds,
+                         **(model_params or {}))
+    if cache == "default":
+        cache = data_mod.FeatureCache()
+    prepared = None
+    for step in data_mod.prepare(ds, split, model.front_end, model.patch_frames,
+                                 cache=cache if mode == "features" else None, mode=mode):  # type: ignore[arg-type]
+        prepared = step.data or prepared
+        yield step
+        if _is_cancelled(cancel):
+            yield Finished(model, {"arch": arch, "cancelled": True}, cancelled=True)
+            return
+    assert prepared is not None
+    last = None
+    for ev in train(model, prepared, cfg, cancel=cancel, resume=resume):
+        last = ev
+        yield ev
+    device = resolve_device(cfg.device)
+    summary = summary_of(model, prepared, arch, last, device=device)
+    model.provenance = dict(
+        model.provenance, task=task,
+        data={"root": str(Path(root).resolve()), "kind": ds.kind, "seed": cfg.seed,
+              "fractions": list(split.fractions), "tracks": split.ids()},
+        metrics={k: v for k, v in summary.items() if k.endswith(("accuracy", "auc")) or k == "chance"},
+    )
+    if out is not None and last is not None and last.kind == "done":
+        registry.save(model, out)
+        summary["out"] = str(out)
+    yield Finished(model, summary, cancelled=last is not None and last.kind == "cancelled")

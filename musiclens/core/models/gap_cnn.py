@@ -17,9 +17,9 @@ The dropout before ``fc`` is inactive in eval mode, so the identity holds for a 
 
 Network::
 
-    [norm] -> [conv1] 3×3, C->16 -> [relu1] -> [pool1] 2×2
-           -> [conv2] 3×3, 16->32 -> [relu2] -> [pool2] 2×2
-           -> [conv3] 3×3, 32->64 -> [relu3] -> [pool3] 2×2       (F/8, T/8)
+    [norm] -> [conv1] 3×3, C->16 -> [bn1] -> [relu1] -> [pool1] 2×2
+           -> [conv2] 3×3, 16->32 -> [bn2] -> [relu2] -> [pool2] 2×2
+           -> [conv3] 3×3, 32->64 -> [bn3] -> [relu3] -> [pool3] 2×2       (F/8, T/8)
            -> [deconv] transposed conv 2×2 stride 2, 64->K -> [deconv_relu]   (F/4, T/4)
            -> [gap] global average -> [dropout] -> [fc] linear K -> n_labels
 """
@@ -44,12 +44,15 @@ class GapCNN(nn.Module):
         f1, f2, f3 = (int(v) for v in filters)
         self.norm = Standardise(in_channels)
         self.conv1 = nn.Conv2d(in_channels, f1, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(f1)
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(f1, f2, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(f2)
         self.relu2 = nn.ReLU()
         self.pool2 = nn.MaxPool2d(2)
         self.conv3 = nn.Conv2d(f2, f3, 3, padding=1)
+        self.bn3 = nn.BatchNorm2d(f3)
         self.relu3 = nn.ReLU()
         self.pool3 = nn.MaxPool2d(2)
         self.deconv = nn.ConvTranspose2d(f3, int(maps), kernel_size=2, stride=2)
@@ -60,9 +63,9 @@ class GapCNN(nn.Module):
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) -> the CAM maps A (B, K, F/4, T/4) (output of ``deconv_relu``)."""
-        h = self.pool1(self.relu1(self.conv1(self.norm(x))))
-        h = self.pool2(self.relu2(self.conv2(h)))
-        h = self.pool3(self.relu3(self.conv3(h)))
+        h = self.pool1(self.relu1(self.bn1(self.conv1(self.norm(x)))))
+        h = self.pool2(self.relu2(self.bn2(self.conv2(h))))
+        h = self.pool3(self.relu3(self.bn3(self.conv3(h))))
         return self.deconv_relu(self.deconv(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,9 +80,9 @@ def build_gap_cnn(**params) -> tuple[nn.Module, list[LayerInfo]]:
     net = GapCNN(**params)
     layers = [
         LayerInfo("input norm", "norm", "input", "block", "per-channel standardisation"),
-        LayerInfo("conv 1", "conv1", "conv", "conv", "3×3 conv (before ReLU)"),
-        LayerInfo("conv 2", "conv2", "conv", "conv", "3×3 conv (before ReLU)"),
-        LayerInfo("conv 3", "conv3", "conv", "conv", "3×3 conv (before ReLU)"),
+        LayerInfo("conv 1", "conv1", "conv", "conv", "3×3 conv (before BN)"),
+        LayerInfo("conv 2", "conv2", "conv", "conv", "3×3 conv (before BN)"),
+        LayerInfo("conv 3", "conv3", "conv", "conv", "3×3 conv (before BN)"),
         LayerInfo("transposed conv", "deconv", "conv", "conv", "2×2 stride-2 transposed conv (before ReLU)"),
         LayerInfo("CAM maps", "deconv_relu", "conv", "conv",
                   "ReLU(transposed conv): the maps that are globally averaged (exact CAM)"),

@@ -162,7 +162,8 @@ class VanillaCNN(nn.Module):
     def __init__(self, *, n_labels: int, in_channels: int = 1, n_bins: int = 128,
                  n_frames: int = 130, filters: tuple[int, int] = (16, 32), dense: int = 64,
                  pool: tuple[int, int] = (4, 4), dropout: float = 0.3, masked: bool = False,
-                 mask_radius_f: float = 0.25, mask_radius_t: float = 0.25) -> None:
+                 mask_radius_f: float = 0.25, mask_radius_t: float = 0.25,
+                 filter_tau: float | None = None) -> None:
         super().__init__()
         if n_labels < 1:
             raise ParameterError(f"n_labels must be >= 1, got {n_labels}")
@@ -172,6 +173,7 @@ class VanillaCNN(nn.Module):
                 f"{pool[0]}×{pool[1]} poolings; need at least {pool[0] ** 2} × {pool[1] ** 2}")
         f1, f2 = (int(v) for v in filters)
         self.masked = bool(masked)
+        self.filter_tau = None if filter_tau is None else float(filter_tau)
         self.norm = Standardise(in_channels)
         self.conv1 = nn.Conv2d(in_channels, f1, 3, padding=1)
         self.relu1 = nn.ReLU()
@@ -205,6 +207,7 @@ class VanillaCNN(nn.Module):
         x = self.mask2.last_input
         if x is None:
             raise ParameterError("filter_loss() needs a forward pass in training mode first")
+        kw.setdefault("tau", self.filter_tau)
         return zhang_filter_loss(x, radius_f=self.mask2.radius_f, radius_t=self.mask2.radius_t, **kw)
 
 

@@ -1,0 +1,124 @@
+"""``musiclens train --arch ARCH --data DIR --epochs N --out MODEL_DIR [--task ...] [--json]``.
+
+Splits the folder by track (80/10/10, seeded), trains with early stopping on validation and
+saves the best model as ``MODEL_DIR/{weights.safetensors,model.json}``. Progress goes to
+stderr; with ``--json`` stdout holds one document::
+
+    {"arch", "classes", "split": {"train": n_tracks, "val": n, "test": n},
+     "train_accuracy", "val_accuracy", "test_accuracy", "epochs_run", ...}
+
+(multi-label ``--task instruments``: ``*_roc_auc`` and ``*_pr_auc`` instead of accuracies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from musiclens.core.models.study import ARCHS
+
+    p = subparsers.add_parser("train", help="train a study model on a folder dataset")
+    p.add_argument("--arch", required=True, choices=list(ARCHS), help="architecture")
+    p.add_argument("--data", required=True, help="dataset folder (root/<label>/*.wav, or musdb stems)")
+    p.add_argument("--epochs", type=int, required=True, help="maximum number of epochs")
+    p.add_argument("--out", required=True, help="model folder to write (weights.safetensors + model.json)")
+    p.add_argument("--task", default="genre", choices=["genre", "mood", "instruments"],
+                   help="genre/mood: single-label folders; instruments: musdb-style stems, multi-label")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling")
+    p.add_argument("--patience", type=int, default=5,
+                   help="stop after this many epochs without a better validation score (0: never)")
+    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
+                   help="track fractions (default 0.8,0.1,0.1)")
+    p.add_argument("--patch-seconds", type=float, default=None, help="override the patch length")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute the front end per batch instead of using the feature cache")
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $MUSICLENS_CACHE "
+                   "or $XDG_CACHE_HOME/musiclens)")
+    p.add_argument("--checkpoint", default=None, help="write a resumable checkpoint here after every epoch")
+    p.add_argument("--resume", default=None, help="continue from this checkpoint folder")
+    p.add_argument("--filter-loss", type=float, default=0.0,
+                   help="masked-cnn: weight of Zhang et al.'s filter loss (0 = off)")
+    p.add_argument("--filter-tau", type=float, default=None,
+                   help="masked-cnn: template scale of the filter loss (default Zhang's 0.5/(F·T))")
+    p.add_argument("--real-only", action="store_true", help="stft-cnn: real part only (1 channel)")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from musiclens.cli import print_json
+    from musiclens.core.data import FeatureCache, PrepareProgress
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.train import Finished, TrainConfig, train_on_folder
+
+    if args.epochs < 1:
+        raise ParameterError(f"--epochs must be >= 1, got {args.epochs}")
+    params = {}
+    if args.filter_tau is not None:
+        if args.arch != "masked-cnn":
+            raise ParameterError("--filter-tau is for --arch masked-cnn")
+        params["filter_tau"] = args.filter_tau
+    if args.real_only:
+        if args.arch != "stft-cnn":
+            raise ParameterError("--real-only is for --arch stft-cnn")
+        params["real_only"] = True
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, seed=args.seed,
+                      patience=args.patience if args.patience > 0 else None, device=args.device,
+                      filter_loss=args.filter_loss, checkpoint_dir=args.checkpoint)
+    cache = None if args.no_cache else FeatureCache(args.cache_dir) if args.cache_dir else "default"
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    summary = None
+    for ev in train_on_folder(args.arch, args.data, task=args.task, config=cfg, out=args.out,
+                              fractions=args.split, cache=cache, mode="audio" if args.no_cache else "features",
+                              patch_seconds=args.patch_seconds, resume=args.resume, model_params=params):
+        if isinstance(ev, PrepareProgress):
+            if ev.error:
+                say(f"skipped {ev.track}: {ev.error}")
+            if ev.data is not None:
+                c = ev.data.counts()
+                say("tracks (patches): " + ", ".join(f"{s} {c[s]['tracks']} ({c[s]['patches']})" for s in c))
+        elif isinstance(ev, Finished):
+            summary = ev.summary
+        elif ev.kind != "batch":
+            say(ev.line())
+    assert summary is not None
+    for item in summary.get("skipped", []):
+        say(f"skipped {item['file']}: {item['reason']}")
+    if args.json:
+        print_json(summary)
+        return 0
+    if summary.get("multilabel"):
+        print(f"{args.arch}: mean ROC-AUC train {_f(summary['train_roc_auc'])}, val "
+              f"{_f(summary['val_roc_auc'])}, test {_f(summary['test_roc_auc'])}; "
+              f"{summary['epochs_run']} epochs; saved to {args.out}")
+    else:
+        print(f"{args.arch}: accuracy train {_f(summary['train_accuracy'])}, val {_f(summary['val_accuracy'])}, "
+              f"test {_f(summary['test_accuracy'])} (chance {summary['chance']:.3f}); "
+              f"{summary['epochs_run']} epochs; saved to {args.out}")
+    return 0
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
