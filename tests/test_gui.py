@@ -186,3 +186,29 @@ def test_no_audio_device_is_a_message_not_a_crash(qtbot, window, monkeypatch):
     assert window.player.play(np.zeros(1000, np.float32), 16000) is False
     assert messages and "no audio output" in messages[0]
     assert not window.player.playing
+
+
+def test_kernels_panel_shows_norms_and_dead_kernels(qtbot, window):
+    start_and_wait(qtbot, window)
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000,
+                          check_params_cb=lambda busy, _name: not busy):
+        qtbot.mouseClick(window.kernels.refresh_button, Qt.LeftButton)
+    stats = window.kernels.stats
+    assert stats["model"] == "MSD_musicnn" and stats["totals"]["kernels"] > 600
+    last = stats["conv"][window.kernels.conv.currentIndex()]
+    assert window.kernels.norms.plotItem.titleLabel.text.endswith(f"{last['dead']} dead of {len(last['frobenius'])}")
+    assert window.kernels.bn.count() == len(stats["batchnorm"]) > 0
+
+
+def test_similarity_of_a_recording_with_itself_is_one(qtbot, window):
+    start_and_wait(qtbot, window)
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=120_000,
+                          check_params_cb=lambda busy, _name: not busy):
+        window.similarity.requested.emit(str(demo_path()))
+    r = window.similarity.result
+    assert r is not None and len(r.layers) > 10 and r.maps[0][0] == "input"
+    assert np.allclose(r.values["pearson"], 1.0, atol=1e-6)
+    assert np.allclose(r.values["nmse"], 0.0, atol=1e-9)
+    finite = np.isfinite(r.values["cka"])
+    assert finite.any() and np.allclose(r.values["cka"][finite], 1.0, atol=1e-6)
+    assert (r.values["cka_baseline"][finite] < 1.0).all()

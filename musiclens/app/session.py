@@ -109,6 +109,18 @@ class Dreamt:
     label: str
 
 
+@dataclass
+class Similarity:
+    """Layer-wise similarity of two stimuli (one patch each) and their mean feature maps."""
+
+    name_a: str
+    name_b: str
+    start_s: float
+    layers: list[str]
+    values: dict[str, np.ndarray]  # metric -> (L,)
+    maps: list[tuple[str, np.ndarray, np.ndarray]]  # (layer, map of A, map of B), input first
+
+
 class Session(QObject):
     model_changed = Signal(object)  # ModelSummary
     recording_changed = Signal(object)  # Recording
@@ -320,6 +332,48 @@ class Session(QObject):
                           f"dream of {options.get('target')}")
 
         return self.submit("dream", work, on_result, on_progress=on_progress, on_error=on_error)
+
+    def kernels(self, on_result: Callable[[dict], None]) -> Job:
+        """Kernel statistics of the current model (norms, dead kernels, batch-norm parameters)."""
+        def work(ctx: JobContext) -> dict:
+            from musiclens.core.interpret.kernels import kernel_stats
+
+            return kernel_stats(self._require_model())
+
+        return self.submit("kernel statistics", work, on_result)
+
+    def similarity(self, other: str | Path, patch: int, on_result: Callable[["Similarity"], None]) -> Job:
+        """Compare the current recording's patch with the same patch of ``other``, layer by layer."""
+        other = Path(other)
+        audio_a, start = self.patch_audio(patch)
+
+        def work(ctx: JobContext) -> Similarity:
+            import torch
+
+            from musiclens.core import audio
+            from musiclens.core.interpret.hooks import activations, as_map
+            from musiclens.core.interpret.similarity import default_layers, layer_similarity
+
+            model = self._require_model()
+            fe = model.front_end
+            ctx.progress(None, f"reading {other.name}")
+            y, _ = audio.load(other, sr=fe.sample_rate, offset=start, duration=len(audio_a) / fe.sample_rate)
+            if len(y) < len(audio_a):
+                y = np.pad(y, (0, len(audio_a) - len(y)))
+            xa = fe(torch.from_numpy(audio_a)[None])[..., : model.patch_frames]
+            xb = fe(torch.from_numpy(y[: len(audio_a)])[None])[..., : model.patch_frames]
+            ctx.progress(None, "comparing every layer")
+            curve = layer_similarity(model, xa, xb)
+            layers = [name for name in default_layers(model) if name in curve.layers]
+            acts_a = activations(model, xa, layers)
+            acts_b = activations(model, xb, layers)
+            maps = [(name, as_map(acts_a[name])[0].mean(0).numpy(), as_map(acts_b[name])[0].mean(0).numpy())
+                    for name in layers]
+            maps.insert(0, ("input", display_of(xa[0], fe), display_of(xb[0], fe)))
+            return Similarity(self.recording.path.name, other.name, start, curve.layers,
+                              {k: v[0] for k, v in curve.values.items()}, maps)
+
+        return self.submit(f"similarity with {other.name}", work, on_result)
 
     # ------------------------------------------------------------------ helpers for panels
     def patch_at(self, seconds: float) -> int:

@@ -56,13 +56,17 @@ class MainWindow(QMainWindow):
 
         from musiclens.app.panels.attribution import AttributionPanel
         from musiclens.app.panels.dream import DreamPanel
+        from musiclens.app.panels.kernels import KernelsPanel
         from musiclens.app.panels.layers import LayersPanel
+        from musiclens.app.panels.similarity import SimilarityPanel
 
         self.spectrogram = SpectrogramView()
         self.predictions = PredictionsPanel()
         self.layers = LayersPanel()
         self.attribution = AttributionPanel()
         self.dream = DreamPanel()
+        self.kernels = KernelsPanel()
+        self.similarity = SimilarityPanel()
         spec = self.add_dock("Spectrogram", self.spectrogram, Qt.LeftDockWidgetArea)
         layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
@@ -71,6 +75,10 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(preds, cam, Qt.Vertical)
         dream = self.add_dock("Dream", self.dream, Qt.RightDockWidgetArea)
         self.tabifyDockWidget(layers, dream)
+        similarity = self.add_dock("Similarity", self.similarity, Qt.LeftDockWidgetArea)
+        self.tabifyDockWidget(layers, similarity)
+        kernels = self.add_dock("Kernels", self.kernels, Qt.LeftDockWidgetArea)
+        self.tabifyDockWidget(layers, kernels)
         layers.raise_()
         self._default_sizes = lambda: (
             self.resizeDocks([spec, preds], [1000, 500], Qt.Horizontal),
@@ -173,6 +181,9 @@ class MainWindow(QMainWindow):
             lambda method, target, layer: s.attribution(method, target, layer, self._show_attribution))
         self.attribution.cleared.connect(self.spectrogram.clear_overlay)
         self.dream.start_requested.connect(self._start_dream)
+        self.kernels.requested.connect(lambda: s.kernels(self.kernels.set_stats))
+        self.similarity.requested.connect(
+            lambda path: s.similarity(path, self.current_patch(), self.similarity.set_result))
         self.dream.stop_requested.connect(lambda: self.worker.cancel_all("dream"))
         self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label))
         self.model_picker.activated.connect(self._picked_model)
@@ -194,6 +205,7 @@ class MainWindow(QMainWindow):
         self.layers.set_model(summary)
         self.attribution.set_model(summary)
         self.dream.set_model(summary)
+        self.kernels.clear()
         i = self.model_picker.findData(summary.source) if summary.source else -1
         if i < 0:
             self.model_picker.addItem(summary.name, summary.source or summary.name)
