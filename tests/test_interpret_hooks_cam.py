@@ -202,3 +202,15 @@ def test_cam_of_a_model_whose_maps_are_the_class_maps():
         got = cam_mod.cam(m, x, layer="class maps", target=c)
         torch.testing.assert_close(got, maps[:, c])
         torch.testing.assert_close(got.mean(dim=(1, 2)), logits[:, c])
+
+
+def test_inplace_relu_after_the_layer_does_not_change_what_is_captured():
+    m = logmel_cnn()
+    x = features(m, signal(0.4))
+    want_act = activations(m, x, "conv 1")["conv 1"]
+    want_cam = cam_mod.grad_cam(m, x, layer="conv 1", target=1)
+    assert (want_act < 0).any()  # a pre-ReLU map: an in-place ReLU would clip it
+    m.net.relu1.inplace = True
+    torch.testing.assert_close(activations(m, x, "conv 1")["conv 1"], want_act)
+    torch.testing.assert_close(cam_mod.grad_cam(m, x, layer="conv 1", target=1), want_cam)
+    assert m.net.relu1.inplace

@@ -10,6 +10,10 @@ in ``try/finally`` and always removed, also when the forward pass raises.
 
 Shapes: a conv layer of a 2-D net gives (B, K, F_l, T_l); a 1-D layer (after a max over
 frequency, MusiCNN's branches and mid end) gives (B, K, T_l); dense layers (B, K).
+
+In-place modules (``nn.ReLU(inplace=True)`` and the like) would overwrite a captured
+activation after the hook has seen it; inside :func:`capture` they run out of place, and
+their flags are restored afterwards.
 """
 
 from __future__ import annotations
@@ -87,13 +91,18 @@ def capture(
 
         return hook
 
+    inplace = [mod for mod in m.net.modules() if getattr(mod, "inplace", False) is True]
     try:
+        for mod in inplace:
+            mod.inplace = False
         for name, module in zip(names, modules):
             handles.append(module.register_forward_hook(make_hook(name)))
         yield store
     finally:
         for h in handles:
             h.remove()
+        for mod in inplace:
+            mod.inplace = True
 
 
 def activations(
