@@ -191,8 +191,9 @@ def convert(wheel: Path, tf_python: str, out_root: Path) -> None:
             state = {k: np.array(a, order="C", copy=True) for k, a in sorted(state.items())}
             dest = out_root / name
             dest.mkdir(parents=True, exist_ok=True)
-            save_file(state, str(dest / "weights.safetensors"),
-                      metadata={"source": f"musicnn==0.1.0 {name}", "format": "pt"})
+            # one metadata key only: safetensors writes a multi-key header in random order,
+            # which would make the output differ from run to run (provenance is in model.json)
+            save_file(state, str(dest / "weights.safetensors"), metadata={"format": "pt"})
             result = (folder / "experiment.result").read_text().strip()
             meta = {
                 "format": "musiclens-model/1",
