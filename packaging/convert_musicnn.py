@@ -8,9 +8,11 @@ Writes, for each of MTT_musicnn, MSD_musicnn, MTT_vgg and MSD_vgg::
 
 Reading a TF1 checkpoint needs TensorFlow, which the app never needs, so the checkpoint
 is read by a *side* interpreter (``--tf-python``) that runs this same file with
-``--dump``; everything else runs in the project venv and does not import torch (the
-safetensors file is written with ``safetensors.numpy``). Only the front-end spec is taken
-from ``musiclens.core.features``. Adam slots and ``beta1/2_power`` are dropped.
+``--dump``; everything else runs in the project venv. The tensors are mapped and written
+with NumPy + ``safetensors.numpy`` (no torch code); only the front-end spec is taken from
+``musiclens.core.features`` (which imports torch). Adam slots and ``beta1/2_power`` are
+dropped. The tensor names are the ``state_dict`` keys of ``musiclens.core.models.musicnn``'s
+``Musicnn`` / ``MusicnnVgg`` (``tests/test_musicnn.py`` checks names and shapes).
 
 Remake the bundled weights (from the repo root)::
 
