@@ -212,3 +212,32 @@ def test_similarity_of_a_recording_with_itself_is_one(qtbot, window):
     finite = np.isfinite(r.values["cka"])
     assert finite.any() and np.allclose(r.values["cka"][finite], 1.0, atol=1e-6)
     assert (r.values["cka_baseline"][finite] < 1.0).all()
+
+
+def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from musiclens.app.panels.training import ARCHS, models_home
+    from musiclens.core.models import study
+
+    assert ARCHS == tuple(study.ARCHS)  # the panel lists every study architecture
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    sr = 22050
+    t = np.arange(4 * sr) / sr
+    for label, make in (("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
+                        ("noise", lambda i: 0.1 * rng.standard_normal(len(t)))):
+        (tmp_path / "ds" / label).mkdir(parents=True)
+        for i in range(5):
+            sf.write(tmp_path / "ds" / label / f"{label}{i}.wav", make(i).astype(np.float32), sr)
+    panel = window.training
+    panel.folder.setText(str(tmp_path / "ds"))
+    panel.epochs.setValue(2)
+    qtbot.mouseClick(panel.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=240_000)
+    assert "Saved to" in panel.report.text(), panel.report.text()
+    assert len(panel.history["train loss"]) >= 1 and np.isfinite(panel.history["train loss"]).all()
+    saved = list(models_home().iterdir())
+    assert len(saved) == 1 and (saved[0] / "model.json").exists()
+    assert window.model_picker.findData(str(saved[0])) >= 0

@@ -375,6 +375,38 @@ class Session(QObject):
 
         return self.submit(f"similarity with {other.name}", work, on_result)
 
+    def train(self, options: dict, out: Path, on_result: Callable[[dict], None], *,
+              on_progress: Callable[[Progress], None] | None = None,
+              on_error: Callable[[str], None] | None = None) -> Job:
+        """Train a study architecture on a dataset folder (``options``: root, arch, task,
+        epochs); the model is saved to ``out``. Progress payloads carry per-epoch curves."""
+        def work(ctx: JobContext) -> dict:
+            from musiclens.app.worker import Cancelled
+            from musiclens.core.data import PrepareProgress
+            from musiclens.core.train import Finished, TrainConfig, train_on_folder
+
+            config = TrainConfig(epochs=int(options["epochs"]))
+            run = train_on_folder(options["arch"], options["root"], task=options["task"], config=config,
+                                  out=out, cancel=lambda: ctx.cancelled)
+            for ev in run:
+                if isinstance(ev, PrepareProgress):
+                    ctx.progress(0.1 * ev.done / max(1, ev.total),
+                                 f"preparing patches: {ev.done}/{ev.total} tracks"
+                                 + (f" (skipped {ev.track}: {ev.error})" if ev.error else ""))
+                elif isinstance(ev, Finished):
+                    if ev.cancelled:
+                        raise Cancelled()
+                    return ev.summary
+                elif ev.kind == "batch":
+                    done = (ev.epoch - 1 + ev.batch / max(1, ev.batches)) / ev.epochs
+                    ctx.progress(0.1 + 0.85 * done, ev.line())
+                elif ev.kind == "epoch":
+                    ctx.progress(0.1 + 0.85 * ev.epoch / ev.epochs, ev.line(), epoch_curves(ev.metrics))
+            raise Cancelled()
+
+        return self.submit(f"train {options['arch']}", work, on_result, on_progress=on_progress,
+                           on_error=on_error)
+
     # ------------------------------------------------------------------ helpers for panels
     def patch_at(self, seconds: float) -> int:
         """Index of the patch that contains ``seconds`` (clamped to the analysed patches)."""
@@ -430,6 +462,15 @@ def display_of(x, fe) -> np.ndarray:
     if fe.kind == "stft":
         return (10 * torch.log10((x[0] ** 2 + x[1] ** 2).clamp_min(1e-10))).float().numpy()
     return x[0].detach().float().numpy()
+
+
+def epoch_curves(metrics: dict) -> dict[str, float]:
+    """One epoch's metrics -> the four numbers the training plot draws."""
+    train, val = metrics.get("train", {}), metrics.get("val", {})
+    key = "roc_auc_mean" if "roc_auc_mean" in train else "accuracy"
+    nan = float("nan")
+    return {"train loss": train.get("loss", nan), "val loss": val.get("loss", nan),
+            "train score": train.get(key, nan), "val score": val.get(key, nan)}
 
 
 def make_recording(path: Path, y: np.ndarray, sr: int, model) -> Recording:

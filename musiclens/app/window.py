@@ -29,6 +29,12 @@ def settings() -> QSettings:
     return QSettings("MusicLens", "MusicLens")
 
 
+def settings_list(key: str) -> list[str]:
+    """A list setting (INI files give a lone string for a one-item list)."""
+    value = settings().value(key, []) or []
+    return [value] if isinstance(value, str) else list(value)
+
+
 class MainWindow(QMainWindow):
     ready = Signal()  # the first model is loaded and the first recording analysed
 
@@ -59,6 +65,7 @@ class MainWindow(QMainWindow):
         from musiclens.app.panels.kernels import KernelsPanel
         from musiclens.app.panels.layers import LayersPanel
         from musiclens.app.panels.similarity import SimilarityPanel
+        from musiclens.app.panels.training import TrainingPanel
 
         self.spectrogram = SpectrogramView()
         self.predictions = PredictionsPanel()
@@ -67,6 +74,7 @@ class MainWindow(QMainWindow):
         self.dream = DreamPanel()
         self.kernels = KernelsPanel()
         self.similarity = SimilarityPanel()
+        self.training = TrainingPanel()
         spec = self.add_dock("Spectrogram", self.spectrogram, Qt.LeftDockWidgetArea)
         layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
@@ -79,6 +87,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(layers, similarity)
         kernels = self.add_dock("Kernels", self.kernels, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(layers, kernels)
+        training = self.add_dock("Training", self.training, Qt.LeftDockWidgetArea)
+        self.tabifyDockWidget(layers, training)
         layers.raise_()
         self._default_sizes = lambda: (
             self.resizeDocks([spec, preds], [1000, 500], Qt.Horizontal),
@@ -182,6 +192,8 @@ class MainWindow(QMainWindow):
         self.attribution.cleared.connect(self.spectrogram.clear_overlay)
         self.dream.start_requested.connect(self._start_dream)
         self.kernels.requested.connect(lambda: s.kernels(self.kernels.set_stats))
+        self.training.start_requested.connect(self._start_training)
+        self.training.cancel_requested.connect(lambda: self.worker.cancel_all(f"train {self.training.arch.currentText()}"))
         self.similarity.requested.connect(
             lambda path: s.similarity(path, self.current_patch(), self.similarity.set_result))
         self.dream.stop_requested.connect(lambda: self.worker.cancel_all("dream"))
@@ -282,6 +294,23 @@ class MainWindow(QMainWindow):
             on_error=lambda message: self.dream.finished(None, message))
         job.cancelled.connect(lambda: self.dream.finished(None, "stopped"))
 
+    def _start_training(self, options: dict) -> None:
+        import time
+
+        from musiclens.app.panels.training import models_home
+
+        out = models_home() / f"{options['arch']}-{Path(options['root']).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+        def done(summary: dict) -> None:
+            self.training.finished(summary)
+            self._add_model_folder(str(out))
+
+        job = self.session.train(
+            options, out, done,
+            on_progress=lambda p: self.training.show_event(p.fraction, p.message, p.payload),
+            on_error=lambda message: self.training.finished(None, message))
+        job.cancelled.connect(lambda: self.training.finished(None, "cancelled"))
+
     def _show_attribution(self, result) -> None:
         self.attribution.set_result(result)
         self.spectrogram.set_overlay(result.values, start_s=result.start_s, end_s=result.end_s,
@@ -351,16 +380,13 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def _remember(self, path: Path) -> None:
-        st = settings()
-        recent = [p for p in (st.value("recent", []) or []) if p != str(path)]
-        st.setValue("recent", ([str(path)] + recent)[:MAX_RECENT])
+        recent = [p for p in settings_list("recent") if p != str(path)]
+        settings().setValue("recent", ([str(path)] + recent)[:MAX_RECENT])
         self._refresh_recent()
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
-        recent = settings().value("recent", []) or []
-        if isinstance(recent, str):
-            recent = [recent]
+        recent = settings_list("recent")
         for p in recent:
             self.recent_menu.addAction(p, lambda p=p: self.open_file(p))
         self.recent_menu.setEnabled(bool(recent))
@@ -389,7 +415,7 @@ class MainWindow(QMainWindow):
         self.model_picker.clear()
         for name in available():
             self.model_picker.addItem(name, name)
-        for folder in settings().value("model_folders", []) or []:
+        for folder in settings_list("model_folders"):
             self.model_picker.addItem(Path(folder).name, folder)
         i = self.model_picker.findData(current)
         if i >= 0:
@@ -404,10 +430,15 @@ class MainWindow(QMainWindow):
     def open_model_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a model folder (weights.safetensors + model.json)")
         if folder:
-            st = settings()
-            folders = [f for f in (st.value("model_folders", []) or []) if f != folder]
-            st.setValue("model_folders", [folder] + folders)
+            self._add_model_folder(folder)
             self.session.load_model(folder)
+
+    def _add_model_folder(self, folder: str) -> None:
+        """Remember a model folder and list it in the picker (newest first)."""
+        folders = [f for f in settings_list("model_folders") if f != folder]
+        settings().setValue("model_folders", [folder] + folders)
+        if self.model_picker.findData(folder) < 0:
+            self.model_picker.addItem(Path(folder).name, folder)
 
     # ------------------------------------------------------------------ layout
     def _restore_layout(self) -> None:
