@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 META_FILE = "model.json"
 
 
 def resources_dir() -> Path:
-    """The folder of bundled resources (``$MUSICLENS_RESOURCES`` or the repo's ``resources/``)."""
+    """The folder of bundled resources: ``$MUSICLENS_RESOURCES``; in a frozen app bundle
+    (PyInstaller) its ``resources/`` (under ``sys._MEIPASS``, else next to the executable);
+    otherwise the repo's ``resources/``."""
     env = os.environ.get("MUSICLENS_RESOURCES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "resources"
+    if env:
+        return Path(env)
+    if getattr(sys, "frozen", False):
+        here = Path(sys.executable).resolve().parent
+        for base in (getattr(sys, "_MEIPASS", None), here, here / "_internal"):
+            if base and (Path(base) / "resources").is_dir():
+                return Path(base) / "resources"
+        return here / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def bundled_models_dir() -> Path:
