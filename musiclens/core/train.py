@@ -16,7 +16,7 @@ The GUI worker, the CLI and the tests drive the same code::
   gives the same weights as an uninterrupted run (shuffling and dropout are re-seeded per
   epoch from ``config.seed``).
 * **early stopping** on the validation score (accuracy, or mean ROC-AUC for multi-label;
-  ties broken by the validation loss) after ``patience`` epochs without improvement; the
+  at an equal score, a validation loss lower by more than 0.01 % counts as better) after ``patience`` epochs without improvement; the
   best weights are restored at the end.
 * **metrics** (:func:`evaluate`): accuracy, per-class accuracy, confusion matrix and
   per-track accuracy (mean probability over a track's patches) for single-label models;
@@ -382,7 +382,7 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
     net = model.net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_filter_loss = cfg.filter_loss > 0
-    if use_filter_loss and not hasattr(net, "filter_loss"):
+    if use_filter_loss and not (hasattr(net, "filter_loss") and getattr(net, "masked", False)):
         raise ParameterError(f"the filter loss needs masked-cnn, not {model.architecture.get('family')}")
     has_reg = hasattr(net, "regularisation")
 
@@ -450,7 +450,7 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
             score, vloss = _score(val_metrics), float(val_metrics["loss"])
         else:  # no validation tracks: follow the training loss
             score, vloss = -train_metrics["loss"], train_metrics["loss"]
-        if score > best_score or (score == best_score and vloss < best_loss):
+        if score > best_score or (score == best_score and vloss < best_loss - 1e-4 * abs(best_loss)):
             best_score, best_loss, best_epoch = score, vloss, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         pps = seen / seconds if seconds > 0 else None
