@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         self._action(analysis, "&Predict again", lambda: self.session.recording and self.session.analyse())
         self._action(analysis, "&Cancel running jobs", self.worker.cancel_all)
         help_menu = menu.addMenu("&Help")
+        self._action(help_menu, "&What am I looking at?", self.show_guide)
         self._action(help_menu, "&About MusicLens", self.about)
         self._refresh_recent()
         QShortcut(QKeySequence(Qt.Key_Space), self, activated=self.toggle_play)
@@ -464,9 +465,13 @@ class MainWindow(QMainWindow):
             dock.show()
         self._default_sizes()
 
-    def about(self) -> None:
-        QMessageBox.about(self, "About MusicLens", f"MusicLens {__version__}\n\n"
-                          "See, hear and edit what neural networks do with music.")
+    def about(self) -> None:  # versions, device, licences: musiclens.app.about
+        from musiclens.app.about import show_about
+        return show_about(self)
+
+    def show_guide(self) -> None:  # the first-run guide, again
+        from musiclens.app.about import show_guide
+        return show_guide(self)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.save_layout()
