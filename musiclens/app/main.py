@@ -28,6 +28,7 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("MusicLens")
     app.setOrganizationName("MusicLens")
+    app.setDesktopFileName("musiclens")  # packaging/musiclens.desktop: icon, Wayland app id
     from musiclens.app.session import DEFAULT_MODEL
     from musiclens.app.window import MainWindow
 
@@ -36,6 +37,12 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
     shown_s = time.perf_counter() - T0
     path = Path(file) if file else (demo_path() if demo or file is None else None)
     QTimer.singleShot(0, lambda: window.start(model=model or DEFAULT_MODEL, path=path))
+    from musiclens.app.about import app_icon, maybe_show_first_run_guide
+
+    app.setWindowIcon(app_icon())
+    QTimer.singleShot(0, lambda: maybe_show_first_run_guide(
+        window, screenshot=bool(screenshot), model=model or DEFAULT_MODEL,
+        opened=Path(file).name if file else None))
     status = {"code": 0}
     if screenshot:
         def shoot(code: int) -> None:

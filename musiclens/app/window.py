@@ -340,6 +340,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ playback
     def toggle_play(self) -> None:
+        """Space: play/pause; with a time selection on the spectrogram, play just that part."""
+        rec, selection = self.session.recording, self.spectrogram.selected_range()
+        if selection is not None and rec is not None and not self.player.playing:
+            a, b = (int(round(t * rec.sample_rate)) for t in selection)
+            self.play(rec.audio[a:b], rec.sample_rate, f"{rec.path.name} {selection[0]:.1f}–{selection[1]:.1f} s",
+                      offset_s=selection[0])
+            return
         self.player.toggle()
 
     def seek(self, seconds: float) -> None:

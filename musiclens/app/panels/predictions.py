@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
-from PySide6.QtWidgets import QLabel, QSpinBox, QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
+from musiclens.app.panels.common import ask_save_path, save_table
 from musiclens.app.session import Analysis
 
 
@@ -38,10 +39,13 @@ class PredictionsPanel(QWidget):
         self.playhead = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#35e0ff", width=1))
         self.taggram_plot.addItem(self.playhead)
 
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.export)
         top = QHBoxLayout()
         top.addWidget(QLabel("classes shown"))
         top.addWidget(self.count)
         top.addStretch(1)
+        top.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
@@ -96,3 +100,13 @@ class PredictionsPanel(QWidget):
         kind = "tags" if len(a.labels) > 12 else "classes"
         best = ", ".join(f"{a.labels[r]} ({mean[r]:.2f})" for r in rows[:5])
         self.summary.setText(f"top {kind} over {len(a.probabilities)} patches: {best}")
+
+    def export(self) -> None:
+        """The taggram as CSV: one row per patch (start time, then every class)."""
+        a = self.analysis
+        if a is None:
+            return
+        path = ask_save_path(self, "Export predictions", "predictions.csv", "CSV (*.csv)")
+        if path:
+            rows = [[float(t)] + [float(p) for p in probs] for t, probs in zip(a.patch_starts_s, a.probabilities)]
+            save_table(path, ["patch_start_s"] + list(a.labels), rows)
