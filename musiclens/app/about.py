@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QTextBrowser, QVBoxLayout,
+    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QLayout, QPushButton, QTextBrowser, QVBoxLayout,
     QWidget,
 )
 
@@ -83,10 +84,10 @@ def device_info(model: Any = None) -> dict[str, Any]:
 
 def describe_device(info: dict[str, Any]) -> str:
     """One line for people: "CPU" or "GPU (name)", and whether a GPU sits unused."""
-    used = info.get("model_device") or "cpu"
-    if used.startswith("cuda"):
+    used = info.get("model_device")
+    if used and used.startswith("cuda"):
         return f"GPU ({info.get('gpu') or used})"
-    text = f"CPU ({info.get('threads')} torch thread(s) in the worker)"
+    text = f"CPU ({info.get('threads')} torch thread(s) in the worker" + (")" if used else "; no model loaded yet)")
     if info.get("cuda_available"):
         text += f"; a CUDA GPU is available ({info.get('gpu')}) but the model runs on the CPU"
     else:
@@ -140,6 +141,11 @@ def demo_readme() -> str:
         return "(resources/demo/README.md is missing from this installation)"
 
 
+def md_escape(text: Any) -> str:
+    """``text`` shown literally in Markdown (``*.abc`` is not an emphasis)."""
+    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", " ".join(str(text).split()))
+
+
 def about_markdown(device: str | None = None) -> str:
     """The whole About text as Markdown (what the dialog shows; testable without a window).
 
@@ -147,7 +153,7 @@ def about_markdown(device: str | None = None) -> str:
     """
     lines = [f"# MusicLens {__version__}",
              "See, hear and edit what neural networks do with music.", "",
-             "## Versions", "", "| | |", "|---|---|"]
+             "## Versions", "", "| Component | Version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in versions().items()]
     lines += ["", f"**Device in use:** {device or 'asking the worker…'}", "",
               "MusicLens itself is MIT-licensed. Its icon is our own work (CC0 1.0).", "",
@@ -158,13 +164,13 @@ def about_markdown(device: str | None = None) -> str:
     for m in models:
         p = m["provenance"]
         licence = p.get("licence") or p.get("licence_note") or "not stated"
-        lines.append(f"### {m['name']}")
+        lines.append(f"### {md_escape(m['name'])}")
         lines.append("")
         for label, key in (("What", "description"), ("Source", "source"), ("Trained on", "training_data"),
                            ("Copyright", "copyright"), ("Paper", "paper")):
             if p.get(key):
-                lines.append(f"- {label}: {p[key]}")
-        lines.append(f"- Licence: {licence}" + (f" (full text below: {Path(p['licence_file']).name})"
+                lines.append(f"- {label}: {md_escape(p[key])}")
+        lines.append(f"- Licence: {md_escape(licence)}" + (f" (full text below: {Path(p['licence_file']).name})"
                                                  if p.get("licence_file") else ""))
         made_by = p.get("converter") or p.get("training_script")
         if made_by:
@@ -173,8 +179,11 @@ def about_markdown(device: str | None = None) -> str:
             lines.append(f"- model.json could not be read: {m['error']}")
         lines.append("")
     for name, text in _licence_files(models).items():
-        lines += [f"### Licence text: {name}", "", "```", text, "```", ""]
-    lines += ["## Demo input", "", "```", demo_readme(), "```", ""]
+        lines += [f"### Licence text: {name}", ""] + [f"> {line}" for line in text.splitlines()] + [""]
+    lines += ["## Demo input", ""]
+    # its own Markdown, without its title (ours says the same), headings under ours
+    lines += ["###" + line[1:] if line.startswith("#") else line
+              for line in demo_readme().splitlines() if not line.startswith("# ")]
     return "\n".join(lines)
 
 
@@ -271,7 +280,8 @@ class GuideDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.label)
         layout.addLayout(row)
-        self.setFixedWidth(440)
+        self.label.setFixedWidth(420)  # wrapped text gets its full height at this width
+        layout.setSizeConstraint(QLayout.SetFixedSize)
         self.finished.connect(lambda _code: mark_guide_dismissed())
 
     def closeEvent(self, event) -> None:  # noqa: N802 - the title bar's close is a dismissal too
