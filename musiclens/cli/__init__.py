@@ -22,6 +22,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.gui",
     "musiclens.cli.info",
     "musiclens.cli.spectrogram",
+    "musiclens.cli.layers",
+    "musiclens.cli.tag",
+    "musiclens.cli.kernels",
+    "musiclens.cli.activations",
 )
 
 
