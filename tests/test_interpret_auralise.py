@@ -47,6 +47,17 @@ def test_mel_mask_maps_to_linear_as_a_weighted_mean():
     assert float(lin.max()) > 0.5
 
 
+def test_mel_mask_is_interpolated_linearly_between_band_centres():
+    fe = logmel_fe()
+    values = torch.linspace(0.2, 1.0, 16) ** 2  # any mask over the 16 bands
+    lin = mask_to_linear(values.view(1, 16, 1), fe)[0, :, 0].double().numpy()
+    centres = fe.bin_frequencies()
+    freqs = np.arange(fe.n_fft // 2 + 1) * SR / fe.n_fft
+    inside = (freqs >= centres[0]) & (freqs <= centres[-1])
+    want = np.interp(freqs[inside], centres, values.double().numpy())
+    np.testing.assert_allclose(lin[inside], want, atol=1e-5)
+
+
 @pytest.mark.parametrize("fe_factory", [stft_fe, logmel_fe])
 def test_band_mask_keeps_the_band_and_removes_the_others(fe_factory):
     fe = fe_factory()

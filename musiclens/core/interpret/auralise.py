@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from musiclens.core.errors import ParameterError
-from musiclens.core.features import MEL_KINDS, FrontEnd, mel_basis, stft
+from musiclens.core.features import MEL_KINDS, FrontEnd, stft
 from musiclens.core.interpret._common import check_input, eval_mode, from_fe_rate, to_fe_rate
 from musiclens.core.interpret.hooks import as_map, capture, filter_map
 from musiclens.core.interpret.maps import normalise as normalise_maps
@@ -49,24 +49,31 @@ class Auralisation:
 
 def mel_to_linear_weights(fe: FrontEnd, device: torch.device | str = "cpu",
                           dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The mel filterbank's transpose, normalised so each FFT bin's row sums to 1.
+    """The mel filterbank's normalised transpose: (n_fft//2+1, n_mels), rows summing to 1.
 
-    Returns (n_fft//2+1, n_mels). FFT bins no mel band covers (outside [fmin, fmax])
-    take the value of the nearest band by centre frequency.
+    Mel triangles with peak 1 overlap so that, between two band centres, they sum to 1; the
+    transpose of that filterbank therefore maps a mel mask to linear frequency by linear
+    interpolation (in Hz) between the band centres. The Slaney area normalisation of the
+    analysis filterbank is left out on purpose: with it, the narrower (lower) band would
+    weigh more. Bins below the first / above the last centre take that band's value.
     """
     if fe.kind not in MEL_KINDS:
         raise ParameterError(f"mel_to_linear_weights needs a mel front end, got {fe.kind!r}")
-    w = mel_basis(fe, device, torch.float64).T.clone()  # (F_lin, M)
-    sums = w.sum(1)
-    empty = sums <= 0
-    if bool(empty.any()):
-        centres = torch.as_tensor(fe.bin_frequencies(), dtype=torch.float64, device=w.device)
-        freqs = torch.arange(w.shape[0], dtype=torch.float64, device=w.device) * fe.sample_rate / fe.n_fft
-        nearest = (freqs[empty, None] - centres[None, :]).abs().argmin(1)
-        w[empty] = 0
-        w[empty.nonzero().squeeze(1), nearest] = 1.0
-        sums = w.sum(1)
-    return (w / sums[:, None]).to(dtype)
+    centres = np.asarray(fe.bin_frequencies(), dtype=np.float64)  # (M,) ascending, Hz
+    freqs = np.arange(fe.n_fft // 2 + 1) * fe.sample_rate / fe.n_fft
+    n_mels = len(centres)
+    w = np.zeros((len(freqs), n_mels))
+    if n_mels == 1:
+        w[:, 0] = 1.0
+    else:
+        f = np.clip(freqs, centres[0], centres[-1])
+        hi = np.clip(np.searchsorted(centres, f, side="right"), 1, n_mels - 1)
+        lo = hi - 1
+        frac = (f - centres[lo]) / (centres[hi] - centres[lo])
+        rows = np.arange(len(freqs))
+        w[rows, lo] = 1.0 - frac
+        w[rows, hi] += frac
+    return torch.as_tensor(w, device=device, dtype=dtype)
 
 
 def mask_to_linear(mask: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
