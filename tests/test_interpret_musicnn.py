@@ -91,3 +91,17 @@ def test_dream_on_musicnn(mtt, chord):
     print(f"dream MTT_musicnn piano-minus-others: {steps[0].objective:.3f} -> {steps[-1].objective:.3f}")
     assert steps[-1].objective > steps[0].objective
     assert steps[-1].audio.shape == chord.shape and np.isfinite(steps[-1].audio).all()
+
+
+def test_sanity_cascade_on_musicnn_top_layers(mtt, x):
+    from musiclens.core.interpret import sanity
+
+    order = sanity.cascade_layers(mtt)
+    assert order[0] == "back_end.output" and order[-1] == "input_bn"
+    steps = sanity.cascading_randomisation(mtt, x, method="gradient", target="piano",
+                                           layers=order[:3])
+    assert [s.layer for s in steps] == ["", "output", "back end / penultimate", "back end / dense"]
+    for s in steps:
+        print(f"sanity MTT_musicnn gradient step {s.step} {s.layer or '(trained)'}: "
+              f"spearman {s.spearman:.3f} ssim {s.ssim:.3f}")
+    assert steps[-1].spearman < 0.9
