@@ -144,3 +144,15 @@ def test_bad_parameters():
         next(dream(m, y, target=0, minus=0))
     with pytest.raises(ParameterError, match="f0"):
         sine_sweep(8000, f0=10.0, f1=5000.0)
+
+
+def test_mask_resynthesis_keeps_the_recording_where_nothing_changed():
+    m = logmel_cnn()
+    y = signal(0.5)
+    nothing = run_dream(m, y, target=0, steps=0, resynthesis="mask")
+    np.testing.assert_allclose(nothing.audio, y, atol=1e-4)  # no change -> the recording
+    sub = run_dream(m, y, target=1, steps=10, lr=0.5, update="subtractive", resynthesis="mask")
+    assert np.isfinite(sub.audio).all()
+    assert np.sum(sub.audio ** 2) <= np.sum(y ** 2) * 1.001  # subtractive: energy only removed
+    gl = run_dream(m, y, target=0, steps=0, n_iter=8)
+    assert np.abs(gl.audio - y).max() > 1e-3  # Griffin-Lim is only an approximation

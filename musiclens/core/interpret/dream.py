@@ -27,7 +27,11 @@ and finally values are clipped to ``value_range`` (by default the start's own ra
 
 Audio out: iSTFT of the two channels for ``stft`` models (exact); for mel/magnitude models
 Griffin-Lim started from the *start recording's phase* (random phase only when the dream
-started from features without audio). Output rate = the start audio's rate.
+started from features without audio). ``resynthesis="mask"`` instead turns the change into
+a gain mask on the recording's own STFT (``√(P_dream / P_start)`` per bin, mel mapped to
+linear frequency as in auralisation): no Griffin-Lim artefacts, the untouched parts stay
+bit-exact, but energy can only be scaled where the recording had some. Output rate = the
+start audio's rate.
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ def dream(
     cancel: Cancel = None,
     audio_every: int = 0,
     n_iter: int = 32,
+    resynthesis: str = "griffinlim",
     seed: int | None = 0,
 ) -> Iterator[DreamStep]:
     """Dream: gradient steps on the input that increase the objective (see the module doc).
@@ -153,6 +158,8 @@ def dream(
     output : ``"logit"`` (default) or ``"probability"``.
     cancel : ``threading.Event`` or callable, checked before each update.
     audio_every : also attach audio every that many steps (0 = only at the end).
+    resynthesis : ``"griffinlim"`` (default) or ``"mask"`` (mel/magnitude models started
+        from audio; see the module doc). n_iter : Griffin-Lim iterations.
 
     Yields
     ------
@@ -169,9 +176,11 @@ def dream(
         raise ParameterError(f"jitter must be non-negative, got {jitter}")
     if output not in ("logit", "probability"):
         raise ParameterError(f"output must be 'logit' or 'probability', got {output!r}")
+    if resynthesis not in ("griffinlim", "mask"):
+        raise ParameterError(f"resynthesis must be 'griffinlim' or 'mask', got {resynthesis!r}")
 
     # ------------------------------------------------------------------ the start
-    phase = None
+    phase = y = None
     if isinstance(start, torch.Tensor) and start.dim() == 4:
         x0 = check_input(m, start.detach())
         sr, n_out, length = fe.sample_rate, None, None
@@ -250,7 +259,13 @@ def dream(
         return float(j.detach()), out[0].detach().cpu().numpy(), g
 
     def audio_of(x: torch.Tensor) -> np.ndarray:
-        y_out = dream_audio(m, x, phase=phase, length=length, n_iter=n_iter)
+        if resynthesis == "mask" and y is not None and fe.kind != "stft":
+            from musiclens.core.interpret.flip import change_to_audio
+
+            with torch.no_grad():
+                y_out = change_to_audio(m, y, x0, x)
+        else:
+            y_out = dream_audio(m, x, phase=phase, length=length, n_iter=n_iter)
         if n_out is None:
             return y_out[0].detach().cpu().numpy().astype(np.float32)
         return from_fe_rate(y_out, sr, n_out, fe)[0]
