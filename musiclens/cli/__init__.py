@@ -26,6 +26,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.tag",
     "musiclens.cli.kernels",
     "musiclens.cli.activations",
+    "musiclens.cli.auralise",
+    "musiclens.cli.cam",
+    "musiclens.cli.dream",
+    "musiclens.cli.similarity",
 )
 
 
