@@ -224,7 +224,7 @@ def test_choi_cnn_l2_penalty_and_output_activation():
     m = study.create("choi-cnn", ["drums", "bass", "vocals", "other"], multilabel=True)
     net = m.net
     expect = 1e-4 * sum(float(l.weight.detach().pow(2).sum()) for l in (net.dense1, net.dense2, net.out))
-    assert float(net.regularisation()) == pytest.approx(expect, rel=1e-6)
+    assert float(net.regularisation().detach()) == pytest.approx(expect, rel=1e-6)
     assert net.dense1.out_features == 128 and net.dense2.out_features == 65
     assert [b.conv.out_channels for b in (net.block1, net.block2, net.block3, net.block4)] == [32, 64, 64, 128]
     logits = torch.tensor([[2.0, -1.0, 0.0, 3.0]])
