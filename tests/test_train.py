@@ -395,3 +395,33 @@ def test_choi_cnn_smoke_on_real_stems(shared_data, tmp_path):
     assert ev.kind == "done" and len(ev.history) == 3
     metrics = train.evaluate(m, ps)
     assert all(0.0 <= v <= 1.0 for v in metrics["roc_auc"].values())
+
+
+def test_cli_choi_cnn_for_instruments_and_for_mood(cli, tmp_path, capsys):
+    freqs = {"drums": 150.0, "bass": 60.0, "vocals": 900.0, "other": 2500.0}
+    for split, tracks in (("train", range(3)), ("test", range(3, 4))):
+        for i in tracks:
+            for k, (stem, f) in enumerate(freqs.items()):
+                write_tone(tmp_path / "musdb" / split / f"t{i}" / f"{stem}.wav", f * (1 + 0.03 * i), 4.2,
+                           sr=22050, seed=k + 7 * i)
+    out = tmp_path / "inst"
+    assert cli(["train", "--arch", "choi-cnn", "--task", "instruments", "--data", str(tmp_path / "musdb"),
+                "--epochs", "1", "--patch-seconds", "4", "--out", str(out), "--json", "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["classes"] == ["drums", "bass", "vocals", "other"] and res["multilabel"] is True
+    assert res["split"] == {"train": 2, "val": 1, "test": 1} and res["patches"]["test"] == 15
+    assert "test_roc_auc" in res and "test_pr_auc" in res and "test_accuracy" not in res
+    assert 0.0 <= res["test_roc_auc"] <= 1.0
+    assert json.loads((out / "model.json").read_text())["multilabel"] is True
+    assert cli(["evaluate", "--model", str(out), "--data", str(tmp_path / "musdb"), "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["split"] == "test" and set(ev["roc_auc"]) == set(freqs)
+    # mood: the same network, single-label softmax over folder labels
+    for k, q in enumerate(("Q1 happy", "Q2 angry", "Q3 sad")):
+        for i in range(3):
+            write_tone(tmp_path / "mood" / q / f"{i}.wav", 200.0 * (k + 1) * (1 + 0.05 * i), 4.2, sr=22050, seed=i)
+    assert cli(["train", "--arch", "choi-cnn", "--task", "mood", "--data", str(tmp_path / "mood"), "--epochs", "1",
+                "--patch-seconds", "4", "--out", str(tmp_path / "mood_model"), "--json", "--quiet"]) == 0
+    mood = json.loads(capsys.readouterr().out)
+    assert mood["multilabel"] is False and mood["chance"] == pytest.approx(1 / 3) and "test_accuracy" in mood
+    assert registry.load(tmp_path / "mood_model").multilabel is False
