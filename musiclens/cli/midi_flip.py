@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="where to write the modified .mid")
     p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
-    p.add_argument("--penalty", type=float, default=0.02,
-                   help="weight of the L1 size of the change (default 0.02)")
+    p.add_argument("--penalty", type=float, default=0.001,
+                   help="weight of the L1 size of the change (default 0.001)")
     p.add_argument("--features", default="pitch,step,duration",
                    help="comma-separated features that may change (default pitch,step,duration)")
     p.add_argument("--window-only", action="store_true",

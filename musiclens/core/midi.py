@@ -408,15 +408,9 @@ def quantise(notes: Notes, *, min_ticks: int = 1) -> Notes:
 
 
 # ---------------------------------------------------------------------------- writing
-def write_midi(notes: Notes, path: str | os.PathLike[str]) -> Path:
-    """Write ``notes`` as a Standard MIDI File (type 1) with their tempo, resolution and programs.
-
-    One track per instrument in ``notes.instruments`` that has notes; times are rounded to
-    the nearest tick (``60 / (tempo · resolution)`` s). Returns the path.
-    """
+def _to_pretty_midi(notes: Notes):
     import pretty_midi
 
-    path = Path(path)
     if not np.all((notes.pitch >= 0) & (notes.pitch <= 127)):
         raise ParameterError("pitches must be 0..127 to write MIDI")
     if np.any(notes.duration < 0) or np.any(notes.start < 0):
@@ -431,12 +425,47 @@ def write_midi(notes: Notes, path: str | os.PathLike[str]) -> Path:
     for p, s, d, v, i in zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.instrument):
         tracks[int(i)].notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s),
                                                      end=float(s + d)))
+    return pm
+
+
+def write_midi(notes: Notes, path: str | os.PathLike[str]) -> Path:
+    """Write ``notes`` as a Standard MIDI File (type 1) with their tempo, resolution and programs.
+
+    One track per instrument in ``notes.instruments`` that has notes; times are rounded to
+    the nearest tick (``60 / (tempo · resolution)`` s). Returns the path.
+    """
+    path = Path(path)
+    pm = _to_pretty_midi(notes)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.write(str(path))
     except OSError as exc:
         raise MusicLensError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def midi_bytes(notes: Notes) -> bytes:
+    """The Standard MIDI File :func:`write_midi` would write, as bytes."""
+    buf = io.BytesIO()
+    _to_pretty_midi(notes).write(buf)
+    return buf.getvalue()
+
+
+def through_file(notes: Notes) -> Notes:
+    """What reading back the file written from ``notes`` gives: MIDI's own rules applied.
+
+    Times snap to ticks, and notes of the same pitch that overlap on one instrument are
+    cut where MIDI cuts them (one key cannot sound twice on a channel). Instrument
+    indices refer to ``notes.instruments`` again.
+    """
+    back = read_midi(midi_bytes(notes))
+    used = np.array([i for i in range(len(notes.instruments)) if np.any(notes.instrument == i)], dtype=np.int16)
+    if len(back):
+        back.instrument = used[back.instrument]
+    back.instruments = list(notes.instruments)
+    back.source = notes.source
+    back.repairs = []
+    return back
 
 
 # ---------------------------------------------------------------------------- display

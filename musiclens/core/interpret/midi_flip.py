@@ -26,9 +26,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from musiclens.core.errors import ParameterError
+from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.interpret.midi_saliency import rnn_grad_context
-from musiclens.core.midi import FEATURES, Notes, notes_from_features, quantise, replace_window
+from musiclens.core.midi import FEATURES, Notes, notes_from_features, quantise, replace_window, through_file
 
 
 @dataclass
@@ -39,7 +39,8 @@ class FlipResult:
     target: int
     source: int  # class predicted before
     before: Notes
-    after: Notes
+    after: Notes  # the window as read back from the written file (what the model saw)
+    written: Notes  # the window notes to write (valid MIDI on the tick grid)
     probabilities_before: np.ndarray
     probabilities_after: np.ndarray
     changed: list[dict[str, Any]]
@@ -52,7 +53,7 @@ class FlipResult:
 
     def full_notes(self, notes: Notes) -> Notes:
         """The whole piece ``notes`` with its opening replaced by the flipped window."""
-        return replace_window(notes, self.after)
+        return replace_window(notes, self.written)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,12 +82,43 @@ class FlipStep:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _project_notes(model, x_cont: np.ndarray, template: Notes, k: int, min_ticks: int = 1) -> Notes:
-    """Continuous (k, 3) raw features -> valid notes on the tick grid, sorted as a reader sorts."""
-    return quantise(notes_from_features(x_cont[:k], template), min_ticks=min_ticks)
+class _Projector:
+    """Continuous window features -> the notes a reader gets back from the written file.
+
+    ``__call__(x)`` with ``x: (k, 3)`` raw features (one row per window note, in the
+    window's order) returns ``(written, read_back, probabilities, is_flip)``:
+    ``written`` = valid notes on the tick grid (pitches rounded and clipped to 0..127,
+    steps >= 0, durations >= 1 tick) for the window; ``read_back`` = the window as a MIDI
+    reader sees it after writing the whole piece (MIDI's rules applied: ticks, overlapping
+    notes of one key cut, chord order); ``probabilities`` = the model's output on it.
+    Only the notes that can interact with the window (those starting before its last
+    note ends) are written, which gives the same window as writing the whole piece.
+    """
+
+    def __init__(self, model, notes: Notes, k: int, target: int, min_probability: float, margin: float):
+        self.model, self.notes, self.k, self.target = model, notes, k, target
+        self.window = notes.first(k)
+        self.min_probability, self.margin = min_probability, margin
+
+    def __call__(self, x: np.ndarray):
+        spec = self.model.spec
+        written = quantise(notes_from_features(x[: self.k], self.window))
+        full = replace_window(self.notes, written)
+        horizon = float(written.end.max()) if len(written) else 0.0
+        keep = (np.arange(len(full)) < self.k) | (full.start < horizon)
+        back = through_file(full.select(keep))
+        try:
+            fa, ma = spec.window(back)
+        except MusicLensError:
+            return written, back.first(self.k), np.zeros(len(self.model.labels)), False
+        xa, ma_t = self.model.tensors(fa, ma)
+        p = self.model.predict(xa, ma_t)[0].cpu().numpy()
+        return written, back.first(int(ma.sum())), p, _is_flip(p, self.target, self.min_probability, self.margin)
 
 
 def _changes(before: np.ndarray, after: np.ndarray, tick: float) -> tuple[list[dict], dict[str, float]]:
+    n = min(len(before), len(after))
+    before, after = before[:n], after[:n]
     d = after - before
     changed_rows = (np.abs(d[:, 0]) >= 0.5) | (np.abs(d[:, 1]) > tick / 2) | (np.abs(d[:, 2]) > tick / 2)
     changed = []
@@ -114,9 +146,10 @@ def flip_steps(
     to: str | int,
     steps: int = 300,
     lr: float = 0.05,
-    penalty: float = 0.02,
+    penalty: float = 0.001,
     features: Sequence[str] = FEATURES,
     min_probability: float = 0.0,
+    margin: float = 0.02,
     stop_when_flipped: bool = True,
     extra_steps: int = 0,
     prune: bool = True,
@@ -132,11 +165,13 @@ def flip_steps(
     penalty : weight of the L1 size of the change (standardised units).
     features : which of ``("pitch", "step", "duration")`` may change.
     min_probability : a flip also needs the target probability to reach this value.
+    margin : and it must beat every other class by this much probability, so the flip is
+        not a knife-edge tie that the smallest change to the file could undo.
     stop_when_flipped : stop ``extra_steps`` steps after the first flip (the first flip
         along the path is the smallest change found).
     prune : after a flip, undo the change of one note at a time (smallest change first)
-        whenever the projected notes still flip without it, so no note is changed that
-        the flip doesn't need.
+        whenever the projected notes still flip without it, then shrink each remaining
+        change by bisection, so no note changes more than the flip needs (greedily).
 
     Yields
     ------
@@ -174,11 +209,13 @@ def flip_steps(
     for p in net.parameters():
         p.requires_grad_(False)
 
-    def result(after: Notes, probs: np.ndarray, step: int) -> FlipResult:
-        changed, summary = _changes(feats[:k].astype(np.float64), after.features().astype(np.float64), tick)
+    project = _Projector(model, notes, k, target, min_probability, margin)
+
+    def result(written: Notes, after: Notes, probs: np.ndarray, step: int) -> FlipResult:
+        changed, summary = _changes(feats[:k].astype(np.float64), after.features(np.float64), tick)
         summary["l1_standardised"] = float((delta.detach() * fmask * nmask).abs().sum())
-        return FlipResult(list(model.labels), target, source, window, after, p_before, probs, changed,
-                          summary, step)
+        return FlipResult(list(model.labels), target, source, window, after, written, p_before, probs,
+                          changed, summary, step)
 
     best: FlipResult | None = None
     best_x: np.ndarray | None = None
@@ -202,27 +239,22 @@ def flip_steps(
                 opt.zero_grad()
                 loss.backward()
             opt.step()
-            # exactly what will be written: valid, on the tick grid, sorted like a reader sorts
+            # exactly what a reader gets from the written file, re-classified
             with torch.no_grad():
-                xc_now = spec.inverse(z0 + delta * fmask * nmask)[0].cpu().numpy()
-            after = _project_notes(model, xc_now, window, k)
-            fa, ma = spec.window(after)
-            xa, ma_t = model.tensors(fa, ma)
-            probs = model.predict(xa, ma_t)[0].cpu().numpy()
-            is_flip = int(np.argmax(probs)) == target and probs[target] >= min_probability
-            key = (is_flip, -float(size) if is_flip else float(probs[target]))
+                xc_now = spec.inverse(z0 + delta * fmask * nmask)[0].cpu().numpy().astype(np.float64)
+            written, after, probs, is_flip = project(xc_now)
+            key = (is_flip, -float(size.detach()) if is_flip else float(probs[target]))
             if best_key is None or (is_flip and not best_key[0]) or (is_flip == best_key[0] and (
-                    (is_flip and -float(size) > best_key[1]) or (not is_flip and float(probs[target]) > best_key[1]))):
+                    (is_flip and -float(size.detach()) > best_key[1]) or (not is_flip and float(probs[target]) > best_key[1]))):
                 best_key = key
-                best = result(after, probs, step)
+                best = result(written, after, probs, step)
                 best_x = xc_now[:k].copy()
             if is_flip and flipped_at is None:
                 flipped_at = step
             done = step == steps or (stop_when_flipped and flipped_at is not None
                                      and step >= flipped_at + extra_steps)
             if done and prune and best is not None and best_key[0]:
-                best = _prune(model, best, best_x, feats[:k].astype(np.float64), window, k, target,
-                              min_probability, tick)
+                best = _prune(model, project, best, best_x, feats[:k].astype(np.float64), tick)
             yield FlipStep(step, steps, float(loss.detach()), float(probs[target]), bool(is_flip), best, done,
                            {"cross_entropy": float(ce.detach()), "size": float(size.detach())})
             if done:
@@ -233,9 +265,19 @@ def flip_steps(
         net.train(was_training)
 
 
-def _prune(model, best: FlipResult, x: np.ndarray, x0: np.ndarray, window: Notes, k: int, target: int,
-           min_probability: float, tick: float) -> FlipResult:
-    """Undo single-note changes (smallest first) while the projected notes still flip."""
+def _is_flip(p: np.ndarray, target: int, min_probability: float, margin: float) -> bool:
+    others = np.delete(p, target)
+    return bool(p[target] >= min_probability and p[target] - others.max() >= margin)
+
+
+def _prune(model, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.ndarray, tick: float,
+           bisections: int = 6) -> FlipResult:
+    """Make a flipping change smaller while the projected notes still flip.
+
+    First undo whole notes' changes (smallest first), then shrink each remaining note's
+    change toward the original by bisection on the fraction kept. Every candidate is
+    projected to valid MIDI and re-classified, so the result still flips after rounding.
+    """
     spec = model.spec
     z = spec.transform(torch.as_tensor(x)).numpy()
     z0 = spec.transform(torch.as_tensor(x0)).numpy()
@@ -244,22 +286,34 @@ def _prune(model, best: FlipResult, x: np.ndarray, x0: np.ndarray, window: Notes
         (np.abs(np.rint(x[:, 0]) - np.rint(x0[:, 0])) >= 0.5)
         | (np.abs(x[:, 1:] - x0[:, 1:]) > tick / 2).any(axis=1))
     cur = x.copy()
-    probs = best.probabilities_after
-    after = best.after
-    for i in changed[np.argsort(size[changed], kind="stable")]:
+    probs, after, written = best.probabilities_after, best.after, best.written
+
+    order = changed[np.argsort(size[changed], kind="stable")]
+    for i in order:  # 1. undo whole notes
         trial = cur.copy()
         trial[i] = x0[i]
-        notes = quantise(notes_from_features(trial, window))
-        fa, ma = spec.window(notes)
-        xa, ma_t = model.tensors(fa, ma)
-        p = model.predict(xa, ma_t)[0].cpu().numpy()
-        if int(np.argmax(p)) == target and p[target] >= min_probability:
-            cur, probs, after = trial, p, notes
+        w, a, p, ok = project(trial)
+        if ok:
+            cur, probs, after, written = trial, p, a, w
+    for i in order:  # 2. shrink each remaining change toward the original (bisection)
+        if np.array_equal(cur[i], x0[i]):
+            continue
+        full = cur[i].copy()
+        lo, hi = 0.0, 1.0
+        for _ in range(bisections):
+            mid = (lo + hi) / 2
+            trial = cur.copy()
+            trial[i] = x0[i] + mid * (full - x0[i])
+            w, a, p, ok = project(trial)
+            if ok:
+                hi, cur, probs, after, written = mid, trial, p, a, w
+            else:
+                lo = mid
     changed_list, summary = _changes(x0, after.features(np.float64), tick)
     summary["l1_standardised"] = float(np.abs(spec.transform(torch.as_tensor(cur)).numpy() - z0).sum())
     summary["pruned_notes"] = int(len(changed) - summary["notes_changed"])
-    return FlipResult(best.labels, best.target, best.source, best.before, after, best.probabilities_before,
-                      probs, changed_list, summary, best.step)
+    return FlipResult(best.labels, best.target, best.source, best.before, after, written,
+                      best.probabilities_before, probs, changed_list, summary, best.step)
 
 
 def flip(model, notes: Notes, *, to: str | int, **kw) -> FlipResult:
