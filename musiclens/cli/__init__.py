@@ -30,6 +30,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.cam",
     "musiclens.cli.dream",
     "musiclens.cli.similarity",
+    "musiclens.cli.train",
+    "musiclens.cli.evaluate",
+    "musiclens.cli.predict",
 )
 
 
