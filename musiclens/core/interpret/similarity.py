@@ -14,6 +14,25 @@ For every layer, the two stimuli's activations ``A`` and ``B`` (same shape) are 
 ``cka_baseline`` the mean CKA after randomly permuting the positions of ``Y``
              (``n_permutations`` times): what CKA gives when the positions do not
              correspond; a similarity is only meaningful well above it.
+``mse_max``  mean squared error of the two maps after dividing *both* by the pair's
+             largest absolute value ``s = max(max|A|, max|B|)``:
+             ``mean((A/s − B/s)²)``, in [0, 4] (0 for identical maps, 4 only for ``A = −B``
+             at ±s everywhere; for non-negative maps such as post-ReLU ones, in [0, 1]).
+             This is the "MSE normalised per pair to its maximum" of the instrument study;
+             unlike ``nmse`` it is symmetric in A and B. 0 when both maps are all zeros.
+``cka_debiased`` linear CKA with the *unbiased* HSIC estimator (Song et al. 2012, as used
+             by Kornblith et al. 2019 and Nguyen et al. 2021), which removes the upward bias
+             of plain CKA when the number of positions is not much larger than the number of
+             channels. With ``K = XXᵀ``, ``L = YYᵀ`` (features centred over positions) and
+             ``K̃, L̃`` those with their diagonals set to 0, n positions::
+
+                 HSIC₁(K, L) = [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1 / ((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))
+                 cka_debiased = HSIC₁(K, L) / √(HSIC₁(K, K) · HSIC₁(L, L))
+
+             computed in feature space (never forming the n×n Gram matrices). Same
+             invariances as ``cka``; can be slightly negative for unrelated maps; needs
+             n ≥ 4 positions. ``cka_debiased_baseline`` is its permutation baseline (close
+             to 0 when positions do not correspond).
 
 :func:`layer_similarity` runs both stimuli once, captures every layer and returns a curve
 per metric over the layers (``values[metric]`` is (B, L) for B pairs and L layers).
@@ -32,7 +51,10 @@ from musiclens.core.interpret._common import check_input, eval_mode
 from musiclens.core.interpret.hooks import capture
 from musiclens.core.models.registry import LoadedModel
 
-METRICS = ("pearson", "cosine", "nmse", "cka")
+#: Every metric :func:`layer_similarity` knows.
+METRICS = ("pearson", "cosine", "nmse", "mse_max", "cka", "cka_debiased")
+#: What :func:`layer_similarity` computes when not told (unchanged from the first version).
+DEFAULT_METRICS = ("pearson", "cosine", "nmse", "cka")
 
 
 def _flat(a: torch.Tensor) -> torch.Tensor:
@@ -63,6 +85,17 @@ def nmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(ref > 0, err / ref.clamp_min(1e-300), torch.where(err > 0, torch.full_like(err, float("nan")), torch.zeros_like(err)))
 
 
+def mse_max(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MSE of the two maps each divided by the pair's maximum absolute value -> (B,), in
+    [0, 4] (see the module doc). 0 when both maps are all zeros."""
+    x, y = _flat(a), _flat(b)
+    if x.shape != y.shape:
+        raise ParameterError(f"mse_max needs maps of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    scale = torch.maximum(x.abs().amax(1), y.abs().amax(1))  # (B,)
+    err = (x - y).pow(2).mean(1)
+    return torch.where(scale > 0, err / scale.clamp_min(1e-300).pow(2), torch.zeros_like(err))
+
+
 def _positions(a: torch.Tensor) -> torch.Tensor:
     """(B, K, F, T) / (B, K, T) -> (B, n positions, K) float64, centred over positions."""
     if a.dim() < 3:
@@ -78,6 +111,33 @@ def _cka_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, cross / den.clamp_min(1e-300), torch.full_like(den, float("nan")))
 
 
+def _hsic_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC of linear kernels ``K = x xᵀ``, ``L = y yᵀ`` in feature space.
+
+    x (B, n, K), y (B, n, K') -> (B,). Needs n >= 4.
+    """
+    n = x.shape[1]
+    if n < 4:
+        raise ParameterError(f"debiased CKA needs at least 4 positions, got {n}")
+    tr_kl = torch.linalg.matrix_norm(y.transpose(1, 2) @ x).pow(2)          # tr(KL)
+    dk, dl = x.pow(2).sum(2), y.pow(2).sum(2)                                # diag(K), diag(L): (B, n)
+    sx, sy = x.sum(1), y.sum(1)                                              # Xᵀ1, Yᵀ1
+    k1 = (x @ sx.unsqueeze(2)).squeeze(2) - dk                               # K̃1: (B, n)
+    l1 = (y @ sy.unsqueeze(2)).squeeze(2) - dl                               # L̃1
+    sum_k = sx.pow(2).sum(1) - dk.sum(1)                                     # 1ᵀK̃1
+    sum_l = sy.pow(2).sum(1) - dl.sum(1)                                     # 1ᵀL̃1
+    tr_tilde = tr_kl - (dk * dl).sum(1)                                      # tr(K̃L̃)
+    return (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (k1 * l1).sum(1)) / (n * (n - 3))
+
+
+def _cka_debiased_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x (B, n, K), y (B, n, K') centred -> (B,) debiased linear CKA."""
+    den = _hsic_unbiased(x, x) * _hsic_unbiased(y, y)
+    return torch.where(den > 0, _hsic_unbiased(x, y) / den.clamp_min(1e-300).sqrt(),
+                       torch.full_like(den, float("nan")))
+
+
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Linear CKA of two maps (positions × channels), per item: (B, K, ...) -> (B,)."""
     if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
@@ -85,9 +145,18 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _cka_centred(_positions(a), _positions(b))
 
 
+def debiased_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Debiased linear CKA (unbiased HSIC, see the module doc), per item: (B, K, ...) -> (B,).
+    NaN when a map has no variance over positions."""
+    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
+        raise ParameterError(f"CKA needs the same batch and positions, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return _cka_debiased_centred(_positions(a), _positions(b))
+
+
 def cka_permutation_baseline(a: torch.Tensor, b: torch.Tensor, *, n_permutations: int = 10,
-                             seed: int | None = 0) -> torch.Tensor:
-    """Mean linear CKA after shuffling the positions of ``b`` -> (B,)."""
+                             seed: int | None = 0, debiased: bool = False) -> torch.Tensor:
+    """Mean linear CKA (``debiased=True``: debiased CKA) after shuffling the positions of
+    ``b`` -> (B,)."""
     if n_permutations < 1:
         raise ParameterError(f"n_permutations must be at least 1, got {n_permutations}")
     x, y = _positions(a), _positions(b)
@@ -99,7 +168,7 @@ def cka_permutation_baseline(a: torch.Tensor, b: torch.Tensor, *, n_permutations
     total = torch.zeros(x.shape[0], dtype=torch.float64)
     for _ in range(n_permutations):
         perm = torch.randperm(y.shape[1], generator=gen)
-        total += _cka_centred(x, y[:, perm])
+        total += (_cka_debiased_centred if debiased else _cka_centred)(x, y[:, perm])
     return total / n_permutations
 
 
@@ -133,13 +202,45 @@ def default_layers(m: LoadedModel) -> list[str]:
     return [name for name, info in m.layers.items() if info.kind != "output"]
 
 
+def _check_metrics(metrics: Iterable[str]) -> list[str]:
+    metrics = list(metrics)
+    unknown = [k for k in metrics if k not in METRICS]
+    if unknown or not metrics:
+        raise ParameterError(f"unknown metrics {unknown}; allowed: {', '.join(METRICS)}")
+    return metrics
+
+
+def _value_keys(metrics: list[str], n_permutations: int) -> list[str]:
+    keys = list(metrics)
+    if n_permutations > 0:
+        keys += [f"{k}_baseline" for k in ("cka", "cka_debiased") if k in metrics]
+    return keys
+
+
+def _pair_values(a: torch.Tensor, b: torch.Tensor, metrics: list[str], n_permutations: int,
+                 seed: int | None) -> dict[str, np.ndarray]:
+    """One layer's activations of B pairs -> metric -> (B,) (absent keys: not applicable)."""
+    fns = {"pearson": pearson, "cosine": cosine, "nmse": nmse, "mse_max": mse_max}
+    out: dict[str, np.ndarray] = {}
+    for k in metrics:
+        if k in fns:
+            out[k] = fns[k](a, b).numpy()
+        elif a.dim() >= 3 and int(np.prod(a.shape[2:])) >= (4 if k == "cka_debiased" else 1):
+            debiased = k == "cka_debiased"
+            out[k] = (debiased_cka if debiased else linear_cka)(a, b).numpy()
+            if n_permutations > 0:
+                out[f"{k}_baseline"] = cka_permutation_baseline(
+                    a, b, n_permutations=n_permutations, seed=seed, debiased=debiased).numpy()
+    return out
+
+
 def layer_similarity(
     m: LoadedModel,
     x_a: torch.Tensor,
     x_b: torch.Tensor,
     *,
     layers: Sequence[str] | None = None,
-    metrics: Iterable[str] = METRICS,
+    metrics: Iterable[str] = DEFAULT_METRICS,
     n_permutations: int = 10,
     seed: int | None = 0,
 ) -> SimilarityCurve:
@@ -150,17 +251,14 @@ def layer_similarity(
     x_a, x_b : (B, C, F, T) front-end outputs of B pairs (``x_a`` is the reference for
         nMSE, e.g. the mix). If their T differ, both are cut to the shorter one.
     layers : default: every layer in ``m.layers`` but the output.
-    metrics : any of ``pearson``, ``cosine``, ``nmse``, ``cka``.
-    n_permutations : permutations for the CKA baseline (0 = no baseline).
+    metrics : any of :data:`METRICS` (default :data:`DEFAULT_METRICS`).
+    n_permutations : permutations for the CKA baselines (0 = no baseline).
 
     Returns
     -------
     :class:`SimilarityCurve`. Layers without positions (dense) get NaN for CKA.
     """
-    metrics = list(metrics)
-    unknown = [k for k in metrics if k not in METRICS]
-    if unknown or not metrics:
-        raise ParameterError(f"unknown metrics {unknown}; allowed: {', '.join(METRICS)}")
+    metrics = _check_metrics(metrics)
     x_a, x_b = check_input(m, x_a), check_input(m, x_b)
     if x_a.shape[0] != x_b.shape[0]:
         raise ParameterError(f"x_a and x_b need the same batch size, got {x_a.shape[0]} and {x_b.shape[0]}")
@@ -175,20 +273,71 @@ def layer_similarity(
         with capture(m, names) as acts_b:
             m.net(x_b)
     ran = [n for n in names if n in acts_a and n in acts_b]
-    keys = metrics + (["cka_baseline"] if "cka" in metrics and n_permutations > 0 else [])
-    values = {k: np.full((x_a.shape[0], len(ran)), np.nan) for k in keys}
+    values = {k: np.full((x_a.shape[0], len(ran)), np.nan) for k in _value_keys(metrics, n_permutations)}
     shapes = {}
-    fns = {"pearson": pearson, "cosine": cosine, "nmse": nmse}
     for j, name in enumerate(ran):
         a, b = acts_a[name], acts_b[name]
         shapes[name] = tuple(a.shape[1:])
-        for k in metrics:
-            if k == "cka":
-                if a.dim() >= 3:
-                    values[k][:, j] = linear_cka(a, b).numpy()
-                    if "cka_baseline" in values:
-                        values["cka_baseline"][:, j] = cka_permutation_baseline(
-                            a, b, n_permutations=n_permutations, seed=seed).numpy()
-            else:
-                values[k][:, j] = fns[k](a, b).numpy()
+        for k, v in _pair_values(a, b, metrics, n_permutations, seed).items():
+            values[k][:, j] = v
+    return SimilarityCurve(ran, values, shapes)
+
+
+def all_pairs(n: int) -> list[tuple[int, int]]:
+    """Every unordered pair (i, j), i < j, of n items."""
+    return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def pairwise_similarity(
+    m: LoadedModel,
+    xs: Sequence[torch.Tensor],
+    pairs: Sequence[tuple[int, int]] | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    n_permutations: int = 10,
+    seed: int | None = 0,
+) -> SimilarityCurve:
+    """Layer-wise similarity of many pairs among N stimuli, each run through the net once.
+
+    Parameters
+    ----------
+    xs : N front-end outputs (1, C, F, T) (or (C, F, T)); all are cut to the shortest T.
+    pairs : index pairs (i, j) into ``xs`` (``i`` is the reference for nMSE); default
+        :func:`all_pairs`.
+    Other parameters as :func:`layer_similarity`.
+
+    Returns
+    -------
+    :class:`SimilarityCurve` with ``values[metric]`` of shape (P, L), one row per pair in
+    the order of ``pairs`` (take ``np.nanmean(values[k], 0)`` for the mean curve).
+    """
+    metrics = _check_metrics(metrics)
+    xs = [check_input(m, x) for x in xs]
+    if any(x.shape[0] != 1 for x in xs):
+        raise ParameterError("pairwise_similarity takes one item (1, C, F, T) per stimulus")
+    pairs = all_pairs(len(xs)) if pairs is None else [(int(i), int(j)) for i, j in pairs]
+    if not pairs:
+        raise ParameterError(f"no pairs to compare among {len(xs)} stimuli")
+    if any(not (0 <= i < len(xs) and 0 <= j < len(xs)) for i, j in pairs):
+        raise ParameterError(f"pair indices must be in 0..{len(xs) - 1}, got {pairs}")
+    t = min(x.shape[-1] for x in xs)
+    names = list(layers) if layers is not None else default_layers(m)
+    if not names:
+        raise ParameterError(f"model {m.name!r} lists no layers to compare")
+    used = sorted({i for p in pairs for i in p})
+    acts: dict[int, dict[str, torch.Tensor]] = {}
+    with torch.no_grad(), eval_mode(m.net):
+        for i in used:
+            with capture(m, names) as a:
+                m.net(xs[i][..., :t])
+            acts[i] = dict(a)
+    ran = [n for n in names if all(n in acts[i] for i in used)]
+    values = {k: np.full((len(pairs), len(ran)), np.nan) for k in _value_keys(metrics, n_permutations)}
+    shapes = {}
+    for j, name in enumerate(ran):
+        shapes[name] = tuple(acts[used[0]][name].shape[1:])
+        for p, (ia, ib) in enumerate(pairs):
+            for k, v in _pair_values(acts[ia][name], acts[ib][name], metrics, n_permutations, seed).items():
+                values[k][p, j] = v[0]
     return SimilarityCurve(ran, values, shapes)
