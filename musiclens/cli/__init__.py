@@ -81,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{exc.strerror}: {exc.filename}")
     except KeyboardInterrupt:
         return fail("interrupted", status=130)
+    except BrokenPipeError:  # e.g. `musiclens tag … --json | head`: the reader left
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         return fail("out of memory; try a shorter file or a smaller batch")
 
