@@ -59,3 +59,46 @@ def resolve_target(m, target: str | None, x) -> int:
         with torch.no_grad():
             return int(m.probabilities(m.net(x)).mean(0).argmax())
     return target_index(m, int(target) if target.lstrip("-").isdigit() else target)
+
+
+def output_kind(path: str | None, allowed: tuple[str, ...]) -> str | None:
+    """The lower-case suffix of ``path`` ('.npz', '.png', ...) if it is one of ``allowed``."""
+    from pathlib import Path
+
+    from musiclens.core.errors import ParameterError
+
+    if path is None:
+        return None
+    suffix = Path(path).suffix.lower()
+    if suffix not in allowed:
+        raise ParameterError(f"the output must end in {', '.join(allowed)}; got {Path(path).name!r}")
+    return suffix
+
+
+def write_png(path: str, spec) -> None:
+    """(C, F, T) or (F, T) float -> 8-bit greyscale PNG, min..max -> 0..255, low frequencies
+    at the bottom (channels side by side), as ``musiclens spectrogram`` writes."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from musiclens.cli.spectrogram import to_grey_image
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_grey_image(np.asarray(spec, dtype=np.float64)), mode="L").save(out)
+
+
+def peak_of(maps, fe) -> dict:
+    """Where |maps| (C, F, T) or (F, T) is largest: row, frame, time (s) and channel."""
+    import numpy as np
+
+    arr = np.asarray(maps)
+    idx = np.unravel_index(int(np.abs(arr).argmax()), arr.shape)
+    row, frame = int(idx[-2]), int(idx[-1])
+    out = {"row": row, "frame": frame, "seconds": frame * fe.hop / fe.sample_rate}
+    if arr.ndim == 3:
+        out["channel"] = int(idx[0])
+    out["hz"] = float(fe.bin_frequencies()[row])
+    return out

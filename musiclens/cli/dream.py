@@ -1,4 +1,9 @@
-"""``musiclens dream [FILE | --sweep SECONDS] --model M --target TAG -o OUT.wav [...]``.
+"""``musiclens dream [FILE | --init FILE | --init sweep | --sweep SECONDS] --model M --target TAG
+[--minus TAG | --minus-all] [--update add|subtract] [--normalize-grad] --steps N -o OUT.wav``.
+
+Spellings: ``--minus-all`` = ``--minus others``; ``--update add|subtract`` =
+``additive|subtractive``; ``--init sweep`` = ``--sweep`` of ``--duration`` seconds (default
+one model patch); ``--normalize-grad`` is the default (``--raw-gradient`` turns it off).
 
 Deep dream: change the input so the model hears more of TAG (optionally minus another tag
 or minus all others), then write the dreamt audio. Progress goes to stderr; Ctrl-C stops
@@ -19,11 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start from a sine sweep of this length instead of a file")
     add_model_argument(p)
     p.add_argument("--target", required=True, help="label name or index to maximise")
+    p.add_argument("--init", default=None, metavar="FILE|sweep",
+                   help="start from this audio file, or 'sweep' for a sine sweep")
     p.add_argument("--minus", default=None, help="a label to subtract, or 'others'")
+    p.add_argument("--minus-all", action="store_true",
+                   help="subtract the mean of all other labels (= --minus others)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.5, help="step size (front-end units)")
-    p.add_argument("--update", choices=("additive", "subtractive"), default="additive")
-    p.add_argument("--raw-gradient", action="store_true", help="do not normalise the gradient")
+    p.add_argument("--update", choices=("additive", "subtractive", "add", "subtract"), default="additive")
+    grad = p.add_mutually_exclusive_group()
+    grad.add_argument("--raw-gradient", action="store_true", help="do not normalise the gradient")
+    grad.add_argument("--normalize-grad", "--normalise-grad", action="store_true",
+                      help="normalise the gradient by its mean magnitude (the default)")
     p.add_argument("--channels", default=None,
                    help="comma-separated input channels to optimise (STFT models: 0 real, 1 imag)")
     p.add_argument("--jitter", type=int, default=0, help="random time shift in frames per step")
@@ -46,8 +58,16 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.models import registry
 
     m = registry.load(args.model)
+    if args.init is not None:
+        if args.file is not None or args.sweep is not None:
+            raise ParameterError("give only one start: FILE, --init FILE|sweep or --sweep SECONDS")
+        if args.init.lower() == "sweep":
+            fe = m.front_end
+            args.sweep = args.duration or ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
+        else:
+            args.file = args.init
     if (args.file is None) == (args.sweep is None):
-        raise ParameterError("give either an audio FILE or --sweep SECONDS")
+        raise ParameterError("give either an audio FILE (or --init FILE|sweep) or --sweep SECONDS")
     if args.sweep is not None:
         y, sr = sine_sweep(m.front_end, seconds=args.sweep), m.front_end.sample_rate
     else:
@@ -59,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ParameterError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
     minus = args.minus
+    if args.minus_all:
+        if minus not in (None, "others"):
+            raise ParameterError("give either --minus LABEL or --minus-all, not both")
+        minus = "others"
+    update = {"add": "additive", "subtract": "subtractive"}.get(args.update, args.update)
     if minus is not None and minus != "others":
         minus = resolve_target(m, minus, None)
     target = resolve_target(m, args.target, None)
     stop = threading.Event()
     gen = dream(m, y, sample_rate=sr, target=target, minus=minus, steps=args.steps, lr=args.lr,
-                update=args.update, normalise_grad=not args.raw_gradient, channels=channels,
+                update=update, normalise_grad=not args.raw_gradient, channels=channels,
                 jitter=args.jitter, cancel=stop)
     first = last = None
     # Ctrl-C sets the cancel flag: the dream stops after the current step and still

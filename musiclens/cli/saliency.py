@@ -1,0 +1,112 @@
+"""``musiclens saliency FILE --model M --method grad|smoothgrad|ig --target CLASS [-o OUT.npz|.png] [--json]``.
+
+Input attribution of one class/tag on the spectrogram: the plain gradient, SmoothGrad or
+Integrated Gradients (with its completeness error: Σ attributions − (score − baseline
+score), which should be near 0).
+
+* ``.npz``: ``attribution`` (C, F, T) float32, signed, plus the settings (and for IG the
+  scores and the completeness error);
+* ``.png``: ``|attribution|`` (C, F, T) as 8-bit greyscale, min..max -> 0..255, low
+  frequencies at the bottom, like ``musiclens spectrogram``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+
+METHODS = ("grad", "smoothgrad", "ig")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("saliency", help="input attribution (gradient, SmoothGrad, Integrated Gradients)",
+                              description=__doc__.split("\n\n", 1)[1],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="an audio file")
+    add_model_argument(p)
+    p.add_argument("--method", choices=METHODS, default="grad")
+    p.add_argument("--target", default=None, help="label name or index (default: the top label)")
+    p.add_argument("--output-score", choices=("logit", "probability"), default="logit",
+                   help="attribute the logit (default) or the probability")
+    p.add_argument("--times-input", action="store_true", help="grad: gradient × input")
+    p.add_argument("--samples", type=int, default=25, help="smoothgrad: noisy copies (default 25)")
+    p.add_argument("--noise", type=float, default=0.15,
+                   help="smoothgrad: noise σ as a fraction of the input's range (default 0.15)")
+    p.add_argument("--steps", type=int, default=32, help="ig: points on the path (default 32)")
+    p.add_argument("--baseline", default="silence",
+                   help="ig: 'silence' (default), 'zeros', 'min' or a number (front-end units)")
+    add_segment_arguments(p, default_duration=None)
+    p.add_argument("-o", "--output", default=None, help="OUT.npz or OUT.png")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def _baseline(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text  # checked by saliency.baseline_tensor
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from musiclens.cli import print_json
+    from musiclens.cli._interpret_common import (
+        features_at_model_rate, output_kind, peak_of, read_audio, resolve_target, write_png,
+    )
+    from musiclens.core.interpret import saliency
+    from musiclens.core.models import registry
+
+    kind = output_kind(args.output, (".npz", ".png"))
+    m = registry.load(args.model)
+    y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
+    x = features_at_model_rate(m, y, sr)
+    target = resolve_target(m, args.target, x)
+    ig = None
+    if args.method == "grad":
+        attr = saliency.gradient(m, x, target=target, output=args.output_score, times_input=args.times_input)
+    elif args.method == "smoothgrad":
+        attr = saliency.smoothgrad(m, x, target=target, n_samples=args.samples, noise_level=args.noise,
+                                   output=args.output_score)
+    else:
+        ig = saliency.integrated_gradients(m, x, target=target, baseline=_baseline(args.baseline),
+                                           steps=args.steps, output=args.output_score)
+        attr = ig.attributions
+    maps = attr[0].numpy().astype(np.float32)
+    summary = {"model": m.name, "file": str(args.file), "method": args.method,
+               "target": m.labels[target], "score": args.output_score, "shape": list(maps.shape),
+               "min": float(maps.min()), "max": float(maps.max()),
+               "sum": float(maps.astype(np.float64).sum()),
+               "peak": peak_of(maps, m.front_end), "output": args.output}
+    extra = {}
+    if ig is not None:
+        extra = {"score_at_input": float(ig.score[0]), "score_at_baseline": float(ig.baseline_score[0]),
+                 "completeness_error": float(ig.completeness_error[0]),
+                 "relative_error": float(ig.relative_error[0]), "steps": ig.steps,
+                 "baseline": args.baseline}
+        summary["integrated_gradients"] = extra
+    if kind == ".npz":
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, attribution=maps, method=np.array(args.method),
+                            target=np.array(m.labels[target]), model=np.array(m.name),
+                            frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),
+                            **{k: np.array(v) for k, v in extra.items()})
+    elif kind == ".png":
+        write_png(args.output, np.abs(maps))
+    if args.json:
+        print_json(summary)
+    else:
+        pk = summary["peak"]
+        print(f"{args.method} saliency of {m.labels[target]!r}: {tuple(maps.shape)}, range "
+              f"[{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, {pk['seconds']:.2f} s"
+              + (f"; wrote {args.output}" if args.output else ""))
+        if ig is not None:
+            print(f"completeness: sum of attributions {summary['sum']:.4g} vs score difference "
+                  f"{extra['score_at_input'] - extra['score_at_baseline']:.4g}: error "
+                  f"{extra['completeness_error']:.3g} ({100 * extra['relative_error']:.2f} %)")
+    return 0

@@ -1,0 +1,127 @@
+"""``musiclens sanity FILE --model M --method grad[,smoothgrad,...] [--target CLASS] [--json]``.
+
+Model-parameter randomisation test (Adebayo et al. 2018): re-initialise the layers one
+after the other from the output down to the input (on a copy of the model), recompute each
+attribution after every step and compare it with the trained model's (Spearman rank
+correlation of |map| and SSIM of |map| scaled to [0, 1]).
+
+A method whose map is still much the same when every layer is random (final Spearman or
+SSIM >= --threshold) is flagged "does not reflect the model": it shows the input, not what
+the model learned. ``input`` (the spectrogram itself) is a control that always fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+
+#: CLI name -> sanity.py method name (None: the control, the input itself)
+METHODS = {
+    "grad": "gradient", "gradient": "gradient",
+    "grad-x-input": "gradient_x_input", "gradient_x_input": "gradient_x_input",
+    "smoothgrad": "smoothgrad",
+    "ig": "integrated_gradients", "integrated_gradients": "integrated_gradients",
+    "grad-cam": "grad_cam", "grad_cam": "grad_cam",
+    "grad-cam++": "grad_cam_pp", "grad_cam_pp": "grad_cam_pp",
+    "input": None,
+}
+FAILS = "does not reflect the model"
+PASSES = "reflects the model"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sanity", help="cascading weight randomisation check of attributions",
+                              description=__doc__.split("\n\n", 1)[1],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="an audio file")
+    add_model_argument(p)
+    p.add_argument("--method", default="grad",
+                   help="comma-separated: grad, grad-x-input, smoothgrad, ig, grad-cam, grad-cam++, "
+                        "input (a control) (default grad)")
+    p.add_argument("--target", default=None, help="label name or index (default: the top label)")
+    p.add_argument("--layer", default=None, help="the layer for grad-cam / grad-cam++")
+    p.add_argument("--layers", default=None,
+                   help="comma-separated layers to randomise, in this order (default: every layer "
+                        "with weights, from the output down)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="final Spearman or SSIM at or above this flags the method (default 0.5)")
+    p.add_argument("--samples", type=int, default=10, help="smoothgrad: noisy copies (default 10)")
+    p.add_argument("--steps", type=int, default=16, help="ig: points on the path (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
+    add_segment_arguments(p, default_duration=None)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def verdict(steps: list[dict], threshold: float) -> dict:
+    """The final step's similarity -> {"reflects_model", "verdict", "final_spearman", "final_ssim"}."""
+    import math
+
+    last = steps[-1]
+    sp, ss = last["spearman"], last["ssim"]
+    # NaN (a map that became constant) counts as changed
+    still_same = any(v is not None and not math.isnan(v) and v >= threshold for v in (sp, ss))
+    return {"reflects_model": not still_same, "verdict": FAILS if still_same else PASSES,
+            "final_spearman": sp, "final_ssim": ss, "randomised_layers": last["step"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    import math
+    import sys
+
+    from musiclens.cli import print_json
+    from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret.sanity import iter_cascading_randomisation
+    from musiclens.core.models import registry
+
+    names = [s.strip() for s in args.method.split(",") if s.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise ParameterError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if not 0 < args.threshold <= 1:
+        raise ParameterError(f"--threshold must be in (0, 1], got {args.threshold}")
+    if args.samples < 1 or args.steps < 1:
+        raise ParameterError("--samples and --steps must be at least 1")
+    m = registry.load(args.model)
+    y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
+    x = features_at_model_rate(m, y, sr)
+    target = resolve_target(m, args.target, x)
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
+    result = {"model": m.name, "file": str(args.file), "target": m.labels[target],
+              "threshold": args.threshold, "methods": {}}
+    for name in dict.fromkeys(names):
+        method = METHODS[name]
+        kwargs: dict = {}
+        if method is None:
+            fn = lambda _mm, xx: xx  # noqa: E731 - the control: the input, whatever the model
+        else:
+            fn = method
+            if method == "smoothgrad":
+                kwargs["n_samples"] = args.samples
+            elif method == "integrated_gradients":
+                kwargs["steps"] = args.steps
+            elif method in ("grad_cam", "grad_cam_pp") and args.layer is None:
+                raise ParameterError(f"{name} needs --layer")
+        steps = []
+        for step in iter_cascading_randomisation(m, x, method=fn, target=target, layer=args.layer,
+                                                 layers=layers, seed=args.seed, **kwargs):
+            d = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in step.to_dict().items()}
+            steps.append(d)
+            if not args.json:
+                print(f"{name}: step {step.step} {step.layer or '(trained)'}", file=sys.stderr)
+        result["methods"][name] = {"steps": steps} | verdict(steps, args.threshold)
+    if args.json:
+        print_json(result)
+        return 0
+    fmt = lambda v: "     nan" if v is None else f"{v:8.3f}"  # noqa: E731
+    for name, res in result["methods"].items():
+        width = max(len(s["layer"] or "(trained)") for s in res["steps"])
+        print(f"{name} (target {m.labels[target]!r})")
+        print(f"  {'step':>4}  {'randomised layer':<{width}}  {'spearman':>8}  {'signed':>8}  {'ssim':>8}")
+        for s in res["steps"]:
+            print(f"  {s['step']:>4}  {(s['layer'] or '(trained)'):<{width}}  {fmt(s['spearman'])}  "
+                  f"{fmt(s['spearman_signed'])}  {fmt(s['ssim'])}")
+        print(f"  -> {res['verdict']}")
+    return 0
