@@ -139,6 +139,30 @@ def test_bundled_model_is_listed_and_classifies(bundled, tmp_path):
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_saliency_and_ig_on_the_bundled_model(bundled, tmp_path, record_property):
+    notes = bundled.spec.read(folk_tune(tmp_path / "tune.mid"))
+    feats, mask = bundled.spec.window(notes)
+    x, m = bundled.tensors(feats, mask)
+    folk = bundled.label_index("folk")
+    sal = gradient_saliency(bundled, x, m, target=folk)
+    assert sal.shape == (1, 100, 3)
+    assert torch.all(sal[0, 60:] == 0) and torch.count_nonzero(sal[0, :60]) > 100
+    res = integrated_gradients(bundled, x, m, target=folk, steps=256)
+    fixed = integrated_gradients(bundled, x, m, target=folk, steps=64, adaptive=False)
+    gap = (res.output - res.baseline_output).item()
+    err, rel = res.delta.item(), res.relative_delta.item()
+    record_property("ig_bundled_abs_error", err)
+    record_property("ig_bundled_rel_error", rel)
+    record_property("ig_bundled_fixed64_rel_error", fixed.relative_delta.item())
+    print(f"IG on the bundled model (folk logit, mean baseline): f(x) - f(b) = {gap:.4f}; adaptive "
+          f"(<= 256 gradients) completeness error {err:.2e} (relative {rel:.2e}); fixed 64-node "
+          f"Gauss-Legendre relative error {fixed.relative_delta.item():.2e}")
+    assert abs(gap) > 0.5 and rel < 2e-3
+    assert fixed.relative_delta.item() > rel  # the sharp switch along the path needs the adaptive rule
+    notes_sal = per_note(res.attributions)[0, :60]
+    assert notes_sal.shape == (60,) and torch.all(notes_sal >= 0)
+
+
 def test_flip_bundled_model_holds_after_rounding(bundled, tmp_path):
     notes = bundled.spec.read(folk_tune(tmp_path / "tune.mid"))
     result = flip(bundled, notes, to="bach", steps=300)
