@@ -387,7 +387,8 @@ class Session(QObject):
 
             config = TrainConfig(epochs=int(options["epochs"]))
             run = train_on_folder(options["arch"], options["root"], task=options["task"], config=config,
-                                  out=out, cancel=lambda: ctx.cancelled)
+                                  out=out, cancel=lambda: ctx.cancelled,
+                                  model_params=options.get("model_params"))
             for ev in run:
                 if isinstance(ev, PrepareProgress):
                     ctx.progress(0.1 * ev.done / max(1, ev.total),

@@ -517,8 +517,12 @@ class Finished:
 
 
 def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress | None,
-               *, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The CLI's JSON: arch, classes, track counts per split, accuracies (or AUCs) per split."""
+               *, device: torch.device | str = "cpu",
+               predictions: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The CLI's JSON: arch, classes, track counts per split, accuracies (or AUCs) per split.
+
+    ``predictions`` ({split: (N, L) probabilities}) are used instead of running the model
+    where given (the MusiCNN probe computes them from its cached features)."""
     out: dict[str, Any] = {"arch": arch, "classes": list(model.labels), "multilabel": model.multilabel,
                            "split": {s: len(data.split.tracks[s]) for s in ("train", "val", "test")},
                            "patches": {s: len(data.sets[s]) for s in ("train", "val", "test")}}
@@ -526,7 +530,12 @@ def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress
         out["chance"] = 1.0 / len(model.labels)
     details: dict[str, Any] = {}
     for s in ("train", "val", "test"):
-        m = evaluate(model, data.sets[s], device=device) if len(data.sets[s]) else None
+        if not len(data.sets[s]):
+            m = None
+        elif predictions is not None and s in predictions:
+            m = metrics_from(predictions[s], data.sets[s], model.labels)
+        else:
+            m = evaluate(model, data.sets[s], device=device)
         if model.multilabel:
             out[f"{s}_roc_auc"] = None if m is None else m["roc_auc_mean"]
             out[f"{s}_pr_auc"] = None if m is None else m["pr_auc_mean"]
@@ -558,6 +567,13 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
     from musiclens.core import data as data_mod
     from musiclens.core.models import registry, study
 
+    if arch == "musicnn-probe":  # transfer learning: cached frozen features + a fitted head
+        from musiclens.core import probe
+
+        yield from probe.train_on_folder(root, task=task, config=config, out=out, fractions=fractions,
+                                         cache=cache, mode=mode, patch_seconds=patch_seconds, resume=resume,
+                                         cancel=cancel, model_params=model_params)
+        return
     cfg = config or TrainConfig()
     cfg.check()
     ds = data_mod.load_dataset(root, task=task)

@@ -12,7 +12,9 @@ from PySide6.QtWidgets import (
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-ARCHS = ("vanilla-cnn", "masked-cnn", "gap-cnn", "choi-cnn", "stft-cnn")
+ARCHS = ("vanilla-cnn", "masked-cnn", "gap-cnn", "choi-cnn", "stft-cnn", "musicnn-probe")
+PROBE_BASES = ("MSD_musicnn", "MTT_musicnn")
+PROBE_FEATURES = ("penultimate", "pooled", "tags")
 TASKS = ("genre", "instruments", "mood")
 
 
@@ -35,6 +37,12 @@ class TrainingPanel(QWidget):
         self.arch.addItems(ARCHS)
         self.task = QComboBox()
         self.task.addItems(TASKS)
+        # musicnn-probe only: which pretrained MusiCNN and which of its representations
+        self.base = QComboBox()
+        self.base.addItems(PROBE_BASES)
+        self.features = QComboBox()
+        self.features.addItems(PROBE_FEATURES)
+        self.arch.currentTextChanged.connect(self._arch_changed)
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
         self.epochs.setValue(20)
@@ -65,6 +73,8 @@ class TrainingPanel(QWidget):
         form = QFormLayout()
         form.addRow("dataset folder", row)
         form.addRow("architecture", self.arch)
+        form.addRow("probe base", self.base)
+        form.addRow("probe features", self.features)
         form.addRow("task", self.task)
         form.addRow("epochs", self.epochs)
         buttons = QHBoxLayout()
@@ -77,15 +87,25 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.report)
         layout.addWidget(self.plot, 1)
+        self._arch_changed(self.arch.currentText())
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder")
         if folder:
             self.folder.setText(folder)
 
+    def _arch_changed(self, arch: str) -> None:
+        probe = arch == "musicnn-probe"
+        self.base.setEnabled(probe)
+        self.features.setEnabled(probe)
+
     def options(self) -> dict:
-        return {"root": self.folder.text().strip(), "arch": self.arch.currentText(),
-                "task": self.task.currentText(), "epochs": self.epochs.value()}
+        options = {"root": self.folder.text().strip(), "arch": self.arch.currentText(),
+                   "task": self.task.currentText(), "epochs": self.epochs.value()}
+        if options["arch"] == "musicnn-probe":
+            options["model_params"] = {"base": self.base.currentText(),
+                                       "features": self.features.currentText()}
+        return options
 
     def _start(self) -> None:
         options = self.options()

@@ -43,6 +43,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "musiclens.core.models.choi_cnn",
     "musiclens.core.models.stft_cnn",
     "musiclens.core.models.midi_lstm",
+    "musiclens.core.models.musicnn_probe",
 )
 
 _FAMILIES: dict[str, Callable[..., tuple[nn.Module, list["LayerInfo"]]]] = {}

@@ -16,6 +16,9 @@ choi-cnn       log-mel dB, 22.05 kHz, n_fft 2048, hop 512,  10 s       (1, 80, 4
                80 mels
 stft-cnn       complex STFT (real, imag), 22.05 kHz,        3 s        (2, 513, 259)
                n_fft 1024, hop 256 (``real_only``: 1 ch.)
+musicnn-probe  MusiCNN's log-mel (16 kHz, hop 256, 96 mels)  187 fr.    (1, 96, 187)
+               of the pretrained base (transfer learning,
+               :mod:`musiclens.core.models.musicnn_probe`)
 =============  ==========================================  =========  ===================
 
 The log-mel front ends use ``ref = 1`` and no ``top_db`` clipping, so a patch's input depends
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from musiclens.core.errors import ParameterError
-from musiclens.core.features import FrontEnd, logmel_frontend, stft_frontend
+from musiclens.core.features import FrontEnd, logmel_frontend, musicnn_frontend, stft_frontend
 from musiclens.core.models import registry
 
 #: The modules that define the study families (added to ``registry.FAMILY_MODULES``).
@@ -79,6 +82,9 @@ ARCHS: dict[str, StudyArch] = {
         StudyArch("choi-cnn", "4 × (conv, BN, leaky ReLU, pool) + dense 128/65 (instrument study)",
                   _choi_logmel, 10.0),
         StudyArch("stft-cnn", "CNN on the complex STFT (real, imag) for the dreaming study", _stft, 3.0),
+        # 2.98 s -> 187 frames at hop 256 (center=True), MusiCNN's own patch
+        StudyArch("musicnn-probe", "trainable head on a frozen pretrained MusiCNN (transfer learning)",
+                  musicnn_frontend, 2.98),
     )
 }
 
@@ -104,12 +110,13 @@ def create(name: str, labels: list[str], *, multilabel: bool = False, front_end:
     params : further builder arguments (e.g. ``dropout``, ``mask_radius_f``).
     """
     spec = arch(name)
-    if not labels:
-        raise ParameterError("a model needs at least one label")
-    if not multilabel and len(labels) < 2:
-        raise ParameterError(f"a single-label model needs at least two classes, got {labels}")
-    if len(set(labels)) != len(labels):
-        raise ParameterError(f"labels must be unique, got {labels}")
+    if name == "musicnn-probe":
+        _check_labels(labels, multilabel)
+        from musiclens.core.models.musicnn_probe import create_probe
+
+        return create_probe(list(labels), multilabel=multilabel, front_end=front_end,
+                            patch_seconds=patch_seconds, model_name=model_name, **params)
+    _check_labels(labels, multilabel)
     if front_end is None:
         front_end = _stft(real_only) if name == "stft-cnn" else spec.front_end()
     patch_frames = spec.patch_frames(front_end, patch_seconds)
@@ -123,6 +130,15 @@ def create(name: str, labels: list[str], *, multilabel: bool = False, front_end:
         layers={layer.name: layer for layer in layers}, architecture=architecture,
         provenance={"arch": name, "description": spec.description, "trained": False},
     )
+
+
+def _check_labels(labels: list[str], multilabel: bool) -> None:
+    if not labels:
+        raise ParameterError("a model needs at least one label")
+    if not multilabel and len(labels) < 2:
+        raise ParameterError(f"a single-label model needs at least two classes, got {labels}")
+    if len(set(labels)) != len(labels):
+        raise ParameterError(f"labels must be unique, got {labels}")
 
 
 def input_shape(m: registry.LoadedModel) -> tuple[int, int, int]:
