@@ -113,7 +113,7 @@ def bundled():
     return load_midi_model(DEFAULT_MIDI_MODEL)
 
 
-def folk_tune(path):
+def folk_tune(path, drums=False):
     """A jig-like fiddle tune: quick eighth notes at 120 bpm, one voice (program 40, violin)."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=40, name="fiddle")
@@ -124,6 +124,11 @@ def folk_tune(path):
         inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=t, end=t + d))
         t += d
     pm.instruments.append(inst)
+    if drums:  # a bodhrán-ish drum track the model does not read (drop_drums)
+        kit = pretty_midi.Instrument(program=0, is_drum=True, name="drum")
+        for i in range(int(t / 0.5)):
+            kit.notes.append(pretty_midi.Note(velocity=70, pitch=45, start=i * 0.5, end=i * 0.5 + 0.1))
+        pm.instruments.append(kit)
     pm.write(str(path))
     return path
 
@@ -223,7 +228,7 @@ def test_cli_midi_classify_json(tmp_path, capsys):
 def test_cli_midi_flip_json(tmp_path, capsys):
     from musiclens.cli import midi_flip
 
-    path = folk_tune(tmp_path / "tune.mid")
+    path = folk_tune(tmp_path / "tune.mid", drums=True)
     out_path = tmp_path / "out.mid"
     args = _parser(midi_flip).parse_args(["midi-flip", str(path), "--to", "bach", "-o", str(out_path),
                                           "--json", "--quiet"])
@@ -232,7 +237,10 @@ def test_cli_midi_flip_json(tmp_path, capsys):
     assert out["flipped"] and out["flip_holds_in_output"]
     assert out["probabilities_before"]["folk"] > 0.5 and out["probabilities_after"]["bach"] > 0.33
     assert out["changed_notes"] and {"index", "before", "after", "delta"} <= set(out["changed_notes"][0])
-    assert len(read_midi(out_path)) == 60
+    written = read_midi(out_path)
+    n_drums = int(read_midi(path).is_drum.sum())
+    assert n_drums == 40
+    assert len(written) == 60 + n_drums and written.is_drum.sum() == n_drums  # drums kept for listening
 
 
 def test_cli_errors_are_musiclens_errors(tmp_path):

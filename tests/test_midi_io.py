@@ -11,6 +11,7 @@ import pytest
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.midi import (
     Instrument,
+    merge_notes,
     MidiFileError,
     Notes,
     TooFewNotesError,
@@ -237,3 +238,13 @@ def test_piano_roll_by_hand():
     assert sal.shape == (12, 10) and sal[0, 0] == -0.5 and sal[4, 5] == 2.0
     with pytest.raises(ParameterError):
         piano_roll(notes, values=np.ones(3))
+
+
+def test_merge_notes_keeps_instruments(tmp_path):
+    path = make_midi(tmp_path / "a.mid")
+    pitched = read_midi(path, drop_drums=True)
+    every = read_midi(path)
+    drums = every.select(every.is_drum)
+    merged = merge_notes(pitched, drums)
+    assert merged.equals(every)
+    assert len(merged.instruments) == 3 and merged.instruments[2].is_drum

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated features that may change (default pitch,step,duration)")
     p.add_argument("--window-only", action="store_true",
                    help="write only the model's window of notes, not the rest of the piece")
+    p.add_argument("--model-notes-only", action="store_true",
+                   help="leave out the tracks the model does not read (e.g. drums) from the output")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -52,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"step {last.step}/{last.steps}: p({args.to}) = {last.target_probability:.3f}"
                   + (" flipped" if last.flipped else ""), file=sys.stderr, flush=True)
     result = last.best
-    written = result.after if args.window_only else result.full_notes(notes)
+    if args.window_only:
+        written = result.written
+    else:
+        others = None if args.model_notes_only else model.spec.left_out(args.file)
+        written = result.full_notes(notes, others)
     path = write_midi(written, args.output)
     check = model.classify_file(path)  # what a user gets when opening the written file
     out = {"file": str(args.file), "model": model.name, "output": str(path)} | result.to_dict()

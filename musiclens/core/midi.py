@@ -392,6 +392,26 @@ def replace_window(notes: Notes, window: Notes) -> Notes:
     )
 
 
+def merge_notes(a: Notes, b: Notes) -> Notes:
+    """All notes of ``a`` and ``b`` in one piece (``a``'s tempo and resolution), sorted.
+
+    ``b``'s instruments are appended to ``a``'s (an instrument equal in program, drum flag
+    and name is shared).
+    """
+    instruments = list(a.instruments)
+    remap = []
+    for inst in b.instruments:
+        if inst not in instruments:
+            instruments.append(inst)
+        remap.append(instruments.index(inst))
+    b_inst = np.asarray(remap, dtype=np.int16)[b.instrument] if len(b) else b.instrument
+    return replace(
+        a, pitch=np.concatenate([a.pitch, b.pitch]), start=np.concatenate([a.start, b.start]),
+        duration=np.concatenate([a.duration, b.duration]), velocity=np.concatenate([a.velocity, b.velocity]),
+        instrument=np.concatenate([a.instrument, b_inst]), instruments=instruments,
+        repairs=list(a.repairs)).sorted()
+
+
 def quantise(notes: Notes, *, min_ticks: int = 1) -> Notes:
     """Snap start and end times to the tick grid :func:`write_midi` will use.
 

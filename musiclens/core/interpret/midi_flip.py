@@ -20,7 +20,7 @@ the end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -28,7 +28,15 @@ import torch
 
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.interpret.midi_saliency import rnn_grad_context
-from musiclens.core.midi import FEATURES, Notes, notes_from_features, quantise, replace_window, through_file
+from musiclens.core.midi import (
+    FEATURES,
+    Notes,
+    merge_notes,
+    notes_from_features,
+    quantise,
+    replace_window,
+    through_file,
+)
 
 
 @dataclass
@@ -51,9 +59,22 @@ class FlipResult:
     def flipped(self) -> bool:
         return int(np.argmax(self.probabilities_after)) == self.target
 
-    def full_notes(self, notes: Notes) -> Notes:
-        """The whole piece ``notes`` with its opening replaced by the flipped window."""
-        return replace_window(notes, self.written)
+    def full_notes(self, notes: Notes, others: Notes | None = None) -> Notes:
+        """The whole piece ``notes`` with its opening replaced by the flipped window.
+
+        ``others``: notes the model did not read (e.g. the drum tracks it drops, from
+        ``read_midi(path)`` without filters, minus ``notes``), added back so the result
+        can be heard complete. Those starting after the window's last original note are
+        shifted like the rest of the piece.
+        """
+        full = replace_window(notes, self.written)
+        if others is None or len(others) == 0 or len(self.written) == 0:
+            return full
+        k = len(self.written)
+        shift = float(self.written.start[-1] - notes.start[k - 1])
+        moved = others.start + np.where(others.start >= notes.start[k - 1], shift, 0.0)
+        others = replace(others, start=np.round(np.maximum(moved, 0.0), 9))
+        return merge_notes(full, others)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -107,6 +107,17 @@ class NoteFeatureSpec:
 
         return read_midi(path_or_bytes, drop_drums=self.drop_drums, programs=self.programs, **kw)
 
+    def left_out(self, path_or_bytes):
+        """The notes of a file that :meth:`read` leaves out (drums, other programs), as ``Notes``."""
+        from musiclens.core.midi import read_midi
+
+        every = read_midi(path_or_bytes)
+        drum = every.is_drum
+        kept = ~drum if self.drop_drums else np.ones(len(every), dtype=bool)
+        if self.programs is not None:
+            kept &= ~drum & np.isin(every.program, np.asarray(self.programs))
+        return every.select(~kept)
+
     def window(self, notes) -> tuple[np.ndarray, np.ndarray]:
         """``(features (N, 3) float32, mask (N,) bool)`` for one piece; see :func:`note_window`."""
         from musiclens.core.midi import note_window
