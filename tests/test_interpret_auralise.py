@@ -140,3 +140,29 @@ def test_mask_shape_errors():
         apply_mask(y, torch.ones(1, fe.n_bins, 3), fe)
     with pytest.raises(ParameterError, match="rows"):
         mask_to_linear(torch.ones(1, 10, 3), fe)
+
+
+@pytest.mark.parametrize("layer", ["conv 1", "pool 1", "relu 2"])
+def test_stopping_the_forward_pass_at_the_layer_changes_nothing(layer):
+    from musiclens.core.interpret.auralise import layer_output
+    from musiclens.core.interpret.hooks import capture
+
+    m = logmel_cnn()
+    x = features(m, signal(0.4))
+    with torch.no_grad(), capture(m, layer) as acts:
+        m.net(x)
+    assert torch.equal(layer_output(m, x, layer), acts[layer])
+    calls = []
+    handle = m.net.fc.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        layer_output(m, x, layer)
+        assert calls == []  # the layers after it did not run
+        layer_output(m, x, layer, stop_early=False)
+        assert calls == [1]
+    finally:
+        handle.remove()
+    y = signal(0.4)
+    early = auralise_filter(m, y, layer=layer, filter=1)
+    full = auralise_filter(m, y, layer=layer, filter=1, stop_early=False)
+    np.testing.assert_array_equal(early.audio, full.audio)
+    assert torch.equal(early.mask, full.mask)

@@ -136,6 +136,39 @@ def apply_mask_to_features(x: torch.Tensor, mask: torch.Tensor, fe: FrontEnd, *,
     return features_to_audio(masked, fe, n_iter=n_iter, length=length)
 
 
+class _StopForward(Exception):
+    """Raised by a forward hook to end a forward pass once the wanted layer has run."""
+
+
+def layer_output(m: LoadedModel, x: torch.Tensor, layer: str, *, stop_early: bool = True) -> torch.Tensor:
+    """The output of ``layer`` for ``x`` (no gradients), stopping the forward pass as soon as
+    the layer has run (``stop_early``): the rest of the net is not computed, which makes
+    early layers several times cheaper to read. The value is the same as with
+    :func:`capture` over a full pass, for any layer whose module runs once per forward pass
+    (use ``stop_early=False`` for a module called several times, e.g. inside a loop).
+    """
+    from musiclens.core.interpret.hooks import resolve
+
+    module = resolve(m, layer)
+    with torch.no_grad(), eval_mode(m.net), capture(m, layer) as acts:
+        handle = None
+        if stop_early:
+            def stop(_module, _inputs, _output):
+                raise _StopForward
+
+            handle = module.register_forward_hook(stop)  # runs after capture's hook
+        try:
+            m.net(x)
+        except _StopForward:
+            pass
+        finally:
+            if handle is not None:
+                handle.remove()
+    if layer not in acts:
+        raise ParameterError(f"layer {layer!r} did not run in the forward pass")
+    return acts[layer]
+
+
 def filter_mask(
     m: LoadedModel,
     x: torch.Tensor,
@@ -145,16 +178,16 @@ def filter_mask(
     relu: bool = True,
     normalise: bool = True,
     mode: str = "bilinear",
+    stop_early: bool = True,
 ) -> torch.Tensor:
     """One filter's activation, resized to the input: (B, C, F, T) -> mask (B, F, T).
 
     ``relu`` keeps only positive activation (a mask must not flip the phase);
-    ``normalise`` scales each item's mask to a maximum of 1.
+    ``normalise`` scales each item's mask to a maximum of 1; ``stop_early``: see
+    :func:`layer_output`.
     """
     x = check_input(m, x)
-    with torch.no_grad(), eval_mode(m.net), capture(m, layer) as acts:
-        m.net(x)
-    a = filter_map(as_map(acts[layer]), filter)  # (B, F_l, T_l)
+    a = filter_map(as_map(layer_output(m, x, layer, stop_early=stop_early)), filter)  # (B, F_l, T_l)
     mask = upsample(a, x.shape[-2:], mode=mode)
     if relu:
         mask = mask.clamp_min(0)
@@ -173,6 +206,7 @@ def auralise_filter(
     relu: bool = True,
     normalise: bool = True,
     mode: str = "bilinear",
+    stop_early: bool = True,
 ) -> Auralisation:
     """Hear one filter: its activation on ``audio`` masks the recording's STFT.
 
@@ -180,7 +214,7 @@ def auralise_filter(
     ----------
     audio : (samples,) or (B, samples) float at ``sample_rate`` Hz (default: the model's).
     layer, filter : which filter (``filter`` indexes the layer's channels).
-    relu, normalise, mode : see :func:`filter_mask`.
+    relu, normalise, mode, stop_early : see :func:`filter_mask`.
 
     Returns
     -------
@@ -189,7 +223,8 @@ def auralise_filter(
     fe = m.front_end
     y, sr, n = to_fe_rate(audio, sample_rate, fe)
     x = fe(y)
-    mask = filter_mask(m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode)
+    mask = filter_mask(m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode,
+                       stop_early=stop_early)
     spec = stft(y, fe)
     lin = mask_to_linear(mask, fe)
     out = istft(spec * lin, fe, length=y.shape[-1])
