@@ -248,3 +248,25 @@ def test_merge_notes_keeps_instruments(tmp_path):
     merged = merge_notes(pitched, drums)
     assert merged.equals(every)
     assert len(merged.instruments) == 3 and merged.instruments[2].is_drum
+
+
+def test_more_than_ten_million_ticks_is_read(tmp_path):
+    """pretty_midi refuses > 1e7 ticks; a long piece at 10080 ticks/beat is still valid MIDI."""
+    import mido
+
+    mf = mido.MidiFile(ticks_per_beat=10080)
+    track = mido.MidiTrack()
+    track += [mido.Message("note_on", note=60, velocity=80, time=0),
+              mido.Message("note_off", note=60, velocity=0, time=10080),
+              mido.Message("note_on", note=62, velocity=80, time=1100 * 10080),   # beat 1101
+              mido.Message("note_off", note=62, velocity=0, time=5040)]
+    mf.tracks.append(track)
+    path = tmp_path / "long.mid"
+    mf.save(str(path))
+    with pytest.raises(ValueError, match="largest tick"):
+        pretty_midi.PrettyMIDI(str(path))
+    notes = read_midi(path)
+    assert notes.pitch.tolist() == [60, 62]
+    np.testing.assert_allclose(notes.start, [0.0, 1101 * 0.5])  # 120 bpm: exact on the beat grid
+    np.testing.assert_allclose(notes.duration, [0.5, 0.25])
+    assert any("resolution" in r for r in notes.repairs) and notes.resolution < 10080

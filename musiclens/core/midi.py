@@ -193,6 +193,27 @@ def _fix_key_signatures(data: bytes) -> tuple[bytes, int]:
     return bytes(buf), fixed
 
 
+def _coarsen_ticks(mf, limit: int = 4_000_000) -> None:
+    """Divide a mido file's ticks by a divisor of its resolution so the longest track fits ``limit``.
+
+    Absolute times are rounded (no drift); with a divisor of ``ticks_per_beat`` the beat
+    grid is kept exactly.
+    """
+    longest = max((sum(msg.time for msg in track) for track in mf.tracks), default=0)
+    tpb = int(mf.ticks_per_beat)
+    d = next((d for d in range(2, tpb + 1) if tpb % d == 0 and longest / d <= limit), None)
+    if d is None:
+        raise ValueError("cannot reduce the resolution enough")
+    for track in mf.tracks:
+        absolute = prev = 0
+        for msg in track:
+            absolute += msg.time
+            new = int(round(absolute / d))
+            msg.time = new - prev
+            prev = new
+    mf.ticks_per_beat = tpb // d
+
+
 def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None):
     """Parse MIDI robustly; returns ``(pretty_midi.PrettyMIDI, repairs: list[str])``."""
     import mido
@@ -225,6 +246,18 @@ def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str
             return pretty_midi.PrettyMIDI(io.BytesIO(data)), repairs
         except Exception as exc:  # noqa: BLE001 - any parser failure goes to the lenient path
             first_error = exc
+        if isinstance(first_error, ValueError) and "largest tick" in str(first_error):
+            # pretty_midi refuses > 1e7 ticks (it allocates a tick -> time table); long pieces
+            # at a fine resolution (music21 writes 10080 ticks per beat) are valid MIDI though.
+            try:
+                mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
+                old_tpb = mf.ticks_per_beat
+                _coarsen_ticks(mf)
+                pm = pretty_midi.PrettyMIDI(mido_object=mf)
+                return pm, repairs + [f"reduced the resolution from {old_tpb} to {mf.ticks_per_beat} "
+                                      "ticks per beat (the file has more than 10 million ticks)"]
+            except Exception:  # noqa: BLE001
+                pass
         attempts = [(data, ["clamped out-of-range data bytes (mido clip=True)"])]
         fixed_data, n_fixed = _fix_key_signatures(data)
         if n_fixed:
