@@ -1,5 +1,10 @@
 """``musiclens train --arch ARCH --data DIR --epochs N --out MODEL_DIR [--task ...] [--json]``.
 
+Transfer learning: ``--arch musicnn-probe --base MSD_musicnn --features tags|pooled|penultimate
+[--head linear|mlp] [--l2 1e-3,1e-2,...] [--finetune K]`` fits a head on the frozen
+pretrained MusiCNN (L2 chosen by track-grouped cross-validation on the training tracks);
+``--epochs`` only matters with ``--finetune``.
+
 Splits the folder by track (80/10/10, seeded), trains with early stopping on validation and
 saves the best model as ``MODEL_DIR/{weights.safetensors,model.json}``. Progress goes to
 stderr; with ``--json`` stdout holds one document::
@@ -57,6 +62,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--filter-tau", type=float, default=None,
                    help="masked-cnn: template scale of the filter loss (default Zhang's 0.5/(F·T))")
     p.add_argument("--real-only", action="store_true", help="stft-cnn: real part only (1 channel)")
+    g = p.add_argument_group("musicnn-probe (transfer learning on a frozen pretrained MusiCNN)")
+    g.add_argument("--base", default=None,
+                   help="the pretrained MusiCNN: MSD_musicnn (default), MTT_musicnn or a MusiCNN model folder")
+    g.add_argument("--features", default=None, choices=["tags", "pooled", "penultimate"],
+                   help="the representation the head reads: the 50 tag logits, the mid end pooled over "
+                        "time (max and mean, 1506), or the penultimate dense layer (200, default)")
+    g.add_argument("--head", default=None, choices=["linear", "mlp"],
+                   help="logistic regression (linear, default) or a one-hidden-layer MLP")
+    g.add_argument("--hidden", type=int, default=None, help="hidden units of the MLP head (default 64)")
+    g.add_argument("--l2", default=None, metavar="A,B,...",
+                   help="L2 strengths tried by track-grouped cross-validation on the training tracks "
+                        "(default 1e-4,1e-3,1e-2,0.1,1,10; one value: no CV)")
+    g.add_argument("--cv-folds", type=int, default=None, help="cross-validation folds (default 5)")
+    g.add_argument("--finetune", type=int, default=None,
+                   help="after fitting the head, also train this many of the base's top blocks "
+                        "(0 = frozen, default; runs the base on every batch for --epochs)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -79,6 +100,18 @@ def run(args: argparse.Namespace) -> int:
         if args.arch != "stft-cnn":
             raise ParameterError("--real-only is for --arch stft-cnn")
         params["real_only"] = True
+    probe_args = {"base": args.base, "features": args.features, "head": args.head, "hidden": args.hidden,
+                  "l2_grid": args.l2, "folds": args.cv_folds, "finetune": args.finetune}
+    given = [k for k, v in probe_args.items() if v is not None]
+    if given and args.arch != "musicnn-probe":
+        flags = {"l2_grid": "l2", "folds": "cv-folds"}
+        raise ParameterError(f"--{flags.get(given[0], given[0])} is for --arch musicnn-probe")
+    if args.l2 is not None:
+        try:
+            probe_args["l2_grid"] = tuple(float(v) for v in args.l2.split(","))
+        except ValueError:
+            raise ParameterError(f"--l2 takes numbers separated by commas, got {args.l2!r}") from None
+    params.update({k: v for k, v in probe_args.items() if v is not None})
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, seed=args.seed,
                       patience=args.patience if args.patience > 0 else None, device=args.device,
@@ -117,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.arch}: accuracy train {_f(summary['train_accuracy'])}, val {_f(summary['val_accuracy'])}, "
               f"test {_f(summary['test_accuracy'])} (chance {summary['chance']:.3f}); "
               f"{summary['epochs_run']} epochs; saved to {args.out}")
+    if "probe" in summary:
+        pr = summary["probe"]
+        print(f"  probe: {pr['head']} head on {pr['base']}'s {pr['features']}, L2 {pr['l2']:g} chosen by "
+              f"{(pr.get('cv') or {}).get('folds', 0)}-fold CV on the training tracks; test track accuracy "
+              f"{_f(summary.get('test_track_accuracy'))}")
     return 0
 
 

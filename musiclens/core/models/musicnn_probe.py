@@ -78,10 +78,14 @@ class FeatureStandardise(nn.Module):
 
     @torch.no_grad()
     def fit(self, h: torch.Tensor) -> None:
-        """Set mean and std from features ``h`` (N, D); std floored at 1e-6 (constant features)."""
+        """Set mean and std from features ``h`` (N, D). The std is floored at 1e-3 × the mean
+        std over features (and 1e-6): a feature (nearly) constant on the training patches
+        (e.g. a unit the ReLU switched off) must not blow up when it moves on new audio."""
         h = torch.as_tensor(h, dtype=torch.float64)
+        std = h.std(0, unbiased=False)
+        floor = max(1e-6, 1e-3 * float(std.mean())) if std.numel() else 1e-6
         self.mean.copy_(h.mean(0).to(self.mean))
-        self.std.copy_(h.std(0, unbiased=False).clamp_min(1e-6).to(self.std))
+        self.std.copy_(std.clamp_min(floor).to(self.std))
 
 
 class ProbeHead(nn.Module):
@@ -109,15 +113,19 @@ class ProbeHead(nn.Module):
         return [self.hidden.weight, self.output.weight] if self.kind == "mlp" else [self.output.weight]
 
     def reset(self, seed: int = 0) -> None:
-        """Re-initialise the linear layers (seeded; torch's default init)."""
+        """Re-initialise: the MLP's hidden layer with torch's default init (seeded), the output
+        layer with zeros (the logistic head's convex problem then starts at the uniform
+        prediction, and a feature constant on the training data keeps a weight of exactly 0)."""
         gen_state = torch.random.get_rng_state()
         try:
             torch.manual_seed(int(seed))
-            for mod in self.modules():
-                if isinstance(mod, nn.Linear):
-                    mod.reset_parameters()
+            if self.kind == "mlp":
+                self.hidden.reset_parameters()
         finally:
             torch.random.set_rng_state(gen_state)
+        with torch.no_grad():
+            self.output.weight.zero_()
+            self.output.bias.zero_()
 
 
 class MusicnnProbe(nn.Module):
