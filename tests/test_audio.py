@@ -203,3 +203,13 @@ def test_every_shared_recording_loads(shared_data):
     for path in files:
         y, sr = audio.load(path, sr=16000)
         assert y.ndim == 1 and sr == 16000 and len(y) > 1000 and np.isfinite(y).all(), path
+
+
+def test_resampling_equals_librosa_soxr_hq():
+    import librosa
+
+    x = np.random.default_rng(3).standard_normal((2, 22051)).astype(np.float32)
+    for orig, target in ((22050, 16000), (8000, 44100)):
+        ours = audio.resample(x, orig_sr=orig, target_sr=target)
+        theirs = librosa.resample(x, orig_sr=orig, target_sr=target, res_type="soxr_hq")
+        np.testing.assert_array_equal(ours, theirs)

@@ -160,3 +160,27 @@ def test_musicnn_mel_on_a_real_clip(shared_data):
     expected = np.log10(1 + 10000 * S.astype(np.float16).astype(np.float64))
     diff = np.abs(F.musicnn_frontend().compute(y)[0] - expected)
     assert np.median(diff) < 1e-6 and np.quantile(diff, 0.999) < 1e-3
+
+
+@pytest.mark.parametrize("htk,norm", [(False, "slaney"), (True, "slaney"), (False, None), (True, None)])
+def test_our_mel_filterbank_is_librosas(htk, norm):
+    fe = F.FrontEnd("logmel", 22050, 1024, 256, n_mels=64, fmin=30.0, fmax=10000.0, htk=htk, mel_norm=norm)
+    ours = F.mel_basis(fe).numpy()
+    theirs = librosa.filters.mel(sr=22050, n_fft=1024, n_mels=64, fmin=30.0, fmax=10000.0, htk=htk, norm=norm)
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(fe.bin_frequencies(),
+                               librosa.mel_frequencies(n_mels=66, fmin=30.0, fmax=10000.0, htk=htk)[1:-1])
+
+
+def test_core_runs_without_importing_librosa():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, torch\n"
+            "from musiclens.core import features, audio\n"
+            "y = audio.resample(np.ones(4410, np.float32), orig_sr=44100, target_sr=16000)\n"
+            "x = features.musicnn_frontend()(torch.from_numpy(y)[None])\n"
+            "print(tuple(x.shape), 'librosa' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "False"

@@ -197,16 +197,24 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio if audio.ndim == 1 else audio.mean(axis=0, dtype=np.float32)
 
 
-def resample(audio: np.ndarray, *, orig_sr: int, target_sr: int, res_type: str = "soxr_hq") -> np.ndarray:
-    """Resample along the last axis (librosa's ``resample``, soxr high quality by default)."""
+def resample(audio: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "soxr_hq") -> np.ndarray:
+    """Resample along the last axis with soxr (high quality by default).
+
+    The output has ``ceil(n · target_sr / orig_sr)`` samples, like librosa's ``resample``
+    with ``res_type="soxr_hq"`` (same library, same settings, same samples).
+    """
     if orig_sr <= 0 or target_sr <= 0:
         raise ParameterError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
     if orig_sr == target_sr:
         return audio
-    import librosa
+    import soxr
 
-    return librosa.resample(np.asarray(audio, dtype=np.float32), orig_sr=orig_sr,
-                            target_sr=target_sr, res_type=res_type).astype(np.float32)
+    audio = np.asarray(audio, dtype=np.float32)
+    out = soxr.resample(audio.T, orig_sr, target_sr, quality=quality).T
+    n = int(np.ceil(audio.shape[-1] * float(target_sr) / orig_sr))
+    if out.shape[-1] < n:
+        out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, n - out.shape[-1])])
+    return np.ascontiguousarray(out[..., :n], dtype=np.float32)
 
 
 def patch_starts(total: int, length: int, hop: int, *, pad_last: bool = False) -> list[int]:

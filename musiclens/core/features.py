@@ -136,11 +136,7 @@ class FrontEnd:
     def bin_frequencies(self) -> np.ndarray:
         """Centre frequency in Hz of each of the F rows (mel centres or FFT bins)."""
         if self.kind in MEL_KINDS:
-            import librosa
-
-            return librosa.mel_frequencies(
-                n_mels=int(self.n_mels) + 2, fmin=self.fmin, fmax=self._fmax, htk=self.htk
-            )[1:-1]
+            return mel_frequencies(int(self.n_mels) + 2, fmin=self.fmin, fmax=self._fmax, htk=self.htk)[1:-1]
         return np.arange(self.n_fft // 2 + 1) * self.sample_rate / self.n_fft
 
     @property
@@ -243,13 +239,54 @@ def stft(audio: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
     )
 
 
+def hz_to_mel(hz: np.ndarray | float, *, htk: bool = False) -> np.ndarray:
+    """Hz -> mel: HTK's ``2595·log10(1 + f/700)`` or Slaney's (linear below 1 kHz, log above),
+    the two scales librosa defines."""
+    hz = np.asanyarray(hz, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+    f_sp = 200.0 / 3
+    mels = hz / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    log_region = hz >= min_log_hz
+    return np.where(log_region, min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep, mels)
+
+
+def mel_to_hz(mels: np.ndarray | float, *, htk: bool = False) -> np.ndarray:
+    """mel -> Hz, the inverse of :func:`hz_to_mel`."""
+    mels = np.asanyarray(mels, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+def mel_frequencies(n: int, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False) -> np.ndarray:
+    """``n`` frequencies in Hz, equally spaced on the mel scale from ``fmin`` to ``fmax``."""
+    mels = np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n)
+    return mel_to_hz(mels, htk=htk)
+
+
 @functools.lru_cache(maxsize=32)
 def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool,
                   norm: str | None) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                               htk=htk, norm=norm)
+    """Triangular mel filterbank (n_mels, n_fft//2+1) float32, the same construction as
+    librosa's ``filters.mel`` (so features match librosa's), without importing librosa."""
+    if norm not in (None, "slaney"):
+        raise ParameterError(f"mel_norm must be 'slaney' or None, got {norm!r}")
+    fft_hz = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_hz = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)
+    widths = np.diff(mel_hz)
+    ramps = np.subtract.outer(mel_hz, fft_hz)
+    weights = np.zeros((n_mels, len(fft_hz)), dtype=np.float32)
+    for i in range(n_mels):
+        rising = -ramps[i] / widths[i]
+        falling = ramps[i + 2] / widths[i + 1]
+        weights[i] = np.maximum(0, np.minimum(rising, falling))
+    if norm == "slaney":  # constant energy per band
+        weights *= (2.0 / (mel_hz[2: n_mels + 2] - mel_hz[:n_mels]))[:, np.newaxis]
+    return weights
 
 
 def mel_basis(fe: FrontEnd, device: torch.device | str = "cpu",
