@@ -60,6 +60,9 @@ def test_demo_opens_with_spectrogram_and_predictions(qtbot, window):
     top = [t for t, _ in analysis.top[:3]]
     assert "electronic" in top  # the demo is a synthetic electronic groove
     assert window.windowTitle() == "MusicLens — MSD_musicnn"
+    listed = {window.model_picker.itemText(i) for i in range(window.model_picker.count())}
+    assert {"MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg"} <= listed
+    assert "midi_style_lstm" not in listed  # MIDI models belong to the piano roll
 
 
 def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatch):

@@ -418,10 +418,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ models
     def _populate_models(self, current: str) -> None:
-        from musiclens.core.resources import available
+        from musiclens.core.resources import available_for
 
         self.model_picker.clear()
-        for name in available():
+        for name in available_for("audio"):
             self.model_picker.addItem(name, name)
         for folder in settings_list("model_folders"):
             self.model_picker.addItem(Path(folder).name, folder)

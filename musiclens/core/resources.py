@@ -37,6 +37,21 @@ def available() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
 
 
+def model_input(folder: Path) -> str:
+    """What a model folder's model listens to: ``"audio"`` (default) or ``"midi"``."""
+    import json
+
+    try:
+        return str(json.loads((folder / META_FILE).read_text()).get("input", "audio"))
+    except (OSError, ValueError, AttributeError):
+        return "audio"
+
+
+def available_for(kind: str) -> list[str]:
+    """Bundled models whose input is ``kind`` (``"audio"`` or ``"midi"``)."""
+    return [name for name in available() if model_input(bundled_models_dir() / name) == kind]
+
+
 def demo_recording() -> Path:
     """The bundled demo recording (see resources/demo/README.md)."""
     return resources_dir() / "demo" / "demo.ogg"
