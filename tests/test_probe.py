@@ -5,6 +5,7 @@ save/load, every interpretation method on the combined model, the CLI, and the r
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from musiclens.core.models import registry, study
 from musiclens.core.models.musicnn_probe import finetune_blocks
 
 torch.set_num_threads(1)
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the panel test; set before pytest-qt's QApplication
 SR = 16000
 LABELS = ["bright", "dark"]
 
@@ -356,3 +358,23 @@ def test_gtzan_excerpts_probe_by_track(shared_data, tmp_path, capsys):
               f"(l2 {cv['l2']:g}): test track accuracy {test['track_accuracy']:.2f}, "
               f"patch accuracy {test['accuracy']:.3f} (chance 0.10)")
     assert test["track_accuracy"] >= 0.5  # measured 0.80 with seed 0; vanilla-cnn from scratch ~0.4
+
+
+# ----------------------------------------------------------------------------- GUI panel
+@pytest.mark.gui
+def test_training_panel_offers_the_probe_base_and_features(qtbot, monkeypatch):
+    from musiclens.app.panels.training import ARCHS, TrainingPanel
+
+    assert "musicnn-probe" in ARCHS and ARCHS == tuple(study.ARCHS)
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.folder.setText("/some/folder")
+    assert not panel.base.isEnabled() and "model_params" not in panel.options()
+    panel.arch.setCurrentText("musicnn-probe")
+    assert panel.base.isEnabled() and panel.features.isEnabled()
+    panel.base.setCurrentText("MTT_musicnn")
+    panel.features.setCurrentText("pooled")
+    with qtbot.waitSignal(panel.start_requested) as sent:
+        panel.start_button.click()
+    assert sent.args[0]["model_params"] == {"base": "MTT_musicnn", "features": "pooled"}
+    assert sent.args[0]["arch"] == "musicnn-probe"
