@@ -37,6 +37,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.train",
     "musiclens.cli.evaluate",
     "musiclens.cli.predict",
+    "musiclens.cli.midi_classify",
+    "musiclens.cli.midi_flip",
 )
 
 

@@ -277,15 +277,9 @@ def midi_model_folder(name_or_dir: str | os.PathLike[str]) -> Path:
 
 def available_midi_models() -> list[str]:
     """Names of bundled models whose ``model.json`` says ``"input": "midi"``."""
-    out = []
-    for name in registry.available():
-        try:
-            meta = json.loads((registry.bundled_models_dir() / name / registry.META_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if meta.get("input") == "midi":
-            out.append(name)
-    return out
+    from musiclens.core.resources import available_for
+
+    return available_for("midi")
 
 
 def load_midi_model(name_or_dir: str | os.PathLike[str] = DEFAULT_MIDI_MODEL, *,
