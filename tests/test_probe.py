@@ -378,3 +378,24 @@ def test_training_panel_offers_the_probe_base_and_features(qtbot, monkeypatch):
         panel.start_button.click()
     assert sent.args[0]["model_params"] == {"base": "MTT_musicnn", "features": "pooled"}
     assert sent.args[0]["arch"] == "musicnn-probe"
+
+
+def test_multi_label_probe_on_stem_mixes(tmp_path):
+    freqs = {"drums": 150.0, "vocals": 2200.0}
+    for split, tracks in (("train", range(4)), ("test", range(4, 5))):
+        for i in tracks:
+            for k, (stem, f) in enumerate(freqs.items()):
+                write_tone(tmp_path / "musdb" / split / f"t{i}" / f"{stem}.wav", f * (1 + 0.03 * i), 3.2,
+                           seed=k + 7 * i)
+    ds = data.load_dataset(tmp_path / "musdb", task="instruments")
+    split = data.split_by_track(ds, seed=0)
+    m = study.create("musicnn-probe", ds.labels, multilabel=True, features="tags")
+    prepared = data.prepare_all(ds, split, m.front_end, m.patch_frames)
+    assert prepared.sets["train"].y.shape[1] == 2 and len(prepared.sets["train"]) == 3 * 3  # 3 mixes × 3 tracks
+    done = train.run(probe.train_probe(m, prepared, settings=probe.ProbeSettings(l2_grid=(0.01, 1.0), folds=3)))
+    assert done.kind == "done" and m.multilabel and m.provenance["probe"]["cv"]["folds"] == 3
+    test = train.metrics_from(done.predictions["test"], prepared.sets["test"], ds.labels)
+    assert test["roc_auc_mean"] == 1.0  # each stem is a pure tone: both tags are separable
+    probs, _ = train.predict_set(m, prepared.sets["test"])
+    assert np.allclose(probs, done.predictions["test"], atol=1e-5)
+    assert not np.allclose(probs.sum(1), 1.0)  # sigmoids, not a softmax

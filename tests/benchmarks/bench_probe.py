@@ -23,6 +23,28 @@ the head's (CV + fit, warm cache); the one-off cold computation of the MusiCNN f
 reported separately; the vanilla-cnn's is its training loop (warm front-end cache).
 The ratio is vanilla-cnn time / probe time. Without DATA_DIR it uses the GTZAN excerpts in
 ../shared/data (a synthetic folder when absent). The caches go to a temporary folder.
+
+Measured (GTZAN excerpts, 50 tracks / 10 genres, splits 30/10/10 tracks, seeds 0–9 run as
+``--seeds 0,1,2,3,4`` and ``--seeds 5,6,7,8,9``, 1 thread, shared 2-core machine), test
+track accuracy mean ± std over the 10 seeds (chance 0.10):
+
+===================================  ==============  ==============
+model                                track accuracy  patch accuracy
+===================================  ==============  ==============
+probe MSD_musicnn pooled, linear     0.79 ± 0.09     0.75 ± 0.08
+probe MSD_musicnn penultimate        0.77 ± 0.08     0.73 ± 0.07
+probe MSD_musicnn tags               0.76 ± 0.07     0.71 ± 0.06
+probe MTT_musicnn penultimate        0.67 ± 0.11     0.63 ± 0.09
+probe MTT_musicnn pooled             0.66 ± 0.09     0.60 ± 0.08
+probe MTT_musicnn tags               0.65 ± 0.10     0.57 ± 0.09
+vanilla-cnn from scratch             0.49 ± 0.10     0.46 ± 0.09
+===================================  ==============  ==============
+
+Paired per split: MSD pooled − vanilla-cnn +0.30 ± 0.09 (better on 10/10 splits); MSD
+pooled − MSD penultimate +0.02 ± 0.10 (4 better, 3 equal, 3 worse): the representations
+of one base are within noise of each other, the base matters more (MSD − MTT +0.11 ± 0.10).
+Time (seeds 0–4, quiet machine): head CV + fit 1.3–2.4 s vs. vanilla-cnn 22 s (9–17×);
+the one-off cold MusiCNN features of all 50 tracks take 21–23 s per base.
 """
 
 from __future__ import annotations
