@@ -36,3 +36,16 @@ def tone(freqs=(440.0,), *, sr: int = 22050, seconds: float = 1.0, amp: float = 
     """A sum of sines, float32 (samples,)."""
     t = np.arange(int(sr * seconds)) / sr
     return (amp * sum(np.sin(2 * np.pi * f * t) for f in freqs) / len(freqs)).astype(np.float32)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``musiclens ARGS…`` in this process; returns (exit status, stdout, stderr)."""
+    from musiclens import cli
+
+    def run(*argv) -> tuple[int, str, str]:
+        status = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

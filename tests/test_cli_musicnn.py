@@ -8,25 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musiclens import cli
 from musiclens.core.models import registry
 
 GOLDEN = Path(__file__).parent / "golden" / "musicnn"
-MODULES = ("musiclens.cli.layers", "musiclens.cli.tag", "musiclens.cli.kernels",
-           "musiclens.cli.activations")
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    extra = tuple(m for m in MODULES if m not in cli.COMMAND_MODULES)
-    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(cli.COMMAND_MODULES) + extra)
-
-    def _run(*argv: str):
-        status = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return _run
+def run(run_cli):
+    return run_cli
 
 
 def test_layers_json(run):

@@ -8,27 +8,11 @@ import numpy as np
 import pytest
 
 from interpret_nets import signal
-from musiclens import cli
 from musiclens.core import audio
-from musiclens.core.models import available
-
-pytestmark = pytest.mark.skipif("MTT_musicnn" not in available(),
-                                reason="the bundled MTT_musicnn model is not in resources/models")
-MODULES = ("musiclens.cli.cam", "musiclens.cli.auralise", "musiclens.cli.dream",
-           "musiclens.cli.similarity")
-
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    extra = tuple(m for m in MODULES if m not in cli.COMMAND_MODULES)
-    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(cli.COMMAND_MODULES) + extra)
-
-    def _run(*argv: str):
-        status = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return _run
+def run(run_cli):
+    return run_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,7 @@
 """The commands deconv, saliency, sanity, flip, the dream spellings and similarity over many
 files. Most run on the tiny log-mel net of ``interpret_nets``, saved as a model folder (its
 family is registered here, in-process); one test per command family uses the bundled
-MusiCNN. Commands run in-process through ``musiclens.cli.main`` with the new modules added
-to ``COMMAND_MODULES`` when they are not wired in yet."""
+MusiCNN. Commands run in-process through ``musiclens.cli.main``; one also as a subprocess."""
 
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import torch
 from PIL import Image
 
 import interpret_nets as nets
-from musiclens import cli
 from musiclens.cli.spectrogram import to_grey_image
 from musiclens.core import audio
 from musiclens.core.interpret import saliency
@@ -31,8 +29,6 @@ from musiclens.core.models import registry
 from musiclens.core.models.registry import LayerInfo, LoadedModel
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ("musiclens.cli.deconv", "musiclens.cli.saliency", "musiclens.cli.sanity",
-           "musiclens.cli.flip", "musiclens.cli.dream", "musiclens.cli.similarity")
 FILE_SR = 11025  # not the tiny model's 8 kHz: every command resamples in and out
 FAMILY = "interpret-test-logmel"
 
@@ -85,16 +81,8 @@ def tiny(tiny_dir):
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    extra = tuple(m for m in MODULES if m not in cli.COMMAND_MODULES)
-    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(cli.COMMAND_MODULES) + extra)
-
-    def _run(*argv: str):
-        status = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return _run
+def run(run_cli):
+    return run_cli
 
 
 @pytest.fixture(scope="module")
@@ -385,8 +373,6 @@ def test_musicnn_deconv_png_and_saliency_on_the_demo(run, tmp_path):
 
 
 def test_subprocess_once_wired(tmp_path):
-    if "musiclens.cli.deconv" not in cli.COMMAND_MODULES:
-        pytest.skip("deconv is not in COMMAND_MODULES yet")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "musiclens", "deconv", str(REPO / "resources/demo/demo.ogg"),
                            "--layer", "front end / timbral 7x38 / conv", "--filter", "1",

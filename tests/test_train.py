@@ -267,8 +267,6 @@ def test_choi_cnn_trains_multi_label_on_stem_mixes(tmp_path):
 def cli(monkeypatch, tmp_path):
     import musiclens.cli as cli_mod
 
-    monkeypatch.setattr(cli_mod, "COMMAND_MODULES", cli_mod.COMMAND_MODULES + (
-        "musiclens.cli.train", "musiclens.cli.evaluate", "musiclens.cli.predict"))
     monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
     return cli_mod.main
 

@@ -8,11 +8,9 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-    QProgressBar, QPushButton, QToolBar, QWidget,
+    QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QToolBar, QWidget,
 )
 
-from musiclens import __version__
 from musiclens.app.player import Player
 from musiclens.app.session import DEFAULT_MODEL, Analysis, ModelSummary, Recording, Session
 from musiclens.app.worker import Progress, Worker

@@ -71,7 +71,6 @@ def unit_activity(
     if layers is None:
         layers = [_readable(m, p) for p, mod in m.net.named_modules() if isinstance(mod, CONV_TYPES)]
     names = list(layers)
-    sums: dict[str, torch.Tensor] = {}
     sq: dict[str, torch.Tensor] = {}
     pos: dict[str, torch.Tensor] = {}
     peak: dict[str, torch.Tensor] = {}
