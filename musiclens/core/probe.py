@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -519,8 +519,8 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
     cache as the front end (``cache``; None: computed in memory).
     """
     from musiclens.core import data as data_mod
-    from musiclens.core.models import registry, study
-    from musiclens.core.train import Finished, _is_cancelled, resolve_device, summary_of
+    from musiclens.core.models import study
+    from musiclens.core.train import Finished, _is_cancelled, finish_run, resolve_device, summary_of
 
     cfg = config or TrainConfig()
     cfg.check()
@@ -560,13 +560,4 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
     summary["probe"] = {"base": model.provenance["base"]["name"], "features": pr.get("features"),
                         "head": pr.get("head"), "hidden": pr.get("hidden"), "finetune": pr.get("finetune"),
                         "l2": pr.get("l2"), "cv": pr.get("cv")}
-    model.provenance = dict(
-        model.provenance, task=task,
-        data={"root": str(Path(root).resolve()), "kind": ds.kind, "seed": cfg.seed,
-              "fractions": list(split.fractions), "tracks": split.ids()},
-        metrics={k: v for k, v in summary.items() if k.endswith(("accuracy", "auc")) or k == "chance"},
-    )
-    if out is not None and last is not None and last.kind == "done":
-        registry.save(model, out)
-        summary["out"] = str(out)
-    yield Finished(model, summary, cancelled=last is not None and last.kind == "cancelled")
+    yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)

@@ -565,7 +565,7 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
     None disables it, a :class:`~musiclens.core.data.FeatureCache` is used as is.
     """
     from musiclens.core import data as data_mod
-    from musiclens.core.models import registry, study
+    from musiclens.core.models import study
 
     if arch == "musicnn-probe":  # transfer learning: cached frozen features + a fitted head
         from musiclens.core import probe
@@ -598,6 +598,15 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
         yield ev
     device = resolve_device(cfg.device)
     summary = summary_of(model, prepared, arch, last, device=device)
+    yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)
+
+
+def finish_run(model: LoadedModel, summary: dict[str, Any], last: Progress | None, *, root: str | Path,
+               task: str, ds: Any, split: Any, cfg: TrainConfig, out: str | Path | None) -> Finished:
+    """Record where the model came from and how it scored, save it to ``out`` when the run
+    completed, and return the :class:`Finished` event (shared by every architecture)."""
+    from musiclens.core.models import registry
+
     model.provenance = dict(
         model.provenance, task=task,
         data={"root": str(Path(root).resolve()), "kind": ds.kind, "seed": cfg.seed,
@@ -607,4 +616,4 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
     if out is not None and last is not None and last.kind == "done":
         registry.save(model, out)
         summary["out"] = str(out)
-    yield Finished(model, summary, cancelled=last is not None and last.kind == "cancelled")
+    return Finished(model, summary, cancelled=last is not None and last.kind == "cancelled")
