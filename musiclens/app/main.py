@@ -33,6 +33,7 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
     from musiclens.app.window import MainWindow
 
     window = MainWindow()
+    window.screenshot_mode = bool(screenshot)
     window.show()
     shown_s = time.perf_counter() - T0
     path = Path(file) if file else (demo_path() if demo or file is None else None)

@@ -14,9 +14,11 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from musiclens.app.worker import Job, JobContext, Progress, Worker
+from musiclens.app.worker import Cancelled, Job, JobContext, Progress, Worker
 
 DEFAULT_MODEL = "MSD_musicnn"
+MIDI_CLASSIFY_JOB = "classify MIDI"
+MIDI_FLIP_JOB = "flip MIDI"
 
 
 @dataclass
@@ -121,6 +123,40 @@ class Similarity:
     maps: list[tuple[str, np.ndarray, np.ndarray]]  # (layer, map of A, map of B), input first
 
 
+@dataclass
+class MidiOpened:
+    """A MIDI file read with the MIDI model's spec (drums left out)."""
+
+    path: Path
+    notes: Any  # musiclens.core.midi.Notes
+    labels: list[str]
+    model: str
+    window: int  # notes the model reads
+    repairs: list[str]
+
+
+@dataclass
+class MidiClassified:
+    """The MIDI model's output for one state of the edited notes."""
+
+    revision: int
+    labels: list[str]
+    probabilities: np.ndarray  # (L,)
+    saliency: np.ndarray  # (k, 3) d logit[target] / d (pitch, step, duration), the window's notes
+    notes_used: int
+    target: int
+    elapsed_s: float
+
+
+@dataclass
+class MidiFlip:
+    """A proposed flip: the engine's result and the whole piece if accepted."""
+
+    result: Any  # FlipResult
+    proposal: Any  # Notes: the piece with the flipped opening, as a saved file reads back
+    labels: list[str]
+
+
 class Session(QObject):
     model_changed = Signal(object)  # ModelSummary
     recording_changed = Signal(object)  # Recording
@@ -137,6 +173,7 @@ class Session(QObject):
         self.recording: Recording | None = None
         self.analysis: Analysis | None = None
         self._path: Path | None = None
+        self.midi_model = None  # LoadedMidiModel, touched only in jobs
 
     # ------------------------------------------------------------------ plumbing
     def submit(self, name: str, fn: Callable[[JobContext], Any], on_result: Callable[[Any], None],
@@ -407,6 +444,82 @@ class Session(QObject):
 
         return self.submit(f"train {options['arch']}", work, on_result, on_progress=on_progress,
                            on_error=on_error)
+
+    # ------------------------------------------------------------------ MIDI (piano roll)
+    def _midi_model(self, name: str | None = None):
+        """The MIDI model (loaded once, in the worker thread)."""
+        from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, load_midi_model
+
+        name = name or DEFAULT_MIDI_MODEL
+        if self.midi_model is None or name not in (self.midi_model.name, str(self.midi_model.source)):
+            self.midi_model = load_midi_model(name)
+        return self.midi_model
+
+    def open_midi(self, path: str | Path, on_result: Callable[["MidiOpened"], None], *,
+                  on_error: Callable[[str], None] | None = None, model: str | None = None) -> Job:
+        """Read a MIDI file with the (bundled) MIDI model's spec."""
+        path = Path(path)
+
+        def work(ctx: JobContext) -> MidiOpened:
+            ctx.progress(None, f"reading {path.name}")
+            m = self._midi_model(model)
+            notes = m.spec.read(path)
+            m.spec.window(notes)  # too few notes: say so now
+            return MidiOpened(path, notes, list(m.labels), m.name, m.spec.n_notes, list(notes.repairs))
+
+        return self.submit(f"open {path.name}", work, on_result, on_error=on_error)
+
+    def midi_classify(self, notes, target: int | None, revision: int,
+                      on_result: Callable[["MidiClassified"], None]) -> Job:
+        """Probabilities and per-note gradient saliency (``target``: class index, None = top)."""
+        def work(ctx: JobContext) -> MidiClassified:
+            import time
+
+            from musiclens.core.interpret.midi_saliency import gradient_saliency
+
+            t0 = time.perf_counter()
+            m = self._midi_model()
+            feats, mask = m.spec.window(notes)
+            x, mk = m.tensors(feats, mask)
+            p = m.predict(x, mk)[0].cpu().numpy()
+            t = int(np.argmax(p)) if target is None else int(target)
+            sal = gradient_saliency(m, x, mk, target=t)[0].detach().cpu().numpy()
+            k = int(mask.sum())
+            return MidiClassified(revision, list(m.labels), p, sal[:k], k, t, time.perf_counter() - t0)
+
+        return self.submit(MIDI_CLASSIFY_JOB, work, on_result)
+
+    def midi_flip(self, notes, to: str | int, on_result: Callable[["MidiFlip"], None], *,
+                  steps: int = 300, on_progress: Callable[[Progress], None] | None = None,
+                  on_error: Callable[[str], None] | None = None) -> Job:
+        """Input optimisation: the smallest change to the window that makes the model say ``to``."""
+        def work(ctx: JobContext) -> MidiFlip:
+            from musiclens.core.interpret.midi_flip import flip_steps
+            from musiclens.core.midi import through_file
+
+            m = self._midi_model()
+            last = ctx.drive(flip_steps(m, notes, to=to, steps=steps),
+                             lambda s: Progress(s.step / s.steps, f"flip to {m.labels[m.label_index(to)]}: "
+                                                f"step {s.step}, p = {s.target_probability:.2f}"))
+            if last is None or last.best is None:
+                raise Cancelled()
+            result = last.best
+            proposal = through_file(result.full_notes(notes))  # what saving it gives
+            return MidiFlip(result, proposal, list(m.labels))
+
+        return self.submit(MIDI_FLIP_JOB, work, on_result, on_progress=on_progress, on_error=on_error)
+
+    def midi_audio(self, notes, on_result: Callable[[tuple[np.ndarray, int, str]], None],
+                   sample_rate: int = 22050) -> Job:
+        """Render notes to audio (SoundFont when installed, else the built-in synthesiser)."""
+        def work(ctx: JobContext):
+            from musiclens.core.synth import synthesise
+
+            ctx.progress(None, "synthesising")
+            audio, how = synthesise(notes, sample_rate)
+            return audio, sample_rate, how
+
+        return self.submit("synthesise MIDI", work, on_result)
 
     # ------------------------------------------------------------------ helpers for panels
     def patch_at(self, seconds: float) -> int:

@@ -15,7 +15,8 @@ from musiclens.app.player import Player
 from musiclens.app.session import DEFAULT_MODEL, Analysis, ModelSummary, Recording, Session
 from musiclens.app.worker import Progress, Worker
 
-AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff);;All files (*)"
+AUDIO_FILTER = ("Audio or MIDI (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff *.mid *.midi *.rmi *.kar);;"
+                "MIDI (*.mid *.midi *.rmi *.kar);;All files (*)")
 MAX_RECENT = 10
 
 
@@ -52,6 +53,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self._restore_layout()
+        self.screenshot_mode = False  # set by ``musiclens gui --screenshot``: no restore offer
+        QTimer.singleShot(0, lambda: self.screenshot_mode or self.piano_roll.offer_restore())
 
     # ------------------------------------------------------------------ construction
     def _build_panels(self) -> None:
@@ -62,6 +65,7 @@ class MainWindow(QMainWindow):
         from musiclens.app.panels.dream import DreamPanel
         from musiclens.app.panels.kernels import KernelsPanel
         from musiclens.app.panels.layers import LayersPanel
+        from musiclens.app.panels.piano_roll import PianoRollPanel
         from musiclens.app.panels.similarity import SimilarityPanel
         from musiclens.app.panels.training import TrainingPanel
 
@@ -73,6 +77,8 @@ class MainWindow(QMainWindow):
         self.kernels = KernelsPanel()
         self.similarity = SimilarityPanel()
         self.training = TrainingPanel()
+        self.piano_roll = PianoRollPanel()
+        self.piano_roll.attach(self.session, self.player, self.play)
         spec = self.add_dock("Spectrogram", self.spectrogram, Qt.LeftDockWidgetArea)
         layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
@@ -87,6 +93,9 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(layers, kernels)
         training = self.add_dock("Training", self.training, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(layers, training)
+        piano = self.add_dock("Piano roll", self.piano_roll, Qt.LeftDockWidgetArea)
+        self.tabifyDockWidget(spec, piano)
+        spec.raise_()
         layers.raise_()
         self._default_sizes = lambda: (
             self.resizeDocks([spec, preds], [1000, 500], Qt.Horizontal),
@@ -183,6 +192,7 @@ class MainWindow(QMainWindow):
         self.player.state_changed.connect(
             lambda playing: self.play_button.setText("❚❚ Pause" if playing else "▶ Play"))
         self.player.error.connect(self.show_error)
+        self.piano_roll.status.connect(lambda m: self.statusBar().showMessage(m, 15000))
         self.spectrogram.seek_requested.connect(self.seek)
         self.layers.layer_selected.connect(self._layer_selected)
         self.layers.filter_activated.connect(self._hear_filter)
@@ -207,8 +217,15 @@ class MainWindow(QMainWindow):
         self.session.load_model(model, then=lambda: self.open_file(path) if path else None)
 
     def open_file(self, path: str | Path) -> None:
+        from musiclens.core.midi import MIDI_EXTENSIONS
+
         path = Path(path)
-        self.session.open(path)
+        if path.suffix.lower() in MIDI_EXTENSIONS:  # the piano roll, with the bundled MIDI model
+            self.docks["Piano roll"].show()
+            self.docks["Piano roll"].raise_()
+            self.piano_roll.open_file(path)
+        else:
+            self.session.open(path)
         self._remember(path)
 
     def _on_model(self, summary: ModelSummary) -> None:
