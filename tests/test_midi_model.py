@@ -161,7 +161,7 @@ def test_save_load_round_trip(trained, dataset, tmp_path):
     x, m = back.tensors(dataset[1].x["test"], dataset[1].mask["test"])
     torch.testing.assert_close(back.predict(x, m), model.predict(x, m))
     # the registry's audio loader refuses it with one clear message
-    with pytest.raises(MusicLensError, match="front_end"):
+    with pytest.raises(MusicLensError, match="is a midi model: open a MIDI file"):
         registry.load(folder)
 
 
@@ -176,8 +176,10 @@ def test_load_errors(trained, tmp_path):
         load_midi_model(folder)
     del meta["note_features"]
     (folder / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(MusicLensError, match="not a MIDI model"):
+    with pytest.raises(MusicLensError, match="'note_features' is missing"):
         load_midi_model(folder)
+    with pytest.raises(MusicLensError, match="not a MIDI model"):
+        load_midi_model("MSD_musicnn")  # a bundled audio model
 
 
 def test_spec_transform_inverse_and_validation():

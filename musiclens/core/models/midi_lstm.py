@@ -286,21 +286,11 @@ def load_midi_model(name_or_dir: str | os.PathLike[str] = DEFAULT_MIDI_MODEL, *,
                     device: str | torch.device = "cpu") -> LoadedMidiModel:
     """Load a bundled MIDI model by name, or a model folder, in eval mode."""
     folder = midi_model_folder(name_or_dir)
+    meta = registry.read_meta(folder)
     meta_path = folder / registry.META_FILE
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise MusicLensError(f"{folder} is not a model folder: {registry.META_FILE} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MusicLensError(f"{meta_path} is not valid JSON: {exc}") from None
-    if meta.get("format") != registry.FORMAT:
-        raise MusicLensError(f"{meta_path}: format is {meta.get('format')!r}, expected {registry.FORMAT!r}")
-    if meta.get("input") != "midi" or "note_features" not in meta:
+    if meta.get("input") != "midi":
         raise MusicLensError(f"{meta_path} is not a MIDI model (it has no 'note_features'); "
                              "use an audio analysis for it")
-    for key in ("architecture", "labels"):
-        if key not in meta:
-            raise MusicLensError(f"{meta_path}: the key {key!r} is missing")
     spec = NoteFeatureSpec.from_dict(meta["note_features"])
     arch = meta["architecture"]
     if arch.get("family") != "midi_lstm":

@@ -131,7 +131,12 @@ def build(architecture: dict[str, Any]) -> tuple[nn.Module, list[LayerInfo]]:
     return builder(**architecture.get("params", {}))
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
+INPUT_KEYS = {"audio": ("front_end", "patch_frames", "multilabel"), "midi": ("note_features",)}
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """Read and check ``folder/model.json``: the format, the architecture and labels, and
+    what the model's input kind (``"input"``: ``"audio"`` by default, or ``"midi"``) needs."""
     meta_path = folder / META_FILE
     try:
         meta = json.loads(meta_path.read_text())
@@ -139,9 +144,13 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise MusicLensError(f"{folder} is not a model folder: {META_FILE} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MusicLensError(f"{meta_path} is not valid JSON: {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise MusicLensError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-    for key in ("architecture", "front_end", "labels", "patch_frames", "multilabel"):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise MusicLensError(f"{meta_path}: format is {found!r}, expected {FORMAT!r}")
+    kind = meta.get("input", "audio")
+    if kind not in INPUT_KEYS:
+        raise MusicLensError(f"{meta_path}: input {kind!r} is unknown; allowed: {', '.join(INPUT_KEYS)}")
+    for key in ("architecture", "labels") + INPUT_KEYS[kind]:
         if key not in meta:
             raise MusicLensError(f"{meta_path}: the key {key!r} is missing")
     return meta
@@ -190,7 +199,10 @@ def load(name_or_dir: str | os.PathLike[str], *, device: str | torch.device = "c
                 f"{WEIGHTS_FILE} and {META_FILE}"
             )
         folder = candidate
-    meta = _read_meta(folder)
+    meta = read_meta(folder)
+    if meta.get("input", "audio") != "audio":
+        raise MusicLensError(f"{folder / META_FILE} is a {meta['input']} model: open a "
+                             f"{meta['input'].upper()} file with it (musiclens midi-classify …)")
     net, layers = build(meta["architecture"])
     load_weights(net, folder / WEIGHTS_FILE)
     net.eval().to(device)
