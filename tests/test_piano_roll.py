@@ -1,0 +1,236 @@
+"""The piano-roll dock, driven as a user would (pytest-qt, offscreen, the bundled MIDI model)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pretty_midi
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QMouseEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from musiclens.app.window import MainWindow  # noqa: E402
+
+TIMEOUT_MS = 60_000
+
+
+def folk_tune(path, n=60):
+    """A jig-like fiddle tune at 120 bpm (the bundled model says folk)."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    inst = pretty_midi.Instrument(program=40, name="fiddle")
+    melody = [67, 71, 74, 71, 67, 71, 72, 76, 79, 76, 74, 72, 71, 74, 67, 69, 71, 72, 74, 76] * 6
+    t = 0.0
+    for i, p in enumerate(melody[:n]):
+        d = 0.25 if i % 3 else 0.5
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=t, end=t + d))
+        t += d
+    pm.instruments.append(inst)
+    pm.write(str(path))
+    return path
+
+
+@pytest.fixture
+def recovery(tmp_path, monkeypatch):
+    path = tmp_path / "recovery.json"
+    monkeypatch.setenv("MUSICLENS_RECOVERY", str(path))
+    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
+    return path
+
+
+def make_window(qtbot):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+@pytest.fixture
+def window(qtbot, recovery):
+    win = make_window(qtbot)
+    yield win
+    win.close()
+
+
+def open_and_classify(qtbot, win, path):
+    roll = win.piano_roll
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        win.open_file(path)
+    return roll
+
+
+def drag(qtbot, widget, a: QPoint, b: QPoint, steps: int = 8) -> None:
+    """Press at ``a``, move to ``b`` in steps, release (real QMouseEvents to the viewport)."""
+    def send(kind, pos, buttons):
+        ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), Qt.LeftButton, buttons,
+                         Qt.NoModifier)
+        QApplication.sendEvent(widget, ev)
+
+    send(QEvent.MouseButtonPress, a, Qt.LeftButton)
+    for i in range(1, steps + 1):
+        p = a + (b - a) * (i / steps)
+        send(QEvent.MouseMove, p, Qt.LeftButton)
+        qtbot.wait(5)
+    send(QEvent.MouseButtonRelease, b, Qt.NoButton)
+
+
+def to_widget(roll, t: float, pitch: float) -> QPoint:
+    """Data (seconds, pitch) -> the plot viewport's pixel position."""
+    scene = roll.view.mapViewToScene(QPointF(t, pitch))
+    return roll.plot.mapFromScene(scene)
+
+
+def test_mouse_move_reclassifies_and_undo_restores_exactly(qtbot, window, tmp_path):
+    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid"))
+    assert window.docks["Piano roll"].isVisible()
+    assert roll.labels == ["bach", "folk", "palestrina"]
+    before_notes = roll.editor.notes
+    before_p = roll.result.probabilities.copy()
+    assert roll.labels[int(np.argmax(before_p))] == "folk"
+    assert np.isfinite(roll.note_saliency()).all() and roll.note_saliency().max() > 0
+
+    row = int(np.argmax(roll.note_saliency()))  # the note the model is most sensitive to
+    t, pitch = float(before_notes.start[row] + 0.4 * before_notes.duration[row]), int(before_notes.pitch[row])
+    note_id = int(roll.editor.ids[row])
+    viewport = roll.plot.viewport()
+    a = to_widget(roll, t, pitch)
+    b = to_widget(roll, t + 1.0, pitch + 7)  # one second later, a fifth up
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        drag(qtbot, viewport, a, b)
+    moved = roll.editor.note(note_id)
+    assert moved.pitch == pitch + 7
+    assert moved.start == pytest.approx(float(before_notes.start[row]) + 1.0, abs=roll.grid() / 2 + 1e-9)
+    assert moved.start / roll.grid() == pytest.approx(round(moved.start / roll.grid()), abs=1e-6)  # snapped
+    after_p = roll.result.probabilities.copy()
+    assert np.abs(after_p - before_p).max() > 1e-3  # the model saw the edit
+    assert roll.last_latency_s is not None and roll.last_latency_s < 1.0
+    print(f"re-classification {roll.last_latency_s * 1000:.0f} ms after the mouse edit "
+          f"(model + saliency {roll.result.elapsed_s * 1000:.0f} ms)")
+
+    viewport.setFocus()
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        qtbot.keyClick(viewport, Qt.Key_Z, Qt.ControlModifier)
+    assert roll.editor.notes.equals(before_notes)
+    np.testing.assert_array_equal(roll.editor.notes.start, before_notes.start)
+    np.testing.assert_array_equal(roll.result.probabilities, before_p)  # exactly
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        qtbot.keyClick(viewport, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    np.testing.assert_array_equal(roll.result.probabilities, after_p)
+
+
+def test_keyboard_editing_save_and_exports(qtbot, window, tmp_path):
+    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid", n=20))
+    ed = roll.editor
+    first = [int(i) for i in ed.ids[:4]]
+    roll.set_selection(set(first))
+    viewport = roll.plot.viewport()
+    viewport.setFocus()
+    qtbot.keyClick(viewport, Qt.Key_C, Qt.ControlModifier)
+    roll.cursor_time = 12.0
+    qtbot.keyClick(viewport, Qt.Key_V, Qt.ControlModifier)
+    assert len(ed) == 24
+    pasted = sorted(roll.selection)
+    assert len(pasted) == 4 and not set(pasted) & set(first)
+    assert min(ed.note(i).start for i in pasted) == pytest.approx(12.0)
+    qtbot.keyClick(viewport, Qt.Key_Up)  # transpose the pasted notes
+    assert sorted(ed.note(i).pitch for i in pasted) == sorted(ed.note(i).pitch + 1 for i in first)
+    roll.velocity.setValue(40)
+    roll.velocity.editingFinished.emit()
+    assert {ed.note(i).velocity for i in pasted} == {40}
+    qtbot.keyClick(viewport, Qt.Key_Delete)
+    assert len(ed) == 20
+    for _ in range(4):  # delete, velocity, transpose, paste
+        qtbot.keyClick(viewport, Qt.Key_Z, Qt.ControlModifier)
+    assert len(ed) == 20 and not ed.undo_stack and ed.notes.equals(roll.editor.notes)
+    qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS)
+
+    added = roll.add_note(3.0, 90)
+    assert ed.note(added[0]).pitch == 90 and len(ed) == 21
+    qtbot.waitUntil(lambda: roll.result.revision == ed.revision, timeout=TIMEOUT_MS)
+    out = roll.save_midi(tmp_path / "edited.mid")
+    from musiclens.core.midi import read_midi
+
+    back = read_midi(out)
+    assert len(back) == 21 and 90 in back.pitch.tolist()
+    assert not roll.editor.modified
+    png, csv = roll.export_png(tmp_path / "roll.png"), roll.export_csv(tmp_path / "notes.csv")
+    assert png.stat().st_size > 1000
+    lines = csv.read_text().splitlines()
+    assert len(lines) == 22 and lines[0].startswith("index,name,pitch")
+    assert lines[1].split(",")[1] == "G4"  # the tune starts on G4 (67)
+
+
+def test_flip_proposal_accepted_classifies_as_target(qtbot, window, tmp_path):
+    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid"))
+    original = roll.editor.notes
+    with qtbot.waitSignal(roll.flip_ready, timeout=120_000) as blocker:
+        roll.flip_target.setCurrentText("bach")
+        roll.flip_button.click()
+    flip = blocker.args[0]
+    assert flip.result.flipped and roll.proposal_bar.isVisible()
+    current, proposed, diff = roll.items.proposal
+    assert len(diff["moved"]) + len(diff["added"]) + len(diff["removed"]) > 0
+    assert roll.editor.notes.equals(original)  # only proposed so far
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        roll.accept_button.click()
+    assert not roll.proposal_bar.isVisible()
+    p = roll.probabilities
+    assert max(p, key=p.get) == "bach", p
+    assert p["bach"] == pytest.approx(float(flip.result.probabilities_after[0]), abs=1e-4)
+    assert roll.editor.undo_stack[-1].name == "flip to bach"
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        roll.undo()  # one undo takes the whole flip back
+    assert roll.editor.notes.equals(original)
+    assert max(roll.probabilities, key=roll.probabilities.get) == "folk"
+
+
+def test_recovery_file_restores_edits_after_the_window_is_gone(qtbot, recovery, tmp_path):
+    win = MainWindow()  # not registered with qtbot: this test destroys it
+    win.show()
+    roll = open_and_classify(qtbot, win, folk_tune(tmp_path / "tune.mid"))
+    ids = [int(i) for i in roll.editor.ids[5:8]]
+    roll.apply(lambda ed: ed.move(ids, 0.5, -2))
+    roll.apply(lambda ed: ed.delete([int(roll.editor.ids[0])]))
+    edited = roll.editor.notes
+    assert recovery.is_file()
+    win.close()  # no save
+    win.deleteLater()
+    qtbot.wait(50)
+
+    again = make_window(qtbot)
+    roll2 = again.piano_roll
+    qtbot.waitUntil(roll2.restore_bar.isVisible, timeout=5000)
+    assert "2 edit(s) to tune.mid" in roll2.restore_label.text()
+    with qtbot.waitSignal(roll2.classified, timeout=TIMEOUT_MS):
+        roll2.restore_button.click()
+    assert roll2.editor.notes.equals(edited)
+    assert roll2.editor.modified and len(roll2.editor.undo_stack) == 2
+    roll2.undo()
+    roll2.undo()
+    assert len(roll2.editor) == len(edited) + 1
+    from musiclens.core.midi import read_midi
+
+    assert roll2.editor.notes.equals(read_midi(tmp_path / "tune.mid"))
+    again.close()
+
+
+def test_malformed_midi_gives_an_error_and_the_app_lives_on(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x10\x00\x00\x90\x3c")
+    with qtbot.waitSignal(window.session.error, timeout=TIMEOUT_MS) as blocker:
+        window.open_file(bad)
+    assert "broken.mid" in blocker.args[0] and "MIDI" in blocker.args[0]
+    assert window.last_error == blocker.args[0]
+    assert window.piano_roll.summary.text().startswith("⚠")
+    not_midi = tmp_path / "text.mid"
+    not_midi.write_text("hello")
+    with qtbot.waitSignal(window.session.error, timeout=TIMEOUT_MS) as blocker:
+        window.open_file(not_midi)
+    assert "not a MIDI file" in blocker.args[0]
+    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid"))  # still works
+    assert len(roll.editor) == 60
