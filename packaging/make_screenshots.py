@@ -3,7 +3,9 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python packaging/make_screenshots.py [OUT_DIR]
 
 Opens the bundled demo with MSD_musicnn (the first-run view), then shows the kernels and
-similarity panels and a finished dream, saving one PNG of the whole window for each.
+similarity panels and a finished dream, saving one PNG of the whole window for each; then
+opens a short generated fiddle tune in the piano roll (saliency colours, a proposed flip to
+"bach") for piano-roll.png. ``--piano-roll-only`` makes just that one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MUSICLENS_SETTINGS", str(Path(tempfile.mkdtemp()) / "settings.ini"))
 
-from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from musiclens.app.main import demo_path  # noqa: E402
@@ -35,12 +37,57 @@ def wait_idle(app: QApplication, window: MainWindow, timeout_s: float = 300) -> 
         app.processEvents()
 
 
+def fiddle_tune(path: Path) -> Path:
+    """A jig-like tune over a drone-ish bass, written with pretty_midi (no shared data)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    fiddle = pretty_midi.Instrument(program=40, name="fiddle")
+    melody = [67, 71, 74, 71, 67, 71, 72, 76, 79, 76, 74, 72, 71, 74, 67, 69, 71, 72, 74, 76] * 3
+    t = 0.0
+    for i, p in enumerate(melody):
+        d = 0.25 if i % 3 else 0.5
+        fiddle.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=t, end=t + d))
+        t += d
+    bass = pretty_midi.Instrument(program=32, name="bass")
+    for i, p in enumerate([43, 43, 48, 50] * 5):
+        bass.notes.append(pretty_midi.Note(velocity=70, pitch=p, start=i, end=i + 0.9))
+    pm.instruments += [fiddle, bass]
+    pm.write(str(path))
+    return path
+
+
+def piano_roll_shot(app: QApplication, window: MainWindow, out: Path) -> None:
+    roll = window.piano_roll
+    window.open_file(fiddle_tune(Path(tempfile.mkdtemp()) / "fiddle-tune.mid"))
+    wait_idle(app, window)
+    roll.flip_target.setCurrentText("bach")
+    roll.flip_button.click()
+    wait_idle(app, window)
+    for title in ("Layers and filters", "Dream", "Similarity", "Kernels", "Training"):
+        window.docks[title].hide()  # the piano roll gets the whole left column
+    window.resizeDocks([window.docks["Spectrogram"], window.docks["Predictions"]], [1150, 350], Qt.Horizontal)
+    for _ in range(5):
+        app.processEvents()
+    roll.view.setRange(xRange=(9, 21), yRange=(40, 82), padding=0)
+    for _ in range(5):
+        app.processEvents()
+    window.grab().save(str(out / "piano-roll.png"))
+
+
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "resources/screenshots"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    out = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "resources/screenshots"
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
     window = MainWindow()
+    window.screenshot_mode = True  # no offer to restore piano-roll edits
     window.show()
+    if "--piano-roll-only" in sys.argv:
+        piano_roll_shot(app, window, out)
+        window.close()
+        print(f"screenshot in {out}")
+        return
     loop = QEventLoop()
     window.ready.connect(loop.quit)
     window.start(path=demo_path())
@@ -63,6 +110,8 @@ def main() -> None:
     window.dream.start_button.click()
     wait_idle(app, window)
     window.grab().save(str(out / "dream.png"))
+
+    piano_roll_shot(app, window, out)
     window.close()
     print(f"screenshots in {out}")
 

@@ -36,6 +36,7 @@ FEATURE_CHOICES = (("all features", None), ("pitch", 0), ("step", 1), ("duration
 SNAP_CHOICES = (("snap: 1/16", 0.25), ("snap: 1/8", 0.5), ("snap: beat", 1.0), ("snap: 1/32", 0.125),
                 ("snap: off", 0.0))
 DEBOUNCE_MS = 120
+SALIENCY_DECADES = 3.0  # colour scale: log10, from max / 1000 (dark) to max (bright)
 
 
 def note_name(pitch: int) -> str:
@@ -58,9 +59,7 @@ class KeyboardAxis(pg.AxisItem):
         lo, hi = max(int(np.ceil(minVal)), 0), min(int(np.floor(maxVal)), 127)
         rows = max(hi - lo, 1)
         step = next((s for s in (1, 2, 3, 4, 6, 12, 24) if rows / s * 14 <= size), 24)
-        major = [p for p in range(lo, hi + 1) if p % max(step, 12) == 0]
-        minor = [p for p in range(lo, hi + 1) if p % step == 0 and p not in major]
-        return [(max(step, 12), major), (step, minor)]
+        return [(step, [p for p in range(lo, hi + 1) if p % step == 0])]  # one level: all labelled
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802
         return [note_name(v) if 0 <= v <= 127 else "" for v in values]
@@ -277,6 +276,7 @@ class PianoRollPanel(QWidget):
         self.clipboard = Clipboard()
         self.cursor_time = 0.0
         self.result = None  # the MidiClassified shown
+        self.summary_text = ""
         self.proposal = None  # a MidiFlip waiting for accept/reject
         self.play_label = ""
         self.edit_times: dict[int, float] = {}  # revision -> time of the edit (latency)
@@ -530,13 +530,13 @@ class PianoRollPanel(QWidget):
         cmap = pg.colormap.get("plasma")
         colors = []
         finite = vals[np.isfinite(vals)]
-        # scale to the 95th percentile: one very salient note (often the last one read) does not
-        # wash out the rest
-        top = float(np.percentile(finite, 95)) if len(finite) and finite.max() > 0 else 1.0
-        top = top if top > 0 else 1.0
+        # log scale over SALIENCY_DECADES below the largest: a recurrent model's gradients fall
+        # off by orders of magnitude towards the first notes, a linear scale shows one note only
+        top = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
         for v in vals:
             if np.isfinite(v):
-                c = cmap.map(0.1 + 0.9 * min(float(v) / top, 1.0), mode="qcolor")
+                level = (np.log10(max(float(v), 1e-30) / top) + SALIENCY_DECADES) / SALIENCY_DECADES
+                c = cmap.map(0.05 + 0.95 * float(np.clip(level, 0.0, 1.0)), mode="qcolor")
             else:
                 c = QColor(150, 150, 150) if self.result is not None else QColor("#4c9be8")
             colors.append(c)
@@ -682,10 +682,12 @@ class PianoRollPanel(QWidget):
         self.recolor()
         top = int(np.argmax(p))
         latency = f"; updated {self.last_latency_s * 1000:.0f} ms after the edit" if edited_at else ""
-        self.summary.setText(
-            f"{r.labels[top]} {p[top]:.2f} · saliency for {r.labels[r.target]} · {r.notes_used} notes read"
+        self.summary_text = (
+            f"{r.labels[top]} {p[top]:.2f} · colour: |saliency| for {r.labels[r.target]}, log scale "
+            f"(bright = max, dark ≤ max/1000) · {r.notes_used} notes read"
             f" ({r.elapsed_s * 1000:.0f} ms{latency}) · {len(self.editor)} notes, "
             f"{len(self.editor.undo_stack)} edit(s)")
+        self.summary.setText(self.summary_text)
         self.classified.emit(r)
 
     @property
@@ -737,6 +739,7 @@ class PianoRollPanel(QWidget):
             f"(blue before, orange after). {len(diff['moved'])} moved (orange, dashed red = old place), "
             f"{len(diff['added'])} added (green), {len(diff['removed'])} removed (dashed red).")
         self.proposal_bar.show()
+        self.summary.setText(self.summary_text)
         self.flip_ready.emit(flip)
 
     def accept_flip(self) -> None:
