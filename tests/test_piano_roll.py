@@ -9,6 +9,13 @@ import numpy as np
 import pretty_midi
 import pytest
 
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ALSA_SYSTEM_CONF = Path("/usr/share/alsa/alsa.conf")
+# as in test_gui: PortAudio reads the ALSA configuration once, when sounddevice is imported
+if ALSA_SYSTEM_CONF.exists() and "ALSA_CONFIG_PATH" not in os.environ:
+    os.environ["ALSA_CONFIG_PATH"] = f"{ALSA_SYSTEM_CONF}:{HERE / 'alsa-capture.conf'}"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
@@ -234,3 +241,30 @@ def test_malformed_midi_gives_an_error_and_the_app_lives_on(qtbot, window, tmp_p
     assert "not a MIDI file" in blocker.args[0]
     roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid"))  # still works
     assert len(roll.editor) == 60
+
+
+def test_play_midi_through_the_player_with_a_moving_playhead(qtbot, window, tmp_path, monkeypatch):
+    if not ALSA_SYSTEM_CONF.exists():
+        pytest.skip("needs ALSA (libasound2, installed with libportaudio2) to capture playback")
+    capture = tmp_path / "played.raw"
+    monkeypatch.setenv("AUDIO_CAPTURE_FILE", str(capture))
+    monkeypatch.setenv("MUSICLENS_SOUNDFONT", str(tmp_path / "none.sf2"))  # the built-in synth
+    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid", n=16))
+    with qtbot.waitSignal(window.player.state_changed, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda playing: playing):
+        roll.play_button.click()
+    assert window.player.label == roll.play_label and "additive" in roll.play_label
+    qtbot.waitUntil(lambda: roll.playhead.value() > 0.3, timeout=10_000)  # the playhead moves
+    qtbot.waitUntil(lambda: not window.player.playing, timeout=20_000)
+    window.player.close()
+
+    from musiclens.app.player import to_device_rate
+    from musiclens.core.synth import additive
+
+    expected = to_device_rate(additive(roll.editor.notes, 22050), 22050)
+    played = np.fromfile(capture, dtype="<i2").astype(np.float64) / 32768
+    assert np.abs(played).max() > 1e-3, "nothing was played"
+    from scipy.signal import correlate
+
+    lag = int(np.argmax(correlate(played, expected, mode="valid", method="fft")))
+    assert np.abs(played[lag:lag + len(expected)] - expected).max() <= 2 / 32768

@@ -224,6 +224,13 @@ class MainWindow(QMainWindow):
             self.docks["Piano roll"].show()
             self.docks["Piano roll"].raise_()
             self.piano_roll.open_file(path)
+
+            def shown(_result) -> None:  # ``ready`` once its first classification is shown
+                self.piano_roll.classified.disconnect(shown)
+                self.ready.emit()
+
+            self.piano_roll.opened.connect(lambda _p: self.piano_roll.classified.connect(shown),
+                                           Qt.SingleShotConnection)
         else:
             self.session.open(path)
         self._remember(path)

@@ -264,6 +264,7 @@ class PianoRollPanel(QWidget):
     classified = Signal(object)  # MidiClassified, after the view shows it
     flip_ready = Signal(object)  # MidiFlip proposal shown
     edited = Signal()
+    opened = Signal(object)  # Path of a MIDI file now shown
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -460,9 +461,11 @@ class PianoRollPanel(QWidget):
             if on_error:
                 on_error(message)
 
-        self.session.open_midi(path, lambda opened: self.set_editor(
-            NoteEditor(opened.notes, source=opened.path), opened.labels, opened.window,
-            repairs=opened.repairs), on_error=failed)
+        def opened(o) -> None:
+            self.set_editor(NoteEditor(o.notes, source=o.path), o.labels, o.window, repairs=o.repairs)
+            self.opened.emit(o.path)
+
+        self.session.open_midi(path, opened, on_error=failed)
 
     def set_editor(self, editor: NoteEditor, labels: list[str], window: int = 100, *, repairs=()) -> None:
         self.reject_flip()
@@ -554,6 +557,8 @@ class PianoRollPanel(QWidget):
             self._after_edit()
 
     def _after_edit(self) -> None:
+        if self.proposal is not None:  # a proposal is for the notes before this edit
+            self.reject_flip()
         self.edit_times[self.editor.revision] = time.perf_counter()
         self.selection &= set(int(i) for i in self.editor.ids)
         self._refresh_view()
