@@ -93,15 +93,17 @@ def to_widget(roll, t: float, pitch: float) -> QPoint:
 
 
 def test_mouse_move_reclassifies_and_undo_restores_exactly(qtbot, window, tmp_path):
-    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid"))
+    roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid", n=120))
+    assert roll.result.notes_used == 100  # a full 100-note window (of 120 notes)
     assert window.docks["Piano roll"].isVisible()
     assert roll.labels == ["bach", "folk", "palestrina"]
     before_notes = roll.editor.notes
     before_p = roll.result.probabilities.copy()
     assert roll.labels[int(np.argmax(before_p))] == "folk"
-    assert np.isfinite(roll.note_saliency()).all() and roll.note_saliency().max() > 0
+    sal = roll.note_saliency()
+    assert np.isfinite(sal[:100]).all() and np.isnan(sal[100:]).all() and sal.max(initial=0, where=~np.isnan(sal)) > 0
 
-    row = int(np.argmax(roll.note_saliency()))  # the note the model is most sensitive to
+    row = int(np.nanargmax(sal))  # the note the model is most sensitive to
     t, pitch = float(before_notes.start[row] + 0.4 * before_notes.duration[row]), int(before_notes.pitch[row])
     note_id = int(roll.editor.ids[row])
     viewport = roll.plot.viewport()
@@ -128,6 +130,34 @@ def test_mouse_move_reclassifies_and_undo_restores_exactly(qtbot, window, tmp_pa
     with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
         qtbot.keyClick(viewport, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
     np.testing.assert_array_equal(roll.result.probabilities, after_p)
+
+    # drag a note's right edge: it gets longer by the dragged (snapped) time
+    row = 10
+    n = roll.editor.notes
+    rid, end, p = int(roll.editor.ids[row]), float(n.end[row]), int(n.pitch[row])
+    roll.view.setRange(xRange=(0, 8), padding=0)  # zoom in: the edge is the last 6 pixels
+    qtbot.wait(20)
+    grab_x = end - 2 * roll.items.pixelWidth()
+    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+        drag(qtbot, viewport, to_widget(roll, grab_x, p), to_widget(roll, grab_x + 0.5, p))
+    resized = roll.editor.note(rid)
+    assert resized.end == pytest.approx(end + 0.5, abs=roll.grid() / 2 + 1e-9)
+    assert resized.start == float(n.start[row]) and resized.pitch == p
+    assert roll.editor.undo_stack[-1].name == "resize"
+
+
+def test_dropping_a_midi_file_opens_the_piano_roll(qtbot, window, tmp_path):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    path = folk_tune(tmp_path / "dropped.mid", n=20)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(100, 100), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(window.piano_roll.classified, timeout=TIMEOUT_MS):
+        window.dropEvent(event)
+    assert window.piano_roll.editor.source == str(path) and len(window.piano_roll.editor) == 20
+    assert window.session.recording is None  # it did not go to the audio path
 
 
 def test_keyboard_editing_save_and_exports(qtbot, window, tmp_path):
