@@ -417,13 +417,16 @@ class PianoRollPanel(QWidget):
         layout.addWidget(self.proposal_bar)
         layout.addWidget(split, 1)
 
+        # undo/redo anywhere in the panel; keys that also edit text (Delete, arrows, copy/paste)
+        # only on the roll itself, so the velocity box and the combo boxes keep them
+        for keys, slot in ((QKeySequence.Undo, self.undo), ("Ctrl+Shift+Z", self.redo), ("Ctrl+Y", self.redo)):
+            QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.WidgetWithChildrenShortcut)
         for keys, slot in ((QKeySequence.Delete, self.delete_selected), (Qt.Key_Backspace, self.delete_selected),
-                           (QKeySequence.Undo, self.undo), ("Ctrl+Shift+Z", self.redo), ("Ctrl+Y", self.redo),
                            (QKeySequence.Copy, self.copy), (QKeySequence.Paste, self.paste),
                            (QKeySequence.SelectAll, self.select_all),
                            (Qt.Key_Up, lambda: self.nudge(0, 1)), (Qt.Key_Down, lambda: self.nudge(0, -1)),
                            (Qt.Key_Left, lambda: self.nudge(-1, 0)), (Qt.Key_Right, lambda: self.nudge(1, 0))):
-            QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.WidgetWithChildrenShortcut)
+            QShortcut(QKeySequence(keys), self.plot, activated=slot, context=Qt.WidgetWithChildrenShortcut)
         self._enable(False)
 
     def sizeHint(self):  # noqa: N802
