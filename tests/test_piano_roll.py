@@ -71,11 +71,11 @@ def open_and_classify(qtbot, win, path):
     return roll
 
 
-def drag(qtbot, widget, a: QPoint, b: QPoint, steps: int = 8) -> None:
+def drag(qtbot, widget, a: QPoint, b: QPoint, steps: int = 8, modifiers=Qt.NoModifier) -> None:
     """Press at ``a``, move to ``b`` in steps, release (real QMouseEvents to the viewport)."""
     def send(kind, pos, buttons):
         ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), Qt.LeftButton, buttons,
-                         Qt.NoModifier)
+                         modifiers)
         QApplication.sendEvent(widget, ev)
 
     send(QEvent.MouseButtonPress, a, Qt.LeftButton)
@@ -164,8 +164,14 @@ def test_keyboard_editing_save_and_exports(qtbot, window, tmp_path):
     roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid", n=20))
     ed = roll.editor
     first = [int(i) for i in ed.ids[:4]]
-    roll.set_selection(set(first))
     viewport = roll.plot.viewport()
+    n = ed.notes  # Shift+drag on empty space selects the notes in the rectangle
+    t_end = float(n.start[3]) + 0.01
+    with qtbot.assertNotEmitted(roll.edited):
+        (x0, _), (y0, y1) = roll.view.viewRange()
+        drag(qtbot, viewport, to_widget(roll, max(x0, 0.0) + 0.01, y1 - 0.3), to_widget(roll, t_end, y0 + 0.3),
+             modifiers=Qt.ShiftModifier)
+    assert roll.selection == set(first)
     viewport.setFocus()
     qtbot.keyClick(viewport, Qt.Key_C, Qt.ControlModifier)
     roll.cursor_time = 12.0
@@ -254,6 +260,12 @@ def test_recovery_file_restores_edits_after_the_window_is_gone(qtbot, recovery, 
 
     assert roll2.editor.notes.equals(read_midi(tmp_path / "tune.mid"))
     again.close()
+
+    shooting = make_window(qtbot)  # ``musiclens gui --screenshot`` never offers it
+    shooting.screenshot_mode = True
+    qtbot.wait(100)
+    assert recovery.is_file() and not shooting.piano_roll.restore_bar.isVisible()
+    shooting.close()
 
 
 def test_malformed_midi_gives_an_error_and_the_app_lives_on(qtbot, window, tmp_path):
