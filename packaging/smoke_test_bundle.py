@@ -74,7 +74,7 @@ def check_screenshot(path: Path, *, min_size=MIN_SIZE) -> list[str]:
     grey = image.mean(axis=2)
     if grey.std() < 10:
         problems.append(f"grey-level spread {grey.std():.1f} < 10: the window looks blank")
-    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    r, b = image[..., 0], image[..., 2]
     warm = float(((r - b > 60) & (r > 120)).mean())  # spectrogram / bars colour map
     if warm < 0.01:
         problems.append(f"only {100 * warm:.2f} % warm pixels: no spectrogram or predictions drawn")
