@@ -244,3 +244,14 @@ def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path
     saved = list(models_home().iterdir())
     assert len(saved) == 1 and (saved[0] / "model.json").exists()
     assert window.model_picker.findData(str(saved[0])) >= 0
+
+
+def test_every_panel_exports_a_png(qtbot, window, tmp_path):
+    from PIL import Image
+
+    start_and_wait(qtbot, window)
+    for title in window.docks:
+        out = tmp_path / f"{title}.png"
+        window.export_panel_png(title, str(out))
+        with Image.open(out) as image:
+            assert image.size[0] > 50 and image.size[1] > 50, title

@@ -138,6 +138,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = file.addMenu("Open &Recent")
         file.addSeparator()
         self._action(file, "Export spectrogram as &PNG…", self.export_spectrogram_png)
+        panels = file.addMenu("Export a panel as PNG")
+        for title in self.docks:
+            panels.addAction(title, lambda title=title: self.export_panel_png(title))
         self._action(file, "Export what plays as &WAV…", self.export_playing_wav)
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence.Quit)
@@ -420,6 +423,15 @@ class MainWindow(QMainWindow):
         for p in recent:
             self.recent_menu.addAction(p, lambda p=p: self.open_file(p))
         self.recent_menu.setEnabled(bool(recent))
+
+    def export_panel_png(self, title: str, path: str | None = None) -> None:
+        """Save what a dock shows, as the user sees it, to a PNG."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, f"Export {title}", f"{title.lower().replace(' ', '-')}.png",
+                                                  "PNG (*.png)")
+        if path:
+            self.docks[title].widget().grab().save(path)
+            self.statusBar().showMessage(f"saved {path}", 10000)
 
     def export_spectrogram_png(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export spectrogram", "spectrogram.png", "PNG (*.png)")
