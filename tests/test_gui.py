@@ -255,3 +255,30 @@ def test_every_panel_exports_a_png(qtbot, window, tmp_path):
         window.export_panel_png(title, str(out))
         with Image.open(out) as image:
             assert image.size[0] > 50 and image.size[1] > 50, title
+
+
+def test_similarity_within_classes_of_a_folder(qtbot, window, tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    start_and_wait(qtbot, window)
+    (tmp_path / "same").mkdir()
+    (tmp_path / "mixed").mkdir()
+    shutil.copy(demo_path(), tmp_path / "same" / "a.ogg")
+    shutil.copy(demo_path(), tmp_path / "same" / "b.ogg")
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "mixed" / "noise.wav", (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32), 16000)
+    t = np.arange(16000 * 4) / 16000
+    sf.write(tmp_path / "mixed" / "tone.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 16000)
+    (tmp_path / "lonely").mkdir()  # a class with one file has no pair and is left out
+    sf.write(tmp_path / "lonely" / "x.wav", np.zeros(16000 * 4, np.float32), 16000)
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=180_000,
+                          check_params_cb=lambda busy, _name: not busy):
+        window.similarity.folder_requested.emit(str(tmp_path))
+    r = window.similarity.classes
+    assert r is not None and set(r.per_class) == {"same", "mixed"} and r.pairs == {"same": 1, "mixed": 1}
+    assert np.allclose(r.per_class["same"]["pearson"], 1.0, atol=1e-6)
+    assert np.allclose(r.per_class["same"]["nmse"], 0.0, atol=1e-9)
+    assert np.nanmin(r.per_class["mixed"]["pearson"]) < 0.9
+    assert len(window.similarity.curves.listDataItems()) >= 2

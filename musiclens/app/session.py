@@ -157,6 +157,16 @@ class MidiFlip:
     labels: list[str]
 
 
+@dataclass
+class ClassSimilarity:
+    """Mean layer-wise similarity of all within-class pairs, per class."""
+
+    folder: str
+    layers: list[str]
+    per_class: dict[str, dict[str, np.ndarray]]  # label -> metric -> (L,)
+    pairs: dict[str, int]  # label -> number of pairs
+
+
 class Session(QObject):
     model_changed = Signal(object)  # ModelSummary
     recording_changed = Signal(object)  # Recording
@@ -520,6 +530,51 @@ class Session(QObject):
             return audio, sample_rate, how
 
         return self.submit("synthesise MIDI", work, on_result)
+
+    def class_similarity(self, folder: str | Path, on_result: Callable[["ClassSimilarity"], None]) -> Job:
+        """Within-class similarity over a labelled folder (``folder/<label>/*.wav``): the first
+        patch of every file, every pair of files of one class, mean curves per class."""
+        folder = Path(folder)
+
+        def work(ctx: JobContext) -> ClassSimilarity:
+            import warnings
+
+            import torch
+
+            from musiclens.core import audio
+            from musiclens.core.errors import MusicLensError
+            from musiclens.core.interpret.similarity import class_pairs, pairwise_similarity
+
+            model = self._require_model()
+            fe = model.front_end
+            files = sorted(f for f in folder.glob("*/*") if f.suffix.lower() in audio.AUDIO_EXTENSIONS)
+            groups = class_pairs([f.parent.name for f in files])
+            if not groups:
+                raise MusicLensError(f"{folder}: no class folder holds two audio files to compare")
+            files = [f for f in files if f.parent.name in groups]
+            groups = class_pairs([f.parent.name for f in files])
+            seconds = model.patch_frames * fe.hop / fe.sample_rate
+            xs = []
+            for i, f in enumerate(files):
+                ctx.progress(0.5 * i / len(files), f"reading {f.parent.name}/{f.name}")
+                y, _ = audio.load(f, sr=fe.sample_rate, duration=seconds)
+                y = np.pad(y, (0, max(0, int(seconds * fe.sample_rate) - len(y))))
+                with torch.no_grad():
+                    xs.append(fe(torch.from_numpy(y)[None])[..., : model.patch_frames])
+            pairs = [p for ps in groups.values() for p in ps]
+            ctx.progress(0.5, f"comparing {len(pairs)} within-class pairs at every layer")
+            curve = pairwise_similarity(model, xs, pairs)
+            rows, start = {}, 0
+            for label, ps in groups.items():
+                rows[label] = slice(start, start + len(ps))
+                start += len(ps)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (CKA of dense layers)
+                per_class = {label: {k: np.nanmean(v[r], axis=0) for k, v in curve.values.items()}
+                             for label, r in rows.items()}
+            return ClassSimilarity(str(folder), curve.layers, per_class, {k: len(v) for k, v in groups.items()})
+
+        return self.submit(f"similarity within the classes of {folder.name}", work, on_result)
 
     # ------------------------------------------------------------------ helpers for panels
     def patch_at(self, seconds: float) -> int:

@@ -208,6 +208,8 @@ class MainWindow(QMainWindow):
         self.training.cancel_requested.connect(lambda: self.worker.cancel_all(f"train {self.training.arch.currentText()}"))
         self.similarity.requested.connect(
             lambda path: s.similarity(path, self.current_patch(), self.similarity.set_result))
+        self.similarity.folder_requested.connect(
+            lambda folder: s.class_similarity(folder, self.similarity.set_classes))
         self.dream.stop_requested.connect(lambda: self.worker.cancel_all("dream"))
         self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label))
         self.model_picker.activated.connect(self._picked_model)

@@ -62,16 +62,6 @@ def expand(paths: list[str]) -> list[str]:
     return out
 
 
-def class_pairs(labels: list[str]) -> dict[str, list[tuple[int, int]]]:
-    """label -> every pair (i, j), i < j, of files with that label (classes with < 2 files
-    get no entry)."""
-    groups: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        groups.setdefault(label, []).append(i)
-    return {label: [(a, b) for k, a in enumerate(idx) for b in idx[k + 1:]]
-            for label, idx in groups.items() if len(idx) >= 2}
-
-
 def _mean_curves(values: dict, rows) -> dict[str, list[float | None]]:
     import warnings
 
@@ -92,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.similarity import all_pairs, pairwise_similarity
+    from musiclens.core.interpret.similarity import all_pairs, class_pairs, pairwise_similarity
     from musiclens.core.models import registry
 
     if args.permutations < 0:

@@ -8,12 +8,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
+    QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
     QVBoxLayout, QWidget,
 )
 
 from musiclens.app.panels.common import ask_save_path, save_table, to_pixmap
-from musiclens.app.session import Similarity
+from musiclens.app.session import ClassSimilarity, Similarity
 
 COLOURS = {"pearson": "#4c9be8", "cosine": "#2bb673", "nmse": "#e5484d", "cka": "#f5a623",
            "cka_baseline": "#999999"}
@@ -21,12 +21,22 @@ COLOURS = {"pearson": "#4c9be8", "cosine": "#2bb673", "nmse": "#e5484d", "cka": 
 
 class SimilarityPanel(QWidget):
     requested = Signal(str)  # path of the other stimulus
+    folder_requested = Signal(str)  # a labelled folder: within-class pairs
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.result: Similarity | None = None
         self.choose = QPushButton("Compare with a file…")
         self.choose.clicked.connect(self._choose)
+        self.choose_folder = QPushButton("Within the classes of a folder…")
+        self.choose_folder.setToolTip("folder/<label>/*.wav: every pair of files of one class, "
+                                      "mean curve per class (the instrument study's figure)")
+        self.choose_folder.clicked.connect(self._choose_folder)
+        self.metric = QComboBox()
+        self.metric.addItems(["pearson", "cosine", "nmse", "cka"])
+        self.metric.currentTextChanged.connect(lambda _: self._draw_classes())
+        self.metric.setEnabled(False)
+        self.classes: ClassSimilarity | None = None
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self.export)
         self.info = QLabel("compares the patch at the playhead with the same time in another file")
@@ -46,6 +56,8 @@ class SimilarityPanel(QWidget):
         split.setSizes([450, 480])
         top = QHBoxLayout()
         top.addWidget(self.choose)
+        top.addWidget(self.choose_folder)
+        top.addWidget(self.metric)
         top.addWidget(self.export_button)
         top.addStretch(1)
         layout = QVBoxLayout(self)
@@ -61,8 +73,42 @@ class SimilarityPanel(QWidget):
             self.info.setText("comparing…")
             self.requested.emit(path)
 
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A labelled folder (folder/<label>/*.wav)")
+        if folder:
+            self.info.setText("comparing every within-class pair…")
+            self.folder_requested.emit(folder)
+
+    def set_classes(self, r: ClassSimilarity) -> None:
+        """Per-class mean curves of the chosen metric (with the CKA baseline for CKA)."""
+        self.classes = r
+        self.result = None
+        self.metric.setEnabled(True)
+        counts = ", ".join(f"{label} {n}" for label, n in r.pairs.items())
+        self.info.setText(f"{r.folder}: mean over within-class pairs ({counts}), {len(r.layers)} layers")
+        self._draw_classes()
+
+    def _draw_classes(self) -> None:
+        r = self.classes
+        if r is None:
+            return
+        self.curves.clear()
+        metric = self.metric.currentText()
+        x = np.arange(len(r.layers))
+        for i, (label, values) in enumerate(r.per_class.items()):
+            colour = pg.intColor(i, hues=max(len(r.per_class), 2))
+            if metric in values:
+                self.curves.plot(x, values[metric], name=label, pen=pg.mkPen(colour, width=2), symbol="o",
+                                 symbolSize=4, symbolBrush=colour)
+            baseline = values.get(f"{metric}_baseline")
+            if baseline is not None:
+                self.curves.plot(x, baseline, pen=pg.mkPen(colour, width=1, style=Qt.DashLine))
+        self.curves.setLabel("left", metric)
+
     def set_result(self, r: Similarity) -> None:
         self.result = r
+        self.classes = None
+        self.metric.setEnabled(False)
         self.info.setText(f"{r.name_a} vs {r.name_b}, patch at {r.start_s:.1f} s, {len(r.layers)} layers")
         self.curves.clear()
         x = np.arange(len(r.layers))
@@ -86,6 +132,13 @@ class SimilarityPanel(QWidget):
                 self.maps_grid.addWidget(label, row, col)
 
     def export(self) -> None:
+        if self.classes is not None and self.result is None:
+            path = ask_save_path(self, "Export similarity", "similarity-per-class.csv", "CSV (*.csv)")
+            if path:
+                rows = [[label, metric, layer, float(v)] for label, values in self.classes.per_class.items()
+                        for metric, curve in values.items() for layer, v in zip(self.classes.layers, curve)]
+                save_table(path, ["class", "metric", "layer", "value"], rows)
+            return
         if self.result is None:
             return
         path = ask_save_path(self, "Export similarity", "similarity.csv", "CSV (*.csv)")

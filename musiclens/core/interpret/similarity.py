@@ -288,6 +288,16 @@ def all_pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
+def class_pairs(labels: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    """label -> every pair (i, j), i < j, of stimuli with that label (classes with fewer
+    than two stimuli get no entry): the instrument study's within-class comparison."""
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    return {label: [(a, b) for k, a in enumerate(idx) for b in idx[k + 1:]]
+            for label, idx in groups.items() if len(idx) >= 2}
+
+
 def pairwise_similarity(
     m: LoadedModel,
     xs: Sequence[torch.Tensor],
