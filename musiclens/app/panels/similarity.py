@@ -32,10 +32,10 @@ class SimilarityPanel(QWidget):
         self.choose_folder.setToolTip("folder/<label>/*.wav: every pair of files of one class, "
                                       "mean curve per class (the instrument study's figure)")
         self.choose_folder.clicked.connect(self._choose_folder)
-        self.metric = QComboBox()
-        self.metric.addItems(["pearson", "cosine", "nmse", "cka"])
-        self.metric.currentTextChanged.connect(lambda _: self._draw_classes())
-        self.metric.setEnabled(False)
+        self.metric_choice = QComboBox()
+        self.metric_choice.addItems(["pearson", "cosine", "nmse", "cka"])
+        self.metric_choice.currentTextChanged.connect(lambda _: self._draw_classes())
+        self.metric_choice.setEnabled(False)
         self.classes: ClassSimilarity | None = None
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self.export)
@@ -57,7 +57,7 @@ class SimilarityPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.choose)
         top.addWidget(self.choose_folder)
-        top.addWidget(self.metric)
+        top.addWidget(self.metric_choice)
         top.addWidget(self.export_button)
         top.addStretch(1)
         layout = QVBoxLayout(self)
@@ -83,7 +83,7 @@ class SimilarityPanel(QWidget):
         """Per-class mean curves of the chosen metric (with the CKA baseline for CKA)."""
         self.classes = r
         self.result = None
-        self.metric.setEnabled(True)
+        self.metric_choice.setEnabled(True)
         counts = ", ".join(f"{label} {n}" for label, n in r.pairs.items())
         self.info.setText(f"{r.folder}: mean over within-class pairs ({counts}), {len(r.layers)} layers")
         self._draw_classes()
@@ -93,7 +93,7 @@ class SimilarityPanel(QWidget):
         if r is None:
             return
         self.curves.clear()
-        metric = self.metric.currentText()
+        metric = self.metric_choice.currentText()
         x = np.arange(len(r.layers))
         for i, (label, values) in enumerate(r.per_class.items()):
             colour = pg.intColor(i, hues=max(len(r.per_class), 2))
@@ -108,7 +108,7 @@ class SimilarityPanel(QWidget):
     def set_result(self, r: Similarity) -> None:
         self.result = r
         self.classes = None
-        self.metric.setEnabled(False)
+        self.metric_choice.setEnabled(False)
         self.info.setText(f"{r.name_a} vs {r.name_b}, patch at {r.start_s:.1f} s, {len(r.layers)} layers")
         self.curves.clear()
         x = np.arange(len(r.layers))
