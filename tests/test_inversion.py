@@ -107,3 +107,16 @@ def test_bad_inputs():
         inv.mel_to_linear(torch.zeros(1, 64, 10), fe)
     with pytest.raises(ParameterError, match="real/imag"):
         inv.channels_to_complex(torch.zeros(1, 1, 513, 10))
+
+
+@pytest.mark.parametrize("n_fft,hop,win_length", [(2048, 512, None), (1024, 256, 800), (512, 128, None),
+                                                  (1024, 300, None)])
+@pytest.mark.parametrize("length", [None, 22050, 21000, 22500])
+def test_istft_equals_torch_istft(n_fft, hop, win_length, length):
+    fe = F.FrontEnd("stft", 22050, n_fft, hop, win_length=win_length, compression="none", top_db=None)
+    spec = F.stft(torch.tensor(music_like(seconds=1.0))[None].repeat(2, 1), fe)
+    ours = inv.istft(spec, fe, length=length)
+    theirs = torch.istft(spec, n_fft, hop, win_length=win_length or n_fft, window=F.window(fe, "cpu"),
+                         center=True, length=length)
+    assert ours.shape == theirs.shape
+    assert (ours - theirs).abs().max().item() < 1e-6

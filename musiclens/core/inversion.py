@@ -9,6 +9,7 @@ Griffin-Lim is for spectrograms that never had one (dreams on mel input).
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -21,14 +22,51 @@ def istft(spec: torch.Tensor, fe: FrontEnd, *, length: int | None = None) -> tor
     """Inverse STFT. spec: (B, n_fft//2+1, T) complex -> audio (B, samples).
 
     ``length`` trims or zero-pads the output to exactly that many samples (pass the
-    original length for a perfect round trip).
+    original length for a perfect round trip). Equal to ``torch.istft`` (to float32
+    rounding); when the hop divides ``n_fft`` the overlap-add is done as ``n_fft / hop``
+    shifted block sums, twice as fast (it dominates Griffin-Lim).
     """
     if not spec.is_complex():
         raise ParameterError("istft needs a complex spectrogram; use channels_to_complex first")
-    return torch.istft(
-        spec, n_fft=fe.n_fft, hop_length=fe.hop, win_length=fe.win_length or fe.n_fft,
-        window=window(fe, spec.device, spec.real.dtype), center=fe.center, length=length,
-    )
+    if fe.n_fft % fe.hop or not fe.center or spec.dim() != 3:
+        return torch.istft(
+            spec, n_fft=fe.n_fft, hop_length=fe.hop, win_length=fe.win_length or fe.n_fft,
+            window=window(fe, spec.device, spec.real.dtype), center=fe.center, length=length,
+        )
+    n_fft, hop = fe.n_fft, fe.hop
+    batch, _, frames = spec.shape
+    win = _synthesis_window(fe, spec.device, spec.real.dtype)
+    chunks = (torch.fft.irfft(spec, n=n_fft, dim=1) * win[:, None]).transpose(1, 2)
+    chunks = chunks.reshape(batch, frames, n_fft // hop, hop)
+    out = chunks.new_zeros(batch, frames + n_fft // hop - 1, hop)
+    for c in range(n_fft // hop):  # chunk c of frame t lands in output block t + c
+        out[:, c:c + frames] += chunks[:, :, c]
+    audio = out.reshape(batch, -1) / _window_envelope(fe, frames, spec.device, spec.real.dtype)
+    start = n_fft // 2
+    n_out = length if length is not None else hop * (frames - 1)
+    audio = audio[:, start:start + n_out]
+    if audio.shape[-1] < n_out:
+        audio = torch.nn.functional.pad(audio, (0, n_out - audio.shape[-1]))
+    return audio
+
+
+def _synthesis_window(fe: FrontEnd, device, dtype) -> torch.Tensor:
+    """The analysis window zero-padded (centred) to n_fft, as torch.stft/istft use it."""
+    win = window(fe, device, dtype)
+    left = (fe.n_fft - win.shape[0]) // 2
+    return torch.nn.functional.pad(win, (left, fe.n_fft - win.shape[0] - left))
+
+
+@functools.lru_cache(maxsize=16)
+def _window_envelope(fe: FrontEnd, frames: int, device, dtype) -> torch.Tensor:
+    """Sum of the squared windows at every sample (the overlap-add normaliser); 1 where ~0."""
+    win2 = _synthesis_window(fe, device, dtype) ** 2
+    r = fe.n_fft // fe.hop
+    env = win2.new_zeros(frames + r - 1, fe.hop)
+    for c in range(r):
+        env[c:c + frames] += win2[c * fe.hop:(c + 1) * fe.hop]
+    env = env.reshape(-1)
+    return torch.where(env > 1e-11, env, torch.ones_like(env))
 
 
 def channels_to_complex(x: torch.Tensor) -> torch.Tensor:
@@ -82,10 +120,19 @@ def griffin_lim(
     n_samples = length if length is not None else fe.hop * (magnitude.shape[-1] - 1)
     for _ in range(n_iter):
         previous = rebuilt
-        rebuilt = stft(istft(magnitude * angles, fe, length=n_samples), fe)
-        angles = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt
-        angles = angles / (angles.abs() + eps)
-    return istft(magnitude * angles, fe, length=length)
+        rebuilt = stft(istft(_scale(angles, magnitude), fe, length=n_samples), fe)
+        # the element-wise steps on (re, im) views: complex ops here cost 5x more on the CPU
+        update = torch.view_as_real(rebuilt)
+        if momentum:
+            update = torch.add(update, torch.view_as_real(previous), alpha=-momentum / (1 + momentum))
+        norm = torch.rsqrt(update[..., 0].square() + update[..., 1].square() + eps)
+        angles = torch.view_as_complex(update * norm.unsqueeze(-1))
+    return istft(_scale(angles, magnitude), fe, length=length)
+
+
+def _scale(angles: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+    """Complex (B, F, T) times real (B, F, T), computed on the (re, im) view."""
+    return torch.view_as_complex(torch.view_as_real(angles) * magnitude.unsqueeze(-1))
 
 
 def spectral_convergence(magnitude: torch.Tensor, audio: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
