@@ -42,9 +42,9 @@ def istft(spec: torch.Tensor, fe: FrontEnd, *, length: int | None = None) -> tor
     for c in range(n_fft // hop):  # chunk c of frame t lands in output block t + c
         out[:, c:c + frames] += chunks[:, :, c]
     audio = out.reshape(batch, -1) / _window_envelope(fe, frames, spec.device, spec.real.dtype)
-    start, natural = n_fft // 2, hop * (frames - 1)  # what center=True framing covers
-    n_out = length if length is not None else natural
-    audio = audio[:, start:start + min(n_out, natural)]
+    start = n_fft // 2
+    n_out = length if length is not None else hop * (frames - 1)
+    audio = audio[:, start:start + n_out]
     if audio.shape[-1] < n_out:
         audio = torch.nn.functional.pad(audio, (0, n_out - audio.shape[-1]))
     return audio
