@@ -64,20 +64,9 @@ sys.path.insert(0, str(REPO))
 
 from musiclens.core import data, probe, train  # noqa: E402
 from musiclens.core.models import study  # noqa: E402
+from synthetic_data import synthetic  # noqa: E402
 
 
-def synthetic(root: Path) -> Path:
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    sr = 16000
-    t = np.arange(10 * sr) / sr
-    for k, lab in enumerate(("a", "b", "c")):
-        for i in range(5):
-            y = 0.2 * np.sin(2 * np.pi * (200 * (k + 1) + 10 * i) * t) + 0.01 * rng.standard_normal(len(t))
-            (root / lab).mkdir(parents=True, exist_ok=True)
-            sf.write(str(root / lab / f"{i}.wav"), y.astype(np.float32), sr)
-    return root
 
 
 def ms(values: list[float]) -> str:
@@ -116,7 +105,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         default = REPO.parent / "shared/data/audio/gtzan-excerpts-zenny126"
-        root = Path(args.data) if args.data else default if default.is_dir() else synthetic(Path(tmp) / "syn")
+        root = Path(args.data) if args.data else default if default.is_dir() else synthetic(Path(tmp) / "syn", sr=16000, seconds=10.0)
         ds = data.scan_folder(root)
         cache = data.FeatureCache(Path(tmp) / "cache")
         for seed in seeds:

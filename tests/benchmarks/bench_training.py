@@ -33,20 +33,9 @@ sys.path.insert(0, str(REPO))
 
 from musiclens.core import data, train  # noqa: E402
 from musiclens.core.models import study  # noqa: E402
+from synthetic_data import synthetic  # noqa: E402
 
 
-def synthetic(root: Path) -> Path:
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    sr = 22050
-    t = np.arange(15 * sr) / sr
-    for k, lab in enumerate(("a", "b", "c")):
-        for i in range(5):
-            y = 0.2 * np.sin(2 * np.pi * (200 * (k + 1) + 10 * i) * t) + 0.01 * rng.standard_normal(len(t))
-            (root / lab).mkdir(parents=True, exist_ok=True)
-            sf.write(str(root / lab / f"{i}.wav"), y.astype(np.float32), sr)
-    return root
 
 
 def run_training(ds, split, prepared, epochs: int, seed: int) -> tuple[float, float]:
