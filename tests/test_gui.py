@@ -282,3 +282,29 @@ def test_similarity_within_classes_of_a_folder(qtbot, window, tmp_path):
     assert np.allclose(r.per_class["same"]["nmse"], 0.0, atol=1e-9)
     assert np.nanmin(r.per_class["mixed"]["pearson"]) < 0.9
     assert len(window.similarity.curves.listDataItems()) >= 2
+
+
+def test_cycles_are_collected_on_the_gui_thread_while_a_window_is_open(qtbot):
+    import gc
+    import weakref
+
+    from musiclens.app.gc_guard import GuiThreadCollector
+
+    assert gc.isenabled()
+    guard = GuiThreadCollector(interval_ms=20)
+    try:
+        assert not gc.isenabled()  # the worker thread can no longer trigger a collection
+
+        class Node:
+            pass
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle only the collector frees
+        alive = weakref.ref(a)
+        del a, b
+        keep = [[] for _ in range(gc.get_threshold()[0] + 10)]  # generation 0 past its threshold
+        qtbot.waitUntil(lambda: alive() is None, timeout=5000)
+        assert len(keep) > 0
+    finally:
+        guard.stop()
+    assert gc.isenabled()

@@ -43,6 +43,9 @@ class MainWindow(QMainWindow):
         self.resize(1500, 900)
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
+        from musiclens.app.gc_guard import GuiThreadCollector
+
+        self.collector = GuiThreadCollector(self)  # before the worker thread starts
         self.worker = Worker(threads=1, parent=self)
         self.session = Session(self.worker, self)
         self.player = Player(self)
@@ -520,6 +523,7 @@ class MainWindow(QMainWindow):
         self.save_layout()
         self.player.close()
         self.worker.shutdown()
+        self.collector.stop()
         super().closeEvent(event)
 
 
