@@ -291,6 +291,7 @@ def test_cycles_are_collected_on_the_gui_thread_while_a_window_is_open(qtbot):
     from musiclens.app.gc_guard import GuiThreadCollector
 
     assert gc.isenabled()
+    thresholds = gc.get_threshold()
     guard = GuiThreadCollector(interval_ms=20)
     try:
         assert not gc.isenabled()  # the worker thread can no longer trigger a collection
@@ -302,9 +303,12 @@ def test_cycles_are_collected_on_the_gui_thread_while_a_window_is_open(qtbot):
         a.other, b.other = b, a  # a cycle only the collector frees
         alive = weakref.ref(a)
         del a, b
-        keep = [[] for _ in range(gc.get_threshold()[0] + 10)]  # generation 0 past its threshold
+        # well past generation 0's threshold (frees elsewhere lower the count it reads)
+        gc.set_threshold(100, thresholds[1], thresholds[2])
+        keep = [[] for _ in range(20_000)]
         qtbot.waitUntil(lambda: alive() is None, timeout=5000)
-        assert len(keep) > 0
+        assert len(keep) == 20_000
     finally:
+        gc.set_threshold(*thresholds)
         guard.stop()
     assert gc.isenabled()
