@@ -520,7 +520,7 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
     """
     from musiclens.core import data as data_mod
     from musiclens.core.models import study
-    from musiclens.core.train import Finished, _is_cancelled, finish_run, resolve_device, summary_of
+    from musiclens.core.train import finish_run, prepare_run, resolve_device, summary_of
 
     cfg = config or TrainConfig()
     cfg.check()
@@ -538,16 +538,11 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
                          **params)
     model.net.to(resolve_device(cfg.device))
     if cache == "default":
-        cache = data_mod.FeatureCache()
-    prepared = None
-    for step in data_mod.prepare(ds, split, model.front_end, model.patch_frames,
-                                 cache=cache if mode == "features" else None, mode=mode):  # type: ignore[arg-type]
-        prepared = step.data or prepared
-        yield step
-        if _is_cancelled(cancel):
-            yield Finished(model, {"arch": "musicnn-probe", "cancelled": True}, cancelled=True)
-            return
-    assert prepared is not None
+        cache = data_mod.FeatureCache()  # used again below for the frozen features
+    prepared = yield from prepare_run(model, ds, split, arch="musicnn-probe", cache=cache, mode=mode,
+                                      cancel=cancel)
+    if prepared is None:
+        return
     last = None
     for ev in train_probe(model, prepared, cfg, settings=settings, cache=cache if mode == "features" else None,
                           cancel=cancel, resume=resume):

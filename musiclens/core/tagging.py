@@ -157,29 +157,18 @@ def tag_file(path: str | os.PathLike[str], model: LoadedModel | str, *,
 
 
 # ----------------------------------------------------------------------------- activations
-@torch.no_grad()
 def layer_outputs(model: LoadedModel, x: torch.Tensor, layers: Sequence[str], *,
                   batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """Outputs of the given layers (readable names or module paths) for inputs ``x``.
 
     x : (P, C, F, T) front-end patches. Returns {layer: (P, ...)} on the CPU, e.g. (P, 204, T)
     for a timbral branch, (P, 753, T) for MusiCNN's mid end, (P, 200) for the penultimate.
-    Forward hooks are always removed, even on error.
+    A thin wrapper of :func:`musiclens.core.interpret.hooks.activations` (hooks always removed).
     """
+    from musiclens.core.interpret.hooks import activations
+
     batch_size = batch_size or default_batch_size(model)
-    modules = {name: model.module(name) for name in layers}
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    handles = []
-    try:
-        for name, mod in modules.items():
-            handles.append(mod.register_forward_hook(
-                lambda _m, _i, out, name=name: store[name].append(out.detach().cpu())))
-        for i in range(0, len(x), batch_size):
-            model.net(x[i:i + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-    return {name: torch.cat(chunks) for name, chunks in store.items()}
+    return {name: a.cpu() for name, a in activations(model, x, list(layers), batch_size=batch_size).items()}
 
 
 def dense_matrix(model: LoadedModel, x: torch.Tensor, *,

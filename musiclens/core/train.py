@@ -581,6 +581,24 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
     torch.manual_seed(cfg.seed)
     model = study.create(arch, ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds,
                          **(model_params or {}))
+    prepared = yield from prepare_run(model, ds, split, arch=arch, cache=cache, mode=mode, cancel=cancel)
+    if prepared is None:
+        return
+    last = None
+    for ev in train(model, prepared, cfg, cancel=cancel, resume=resume):
+        last = ev
+        yield ev
+    device = resolve_device(cfg.device)
+    summary = summary_of(model, prepared, arch, last, device=device)
+    yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)
+
+
+def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: Any, mode: str,
+                cancel: Any) -> Iterator[Any]:
+    """Yield the dataset preparation steps for ``model`` (``yield from`` it); its value is
+    the :class:`PreparedData`, or None after yielding a cancelled :class:`Finished`."""
+    from musiclens.core import data as data_mod
+
     if cache == "default":
         cache = data_mod.FeatureCache()
     prepared = None
@@ -590,15 +608,8 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
         yield step
         if _is_cancelled(cancel):
             yield Finished(model, {"arch": arch, "cancelled": True}, cancelled=True)
-            return
-    assert prepared is not None
-    last = None
-    for ev in train(model, prepared, cfg, cancel=cancel, resume=resume):
-        last = ev
-        yield ev
-    device = resolve_device(cfg.device)
-    summary = summary_of(model, prepared, arch, last, device=device)
-    yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)
+            return None
+    return prepared
 
 
 def finish_run(model: LoadedModel, summary: dict[str, Any], last: Progress | None, *, root: str | Path,
