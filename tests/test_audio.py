@@ -213,3 +213,17 @@ def test_resampling_equals_librosa_soxr_hq():
         ours = audio.resample(x, orig_sr=orig, target_sr=target)
         theirs = librosa.resample(x, orig_sr=orig, target_sr=target, res_type="soxr_hq")
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["loud.wav", "loud.flac"])
+def test_save_never_clips(tmp_path, name):
+    y = 1.8 * tone((440.0,), seconds=0.2, amp=1.0)  # peaks at 1.8, like a strong dream
+    path = audio.save(tmp_path / name, y, SR)
+    back, _ = sf.read(path, dtype="float32")
+    flat = np.isclose(np.abs(back), np.abs(back).max(), atol=1e-4).sum()
+    assert flat < 0.01 * len(back)  # no run of samples stuck at the ceiling
+    if name.endswith(".wav"):
+        np.testing.assert_allclose(back, y, atol=1e-6)  # float WAV keeps the level exactly
+    else:
+        assert abs(np.abs(back).max() - 0.99) < 1e-3
+        np.testing.assert_allclose(back, y * (0.99 / np.abs(y).max()), atol=1e-4)

@@ -445,14 +445,14 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"saved {path}", 10000)
 
     def export_playing_wav(self) -> None:
-        import soundfile as sf
+        from musiclens.core.audio import save
 
         if not len(self.player._buffer):
             self.show_error("nothing to export: open a recording or auralise a filter first")
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export audio", "musiclens.wav", "WAV (*.wav)")
         if path:
-            sf.write(path, self.player._buffer, self.player.rate, subtype="FLOAT")
+            save(path, self.player._buffer, self.player.rate, subtype="FLOAT")
             self.statusBar().showMessage(f"saved {path}", 10000)
 
     # ------------------------------------------------------------------ models

@@ -267,12 +267,23 @@ def segment(
 
 
 def save(path: str | os.PathLike[str], audio: np.ndarray, sr: int, *, subtype: str | None = None) -> Path:
-    """Write float audio ``(samples,)`` or ``(channels, samples)`` to wav/flac/ogg."""
+    """Write float audio ``(samples,)`` or ``(channels, samples)`` to wav/flac/ogg, never clipped.
+
+    Dreams and auralisations can exceed full scale. A WAV with such peaks is written as
+    32-bit float (the level is kept exactly); formats without float samples (FLAC, 16-bit)
+    get the whole signal scaled so its peak is 0.99 instead of the tops being cut off.
+    """
     import soundfile as sf
 
     audio = np.asarray(audio, dtype=np.float32)
     if not np.isfinite(audio).all():
         raise ParameterError("refusing to write audio with NaN or infinite samples")
     path = Path(path)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > 1.0:
+        if subtype is None and path.suffix.lower() in (".wav", ".wave"):
+            subtype = "FLOAT"
+        elif subtype not in ("FLOAT", "DOUBLE", "VORBIS", "OPUS") and path.suffix.lower() not in (".ogg", ".oga"):
+            audio = audio * (0.99 / peak)
     sf.write(str(path), audio.T if audio.ndim == 2 else audio, int(sr), subtype=subtype)
     return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-import soundfile as sf
 from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
@@ -172,4 +171,6 @@ class DreamPanel(QWidget):
             return
         path = ask_save_path(self, "Export dream", "dream.wav", "WAV (*.wav)")
         if path:
-            sf.write(path, self.result.audio, self.result.sample_rate, subtype="FLOAT")
+            from musiclens.core.audio import save
+
+            save(path, self.result.audio, self.result.sample_rate, subtype="FLOAT")
