@@ -2,7 +2,8 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python packaging/make_screenshots.py [OUT_DIR]
 
-Opens the bundled demo with MSD_musicnn (the first-run view), then shows the kernels and
+Opens the bundled demo with MSD_musicnn (the first-run view) in a 1280x800 window (a
+laptop screen), then shows the kernels and
 similarity panels and a finished dream, saving one PNG of the whole window for each; then
 opens a short generated fiddle tune in the piano roll (saliency colours, a proposed flip to
 "bach") for piano-roll.png. ``--piano-roll-only`` makes just that one.
@@ -24,6 +25,14 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from musiclens.app.main import demo_path  # noqa: E402
 from musiclens.app.window import MainWindow  # noqa: E402
 
+SIZE = (1280, 800)  # every picture is exactly this: the window on a small laptop screen
+
+
+def save(window: MainWindow, path: Path) -> None:
+    picture = window.grab()
+    assert (picture.width(), picture.height()) == SIZE, f"{path.name}: {picture.size()} is not {SIZE}"
+    picture.save(str(path))
+
 
 def wait_idle(app: QApplication, window: MainWindow, timeout_s: float = 300) -> None:
     loop = QEventLoop()
@@ -35,6 +44,12 @@ def wait_idle(app: QApplication, window: MainWindow, timeout_s: float = 300) -> 
     timer.stop()
     for _ in range(5):
         app.processEvents()
+
+
+def tall(app: QApplication, window: MainWindow, title: str) -> None:
+    """A short spectrogram above, so the tabbed panel ``title`` shows all it has."""
+    window.resizeDocks([window.docks["Spectrogram"], window.docks[title]], [215, 555], Qt.Vertical)
+    app.processEvents()
 
 
 def fiddle_tune(path: Path) -> Path:
@@ -66,13 +81,14 @@ def piano_roll_shot(app: QApplication, window: MainWindow, out: Path) -> None:
     wait_idle(app, window)
     for title in ("Layers and filters", "Dream", "Similarity", "Kernels", "Training"):
         window.docks[title].hide()  # the piano roll gets the whole left column
-    window.resizeDocks([window.docks["Spectrogram"], window.docks["Predictions"]], [1150, 350], Qt.Horizontal)
+    window.resizeDocks([window.docks["Spectrogram"], window.docks["Predictions"]], [SIZE[0] - 380, 380],
+                       Qt.Horizontal)
     for _ in range(5):
         app.processEvents()
     roll.view.setRange(xRange=(9, 21), yRange=(40, 82), padding=0)
     for _ in range(5):
         app.processEvents()
-    window.grab().save(str(out / "piano-roll.png"))
+    save(window, out / "piano-roll.png")
 
 
 def main() -> None:
@@ -82,6 +98,7 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])
     window = MainWindow()
     window.screenshot_mode = True  # no offer to restore piano-roll edits
+    window.resize(*SIZE)
     window.show()
     if "--piano-roll-only" in sys.argv:
         piano_roll_shot(app, window, out)
@@ -93,23 +110,26 @@ def main() -> None:
     window.start(path=demo_path())
     loop.exec()
     wait_idle(app, window)
-    window.grab().save(str(out / "main-window.png"))
+    save(window, out / "main-window.png")
 
     window.docks["Kernels"].raise_()
+    tall(app, window, "Kernels")
     window.kernels.refresh_button.click()
     wait_idle(app, window)
-    window.grab().save(str(out / "kernels.png"))
+    save(window, out / "kernels.png")
 
     window.docks["Similarity"].raise_()
+    tall(app, window, "Similarity")
     window.similarity.requested.emit(str(demo_path()))
     wait_idle(app, window)
-    window.grab().save(str(out / "similarity.png"))
+    save(window, out / "similarity.png")
 
     window.docks["Dream"].raise_()
+    tall(app, window, "Dream")  # its result sits below its form
     window.dream.steps.setValue(30)
     window.dream.start_button.click()
     wait_idle(app, window)
-    window.grab().save(str(out / "dream.png"))
+    save(window, out / "dream.png")
 
     piano_roll_shot(app, window, out)
     window.close()

@@ -166,3 +166,56 @@ def test_stopping_the_forward_pass_at_the_layer_changes_nothing(layer):
     full = auralise_filter(m, y, layer=layer, filter=1, stop_early=False)
     np.testing.assert_array_equal(early.audio, full.audio)
     assert torch.equal(early.mask, full.mask)
+
+
+# ---------------------------------------------------------------------- what is heard (issue 13, item 4)
+def _dbfs(y) -> float:
+    rms = float(np.sqrt(np.mean(np.asarray(y, dtype=np.float64) ** 2)))
+    return 20 * np.log10(rms) if rms > 0 else -np.inf
+
+
+@pytest.mark.parametrize("make, layer", [(logmel_cnn, "conv 2"), (logmel_cnn, "conv 1"), (stft_cnn, "conv 2")])
+def test_filter_levels_are_the_levels_of_each_filters_auralisation(make, layer):
+    """One batched pass gives every filter's auralised level; a filter whose activation is
+    never positive (zeroed before auralisation) is silent however large its energy."""
+    from musiclens.core.interpret.auralise import SILENT_DBFS, filter_levels
+
+    m = make()
+    with torch.no_grad():  # filter 0 of conv 2: always negative, large mean square
+        conv = m.net.conv2
+        conv.bias[0] = -50.0
+    y = signal(0.5, freqs=TONES, sr=11025)
+    levels = filter_levels(m, y, layer=layer, sample_rate=11025)
+    k = levels.level_db.shape[0]
+    assert levels.maps.shape[0] == k and levels.energy.shape == (k,) and levels.silent.shape == (k,)
+    for f in range(k):
+        want = _dbfs(auralise_filter(m, y, layer=layer, filter=f, sample_rate=11025).audio[0])
+        got = float(levels.level_db[f])
+        assert got == want or abs(got - want) < 0.01, (f, got, want)
+        assert bool(levels.silent[f]) == (want < SILENT_DBFS)
+    # energy: mean square of the positive part of the activation (what the mask is made of)
+    np.testing.assert_allclose(levels.energy, (np.clip(levels.maps, 0, None) ** 2).mean(axis=(1, 2)),
+                               rtol=1e-6)
+    if layer == "conv 2":
+        raw = (levels.maps[0] ** 2).mean()
+        assert raw > np.max((levels.maps[1:] ** 2).mean(axis=(1, 2)))  # first by raw energy...
+        assert levels.energy[0] == 0 and levels.level_db[0] == -np.inf and levels.silent[0]  # ...silent
+
+
+def test_loudness_normalisation_reaches_the_target_and_reports_its_gain():
+    from musiclens.core.interpret.auralise import normalise_loudness
+
+    y = 0.01 * signal(0.5, freqs=TONES)
+    out, gain_db = normalise_loudness(y, target_dbfs=-20.0)
+    assert _dbfs(out) == pytest.approx(-20.0, abs=1e-3)
+    assert gain_db == pytest.approx(_dbfs(out) - _dbfs(y), abs=1e-6)
+    np.testing.assert_allclose(out, y * 10 ** (gain_db / 20), rtol=1e-5)
+    # a peak limit wins over the target (no clipping), and the gain says what was applied
+    spiky = np.zeros(8000, np.float32)
+    spiky[100] = 0.5
+    out, gain_db = normalise_loudness(spiky, target_dbfs=-20.0, peak=0.99)
+    assert float(np.abs(out).max()) == pytest.approx(0.99, rel=1e-5)
+    assert gain_db == pytest.approx(20 * np.log10(0.99 / 0.5), abs=1e-4)
+    # digital silence stays silence, gain 0 dB
+    out, gain_db = normalise_loudness(np.zeros(100, np.float32))
+    assert gain_db == 0.0 and not out.any()

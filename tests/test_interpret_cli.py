@@ -52,7 +52,7 @@ def test_dream_json(run, wavs, tmp_path):
     assert status == 0, err
     res = json.loads(text)
     assert res["objective_end"] > res["objective_start"] and res["steps"] == 3
-    assert "step 0/3" in err
+    assert "dream: 0/3 steps" in err and "dream: 3/3 steps" in err
     y, sr = audio.load(out, sr=None)
     assert sr == 22050 and np.sqrt(np.mean(y ** 2)) > 1e-3
 

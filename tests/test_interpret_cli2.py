@@ -227,7 +227,7 @@ def test_flip_reports_before_after_and_the_change_it_wrote(run, bands_dir, wavs,
     assert int(m.predict(x).argmax()) == 0  # a low chord is "low"
     out = tmp_path / "flip.wav"
     status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "high",
-                            "--lr", "0.05", "--steps", "300", "-o", out, "--json")
+                            "--lr", "0.05", "--steps", "300", "-o", out, "--json", "--patch-only")
     assert status == 0, err
     res = json.loads(text)
     assert res["before"]["prediction"] == "low" and res["flipped"] and res["after"]["prediction"] == "high"
@@ -247,8 +247,63 @@ def test_flip_reports_before_after_and_the_change_it_wrote(run, bands_dir, wavs,
     assert res["after"]["target_probability"] == pytest.approx(float(heard[2]), abs=0.02)
     assert nets.band_energy(written, wsr, 2500, 4000) > 10 * nets.band_energy(y, sr, 2500, 4000)
     status, text, _ = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "high",
-                          "--lr", "0.05", "--steps", "300", "-o", tmp_path / "f2.wav")
+                          "--lr", "0.05", "--steps", "300", "-o", tmp_path / "f2.wav", "--patch-only")
     assert status == 0 and "before: 'low'" in text and "after:  'high'" in text and "SNR" in text
+
+
+@pytest.fixture(scope="module")
+def long_stereo(tmp_path_factory) -> Path:
+    """1 s of a low chord, stereo (the right channel quieter): longer than one tiny-model patch."""
+    y = nets.signal(1.0, freqs=(300.0, 700.0), sr=FILE_SR, seed=5)
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    audio.save(path, np.stack([y, 0.5 * y]), FILE_SR)
+    return path
+
+
+def test_flip_writes_the_whole_recording_with_the_changed_span(run, bands_dir, long_stereo, tmp_path):
+    m = registry.load(bands_dir)
+    fe = m.front_end
+    patch = ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
+    original, sr = audio.load(long_stereo, sr=None, mono=False)
+    out = tmp_path / "whole.wav"
+    status, text, err = run("flip", long_stereo, "--model", bands_dir, "--to", "high", "--offset", "0.3",
+                            "--lr", "0.05", "--steps", "300", "-o", out, "--json", "--quiet")
+    assert status == 0, err
+    res = json.loads(text)
+    written, wsr = audio.load(out, sr=None, mono=False)
+    assert wsr == sr and written.shape == original.shape  # the whole recording, every channel
+    start, end = int(round(0.3 * sr)), int(round(0.3 * sr)) + int(round(patch * sr))
+    assert res["span"]["start_s"] == pytest.approx(0.3, abs=1e-3)
+    assert res["span"]["end_s"] == pytest.approx(end / sr, abs=2e-3) and not res["patch_only"]
+    # changed inside the span; untouched more than the 10 ms crossfade away from it
+    fade = int(round(0.01 * sr))
+    np.testing.assert_allclose(written[:, :start - fade], original[:, :start - fade], atol=1e-6)
+    np.testing.assert_allclose(written[:, end + fade:], original[:, end + fade:], atol=1e-6)
+    assert np.abs(written[:, start:end] - original[:, start:end]).max() > 1e-3
+    # no click: the change continues across the span's edges and fades to nothing outside it
+    change = written[0] - original[0]
+    big = np.abs(change).max()
+    assert abs(change[start - 1] - change[start]) < 0.02 * big and abs(change[end] - change[end - 1]) < 0.02 * big
+    assert abs(change[start - fade]) < 0.01 * big and abs(change[end + fade - 1]) < 0.01 * big
+    # the flip holds on the span of the written file, and that is the reported "after"
+    span, _ = audio.load(out, sr=None, offset=0.3, duration=patch)
+    heard = m.predict(to_fe_rate_features(m, span, sr))[0].numpy()
+    assert res["flipped"] and int(heard.argmax()) == 2
+    assert res["after"]["target_probability"] == pytest.approx(float(heard[2]), abs=0.02)
+
+
+def test_flip_when_the_model_already_says_the_target(run, bands_dir, wavs, tmp_path):
+    out = tmp_path / "same.wav"
+    status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "low",
+                            "-o", out, "--quiet")
+    assert status == 0, err
+    assert "already 'low'" in text and "flipped" not in text and "0 steps" not in text
+    status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "low",
+                            "-o", out, "--json", "--quiet")
+    res = json.loads(text)
+    assert res["already"] and res["steps"] == 0 and res["flipped"]
+    np.testing.assert_allclose(audio.load(out, sr=None)[0], audio.load(wavs / "chord.wav", sr=None)[0],
+                               atol=1e-6)  # written unchanged
 
 
 def to_fe_rate_features(m, y, sr):
@@ -286,6 +341,25 @@ def test_dream_issue_spellings_equal_the_existing_ones(run, tiny, tiny_dir, wavs
     assert status == status_d == 0
     assert json.loads(text_c)["objective_end"] == pytest.approx(json.loads(text_d)["objective_end"], rel=1e-6)
     assert json.loads(text_c)["objective_end"] > json.loads(text_c)["objective_start"]
+
+
+def test_dream_is_normalised_to_a_099_peak_unless_keep_level(run, tiny_dir, tmp_path):
+    loud = tmp_path / "loud.wav"
+    audio.save(loud, 3.0 * nets.signal(0.4, freqs=(300.0, 700.0), sr=FILE_SR), FILE_SR)  # float WAV, peak ~2
+    common = ("--model", tiny_dir, "--target", "class1", "--steps", "2", "--json", "--quiet")
+    status, text, err = run("dream", loud, *common, "-o", tmp_path / "n.wav")
+    assert status == 0, err
+    res = json.loads(text)
+    y, _ = audio.load(tmp_path / "n.wav", sr=None)
+    assert np.abs(y).max() == pytest.approx(0.99, abs=1e-4)
+    assert res["peak"] > 1.0 and res["gain"] == pytest.approx(0.99 / res["peak"], rel=1e-4)
+    assert res["gain_db"] == pytest.approx(20 * np.log10(res["gain"]), abs=1e-3) and not res["keep_level"]
+    status, text, err = run("dream", loud, *common, "--keep-level", "-o", tmp_path / "raw.wav")
+    assert status == 0, err
+    raw = json.loads(text)
+    y_raw, _ = audio.load(tmp_path / "raw.wav", sr=None)
+    assert raw["gain"] == 1.0 and raw["keep_level"] and np.abs(y_raw).max() == pytest.approx(raw["peak"], rel=1e-4)
+    np.testing.assert_allclose(y, y_raw * res["gain"], atol=1e-4)  # 16-bit WAV vs float WAV
 
 
 def test_dream_conflicting_spellings_are_refused(run, tiny_dir, wavs, tmp_path):

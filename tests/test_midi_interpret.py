@@ -254,3 +254,85 @@ def test_cli_errors_are_musiclens_errors(tmp_path):
     args = _parser(midi_flip).parse_args(["midi-flip", str(bad), "--to", "bach", "-o", str(tmp_path / "o.wav")])
     with pytest.raises(MusicLensError, match=".mid"):
         args.func(args)
+
+
+# ------------------------------------------------------------------------ issue 13, item 9
+def _note_rows(notes):
+    from collections import Counter
+
+    return Counter(zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist(), notes.velocity.tolist(),
+                       notes.program.tolist()))
+
+
+def test_flip_changes_only_the_notes_it_reports_and_keeps_the_other_tracks(bundled, tmp_path):
+    """A flip that changes a few notes leaves every other note at its exact time (note level)."""
+    from collections import Counter
+
+    from midi_multitrack import N_DRUMS, make_multitrack, track_events
+
+    src = make_multitrack(tmp_path / "multi.mid")  # 3 tempi, drums, bends, CCs, 150 notes read
+    notes = bundled.spec.read(src)
+    before = bundled.classify_notes(notes)["predicted"]
+    target = "bach" if before != "bach" else "palestrina"
+    result = flip(bundled, notes, to=target, steps=300)
+    d = result.to_dict()
+    n_changed = d["change"]["notes_changed"]
+    assert n_changed == len(d["changed_notes"]) > 0, d["change"]
+    full = result.full_notes(notes)
+    assert len(full) == len(notes)
+    gone = _note_rows(notes) - _note_rows(full)
+    new = _note_rows(full) - _note_rows(notes)
+    print(f"flip to {target}: {n_changed} notes changed; notes with another start/end/pitch: {sum(gone.values())} "
+          f"of {len(notes)}")
+    assert sum(gone.values()) == sum(new.values()) == n_changed  # the others keep their exact times
+    window_rows = _note_rows(notes.first(bundled.spec.n_notes))
+    assert not gone - window_rows  # only notes the model reads change
+    assert {c["index"] for c in d["changed_notes"]} <= set(range(bundled.spec.n_notes))
+    # written: drums and every other event kept; in ticks, exactly the reported notes differ
+    out = write_midi(full, tmp_path / "flipped.mid")
+    _, t0 = track_events(src)
+    _, t1 = track_events(out)
+    assert [(name, other) for name, other, _ in t1] == [(name, other) for name, other, _ in t0]
+    n0 = Counter((name,) + n for name, _, ns in t0 for n in ns)
+    n1 = Counter((name,) + n for name, _, ns in t1 for n in ns)
+    assert sum((n0 - n1).values()) == n_changed and sum(1 for k in n1.elements() if k[0] == "Drums") == N_DRUMS
+    # what the model reads from the written file is what the flip reported
+    again = bundled.classify_file(out)
+    assert again["probabilities"][target] == pytest.approx(d["probabilities_after"][target], abs=1e-4)
+
+
+def test_cli_midi_classify_says_which_notes_the_model_reads(tmp_path, capsys):
+    from midi_multitrack import N_BASS, N_DRUMS, N_PIANO, make_multitrack
+
+    from musiclens.cli import midi_classify
+
+    path = make_multitrack(tmp_path / "multi.mid")
+    args = _parser(midi_classify).parse_args(["midi-classify", str(path), "--json"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_notes_read"] == 100 and out["n_notes_total"] == N_PIANO + N_BASS
+    assert out["n_notes_not_read_tracks"] == N_DRUMS  # drums: kept in the file, not read
+    args = _parser(midi_classify).parse_args(["midi-classify", str(path)])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert f"notes 1–100 of {N_PIANO + N_BASS}" in text and f"{N_DRUMS} drum" in text
+
+
+@pytest.mark.realdata
+def test_flip_real_jazz_file_with_drums_changes_only_reported_notes(bundled, shared_data, tmp_path):
+    src = shared_data / "midi" / "di01096-genre-midi" / "jazz" / "jazz (10).mid"
+    if not src.is_file():
+        pytest.skip(f"real-data tier: {src} is not present")
+    notes = bundled.spec.read(src)
+    assert len(notes) == 2930
+    before = bundled.classify_notes(notes)["predicted"]
+    target = "bach" if before != "bach" else "folk"
+    result = flip(bundled, notes, to=target, steps=150)
+    d = result.to_dict()
+    full = result.full_notes(notes)
+    gone = _note_rows(notes) - _note_rows(full)
+    print(f"real jazz (10).mid -> {target}: flipped {result.flipped}, {d['change']['notes_changed']} notes "
+          f"changed, {sum(gone.values())} of {len(notes)} notes differ")
+    assert sum(gone.values()) == d["change"]["notes_changed"] == len(d["changed_notes"])
+    out = write_midi(full, tmp_path / "jazz10_flipped.mid")
+    assert read_midi(out).is_drum.sum() == 1019

@@ -309,3 +309,35 @@ def test_play_midi_through_the_player_with_a_moving_playhead(qtbot, window, tmp_
 
     lag = int(np.argmax(correlate(played, expected, mode="valid", method="fft")))
     assert np.abs(played[lag:lag + len(expected)] - expected).max() <= 2 / 32768
+
+
+def test_multitrack_file_keeps_its_drums_and_shows_which_notes_the_model_reads(qtbot, window, tmp_path):
+    """Issue 13, item 9: drums are kept (drawn, saved) and the roll says which notes the model reads."""
+    from collections import Counter
+
+    from midi_multitrack import N_BASS, N_DRUMS, N_PIANO, make_multitrack, track_events
+
+    src = make_multitrack(tmp_path / "multi.mid")
+    roll = open_and_classify(qtbot, window, src)
+    total = N_PIANO + N_BASS
+    assert len(roll.editor) == total and len(roll.others) == N_DRUMS
+    text = roll.reads_label.text()
+    assert f"notes 1–100 of {total}" in text and f"{N_DRUMS} drum" in text, text
+    reads = roll.model_reads()
+    assert reads.sum() == 100 and reads[:100].all() and not reads[100:].any()
+    alpha = [c.alpha() for c in roll.items.colors]
+    assert min(alpha[:100]) == 255 and max(alpha[100:]) < 255  # notes the model does not read are dimmed
+
+    row = 3
+    note_id = int(roll.editor.ids[row])
+    roll.apply(lambda ed: ed.move([note_id], 0.0, 1))
+    out = roll.save_midi(tmp_path / "saved.mid")
+    _, before = track_events(src)
+    _, after = track_events(out)
+    assert [(n, o) for n, o, _ in after] == [(n, o) for n, o, _ in before]  # tempo map, CCs, bends, programs
+    b = Counter((n,) + x for n, _, ns in before for x in ns)
+    a = Counter((n,) + x for n, _, ns in after for x in ns)
+    assert sum((b - a).values()) == 1 and sum(1 for k in a.elements() if k[0] == "Drums") == N_DRUMS
+    window.resize(1400, 800)
+    qtbot.wait(50)
+    window.piano_roll.grab().save(str(tmp_path / "multitrack-roll.png"))

@@ -150,6 +150,55 @@ def test_cancel_then_resume_gives_the_same_model(tones, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_cancel_keeps_the_best_weights_so_far(tones):
+    m = new_model()
+    stop = threading.Event()
+    at_epoch = {}
+    for ev in train.train(m, tones, cfg(epochs=6), cancel=stop):
+        if ev.kind == "epoch":
+            at_epoch[ev.epoch] = state(m)
+        if ev.kind == "batch" and ev.epoch == 3 and ev.batch == 2:  # mid-epoch: weights of no epoch
+            stop.set()
+    assert ev.kind == "cancelled" and ev.epoch == 3 and ev.best_epoch in (1, 2)
+    assert ev.model is m and not m.net.training
+    best, now = at_epoch[ev.best_epoch], state(m)
+    assert all(torch.equal(now[k], best[k]) for k in best)  # the best epoch's weights, not the last batch's
+    assert m.provenance["stopped"] == "cancelled"
+    assert m.provenance["note"] == f"cancelled at epoch 3, best val epoch {ev.best_epoch}"
+
+
+def test_cancelled_run_on_a_folder_saves_the_best_model_so_far(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
+    root = genre_22k(tmp_path / "g")
+    config = train.TrainConfig(epochs=10, batch_size=4, patience=None, device="cpu")
+    out = tmp_path / "model"
+    stop = threading.Event()
+    events = []
+    for ev in train.train_on_folder("vanilla-cnn", root, config=config, out=out, cancel=stop):
+        events.append(ev)
+        if getattr(ev, "kind", "") == "batch" and ev.epoch == 3 and ev.batch == 1:
+            stop.set()
+    fin = events[-1]
+    assert isinstance(fin, train.Finished) and fin.cancelled
+    best = fin.summary["best_epoch"]
+    assert best in (1, 2) and fin.summary["stopped"] == "cancelled"
+    assert fin.summary["out"] == str(out) and 0.0 <= fin.summary["val_accuracy"] <= 1.0
+    loaded = registry.load(out)  # a model folder like any other
+    saved, kept = state(loaded), state(fin.model)
+    assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k].cpu()) for k in kept)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["provenance"]["note"] == f"cancelled at epoch 3, best val epoch {best}"
+    assert meta["provenance"]["stopped"] == "cancelled" and meta["provenance"]["best_epoch"] == best
+    # cancelled before any epoch ended: nothing worth keeping is saved
+    stop.clear()
+    out2 = tmp_path / "model2"
+    for ev in train.train_on_folder("vanilla-cnn", root, config=config, out=out2, cancel=stop):
+        if getattr(ev, "kind", "") == "batch" and ev.epoch == 1 and ev.batch == 1:
+            stop.set()
+    assert isinstance(ev, train.Finished) and ev.cancelled and "out" not in ev.summary
+    assert not out2.exists()
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tones, tmp_path):
     last(train.train(new_model(), tones, cfg(epochs=1, checkpoint_dir=str(tmp_path / "k"))))
     with pytest.raises(MusicLensError, match="for a different model"):

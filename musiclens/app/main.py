@@ -16,13 +16,15 @@ def demo_path() -> Path:
 
 
 def run(*, file: str | None = None, model: str | None = None, demo: bool = False,
-        screenshot: str | None = None, timeout_s: float = 300.0) -> int:
+        screenshot: str | None = None, timeout_s: float = 300.0,
+        geometry: tuple[int, int] | None = None) -> int:
     """Open the main window with ``model`` and ``file`` (the bundled demo by default).
 
     ``screenshot``: wait until the first analysis has finished, save a PNG of the whole
     window and quit (exit status 1 if an error or the timeout came first).
+    ``geometry``: (width, height) of the window in pixels; a screenshot is exactly that size.
     """
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -34,6 +36,17 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
 
     window = MainWindow()
     window.screenshot_mode = bool(screenshot)
+    if geometry is not None:
+        least = window.minimumSizeHint()
+        if geometry[0] < least.width() or geometry[1] < least.height():
+            window.worker.shutdown()
+            window.collector.stop()
+            from musiclens.core.errors import MusicLensError
+
+            raise MusicLensError(f"--geometry {geometry[0]}x{geometry[1]}: the window needs at least "
+                                 f"{least.width()}x{least.height()}")
+        window.setWindowState(Qt.WindowNoState)  # not maximised: exactly that size
+        window.resize(*geometry)
     window.show()
     shown_s = time.perf_counter() - T0
     path = Path(file) if file else (demo_path() if demo or file is None else None)
@@ -47,7 +60,15 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
     status = {"code": 0}
     if screenshot:
         def shoot(code: int) -> None:
-            window.grab().save(screenshot)
+            picture = window.grab()
+            if geometry is not None and (picture.width(), picture.height()) != geometry:
+                if (window.width(), window.height()) != geometry:  # e.g. a window manager said no
+                    print(f"musiclens: the window is {window.width()}x{window.height()}, "
+                          f"not {geometry[0]}x{geometry[1]}", file=sys.stderr)
+                    code = code or 1
+                else:  # a high-DPI screen: device pixels -> the asked size
+                    picture = picture.scaled(*geometry, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
+            picture.save(screenshot)
             print(f"window shown after {shown_s:.2f} s, analysed after "
                   f"{time.perf_counter() - T0:.2f} s; screenshot {screenshot}", file=sys.stderr)
             status["code"] = code

@@ -66,8 +66,11 @@ class LayerMaps:
     layer: str
     patch: int
     start_s: float
-    maps: np.ndarray  # (K, F_l, T_l)
-    energy: np.ndarray  # (K,) mean square
+    maps: np.ndarray  # (K, F_l, T_l) before any ReLU
+    energy: np.ndarray  # (K,) mean square of the positive part: what the auralisation's mask is made of
+    level_db: np.ndarray | None = None  # (K,) RMS of each filter's auralisation, dBFS (-inf: digital silence)
+    silent: np.ndarray | None = None  # (K,) auralisation below silent_db
+    silent_db: float = -40.0
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Heard:
     mask: np.ndarray  # (F, T) over [start_s, end_s]
     start_s: float
     end_s: float
+    level_db: float = float("nan")  # RMS of the auralisation as computed, dBFS
+    gain_db: float = 0.0  # applied for loudness-normalised listening (0: as computed)
 
 
 @dataclass
@@ -109,6 +114,9 @@ class Dreamt:
     probabilities_before: dict[str, float]
     probabilities_after: dict[str, float]
     label: str
+    steps: int = 0  # updates applied
+    total: int = 0  # updates asked for
+    stopped: bool = False  # the user stopped it at ``steps``
 
 
 @dataclass
@@ -121,11 +129,13 @@ class Similarity:
     layers: list[str]
     values: dict[str, np.ndarray]  # metric -> (L,)
     maps: list[tuple[str, np.ndarray, np.ndarray]]  # (layer, map of A, map of B), input first
+    kinds: dict[str, str] = field(default_factory=dict)  # layer -> conv, batchnorm, block, pool, dense…
 
 
 @dataclass
 class MidiOpened:
-    """A MIDI file read with the MIDI model's spec (drums left out)."""
+    """A MIDI file read with the MIDI model's spec: ``notes`` are the tracks the model reads
+    (drums left out); the whole file stays in ``notes.document`` and saving keeps it."""
 
     path: Path
     notes: Any  # musiclens.core.midi.Notes
@@ -165,6 +175,7 @@ class ClassSimilarity:
     layers: list[str]
     per_class: dict[str, dict[str, np.ndarray]]  # label -> metric -> (L,)
     pairs: dict[str, int]  # label -> number of pairs
+    kinds: dict[str, str] = field(default_factory=dict)  # layer -> conv, batchnorm, block, pool, dense…
 
 
 class Session(QObject):
@@ -175,9 +186,12 @@ class Session(QObject):
     error = Signal(str)
     progress = Signal(object)  # Progress of the running job
 
-    def __init__(self, worker: Worker, parent: QObject | None = None) -> None:
+    def __init__(self, worker: Worker, parent: QObject | None = None, *,
+                 long_worker: Worker | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
+        # long jobs (training) run here, so analyses never wait behind them
+        self.long_worker = long_worker or worker
         self.model = None  # LoadedModel, touched only in jobs (worker thread)
         self.summary: ModelSummary | None = None
         self.recording: Recording | None = None
@@ -188,8 +202,9 @@ class Session(QObject):
     # ------------------------------------------------------------------ plumbing
     def submit(self, name: str, fn: Callable[[JobContext], Any], on_result: Callable[[Any], None],
                *, on_progress: Callable[[Progress], None] | None = None,
-               on_error: Callable[[str], None] | None = None) -> Job:
-        """Run ``fn`` in the worker; results and errors come back on the GUI thread."""
+               on_error: Callable[[str], None] | None = None, worker: Worker | None = None) -> Job:
+        """Run ``fn`` in the worker (``worker``: another one, e.g. :attr:`long_worker`);
+        results and errors come back on the GUI thread."""
         def failed(message: str) -> None:
             self.error.emit(f"{name}: {message}")
             if on_error:
@@ -200,7 +215,8 @@ class Session(QObject):
             if on_progress:
                 on_progress(p)
 
-        return self.worker.run(name, fn, on_result=on_result, on_error=failed, on_progress=progressed)
+        return (worker or self.worker).run(name, fn, on_result=on_result, on_error=failed,
+                                           on_progress=progressed)
 
     # ------------------------------------------------------------------ model
     def load_model(self, name_or_dir: str, *, then: Callable[[], None] | None = None) -> Job:
@@ -272,36 +288,41 @@ class Session(QObject):
 
     # ------------------------------------------------------------------ looking inside
     def layer_maps(self, layer: str, patch: int, on_result: Callable[[LayerMaps], None]) -> Job:
-        """Per-filter activation maps of ``layer`` on one patch."""
+        """Per-filter activation maps of ``layer`` on one patch, with what each filter's
+        auralisation sounds like (energy of the positive part, level in dBFS, silent or not)."""
         audio, start = self.patch_audio(patch)
 
         def work(ctx: JobContext) -> LayerMaps:
-            import torch
-
-            from musiclens.core.interpret.hooks import activations, as_map
+            from musiclens.core.interpret.auralise import filter_levels
 
             model = self._require_model()
-            x = model.front_end(torch.from_numpy(audio)[None])[..., : model.patch_frames]
-            act = as_map(activations(model, x, layer)[layer])[0]  # (K, F_l, T_l)
-            maps = act.float().numpy()
-            return LayerMaps(layer, patch, start, maps, (maps ** 2).mean(axis=(1, 2)))
+            levels = filter_levels(model, audio, layer=layer)  # the same input hear_filter uses
+            return LayerMaps(layer, patch, start, levels.maps, levels.energy, levels.level_db,
+                             levels.silent, levels.silent_db)
 
         return self.submit(f"activations of {layer}", work, on_result)
 
     def hear_filter(self, layer: str, k: int, patch: int, how: str,
-                    on_result: Callable[["Heard"], None]) -> Job:
-        """Auralise (``how="activation"``) or deconvolve (``"deconv"``) filter ``k`` on a patch."""
+                    on_result: Callable[["Heard"], None], *, normalise_to: float | None = None) -> Job:
+        """Auralise (``how="activation"``) or deconvolve (``"deconv"``) filter ``k`` on a patch.
+        ``normalise_to``: scale the result to that RMS level in dBFS (peak ≤ 0.99; silence
+        stays silent); the gain is in ``Heard.gain_db``."""
         audio, start = self.patch_audio(patch)
 
         def work(ctx: JobContext) -> Heard:
-            from musiclens.core.interpret.auralise import auralise_filter
+            from musiclens.core.interpret.auralise import auralise_filter, normalise_loudness, rms_dbfs
             from musiclens.core.interpret.deconv import auralise_deconv
 
             model = self._require_model()
             run = auralise_filter if how == "activation" else auralise_deconv
             result = run(model, audio, layer=layer, filter=k)
-            return Heard(f"{layer} #{k} ({how})", result.audio[0], result.sample_rate,
-                         result.mask[0].float().numpy(), start, start + len(audio) / result.sample_rate)
+            y = result.audio[0]
+            level, gain = rms_dbfs(y), 0.0
+            if normalise_to is not None:
+                y, gain = normalise_loudness(y, target_dbfs=normalise_to)
+            label = f"{layer} #{k} ({how}" + (f", {gain:+.1f} dB)" if normalise_to is not None else ")")
+            return Heard(label, y, result.sample_rate, result.mask[0].float().numpy(), start,
+                         start + len(audio) / result.sample_rate, level, gain)
 
         return self.submit(f"{how} of {layer} #{k}", work, on_result)
 
@@ -352,6 +373,9 @@ class Session(QObject):
         patch = options.pop("patch", 0)
         preview_every = max(1, int(options.get("steps", 100)) // 25)
         start_audio = self.patch_audio(patch)[0] if start_kind == "patch" and self.recording else None
+        import threading
+
+        stop = self._dream_stop = threading.Event()  # stop_dream(): finish with the dream so far
 
         def work(ctx: JobContext) -> Dreamt:
             from musiclens.app.worker import Cancelled
@@ -362,7 +386,7 @@ class Session(QObject):
             seconds = model.patch_frames * fe.hop / fe.sample_rate
             start = start_audio if start_audio is not None else sine_sweep(fe, seconds=seconds)
             first = last = None
-            for step in dream(model, start, cancel=lambda: ctx.cancelled, **options):
+            for step in dream(model, start, cancel=lambda: ctx.cancelled or stop.is_set(), **options):
                 first = first or step
                 last = step
                 if step.done:
@@ -370,15 +394,24 @@ class Session(QObject):
                 if step.step % preview_every == 0:
                     ctx.progress(step.progress, f"dreaming: step {step.step}/{step.total}, "
                                  f"objective {step.objective:.3f}", display_of(step.x[0], fe))
-            if last is None or last.cancelled:
+            if last is None or not last.done or ctx.cancelled:  # cancelled (not stopped): nothing to keep
                 raise Cancelled()
+            stopped = last.cancelled
             return Dreamt(last.audio, last.sample_rate, display_of(first.x[0], fe),
                           display_of(last.x[0], fe), first.objective, last.objective,
                           probabilities(model, first.scores, options.get("output", "logit")),
                           probabilities(model, last.scores, options.get("output", "logit")),
-                          f"dream of {options.get('target')}")
+                          f"dream of {options.get('target')}" + (f" (stopped at step {last.step})" if stopped else ""),
+                          steps=last.step, total=last.total, stopped=stopped)
 
         return self.submit("dream", work, on_result, on_progress=on_progress, on_error=on_error)
+
+    def stop_dream(self) -> None:
+        """Stop the running dream after its current step; it finishes with the dream so far
+        (its audio is made from the input as it is), unlike a cancel, which keeps nothing."""
+        stop = getattr(self, "_dream_stop", None)
+        if stop is not None:
+            stop.set()
 
     def kernels(self, on_result: Callable[[dict], None]) -> Job:
         """Kernel statistics of the current model (norms, dead kernels, batch-norm parameters)."""
@@ -418,42 +451,51 @@ class Session(QObject):
                     for name in layers]
             maps.insert(0, ("input", display_of(xa[0], fe), display_of(xb[0], fe)))
             return Similarity(self.recording.path.name, other.name, start, curve.layers,
-                              {k: v[0] for k, v in curve.values.items()}, maps)
+                              {k: v[0] for k, v in curve.values.items()}, maps, layer_kinds(model))
 
         return self.submit(f"similarity with {other.name}", work, on_result)
 
     def train(self, options: dict, out: Path, on_result: Callable[[dict], None], *,
               on_progress: Callable[[Progress], None] | None = None,
               on_error: Callable[[str], None] | None = None) -> Job:
-        """Train a study architecture on a dataset folder (``options``: root, arch, task,
-        epochs); the model is saved to ``out``. Progress payloads carry per-epoch curves."""
+        """Train a study architecture on a dataset folder; the model is saved to ``out``.
+
+        ``options``: root, arch, task, epochs, and optionally lr, batch_size, patience
+        (None = no early stopping), val_fraction, test_fraction (of the tracks), model_params.
+        Runs on :attr:`long_worker`, so analyses go on meanwhile. Progress payloads carry
+        per-epoch curves. Cancelled after an epoch ended, the best model so far is saved to
+        ``out`` all the same and its summary (``"out"``, ``"best_epoch"``, ``"note"``) is the
+        job's ``partial``."""
         def work(ctx: JobContext) -> dict:
             from musiclens.app.worker import Cancelled
             from musiclens.core.data import PrepareProgress
             from musiclens.core.train import Finished, TrainConfig, train_on_folder
 
-            config = TrainConfig(epochs=int(options["epochs"]))
+            config = train_config(options, TrainConfig)
+            val, test = float(options.get("val_fraction", 0.1)), float(options.get("test_fraction", 0.1))
             run = train_on_folder(options["arch"], options["root"], task=options["task"], config=config,
-                                  out=out, cancel=lambda: ctx.cancelled,
+                                  out=out, cancel=lambda: ctx.cancelled, fractions=(1.0 - val - test, val, test),
                                   model_params=options.get("model_params"))
+            # progress never raises here: a cancelled run ends its own way, keeping its best epoch
             for ev in run:
                 if isinstance(ev, PrepareProgress):
                     ctx.progress(0.1 * ev.done / max(1, ev.total),
                                  f"preparing patches: {ev.done}/{ev.total} tracks"
-                                 + (f" (skipped {ev.track}: {ev.error})" if ev.error else ""))
+                                 + (f" (skipped {ev.track}: {ev.error})" if ev.error else ""), check=False)
                 elif isinstance(ev, Finished):
                     if ev.cancelled:
-                        raise Cancelled()
+                        raise Cancelled(partial=ev.summary)
                     return ev.summary
                 elif ev.kind == "batch":
                     done = (ev.epoch - 1 + ev.batch / max(1, ev.batches)) / ev.epochs
-                    ctx.progress(0.1 + 0.85 * done, ev.line())
+                    ctx.progress(0.1 + 0.85 * done, ev.line(), check=False)
                 elif ev.kind == "epoch":
-                    ctx.progress(0.1 + 0.85 * ev.epoch / ev.epochs, ev.line(), epoch_curves(ev.metrics))
+                    ctx.progress(0.1 + 0.85 * ev.epoch / ev.epochs, ev.line(), epoch_curves(ev.metrics),
+                                 check=False)
             raise Cancelled()
 
         return self.submit(f"train {options['arch']}", work, on_result, on_progress=on_progress,
-                           on_error=on_error)
+                           on_error=on_error, worker=self.long_worker)
 
     # ------------------------------------------------------------------ MIDI (piano roll)
     def _midi_model(self, name: str | None = None):
@@ -521,12 +563,15 @@ class Session(QObject):
 
     def midi_audio(self, notes, on_result: Callable[[tuple[np.ndarray, int, str]], None],
                    sample_rate: int = 22050) -> Job:
-        """Render notes to audio (SoundFont when installed, else the built-in synthesiser)."""
+        """Render notes to audio (SoundFont when installed, else the built-in synthesiser),
+        with the file's tracks the model does not read (drums, ...) as they are."""
         def work(ctx: JobContext):
+            from musiclens.core.midi import merge_notes, other_notes
             from musiclens.core.synth import synthesise
 
             ctx.progress(None, "synthesising")
-            audio, how = synthesise(notes, sample_rate)
+            others = other_notes(notes)
+            audio, how = synthesise(merge_notes(notes, others) if len(others) else notes, sample_rate)
             return audio, sample_rate, how
 
         return self.submit("synthesise MIDI", work, on_result)
@@ -572,7 +617,8 @@ class Session(QObject):
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (CKA of dense layers)
                 per_class = {label: {k: np.nanmean(v[r], axis=0) for k, v in curve.values.items()}
                              for label, r in rows.items()}
-            return ClassSimilarity(str(folder), curve.layers, per_class, {k: len(v) for k, v in groups.items()})
+            return ClassSimilarity(str(folder), curve.layers, per_class, {k: len(v) for k, v in groups.items()},
+                                   layer_kinds(model))
 
         return self.submit(f"similarity within the classes of {folder.name}", work, on_result)
 
@@ -631,6 +677,24 @@ def display_of(x, fe) -> np.ndarray:
     if fe.kind == "stft":
         return (10 * torch.log10((x[0] ** 2 + x[1] ** 2).clamp_min(1e-10))).float().numpy()
     return x[0].detach().float().numpy()
+
+
+def layer_kinds(model) -> dict[str, str]:
+    """Layer name -> its kind (conv, batchnorm, block, pool, dense, …) for grouping curves."""
+    return {name: info.kind for name, info in model.layers.items()}
+
+
+def train_config(options: dict, config_class):
+    """The Training panel's ``options`` -> :class:`~musiclens.core.train.TrainConfig`
+    (``config_class``, passed in so this module never imports torch)."""
+    config = config_class(epochs=int(options["epochs"]))
+    if "lr" in options:
+        config.lr = float(options["lr"])
+    if "batch_size" in options:
+        config.batch_size = int(options["batch_size"])
+    if "patience" in options:
+        config.patience = None if options["patience"] is None else int(options["patience"])
+    return config
 
 
 def epoch_curves(metrics: dict) -> dict[str, float]:

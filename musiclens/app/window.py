@@ -8,7 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QToolBar, QWidget,
+    QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+    QScrollArea, QToolBar, QWidget,
 )
 
 from musiclens.app.player import Player
@@ -18,6 +19,8 @@ from musiclens.app.worker import Progress, Worker
 AUDIO_FILTER = ("Audio or MIDI (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff *.mid *.midi *.rmi *.kar);;"
                 "MIDI (*.mid *.midi *.rmi *.kar);;All files (*)")
 MAX_RECENT = 10
+# failures the user must see (a dialog as well as the status bar): session job names
+MUST_SEE_FAILURES = ("open ", "load model ")
 
 
 def settings() -> QSettings:
@@ -34,6 +37,42 @@ def settings_list(key: str) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+class FitScrollArea(QScrollArea):
+    """A panel that scrolls only where its dock is smaller than the panel's minimum size;
+    otherwise it fills the dock (a resizable QScrollArea keeps word-wrapping panels at their
+    preferred height, so they would always scroll)."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__()
+        self.setFrameShape(QFrame.NoFrame)
+        self.setWidgetResizable(False)
+        self.setWidget(widget)
+        widget.installEventFilter(self)
+
+    def sizeHint(self):  # noqa: N802
+        return self.widget().sizeHint()
+
+    def fit(self) -> None:
+        panel, view = self.widget(), self.maximumViewportSize()
+        least = panel.minimumSizeHint().expandedTo(panel.minimumSize())
+        bar = self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent)
+        w, h = view.width(), view.height()
+        if least.height() > h:  # a vertical scroll bar takes its width
+            w -= bar
+        if least.width() > w:
+            h -= bar
+        panel.resize(max(w, least.width()), max(h, least.height()))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.fit()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if obj is self.widget() and event.type() == event.Type.LayoutRequest:
+            QTimer.singleShot(0, self.fit)
+        return False
+
+
 class MainWindow(QMainWindow):
     ready = Signal()  # the first model is loaded and the first recording analysed
 
@@ -41,15 +80,21 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("MusicLens")
         self.resize(1500, 900)
+        self._fit_screen()
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         from musiclens.app.gc_guard import GuiThreadCollector
 
         self.collector = GuiThreadCollector(self)  # before the worker thread starts
-        self.worker = Worker(threads=1, parent=self)
-        self.session = Session(self.worker, self)
+        self.worker = Worker(threads=1, name="analyses", parent=self)
+        # training gets its own thread: analyses never wait behind it (one torch thread each)
+        self.train_worker = Worker(threads=1, name="training", parent=self)
+        self.session = Session(self.worker, self, long_worker=self.train_worker)
         self.player = Player(self)
         self.docks: dict[str, QDockWidget] = {}
+        self.panels: dict[str, QWidget] = {}  # title -> the panel (a dock's widget may scroll it)
+        self.error_dialog: QMessageBox | None = None  # the last failure the user must see
+        self._play_on_recording = True  # what plays is (part of) the open recording
         self._build_status_bar()
         self._build_panels()
         self._build_toolbar()
@@ -57,7 +102,20 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_layout()
         self.screenshot_mode = False  # set by ``musiclens gui --screenshot``: no restore offer
-        QTimer.singleShot(0, lambda: self.screenshot_mode or self.piano_roll.offer_restore())
+        QTimer.singleShot(0, lambda: self.screenshot_mode or self._offer_restore())
+
+    def _fit_screen(self) -> None:
+        """On a screen smaller than the default size (a 1280x800 or 1366x768 laptop), start
+        maximised, and smaller than the screen once un-maximised."""
+        from PySide6.QtGui import QGuiApplication
+
+        screen = QGuiApplication.primaryScreen()
+        if screen is None or QGuiApplication.platformName() == "offscreen":  # a fake 800x600 screen
+            return
+        free = screen.availableGeometry()
+        if self.width() > free.width() or self.height() > free.height():  # with its title bar, too
+            self.resize(min(self.width(), free.width() - 20), min(self.height(), free.height() - 60))
+            self.setWindowState(self.windowState() | Qt.WindowMaximized)  # a laptop: all of the screen
 
     # ------------------------------------------------------------------ construction
     def _build_panels(self) -> None:
@@ -81,34 +139,43 @@ class MainWindow(QMainWindow):
         self.similarity = SimilarityPanel()
         self.training = TrainingPanel()
         self.piano_roll = PianoRollPanel()
-        self.piano_roll.attach(self.session, self.player, self.play)
+        self.piano_roll.attach(self.session, self.player,
+                               lambda audio, sr, label: self.play(audio, sr, label, on_recording=False))
         spec = self.add_dock("Spectrogram", self.spectrogram, Qt.LeftDockWidgetArea)
         layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
         preds = self.add_dock("Predictions", self.predictions, Qt.RightDockWidgetArea)
         cam = self.add_dock("CAM and saliency", self.attribution, Qt.RightDockWidgetArea)
         self.splitDockWidget(preds, cam, Qt.Vertical)
-        dream = self.add_dock("Dream", self.dream, Qt.RightDockWidgetArea)
+        # tall forms scroll inside their docks: the window fits a 1366x768 laptop screen
+        dream = self.add_dock("Dream", self.dream, Qt.RightDockWidgetArea, scroll=True)
         self.tabifyDockWidget(layers, dream)
         similarity = self.add_dock("Similarity", self.similarity, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(layers, similarity)
         kernels = self.add_dock("Kernels", self.kernels, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(layers, kernels)
-        training = self.add_dock("Training", self.training, Qt.LeftDockWidgetArea)
+        training = self.add_dock("Training", self.training, Qt.LeftDockWidgetArea, scroll=True)
         self.tabifyDockWidget(layers, training)
         piano = self.add_dock("Piano roll", self.piano_roll, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(spec, piano)
         spec.raise_()
         layers.raise_()
         self._default_sizes = lambda: (
-            self.resizeDocks([spec, preds], [1000, 500], Qt.Horizontal),
+            self.resizeDocks([spec, preds], [self.width() - min(500, max(360, self.width() // 3)),
+                                             min(500, max(360, self.width() // 3))], Qt.Horizontal),
             self.resizeDocks([spec, layers], [430, 420], Qt.Vertical),
             self.resizeDocks([preds, cam], [560, 290], Qt.Vertical))
 
-    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *,
+                 scroll: bool = False) -> QDockWidget:
+        """``scroll``: the panel scrolls inside its dock when the dock is smaller than it."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")  # for saveState
-        dock.setWidget(widget)
+        self.panels[title] = widget
+        if scroll:
+            dock.setWidget(FitScrollArea(widget))
+        else:
+            dock.setWidget(widget)
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
                          | QDockWidget.DockWidgetFloatable)
         self.addDockWidget(area, dock)
@@ -156,7 +223,7 @@ class MainWindow(QMainWindow):
         self._action(model, "Open model &folder…", self.open_model_dialog)
         analysis = menu.addMenu("&Analysis")
         self._action(analysis, "&Predict again", lambda: self.session.recording and self.session.analyse())
-        self._action(analysis, "&Cancel running jobs", self.worker.cancel_all)
+        self._action(analysis, "&Cancel running jobs", lambda: self.job_queue.cancel_all())
         help_menu = menu.addMenu("&Help")
         self._action(help_menu, "&What am I looking at?", self.show_guide)
         self._action(help_menu, "&About MusicLens", self.about)
@@ -172,16 +239,19 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_status_bar(self) -> None:
+        from musiclens.app.jobs import JobQueueButton
+
         bar = self.statusBar()
-        self.busy_label = QLabel("")
+        self.job_queue = JobQueueButton([self.train_worker, self.worker])  # running + queued jobs
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setTextVisible(False)
         self.progress_bar.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
-        self.cancel_button.clicked.connect(lambda: self.worker.cancel_all())
-        bar.addPermanentWidget(self.busy_label)
+        self.cancel_button.setToolTip("Cancel every job (one job: the job list's menu)")
+        self.cancel_button.clicked.connect(lambda: self.job_queue.cancel_all())
+        bar.addPermanentWidget(self.job_queue)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
 
@@ -189,11 +259,11 @@ class MainWindow(QMainWindow):
         s = self.session
         s.status.connect(lambda m: self.statusBar().showMessage(m, 15000))
         s.error.connect(self.show_error)
-        s.progress.connect(self._on_progress)
         s.model_changed.connect(self._on_model)
         s.recording_changed.connect(self._on_recording)
         s.analysis_ready.connect(self._on_analysis)
-        self.worker.busy_changed.connect(self._on_busy)
+        for worker in (self.worker, self.train_worker):
+            worker.changed.connect(self._on_jobs)
         self.player.position_changed.connect(self._on_position)
         self.player.state_changed.connect(
             lambda playing: self.play_button.setText("❚❚ Pause" if playing else "▶ Play"))
@@ -208,14 +278,23 @@ class MainWindow(QMainWindow):
         self.dream.start_requested.connect(self._start_dream)
         self.kernels.requested.connect(lambda: s.kernels(self.kernels.set_stats))
         self.training.start_requested.connect(self._start_training)
-        self.training.cancel_requested.connect(lambda: self.worker.cancel_all(f"train {self.training.arch.currentText()}"))
+        self.training.cancel_requested.connect(self._cancel_training)  # the training only
         self.similarity.requested.connect(
             lambda path: s.similarity(path, self.current_patch(), self.similarity.set_result))
         self.similarity.folder_requested.connect(
             lambda folder: s.class_similarity(folder, self.similarity.set_classes))
-        self.dream.stop_requested.connect(lambda: self.worker.cancel_all("dream"))
-        self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label))
+        self.dream.stop_requested.connect(self.session.stop_dream)  # ends with the dream so far
+        self.attribution.display_changed.connect(
+            lambda: self.attribution.result is not None and self._show_attribution(self.attribution.result))
+        for a, b in ((self.attribution.opacity, self.spectrogram.opacity),
+                     (self.attribution.contrast, self.spectrogram.contrast)):  # one control, two places
+            a.valueChanged.connect(b.setValue)
+            b.valueChanged.connect(a.setValue)
+        self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label, on_recording=False))
         self.model_picker.activated.connect(self._picked_model)
+        self.piano_roll.opened.connect(lambda path: self._remember(Path(path)))  # only what opened
+        self.piano_roll.discard_button.clicked.connect(  # nothing restored: back to the recording
+            lambda: self.piano_roll.editor is None and self.docks["Spectrogram"].raise_())
 
     # ------------------------------------------------------------------ state
     def start(self, *, model: str = DEFAULT_MODEL, path: str | Path | None = None) -> None:
@@ -240,8 +319,10 @@ class MainWindow(QMainWindow):
             self.piano_roll.opened.connect(lambda _p: self.piano_roll.classified.connect(shown),
                                            Qt.SingleShotConnection)
         else:
+            if self.piano_roll.restore_bar.isHidden():  # the recording to the front
+                self.docks["Spectrogram"].raise_()
             self.session.open(path)
-        self._remember(path)
+        # Open Recent gets the file once it has opened (_on_recording, piano_roll.opened)
 
     def _on_model(self, summary: ModelSummary) -> None:
         self.setWindowTitle(f"MusicLens — {summary.name}")
@@ -249,7 +330,16 @@ class MainWindow(QMainWindow):
         self.attribution.set_model(summary)
         self.dream.set_model(summary)
         self.kernels.clear()
+        self._clear_results()
+        self._select_model(summary)
+
+    def _select_model(self, summary: ModelSummary) -> None:
+        """Show ``summary``'s model in the picker (listed once: bundled by name, folders by path)."""
+        from musiclens.core.resources import bundled_models_dir
+
         i = self.model_picker.findData(summary.source) if summary.source else -1
+        if i < 0 and summary.source and Path(summary.source).parent == bundled_models_dir():
+            i = self.model_picker.findData(Path(summary.source).name)  # bundled: listed by name
         if i < 0:
             self.model_picker.addItem(summary.name, summary.source or summary.name)
             i = self.model_picker.count() - 1
@@ -259,9 +349,27 @@ class MainWindow(QMainWindow):
         self.spectrogram.set_spectrogram(rec.display, rec.duration_s, rec.bin_hz,
                                          f"{rec.path.name} · {rec.caption}")
         self.predictions.clear()
+        if self.similarity.result is not None:  # a comparison of the previous recording
+            self.similarity.clear()
+        self.attribution.clear()
         self.player.load(rec.audio, rec.sample_rate, label=rec.path.name)
         self.playing_label.setText(f" {rec.path.name} ")
         self._on_position(0.0)
+        if rec.path != getattr(self, "_recording_path", None):  # not the same file again (a new model)
+            self._recording_path = rec.path
+            self._remember(rec.path)
+
+    def _clear_results(self) -> None:
+        """What the previous model computed (CAM text, similarity curves and maps)."""
+        self.attribution.clear()
+        self.similarity.clear()
+        self.spectrogram.clear_overlay()
+
+    def _offer_restore(self) -> None:
+        """Unsaved piano-roll edits: the piano roll comes to the front with its restore bar."""
+        if self.piano_roll.offer_restore():
+            self.docks["Piano roll"].show()
+            self.docks["Piano roll"].raise_()
 
     def _on_analysis(self, analysis: Analysis) -> None:
         self.predictions.set_analysis(analysis)
@@ -307,13 +415,29 @@ class MainWindow(QMainWindow):
             self.session.layer_maps(layer, self.current_patch(), show)
 
     def _hear_filter(self, layer: str, k: int, how: str) -> None:
-        self.session.hear_filter(layer, k, self.current_patch(), how, self._play_heard)
+        """Hear a filter on the patch the grid shows (not wherever the playhead is now)."""
+        maps = self.layers.maps
+        patch = maps.patch if maps is not None and maps.layer == layer else self.current_patch()
+        target = self.layers.target_dbfs if self.layers.normalise.isChecked() else None
+        self.session.hear_filter(layer, k, patch, how, self._play_heard, normalise_to=target)
 
     def _play_heard(self, heard) -> None:
         self.spectrogram.set_overlay(heard.mask, start_s=heard.start_s, end_s=heard.end_s,
-                                     caption=f"overlay: {heard.label}")
+                                     caption=f"overlay: {heard.label}",
+                                     what=f"{heard.label}: mask (positive part, max 1)")
         self.last_heard = heard
+        self.layers.show_heard(heard)
         self.play(heard.audio, heard.sample_rate, heard.label, offset_s=heard.start_s)
+        label = self.player.label
+
+        def ended(playing: bool) -> None:  # back to the clip's start: the patch the grid shows
+            if playing:
+                return
+            self.player.state_changed.disconnect(ended)
+            if self.player.label == label and self.player.position_s >= self.player.duration_s - 1e-6:
+                self.player.seek(0.0)
+
+        self.player.state_changed.connect(ended)
 
     def _start_dream(self, options: dict) -> None:
         options = dict(options, patch=self.current_patch())
@@ -323,7 +447,7 @@ class MainWindow(QMainWindow):
             options, lambda d: self.dream.finished(d),
             on_progress=lambda p: self.dream.show_progress(p.fraction, p.message, p.payload),
             on_error=lambda message: self.dream.finished(None, message))
-        job.cancelled.connect(lambda: self.dream.finished(None, "stopped"))
+        job.cancelled.connect(lambda: self.dream.finished(None, "cancelled"))
 
     def _start_training(self, options: dict) -> None:
         import time
@@ -336,37 +460,66 @@ class MainWindow(QMainWindow):
             self.training.finished(summary)
             self._add_model_folder(str(out))
 
+        def cancelled() -> None:  # the best model so far was saved when an epoch had ended
+            summary = job.partial or {}
+            if summary.get("out"):
+                self._add_model_folder(summary["out"])
+            self.training.cancelled(summary)
+
         job = self.session.train(
             options, out, done,
             on_progress=lambda p: self.training.show_event(p.fraction, p.message, p.payload),
             on_error=lambda message: self.training.finished(None, message))
-        job.cancelled.connect(lambda: self.training.finished(None, "cancelled"))
+        job.cancelled.connect(cancelled)
+        self._training_job = job
+
+    def _cancel_training(self) -> None:
+        job = getattr(self, "_training_job", None)
+        if job is not None and job.state != "done":
+            job.cancel()
+            self._on_jobs()
 
     def _show_attribution(self, result) -> None:
         self.attribution.set_result(result)
-        self.spectrogram.set_overlay(result.values, start_s=result.start_s, end_s=result.end_s,
-                                     symmetric=result.signed,
-                                     caption=f"overlay: {result.method} for {result.target}")
+        values, signed, what, ends = self.attribution.display(result)
+        self.spectrogram.set_overlay(values, start_s=result.start_s, end_s=result.end_s,
+                                     symmetric=signed, caption=f"overlay: {result.method} for {result.target}",
+                                     what=what, ends=ends)
 
-    def _on_busy(self, busy: bool, name: str) -> None:
-        self.busy_label.setText(f"⏳ {name}" if busy else "")
-        self.progress_bar.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        if busy:
+    def _on_jobs(self) -> None:
+        """Status bar: the job list, and the progress of the job the user waits for (a
+        running analysis before a training run)."""
+        self.job_queue.refresh()
+        jobs = self.job_queue.jobs()
+        self.progress_bar.setVisible(bool(jobs))
+        self.cancel_button.setVisible(bool(jobs))
+        running = [job for job, state in jobs if state == "running"]
+        shown = next((job for job in running if job in self.worker.pending()), running[0] if running else None)
+        p = shown.last_progress if shown is not None else None
+        if p is None or p.fraction is None:
             self.progress_bar.setRange(0, 0)  # indeterminate until a job reports a fraction
-
-    def _on_progress(self, p: Progress) -> None:
-        if p.fraction is None:
-            self.progress_bar.setRange(0, 0)
         else:
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(1000 * p.fraction))
-        if p.message:
-            self.busy_label.setText(f"⏳ {p.message}")
 
     def show_error(self, message: str) -> None:
         self.statusBar().showMessage(f"⚠ {message}", 30000)
         self.last_error = message
+        if message.startswith("load model ") and self.session.summary is not None:
+            self._select_model(self.session.summary)  # the picker shows the model in use
+        if message.startswith(MUST_SEE_FAILURES) and not self.screenshot_mode:
+            self._show_error_dialog(message)
+
+    def _show_error_dialog(self, message: str) -> None:
+        """A non-modal warning (one at a time: a newer failure replaces the text)."""
+        if self.error_dialog is None:
+            self.error_dialog = QMessageBox(QMessageBox.Warning, "MusicLens", "", QMessageBox.Ok, self)
+            self.error_dialog.setWindowModality(Qt.NonModal)
+        what, _, detail = message.partition(": ")
+        self.error_dialog.setText(f"Could not {what}.")
+        self.error_dialog.setInformativeText(detail)
+        self.error_dialog.show()
+        self.error_dialog.raise_()
 
     # ------------------------------------------------------------------ playback
     def toggle_play(self) -> None:
@@ -386,19 +539,27 @@ class MainWindow(QMainWindow):
             self.playing_label.setText(f" {rec.path.name} ")
         self.player.seek(seconds)
 
-    def play(self, audio, sr: int, label: str, *, offset_s: float = 0.0) -> None:
-        """Play any audio (an auralisation, a dream) with the playhead at ``offset_s`` + t."""
+    def play(self, audio, sr: int, label: str, *, offset_s: float = 0.0, on_recording: bool = True) -> None:
+        """Play any audio (an auralisation, a dream) with the playhead at ``offset_s`` + t.
+
+        ``on_recording``: it is a part of the open recording (the spectrogram's playhead
+        follows); otherwise (MIDI, a dream) the time label shows its own time and length."""
         self._play_offset = offset_s
+        self._play_on_recording = on_recording
         self.playing_label.setText(f" {label} ")
         self.player.play(audio, sr, label=label)
 
     def _on_position(self, seconds: float) -> None:
         rec = self.session.recording
-        offset = getattr(self, "_play_offset", 0.0) if rec is None or self.player.label != rec.path.name else 0.0
-        t = seconds + offset
+        if rec is not None and self.player.label == rec.path.name:  # the recording itself
+            t, total = seconds, rec.duration_s
+        elif rec is not None and self._play_on_recording:  # a part of it (a selection, a filter)
+            t, total = seconds + getattr(self, "_play_offset", 0.0), rec.duration_s
+        else:  # something else (MIDI, a dream): its own time and length
+            self.time_label.setText(f" {_mmss(seconds)} / {_mmss(self.player.duration_s)} ")
+            return
         self.spectrogram.set_playhead(t)
         self.predictions.set_playhead(t)
-        total = rec.duration_s if rec else 0.0
         self.time_label.setText(f" {_mmss(t)} / {_mmss(total)} ")
 
     # ------------------------------------------------------------------ files
@@ -435,7 +596,7 @@ class MainWindow(QMainWindow):
             path, _ = QFileDialog.getSaveFileName(self, f"Export {title}", f"{title.lower().replace(' ', '-')}.png",
                                                   "PNG (*.png)")
         if path:
-            self.docks[title].widget().grab().save(path)
+            self.panels[title].grab().save(path)
             self.statusBar().showMessage(f"saved {path}", 10000)
 
     def export_spectrogram_png(self) -> None:
@@ -477,8 +638,11 @@ class MainWindow(QMainWindow):
     def open_model_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a model folder (weights.safetensors + model.json)")
         if folder:
-            self._add_model_folder(folder)
-            self.session.load_model(folder)
+            self.open_model_folder(folder)
+
+    def open_model_folder(self, folder: str) -> None:
+        """Load a model folder; it joins the picker and the remembered folders once it loads."""
+        self.session.load_model(folder, then=lambda: self._add_model_folder(folder))
 
     def _add_model_folder(self, folder: str) -> None:
         """Remember a model folder and list it in the picker (newest first)."""
@@ -523,6 +687,7 @@ class MainWindow(QMainWindow):
         self.save_layout()
         self.player.close()
         self.worker.shutdown()
+        self.train_worker.shutdown(timeout_ms=30000)  # a cancelled run saves its best model first
         self.collector.stop()
         super().closeEvent(event)
 

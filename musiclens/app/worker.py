@@ -5,7 +5,10 @@ A job is a plain callable ``fn(ctx) -> result`` run in the worker thread. Long j
 call ``ctx.check()``, which raises :class:`Cancelled`); generator-style engine code is
 driven with :meth:`JobContext.drive`. Results, progress and errors come back to the GUI
 thread as Qt signals of the :class:`Job` object (napari's generator-worker pattern).
-Jobs run one at a time, in submission order.
+A worker runs its jobs one at a time, in submission order; the window has two: one for
+the analyses and one for long jobs (training), so a click never waits behind a training
+run. ``Worker.changed`` fires whenever a job is queued, starts, reports or ends, for the
+status bar's job list.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 
 class Cancelled(Exception):
-    """Raised inside a job when the user cancelled it."""
+    """Raised inside a job when the user cancelled it.
+
+    ``partial``: what the job made before it stopped and wants to hand back (e.g. the best
+    model of a cancelled training); it reaches the GUI thread as ``Job.partial``, set
+    before ``Job.cancelled`` fires.
+    """
+
+    def __init__(self, partial: Any = None) -> None:
+        super().__init__()
+        self.partial = partial
 
 
 @dataclass
@@ -45,8 +57,12 @@ class JobContext:
         if self.cancelled:
             raise Cancelled()
 
-    def progress(self, fraction: float | None, message: str = "", payload: Any = None) -> None:
-        self.check()
+    def progress(self, fraction: float | None, message: str = "", payload: Any = None, *,
+                 check: bool = True) -> None:
+        """Report progress; raises :class:`Cancelled` once cancelled unless ``check=False``
+        (for jobs that must finish their own way, e.g. save what they have)."""
+        if check:
+            self.check()
         self._job._post("progress", Progress(fraction, message, payload))
 
     def drive(self, steps: Iterable[Any], describe: Callable[[Any], Progress]) -> Any:
@@ -80,6 +96,9 @@ class Job(QObject):
         self._cancel = threading.Event()
         self.started_at: float | None = None
         self.elapsed_s: float | None = None
+        self.state = "queued"  # "queued" | "running" | "done" (GUI thread's view)
+        self.last_progress: Progress | None = None
+        self.partial: Any = None  # Cancelled(partial=...) of a cancelled job
 
         self._post: Callable[[str, Any], None] = lambda kind, payload: None  # set by Worker
 
@@ -130,11 +149,12 @@ class _Runner(QThread):
             try:
                 if job.is_cancelled:
                     raise Cancelled()
+                self.event.emit(job, "started", None)
                 result = job.fn(JobContext(job))
                 if job.is_cancelled:
                     raise Cancelled()
-            except Cancelled:
-                outcome = ("cancelled", None)
+            except Cancelled as exc:
+                outcome = ("cancelled", exc.partial)
             except BaseException as exc:  # noqa: BLE001 - the GUI must survive anything
                 traceback.print_exc()
                 outcome = ("failed", readable_error(exc))
@@ -149,9 +169,11 @@ class Worker(QObject):
     """Owns the worker thread and its queue. ``submit`` from the GUI thread only."""
 
     busy_changed = Signal(bool, str)  # busy?, name of the running job
+    changed = Signal()  # a job was queued, started, reported progress or ended
 
-    def __init__(self, *, threads: int = 1, parent: QObject | None = None) -> None:
+    def __init__(self, *, threads: int = 1, name: str = "worker", parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.name = name
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._runner = _Runner(self._queue, threads)
         self._runner.event.connect(self._dispatch)
@@ -163,7 +185,8 @@ class Worker(QObject):
         job._post = lambda kind, payload, job=job: self._runner.event.emit(job, kind, payload)
         self._pending.append(job)
         self._queue.put(job)
-        self.busy_changed.emit(True, job.name)
+        self.busy_changed.emit(True, self._pending[0].name)
+        self.changed.emit()
         return job
 
     def run(self, name: str, fn: Callable[[JobContext], Any], *,
@@ -187,20 +210,32 @@ class Worker(QObject):
                 job.cancel()
 
     def pending(self) -> list[Job]:
+        """Jobs not finished yet (running first, then queued), in submission order."""
         return list(self._pending)
+
+    def running(self) -> Job | None:
+        return next((job for job in self._pending if job.state == "running"), None)
 
     @Slot(object, str, object)
     def _dispatch(self, job: Job, kind: str, payload: Any) -> None:
         """GUI thread: turn a worker event into the job's own signals."""
+        if kind == "started":
+            job.state = "running"
+            self.changed.emit()
+            return
         if kind == "progress":
             if not job.is_cancelled:
+                job.last_progress = payload
                 job.progressed.emit(payload)
+                self.changed.emit()
             return
+        job.state = "done"
         if kind == "succeeded":
             job.succeeded.emit(payload)
         elif kind == "failed":
             job.failed.emit(payload)
         else:
+            job.partial = payload
             job.cancelled.emit()
         job.finished.emit()
         self._done(job)
@@ -213,6 +248,7 @@ class Worker(QObject):
             self.busy_changed.emit(True, self._pending[0].name)
         else:
             self.busy_changed.emit(False, "")
+        self.changed.emit()
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         self.cancel_all()

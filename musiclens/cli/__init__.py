@@ -42,8 +42,51 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").strip()
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS or "%(default)" in text
+                or not action.option_strings or text == argparse.SUPPRESS):
+            return text
+        if isinstance(default, (list, tuple)):
+            shown = ",".join(str(v) for v in default)
+        else:
+            shown = str(default)
+        if "default" in text and shown in text:
+            return text
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not (action.help and action.help.strip()) and action.help != argparse.SUPPRESS \
+                and self._get_help_string(action):  # an option without help still shows its default
+            import copy
+
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+
+class _RawDescriptionShowDefaults(argparse.RawDescriptionHelpFormatter, _ShowDefaults):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every sub-command's parser: defaults in ``--help`` and one-line usage errors."""
+
+    def __init__(self, *args, formatter_class=None, **kwargs):
+        raw = formatter_class is not None and issubclass(formatter_class, argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, formatter_class=_RawDescriptionShowDefaults if raw else _ShowDefaults, **kwargs)
+
+    def error(self, message: str):  # argparse prints the usage first; one line is enough
+        one_line = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {one_line} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="musiclens",
         description="See, hear and edit what neural networks do with music.",
     )
@@ -83,8 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MusicLensError as exc:
         return fail(str(exc))
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        return fail(f"{exc.strerror}: {exc.filename}")
     except KeyboardInterrupt:
         return fail("interrupted", status=130)
     except BrokenPipeError:  # e.g. `musiclens tag … --json | head`: the reader left
@@ -92,8 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # files and folders (an output folder that cannot be made, ...)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        return fail(f"{exc.strerror or exc}{where}")
     except MemoryError:
         return fail("out of memory; try a shorter file or a smaller batch")
+    except Exception as exc:  # a bug or a library's error we did not foresee: still one line
+        import os
+
+        if os.environ.get("MUSICLENS_DEBUG"):
+            raise
+        return fail(f"{type(exc).__name__}: {exc} (set MUSICLENS_DEBUG=1 to see the traceback)")
 
 
 if __name__ == "__main__":  # pragma: no cover

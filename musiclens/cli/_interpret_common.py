@@ -78,15 +78,14 @@ def output_kind(path: str | None, allowed: tuple[str, ...]) -> str | None:
 def write_png(path: str, spec) -> None:
     """(C, F, T) or (F, T) float -> 8-bit greyscale PNG, min..max -> 0..255, low frequencies
     at the bottom (channels side by side), as ``musiclens spectrogram`` writes."""
-    from pathlib import Path
-
     import numpy as np
     from PIL import Image
 
     from musiclens.cli.spectrogram import to_grey_image
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from musiclens.cli._output import prepare_output
+
+    out = prepare_output(path)
     Image.fromarray(to_grey_image(np.asarray(spec, dtype=np.float64)), mode="L").save(out)
 
 

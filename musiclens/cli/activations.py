@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
     from musiclens.core.errors import ParameterError
     from musiclens.core.models import registry
     from musiclens.core.tagging import (
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         data["energy"] = d["energy"].numpy().astype(np.float32)
         data["row_groups"] = np.array([g[0] for g in d["row_groups"]])
         data["row_group_bounds"] = np.array([[g[1], g[2]] for g in d["row_groups"]])
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(out)
     np.savez_compressed(out, **data)
     summary = {"model": m.name, "layer": str(data["layer"]), "output": str(out),
                "patches": len(patches), "shape": list(acts.shape),

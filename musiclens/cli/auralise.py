@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import read_audio
     from musiclens.core import audio
     from musiclens.core.interpret.auralise import auralise_filter
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     y, sr = read_audio(args.file, m, offset=args.offset, duration=duration)
     fn = auralise_deconv if args.deconv else auralise_filter
     res = fn(m, y, layer=args.layer, filter=args.filter, sample_rate=sr)
-    out = audio.save(args.output, res.audio[0], res.sample_rate)
+    out = audio.save(prepare_output(args.output), res.audio[0], res.sample_rate)
     rms_in = float(np.sqrt(np.mean(y ** 2)))
     rms_out = float(np.sqrt(np.mean(res.audio[0] ** 2)))
     summary = {"model": m.name, "file": str(args.file), "layer": args.layer, "filter": args.filter,

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret import cam
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output)
         if out.suffix != ".npz":
             raise ParameterError(f"the output must be a .npz file, got {out}")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        prepare_output(out)
         np.savez_compressed(out, map=maps, layer=np.array(args.layer), target=np.array(m.labels[target]),
                             method=np.array(args.method), model=np.array(m.name),
                             frame_seconds=np.array(fe.hop / fe.sample_rate))

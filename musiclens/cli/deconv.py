@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import output_kind, peak_of, read_audio, write_png
     from musiclens.core import audio
     from musiclens.core.interpret._common import to_fe_rate
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if float(np.abs(maps).max()) == 0.0:
         summary["note"] = "the filter is silent on this input: the deconvolution is all zeros"
     if kind == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
+        prepare_output(out)
         np.savez_compressed(out, deconv=maps, mask=mask[0].numpy().astype(np.float32),
                             layer=np.array(args.layer), filter=np.array(args.filter),
                             keep=np.array(args.keep), rule=np.array(args.rule), model=np.array(m.name),
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         write_png(str(out), maps)
     else:
         res = apply_mask(y, mask, fe, sample_rate=sr)
-        out = audio.save(out, res.audio[0], res.sample_rate)
+        out = audio.save(prepare_output(out), res.audio[0], res.sample_rate)
         rms_in = float(np.sqrt(np.mean(y ** 2)))
         rms_out = float(np.sqrt(np.mean(res.audio[0] ** 2)))
         summary |= {"output": str(out), "sample_rate": res.sample_rate, "seconds": len(y) / sr,

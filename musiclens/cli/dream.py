@@ -6,8 +6,10 @@ Spellings: ``--minus-all`` = ``--minus others``; ``--update add|subtract`` =
 one model patch); ``--normalize-grad`` is the default (``--raw-gradient`` turns it off).
 
 Deep dream: change the input so the model hears more of TAG (optionally minus another tag
-or minus all others), then write the dreamt audio. Progress goes to stderr; Ctrl-C stops
-the dream and still writes what it has.
+or minus all others), then write the dreamt audio, normalised to a 0.99 peak (the gain is
+in the summary; ``--keep-level`` writes the raw level, as float WAV when it exceeds full
+scale). Progress goes to stderr (``--quiet``: none); Ctrl-C stops the dream and still
+writes what it has.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+from musiclens.cli._progress import add_quiet_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,17 +44,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--jitter", type=int, default=0, help="random time shift in frames per step")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("-o", "--output", required=True, help="the audio file to write")
+    p.add_argument("--keep-level", action="store_true",
+                   help="write the dream at its raw level instead of normalising it to a 0.99 peak "
+                        "(WAV keeps peaks over full scale as float samples)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_quiet_argument(p)
     p.set_defaults(func=run)
+
+
+#: the peak a dream is normalised to (just under full scale: no player clips it)
+PEAK = 0.99
 
 
 def run(args: argparse.Namespace) -> int:
     import signal
-    import sys
     import threading
+
+    import numpy as np
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import read_audio, resolve_target
+    from musiclens.cli._output import prepare_output
+    from musiclens.cli._progress import Progress
     from musiclens.core import audio
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret.dream import dream, sine_sweep
@@ -87,11 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if minus is not None and minus != "others":
         minus = resolve_target(m, minus, None)
     target = resolve_target(m, args.target, None)
+    output = prepare_output(args.output)  # a bad path fails now, not after the dream
     stop = threading.Event()
     gen = dream(m, y, sample_rate=sr, target=target, minus=minus, steps=args.steps, lr=args.lr,
                 update=update, normalise_grad=not args.raw_gradient, channels=channels,
                 jitter=args.jitter, cancel=stop)
     first = last = None
+    progress = Progress("dream", "steps", total=args.steps, quiet=args.quiet)
     # Ctrl-C sets the cancel flag: the dream stops after the current step and still
     # yields its last step with audio, which is written below.
     previous = None
@@ -101,21 +117,31 @@ def run(args: argparse.Namespace) -> int:
         for step in gen:
             first = first or step
             last = step
-            if not step.done and (step.step % 10 == 0):
-                print(f"step {step.step}/{step.total}: objective {step.objective:.4f}", file=sys.stderr)
+            progress.update(step.step, finished=step.done,
+                            detail=f"objective {step.objective:.4f}" + (" (cancelled)" if step.cancelled else ""))
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     assert first is not None and last is not None
-    out = audio.save(args.output, last.audio, last.sample_rate)
+    dreamt = np.asarray(last.audio, dtype=np.float32)
+    peak = float(np.abs(dreamt).max()) if dreamt.size else 0.0
+    gain = 1.0 if args.keep_level or peak == 0.0 else PEAK / peak
+    out = audio.save(output, dreamt * np.float32(gain), last.sample_rate)
+    if peak * gain > 1.0 and output.suffix.lower() not in (".wav", ".wave", ".ogg", ".oga"):
+        gain = PEAK / peak  # audio.save scaled it: FLAC and the like hold no level over full scale
     summary = {"model": m.name, "target": m.labels[target],
                "minus": minus if minus in (None, "others") else m.labels[minus],
                "steps": last.step, "cancelled": last.cancelled,
                "objective_start": first.objective, "objective_end": last.objective,
-               "output": str(out), "sample_rate": last.sample_rate}
+               "output": str(out), "sample_rate": last.sample_rate,
+               "peak": peak, "keep_level": bool(args.keep_level), "gain": gain,
+               "gain_db": float(20 * np.log10(gain)) if gain > 0 else None,
+               "written_peak": peak * gain}
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {out}: {last.step} steps, objective {first.objective:.4f} -> {last.objective:.4f}"
+        level = (f"raw level, peak {peak:.3g}" if args.keep_level
+                 else f"normalised to a {PEAK} peak (gain {summary['gain_db']:+.1f} dB)" if peak > 0 else "silent")
+        print(f"wrote {out}: {last.step} steps, objective {first.objective:.4f} -> {last.objective:.4f}, {level}"
               + (" (cancelled)" if last.cancelled else ""))
     return 130 if last.cancelled else 0

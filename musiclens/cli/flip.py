@@ -1,10 +1,14 @@
-"""``musiclens flip FILE --model M --to CLASS -o OUT.wav [--json]``.
+"""``musiclens flip FILE --model M --to CLASS -o OUT.wav [--patch-only] [--json]``.
 
-A counterfactual: the smallest change to the recording (by default to the waveform itself,
-so what is written is exactly what was classified) that makes the model say CLASS. Prints
-the model's probabilities before and after (both measured on audio: the input file and the
-written file) and the size of the change (signal-to-change ratio, RMS of the change).
-Progress goes to stderr; Ctrl-C stops and still writes what it has.
+A counterfactual: the smallest change to a span of the recording (one model patch from
+--offset by default; --duration sets its length) that makes the model say CLASS. By default
+to the waveform itself, so what is written is exactly what was classified. The whole
+recording is written, every channel, with the change added over the span (faded in and out
+over 10 ms where it meets unchanged audio); --patch-only writes just the span (mono). Prints
+the model's probabilities before and after (both measured on audio: the input span and the
+same span of what is written) and the size of the change (signal-to-change ratio, RMS).
+When the model already says CLASS it says so and writes the recording unchanged.
+Progress goes to stderr (--quiet: none); Ctrl-C stops and still writes what it has.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+from musiclens.cli._progress import add_quiet_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first flipped step")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("-o", "--output", required=True, help="the audio file to write (.wav/.flac)")
+    p.add_argument("--patch-only", action="store_true",
+                   help="write only the changed span (mono), not the whole recording")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_quiet_argument(p)
     p.set_defaults(func=run)
 
 
@@ -45,55 +53,73 @@ def _top(m, probs, k: int = 5) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     import signal
-    import sys
     import threading
 
     import numpy as np
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.cli._output import prepare_output
+    from musiclens.cli._progress import Progress
     from musiclens.core import audio
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.flip import flip
+    from musiclens.core.interpret.flip import flip, splice_change
     from musiclens.core.models import registry
 
     if not 0 < args.threshold < 1:
         raise ParameterError(f"--threshold must be in (0, 1), got {args.threshold}")
     m = registry.load(args.model)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
+    start = int(round(args.offset * sr))  # where the span lies (as audio.load counts it)
     target = resolve_target(m, args.to, None)
+    label = m.labels[target]
     lr = args.lr if args.lr is not None else (0.01 if args.domain == "audio" else 0.5)
     before = m.predict(features_at_model_rate(m, y, sr)).mean(0).numpy()
-    stop = threading.Event()
-    gen = flip(m, y, target=target, steps=args.steps, lr=lr, l2=args.l2, threshold=args.threshold,
-               stop_on_flip=not args.keep_going, domain=args.domain, sample_rate=sr, cancel=stop)
-    last = None
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        for step in gen:
-            last = step
-            if not step.done and step.step % 10 == 0:
-                print(f"step {step.step}/{step.total}: loss {step.loss:.4f}, "
-                      f"p({m.labels[target]}) {step.target_probability:.3f}", file=sys.stderr)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    assert last is not None and last.audio is not None
-    out_audio = np.asarray(last.audio, dtype=np.float32)
-    out = audio.save(args.output, out_audio, sr)
-    after = m.predict(features_at_model_rate(m, out_audio, sr)).mean(0).numpy()
-    change = out_audio.astype(np.float64) - y.astype(np.float64)
+
+    def says_target(probs) -> bool:
+        return bool(probs[target] >= args.threshold) if m.multilabel else int(probs.argmax()) == target
+
+    already = says_target(before)
+    output = prepare_output(args.output)  # a bad path fails now, not after the optimisation
+    steps, cancelled, feature_rms = 0, False, 0.0
+    span = np.asarray(y, dtype=np.float32)
+    if not already:
+        stop = threading.Event()
+        gen = flip(m, y, target=target, steps=args.steps, lr=lr, l2=args.l2, threshold=args.threshold,
+                   stop_on_flip=not args.keep_going, domain=args.domain, sample_rate=sr, cancel=stop)
+        progress = Progress("flip", "steps", total=args.steps, quiet=args.quiet)
+        last = None
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            for step in gen:
+                last = step
+                progress.update(step.step, finished=step.done,
+                                detail=f"loss {step.loss:.4f}, p({label}) {step.target_probability:.3f}"
+                                + (" (cancelled)" if step.cancelled else ""))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        assert last is not None and last.audio is not None
+        span = np.asarray(last.audio, dtype=np.float32)
+        steps, cancelled, feature_rms = last.step, last.cancelled, float(last.distance)
+    if args.patch_only:
+        written = span
+        heard = span
+    else:  # the whole recording, every channel, with the changed span put back in
+        whole, _ = audio.load(args.file, sr=None, mono=False)
+        written = splice_change(whole, y, span, start, sample_rate=sr)
+        heard = audio.to_mono(written)[start:start + len(y)]
+    out = audio.save(output, written, sr)
+    after = m.predict(features_at_model_rate(m, heard, sr)).mean(0).numpy()
+    change = heard.astype(np.float64) - y.astype(np.float64)
     energy, change_energy = float(np.sum(y.astype(np.float64) ** 2)), float(np.sum(change ** 2))
     snr = float("inf") if change_energy == 0 else 10 * np.log10(max(energy, 1e-30) / change_energy)
-    if m.multilabel:
-        flipped = bool(after[target] >= args.threshold)
-    else:
-        flipped = int(after.argmax()) == target
+    flipped = says_target(after)
     summary = {
-        "model": m.name, "file": str(args.file), "target": m.labels[target], "domain": args.domain,
-        "flipped": flipped, "steps": last.step, "cancelled": last.cancelled,
+        "model": m.name, "file": str(args.file), "target": label, "domain": args.domain,
+        "already": already, "flipped": flipped, "steps": steps, "cancelled": cancelled,
         "before": {"prediction": m.labels[int(before.argmax())],
                    "target_probability": float(before[target]), "top": _top(m, before)},
         "after": {"prediction": m.labels[int(after.argmax())],
@@ -101,17 +127,25 @@ def run(args: argparse.Namespace) -> int:
         "perturbation": {"snr_db": None if not np.isfinite(snr) else float(snr),
                          "rms": float(np.sqrt(np.mean(change ** 2))),
                          "max_abs": float(np.max(np.abs(change))),
-                         "feature_rms": float(last.distance)},
+                         "feature_rms": feature_rms},
+        "span": {"start_s": start / sr, "end_s": (start + len(y)) / sr},
+        "patch_only": bool(args.patch_only), "seconds_written": written.shape[-1] / sr,
         "output": str(out), "sample_rate": sr,
     }
     if args.json:
         print_json(summary)
-    else:
-        b, a, pt = summary["before"], summary["after"], summary["perturbation"]
-        snr_text = "no change" if pt["snr_db"] is None else f"SNR {pt['snr_db']:.1f} dB"
-        print(f"wrote {out}: {'flipped' if flipped else 'NOT flipped'} to {m.labels[target]!r} after "
-              f"{last.step} steps" + (" (cancelled)" if last.cancelled else ""))
-        print(f"  before: {b['prediction']!r}, p({m.labels[target]}) = {b['target_probability']:.3f}")
-        print(f"  after:  {a['prediction']!r}, p({m.labels[target]}) = {a['target_probability']:.3f}")
-        print(f"  change: {snr_text}, RMS {pt['rms']:.3g}, peak {pt['max_abs']:.3g}")
-    return 130 if last.cancelled else 0
+        return 130 if cancelled else 0
+    b, a, pt = summary["before"], summary["after"], summary["perturbation"]
+    where = (f"{summary['seconds_written']:.2f} s" if args.patch_only else
+             f"the whole recording, {start / sr:.2f}-{(start + len(y)) / sr:.2f} s changed")
+    if already:
+        print(f"already {label!r}: p({label}) = {b['target_probability']:.3f}; nothing to change, "
+              f"wrote {out} unchanged ({where if args.patch_only else 'the whole recording'})")
+        return 0
+    snr_text = "no change" if pt["snr_db"] is None else f"SNR {pt['snr_db']:.1f} dB"
+    print(f"wrote {out} ({where}): {'flipped' if flipped else 'NOT flipped'} to {label!r} after "
+          f"{steps} steps" + (" (cancelled)" if cancelled else ""))
+    print(f"  before: {b['prediction']!r}, p({label}) = {b['target_probability']:.3f}")
+    print(f"  after:  {a['prediction']!r}, p({label}) = {a['target_probability']:.3f}")
+    print(f"  change: {snr_text}, RMS {pt['rms']:.3g}, peak {pt['max_abs']:.3g}")
+    return 130 if cancelled else 0

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
     p.add_argument("--dead-tol", type=float, default=1e-3,
-                   help="a kernel is dead when its norm <= this × the layer's largest (default 1e-3)")
+                   help="a kernel is dead when its norm <= this × the layer's largest (default 0.001)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 

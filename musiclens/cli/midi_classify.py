@@ -26,7 +26,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         ranked = sorted(out["probabilities"].items(), key=lambda kv: -kv[1])
         print(f"{args.file}: {out['predicted']} ({out['confidence']:.3f}) with {model.name}, "
-              f"first {out['notes_used']} notes" + (" (padded)" if out["padded"] else ""))
+              f"reading notes 1–{out['n_notes_read']} of {out['n_notes_total']}"
+              + (" (padded)" if out["padded"] else ""))
+        n_other, n_drum = out["n_notes_not_read_tracks"], out["n_drum_notes_not_read"]
+        if n_other:
+            what = [f"{n_drum} drum notes"] if n_drum else []
+            what += [f"{n_other - n_drum} notes of other instruments"] if n_other > n_drum else []
+            print(f"  not read (other tracks, kept in the file): {' and '.join(what)}")
         for label, p in ranked:
             print(f"  {label:<16} {p:.4f}")
         for r in out["repairs"]:

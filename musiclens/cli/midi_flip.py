@@ -1,15 +1,15 @@
 """``musiclens midi-flip FILE --to CLASS [--model NAME] -o OUT.mid [--json]``.
 
 Learns the smallest change to the first N notes that makes the model predict CLASS,
-writes the modified piece (the notes the model reads, opening replaced), reads the
-written file back and classifies it again, and reports before/after probabilities,
-the changed notes and the size of the change.
+writes the modified piece (only the changed notes differ: every other note, track, tempo
+change, controller and pitch bend of the file is kept), reads the written file back and
+classifies it again, and reports before/after probabilities, the changed notes and the
+size of the change.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,20 +46,31 @@ def run(args: argparse.Namespace) -> int:
     model = load_midi_model(args.model or DEFAULT_MIDI_MODEL)
     model.label_index(args.to)  # fail early on an unknown class
     notes = model.spec.read(args.file)
+    from musiclens.cli._output import prepare_output
+
+    prepare_output(args.output)  # a bad output path fails now, not after the optimisation
     features = [f.strip() for f in args.features.split(",") if f.strip()]
+    from musiclens.cli._progress import Progress
+
+    progress = Progress("midi-flip", "steps", total=args.steps, quiet=args.quiet)
+    target = model.labels[model.label_index(args.to)]
     last = None
     for last in flip_steps(model, notes, to=args.to, steps=args.steps, lr=args.lr, penalty=args.penalty,
                            features=features):
-        if not args.quiet and (last.step % 25 == 0 or last.done):
-            print(f"step {last.step}/{last.steps}: p({args.to}) = {last.target_probability:.3f}"
-                  + (" flipped" if last.flipped else ""), file=sys.stderr, flush=True)
+        if not last.done:
+            progress.update(last.step, detail=f"p({target}) = {last.target_probability:.3f}"
+                            + (" flipped" if last.flipped else ""))
     result = last.best
+    # the last line reports what is written (the smallest change that flips, pruned), the
+    # same probability as the summary, not the optimiser's current step
+    p_written = float(result.probabilities_after[result.target])
+    progress.update(last.step, finished=True, detail=f"p({target}) = {p_written:.3f} in the written notes "
+                    f"({'flipped' if result.flipped else 'not flipped'}, best of step {result.step})")
     if args.window_only:
         written = result.written
     else:
-        others = None if args.model_notes_only else model.spec.left_out(args.file)
-        written = result.full_notes(notes, others)
-    path = write_midi(written, args.output)
+        written = result.full_notes(notes)  # only the changed notes differ; other tracks kept
+    path = write_midi(written, args.output, keep_other_tracks=not (args.window_only or args.model_notes_only))
     check = model.classify_file(path)  # what a user gets when opening the written file
     out = {"file": str(args.file), "model": model.name, "output": str(path)} | result.to_dict()
     out["probabilities_after_reading_output"] = check["probabilities"]

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import (
         features_at_model_rate, output_kind, peak_of, read_audio, resolve_target, write_png,
     )
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         summary["integrated_gradients"] = extra
     if kind == ".npz":
         out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        prepare_output(out)
         np.savez_compressed(out, attribution=maps, method=np.array(args.method),
                             target=np.array(m.labels[target]), model=np.array(m.name),
                             frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),

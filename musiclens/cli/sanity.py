@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+from musiclens.cli._progress import add_quiet_argument
 
 #: CLI name -> sanity.py method name (None: the control, the input itself)
 METHODS = {
@@ -51,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_quiet_argument(p)
     p.set_defaults(func=run)
 
 
@@ -68,12 +70,12 @@ def verdict(steps: list[dict], threshold: float) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import math
-    import sys
 
     from musiclens.cli import print_json
+    from musiclens.cli._progress import Progress
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.sanity import iter_cascading_randomisation
+    from musiclens.core.interpret.sanity import cascade_layers, iter_cascading_randomisation
     from musiclens.core.models import registry
 
     names = [s.strip() for s in args.method.split(",") if s.strip()]
@@ -91,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
     result = {"model": m.name, "file": str(args.file), "target": m.labels[target],
               "threshold": args.threshold, "methods": {}}
+    per_method = 1 + (len(layers) if layers is not None else len(cascade_layers(m)))
+    progress = Progress("sanity", "steps", total=per_method * len(dict.fromkeys(names)), quiet=args.quiet)
+    done = 0
     for name in dict.fromkeys(names):
         method = METHODS[name]
         kwargs: dict = {}
@@ -109,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
                                                  layers=layers, seed=args.seed, **kwargs):
             d = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in step.to_dict().items()}
             steps.append(d)
-            if not args.json:
-                print(f"{name}: step {step.step} {step.layer or '(trained)'}", file=sys.stderr)
+            done += 1
+            progress.update(done, detail=f"{name}, {step.layer or '(trained)'}")
         result["methods"][name] = {"steps": steps} | verdict(steps, args.threshold)
     if args.json:
         print_json(result)

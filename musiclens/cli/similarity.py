@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+from musiclens.cli._progress import add_quiet_argument
 
 DEFAULT_METRICS = "pearson,cosine,nmse,mse_max,cka,cka_debiased"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff", ".m4a")
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", default=None, help="comma-separated layer names (default all)")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_quiet_argument(p)
     p.set_defaults(func=run)
 
 
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio
+    from musiclens.cli._progress import Progress
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret.similarity import all_pairs, class_pairs, pairwise_similarity
     from musiclens.core.models import registry
@@ -106,13 +109,18 @@ def run(args: argparse.Namespace) -> int:
     m = registry.load(args.model)
     used = sorted({i for p in pairs for i in p})
     xs: list = [None] * len(files)
-    for i in used:
+    reading = Progress("similarity", "files read", total=len(used), quiet=args.quiet)
+    for k, i in enumerate(used, start=1):
         y, sr = read_audio(files[i], m, offset=args.offset, duration=args.duration)
         xs[i] = features_at_model_rate(m, y, sr)
+        reading.update(k)
+    comparing = Progress("similarity", "comparisons", quiet=args.quiet)
     # only the files in some pair are run; renumber the pairs to the compact list
     pos = {i: k for k, i in enumerate(used)}
     curve = pairwise_similarity(m, [xs[i] for i in used], [(pos[a], pos[b]) for a, b in pairs],
-                                layers=layers, metrics=metrics, n_permutations=args.permutations)
+                                layers=layers, metrics=metrics, n_permutations=args.permutations,
+                                progress=lambda done, total: comparing.update(
+                                    done, total=total, detail=f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''} x {total // len(pairs)} layers"))
     result: dict = {"model": m.name, "files": files, "pairs": args.pairs, "n_pairs": len(pairs)}
     if len(files) == 2:
         result |= {"a": files[0], "b": files[1]}

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         fe = fe.replace(sample_rate=args.sr)
     audio, _ = load(args.file, sr=fe.sample_rate, offset=args.offset, duration=args.duration)
     spec = fe.compute(audio)
+    from musiclens.cli._output import prepare_output
+
+    prepare_output(out)
     if out.suffix.lower() == ".npy":
         np.save(out, spec.astype(np.float32))
     else:

@@ -118,10 +118,14 @@ def run(args: argparse.Namespace) -> int:
                       filter_loss=args.filter_loss, checkpoint_dir=args.checkpoint)
     cache = None if args.no_cache else FeatureCache(args.cache_dir) if args.cache_dir else "default"
 
+    from musiclens.cli._progress import Progress
+
     def say(text: str) -> None:
         if not args.quiet:
-            print(text, file=sys.stderr, flush=True)
+            print(f"train: {text}", file=sys.stderr, flush=True)
 
+    preparing = Progress("train", "tracks prepared", quiet=args.quiet)
+    batches = None  # one per epoch (its elapsed time and ETA are the epoch's)
     summary = None
     for ev in train_on_folder(args.arch, args.data, task=args.task, config=cfg, out=args.out,
                               fractions=args.split, cache=cache, mode="audio" if args.no_cache else "features",
@@ -129,12 +133,19 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(ev, PrepareProgress):
             if ev.error:
                 say(f"skipped {ev.track}: {ev.error}")
+            preparing.update(ev.done, total=ev.total, detail=str(ev.track or ""))
             if ev.data is not None:
                 c = ev.data.counts()
                 say("tracks (patches): " + ", ".join(f"{s} {c[s]['tracks']} ({c[s]['patches']})" for s in c))
         elif isinstance(ev, Finished):
             summary = ev.summary
-        elif ev.kind != "batch":
+        elif ev.kind == "batch":
+            unit = f"batches of epoch {ev.epoch}/{ev.epochs}"
+            if batches is None or batches.unit != unit:
+                batches = Progress("train", unit, quiet=args.quiet)
+            batches.update(ev.batch, total=ev.batches or None,
+                           detail="" if ev.loss is None else f"loss {ev.loss:.4f}")
+        else:
             say(ev.line())
     assert summary is not None
     for item in summary.get("skipped", []):

@@ -12,6 +12,7 @@ error, nothing allocated) and reads only ``offset``/``duration`` when asked;
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -56,13 +57,52 @@ def _open_error(path: Path, exc: Exception) -> AudioFileError:
     )
 
 
+def _is_mpeg(path: Path) -> bool:
+    """An mp3 by its name or its first bytes (an ID3 tag or an MPEG frame sync)."""
+    if path.suffix.lower() in (".mp3", ".mp2", ".mpga", ".mpeg"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return False
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+@contextmanager
+def _decoder_quiet(path: Path):
+    """Silence what the mp3 decoder (libmpg123 inside libsndfile) writes to file descriptor 2
+    ("Note: Illegal Audio-MPEG-Header ...", "error: dequantization failed!"): our own
+    one-line error says what is wrong. Other formats' decoders do not print; they run as is."""
+    import sys
+
+    if not _is_mpeg(path):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 (e.g. a detached process)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def info(path: str | os.PathLike[str]) -> AudioInfo:
     """Header information of an audio file; raises :class:`AudioFileError` if unreadable."""
     import soundfile as sf
 
     path = Path(path)
     try:
-        i = sf.info(str(path))
+        with _decoder_quiet(path):
+            i = sf.info(str(path))
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError
         raise _open_error(path, exc) from None
     if i.samplerate <= 0 or i.channels <= 0:
@@ -118,7 +158,8 @@ def load(
             "that are read at once; choose a part (offset/duration) or raise the limit"
         )
     try:
-        data = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        with _decoder_quiet(path):
+            data = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
     except Exception as exc:
         raise AudioFileError(f"{path} could not be decoded (truncated or corrupt?): "
                              f"{' '.join(str(exc).split())}") from None
@@ -181,8 +222,13 @@ def stream(
         raise ParameterError(f"block_seconds must be > 0, got {block_seconds}")
     block = max(1, int(block_seconds * meta.sample_rate))
     position = 0
+    blocks = sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True)
     try:
-        for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+        while True:
+            with _decoder_quiet(Path(path)):
+                data = next(blocks, None)
+            if data is None:
+                break
             out = data.T
             yield position / meta.sample_rate, (to_mono(out) if mono else out)
             position += data.shape[0]

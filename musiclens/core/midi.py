@@ -15,13 +15,24 @@ message. What the lenient path repaired is listed in ``Notes.repairs``.
 
 All times are seconds, rounded to 1e-9 s (far below one MIDI tick), so notes read from a
 file, written with :func:`write_midi` and read again come back identical.
+
+The file is the document, the notes are a view of it. :func:`read_midi` keeps the whole
+file it read as ``Notes.document`` (a :class:`MidiDocument`: every track and event, the
+tempo map) and each instrument of the view remembers which of the file's instruments it
+is (``Instrument.track``). A model may read only some tracks (e.g. no drums), an editor
+may change some notes; :func:`write_midi` writes the document back with only the view's
+instruments' notes replaced. Tracks the view does not hold (drums, other programs), tempo
+changes, time and key signatures, program changes, controllers, pitch bends, sysex and
+markers are copied event for event, and notes that were not edited keep their exact ticks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Sequence
@@ -46,11 +57,17 @@ class TooFewNotesError(MusicLensError):
 
 @dataclass(frozen=True)
 class Instrument:
-    """One track/instrument of a piece: General MIDI ``program`` 0..127 and drum flag."""
+    """One track/instrument of a piece: General MIDI ``program`` 0..127 and drum flag.
+
+    ``track``: which instrument of the source file (``Notes.document``) this is, as an index
+    into ``document.pm.instruments`` (pretty_midi splits a MIDI track by channel and program);
+    None for an instrument that is not from the file.
+    """
 
     program: int = 0
     is_drum: bool = False
     name: str = ""
+    track: int | None = None
 
 
 @dataclass
@@ -64,6 +81,9 @@ class Notes:
     instruments : the piece's instruments (program, drum flag, name).
     tempo : initial tempo in beats per minute (written back by :func:`write_midi`).
     resolution : ticks per beat (written back by :func:`write_midi`).
+    document : the whole file these notes were read from (:class:`MidiDocument`), or None.
+        Shared, never modified; :func:`write_midi` writes it back with these notes in place
+        of its notes on the instruments in ``instruments``.
     """
 
     pitch: np.ndarray
@@ -76,6 +96,7 @@ class Notes:
     resolution: int = 220
     source: Path | None = None
     repairs: list[str] = field(default_factory=list)
+    document: "MidiDocument | None" = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.pitch = np.asarray(self.pitch, dtype=np.int16).reshape(-1)
@@ -148,6 +169,110 @@ class Notes:
                 for i in range(len(self))]
 
 
+# ---------------------------------------------------------------------------- the document
+def _is_note(msg) -> bool:
+    return msg.type == "note_on" or msg.type == "note_off"
+
+
+def _instrument_keys(mf) -> list[tuple[int, int, int]]:
+    """``(program, channel, track)`` of each instrument pretty_midi makes of ``mf``, in its order.
+
+    ``mf`` has absolute tick times. This replays pretty_midi's ``_load_instruments``: an
+    instrument is created when a note-off closes a note-on, keyed by the channel's program
+    at that moment, the channel and the track.
+    """
+    keys: dict[tuple[int, int, int], None] = {}
+    for t, track in enumerate(mf.tracks):
+        program = [0] * 16
+        open_notes: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for ev in track:
+            if ev.type == "program_change":
+                program[ev.channel] = ev.program
+            elif ev.type == "note_on" and ev.velocity > 0:
+                open_notes[(ev.channel, ev.note)].append(ev.time)
+            elif ev.type == "note_off" or (ev.type == "note_on" and ev.velocity == 0):
+                key = (ev.channel, ev.note)
+                if key in open_notes:
+                    starts = open_notes[key]
+                    close = [s for s in starts if s != ev.time]
+                    keep = [s for s in starts if s == ev.time]
+                    if close:
+                        keys.setdefault((int(program[ev.channel]), int(ev.channel), t), None)
+                    if close and keep:
+                        open_notes[key] = keep
+                    else:
+                        del open_notes[key]
+    return list(keys)
+
+
+class MidiDocument:
+    """The whole MIDI file a piece was read from: what saving must keep.
+
+    pm : the ``pretty_midi.PrettyMIDI`` of the file (tempo map; its instruments are the
+        file's tracks split by channel and program).
+    midi : the ``mido.MidiFile`` as parsed, every event of every track, with *absolute*
+        tick times (pretty_midi converts them in place).
+    keys : ``(program, channel, track)`` of each of ``pm.instruments``: where its notes are
+        in ``midi``; None if they could not be matched (then writing goes through pretty_midi).
+    sha256 : of the file's bytes.
+
+    Never modified after reading (it is shared by every copy of the notes).
+    """
+
+    def __init__(self, pm, midi, sha256: str = "") -> None:
+        self.pm, self.midi, self.sha256 = pm, midi, sha256
+        keys = _instrument_keys(midi)
+        ok = len(keys) == len(pm.instruments) and all(
+            k[0] == inst.program and (k[1] == 9) == bool(inst.is_drum) for k, inst in zip(keys, pm.instruments))
+        self.keys: list[tuple[int, int, int]] | None = keys if ok else None
+        self._note_ticks: dict[int, list[tuple[int, int, int, int]]] = {}
+
+    @property
+    def resolution(self) -> int:
+        return int(self.midi.ticks_per_beat)
+
+    def _tick_times(self) -> np.ndarray:
+        """pretty_midi's tick -> seconds table (ticks 0 .. the file's last tick)."""
+        return np.asarray(getattr(self.pm, "_PrettyMIDI__tick_to_time"), dtype=np.float64)
+
+    def to_ticks(self, times) -> np.ndarray:
+        """Seconds -> nearest tick under the file's tempo map (as pretty_midi's ``time_to_tick``)."""
+        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        table = self._tick_times()
+        _, last_scale = self.pm._tick_scales[-1]
+        n = len(table)
+        idx = np.searchsorted(table, t, side="left")
+        out = np.empty(len(t), dtype=np.int64)
+        beyond = idx >= n
+        out[beyond] = np.rint((n - 1) + (t[beyond] - table[n - 1]) / last_scale).astype(np.int64)
+        i = idx[~beyond]
+        ti = t[~beyond]
+        prev = np.maximum(i - 1, 0)
+        closer = (i > 0) & (np.abs(ti - table[prev]) < np.abs(ti - table[i]))
+        out[~beyond] = np.where(closer, i - 1, i)
+        return np.maximum(out, 0)
+
+    def to_times(self, ticks) -> np.ndarray:
+        """Ticks -> seconds, exactly as :func:`read_midi` gives the time of a note on that tick."""
+        k = np.maximum(np.atleast_1d(np.asarray(ticks, dtype=np.int64)), 0)
+        table = self._tick_times()
+        n = len(table)
+        _, last_scale = self.pm._tick_scales[-1]
+        inside = np.minimum(k, n - 1)
+        beyond = table[n - 1] + (k - (n - 1)) * last_scale  # past the file's end: its last tempo
+        return np.round(np.where(k < n, table[inside], beyond), _TIME_DECIMALS)
+
+    def note_ticks(self, j: int) -> list[tuple[int, int, int, int]]:
+        """``(start tick, end tick, pitch, velocity)`` of the notes of instrument ``j`` in the file, sorted."""
+        if j not in self._note_ticks:
+            notes = self.pm.instruments[j].notes
+            s = self.to_ticks([n.start for n in notes]) if notes else []
+            e = self.to_ticks([n.end for n in notes]) if notes else []
+            self._note_ticks[j] = sorted((int(a), int(b), int(n.pitch), int(n.velocity))
+                                         for a, b, n in zip(s, e, notes))
+        return self._note_ticks[j]
+
+
 # ---------------------------------------------------------------------------- reading
 def _unwrap(data: bytes, name: str) -> tuple[bytes, list[str]]:
     """Strip a RIFF-RMID wrapper; check for the ``MThd`` header."""
@@ -216,8 +341,17 @@ def _coarsen_ticks(mf, limit: int = 4_000_000) -> None:
 
 def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None):
     """Parse MIDI robustly; returns ``(pretty_midi.PrettyMIDI, repairs: list[str])``."""
+    doc, repairs = load_document(path_or_bytes, name=name)
+    return doc.pm, repairs
+
+
+def load_document(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None):
+    """Parse MIDI robustly; returns ``(MidiDocument, repairs: list[str])``."""
     import mido
     import pretty_midi
+
+    def parsed(mf, digest):
+        return MidiDocument(pretty_midi.PrettyMIDI(mido_object=mf), mf, digest)
 
     if isinstance(path_or_bytes, (bytes, bytearray)):
         data = bytes(path_or_bytes)
@@ -237,13 +371,14 @@ def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str
         data = path.read_bytes()
     if not data:
         raise MidiFileError(f"{name} is empty (0 bytes)")
+    digest = hashlib.sha256(data).hexdigest()
     data, repairs = _unwrap(data, name)
 
     first_error: Exception | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return pretty_midi.PrettyMIDI(io.BytesIO(data)), repairs
+            return parsed(mido.MidiFile(file=io.BytesIO(data)), digest), repairs
         except Exception as exc:  # noqa: BLE001 - any parser failure goes to the lenient path
             first_error = exc
         if isinstance(first_error, ValueError) and "largest tick" in str(first_error):
@@ -253,8 +388,7 @@ def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str
                 mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
                 old_tpb = mf.ticks_per_beat
                 _coarsen_ticks(mf)
-                pm = pretty_midi.PrettyMIDI(mido_object=mf)
-                return pm, repairs + [f"reduced the resolution from {old_tpb} to {mf.ticks_per_beat} "
+                return parsed(mf, digest), repairs + [f"reduced the resolution from {old_tpb} to {mf.ticks_per_beat} "
                                       "ticks per beat (the file has more than 10 million ticks)"]
             except Exception:  # noqa: BLE001
                 pass
@@ -266,10 +400,10 @@ def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str
         for attempt, what in attempts:
             try:
                 mf = mido.MidiFile(file=io.BytesIO(attempt), clip=True)
-                pm = pretty_midi.PrettyMIDI(mido_object=mf)
+                doc = parsed(mf, digest)
             except Exception:  # noqa: BLE001
                 continue
-            return pm, repairs + what
+            return doc, repairs + what
     reason = f"{type(first_error).__name__}: {first_error}".strip()
     if isinstance(first_error, EOFError) or "EOF" in reason or "end of file" in reason.lower():
         reason = "the file is truncated (it ends in the middle of a track)"
@@ -297,15 +431,15 @@ def read_midi(
     ------
     MidiFileError : the file is missing, empty, not MIDI, truncated or corrupt beyond repair.
     """
-    pm, repairs = load_pretty_midi(path, name=name)
-    insts: list[Instrument] = []
-    cols: list[list[np.ndarray]] = [[], [], [], [], []]
+    doc, repairs = load_document(path, name=name)
+    pm = doc.pm
     n_inst = len(pm.instruments)
     if instruments is not None:
         bad = [i for i in instruments if not 0 <= int(i) < n_inst]
         if bad:
             raise ParameterError(f"instrument indices {bad} are out of range; this file has {n_inst} "
                                  f"instrument(s), 0..{n_inst - 1}")
+    chosen = []
     for idx, inst in enumerate(pm.instruments):
         if drop_drums and inst.is_drum:
             continue
@@ -313,10 +447,23 @@ def read_midi(
             continue
         if programs is not None and (inst.is_drum or inst.program not in {int(p) for p in programs}):
             continue
+        chosen.append(idx)
+    return _document_notes(doc, chosen, source=None if isinstance(path, (bytes, bytearray)) else Path(path),
+                           repairs=repairs)
+
+
+def _document_notes(doc: "MidiDocument", chosen: Sequence[int], *, source: Path | None = None,
+                    repairs: Sequence[str] = ()) -> Notes:
+    """The notes of the document's instruments ``chosen`` (indices into ``doc.pm.instruments``)."""
+    pm = doc.pm
+    insts: list[Instrument] = []
+    cols: list[list[np.ndarray]] = [[], [], [], [], []]
+    for idx in chosen:
+        inst = pm.instruments[idx]
         if not inst.notes:
             continue
         k = len(insts)
-        insts.append(Instrument(int(inst.program), bool(inst.is_drum), str(inst.name or "")))
+        insts.append(Instrument(int(inst.program), bool(inst.is_drum), str(inst.name or ""), int(idx)))
         arr = np.array([(n.pitch, n.start, n.end, n.velocity) for n in inst.notes], dtype=np.float64)
         cols[0].append(arr[:, 0])
         cols[1].append(arr[:, 1])
@@ -334,9 +481,29 @@ def read_midi(
         pitch=np.clip(pitch, 0, 127), start=start, duration=np.round(np.maximum(end - start, 0.0), _TIME_DECIMALS),
         velocity=np.clip(vel, 1, 127), instrument=which, instruments=insts or [Instrument()],
         tempo=float(tempi[0]) if len(tempi) else 120.0, resolution=int(pm.resolution),
-        source=None if isinstance(path, (bytes, bytearray)) else Path(path), repairs=repairs,
+        source=source, repairs=list(repairs), document=doc,
     )
     return notes.sorted()
+
+
+def covered_tracks(notes: Notes) -> set[int]:
+    """Indices of the document's instruments that ``notes`` holds (whose notes it replaces on writing)."""
+    doc = notes.document
+    if doc is None:
+        return set()
+    n = len(doc.pm.instruments)
+    return {int(i.track) for i in notes.instruments if i.track is not None and 0 <= i.track < n}
+
+
+def other_notes(notes: Notes) -> Notes:
+    """The notes of ``notes.document`` on the instruments ``notes`` does not hold (e.g. the drums
+    a model leaves out): kept by :func:`write_midi`, not read by the model. Empty without a document."""
+    doc = notes.document
+    if doc is None:
+        return notes.select(slice(0, 0))
+    covered = covered_tracks(notes)
+    rest = [j for j in range(len(doc.pm.instruments)) if j not in covered]
+    return _document_notes(doc, rest, source=notes.source)
 
 
 # ---------------------------------------------------------------------------- windows
@@ -428,12 +595,17 @@ def replace_window(notes: Notes, window: Notes) -> Notes:
 def merge_notes(a: Notes, b: Notes) -> Notes:
     """All notes of ``a`` and ``b`` in one piece (``a``'s tempo and resolution), sorted.
 
-    ``b``'s instruments are appended to ``a``'s (an instrument equal in program, drum flag
-    and name is shared).
+    ``b``'s instruments are appended to ``a``'s (an instrument equal in program, drum flag,
+    name and source track is shared). ``a``'s document is kept; ``b``'s instruments keep
+    their place in it only if ``b`` was read from the same file.
     """
     instruments = list(a.instruments)
     remap = []
+    same_file = b.document is a.document or (
+        a.document is not None and b.document is not None and a.document.sha256 == b.document.sha256 != "")
     for inst in b.instruments:
+        if not same_file and inst.track is not None:  # not an instrument of a's file
+            inst = replace(inst, track=None)
         if inst not in instruments:
             instruments.append(inst)
         remap.append(instruments.index(inst))
@@ -445,29 +617,50 @@ def merge_notes(a: Notes, b: Notes) -> Notes:
         repairs=list(a.repairs)).sorted()
 
 
+def snap_to_ticks(notes: Notes, start, end, *, min_ticks: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Snap ``start`` and ``end`` (seconds, same order as given) to the tick grid of ``notes``' file.
+
+    The grid is the document's tempo map when ``notes`` has one, else one tick of
+    ``60 / (tempo · resolution)`` s. Ends are at least ``min_ticks`` ticks after starts.
+    Returns ``(start, end)`` in seconds, as reading the written file gives them.
+    """
+    start = np.asarray(start, dtype=np.float64)
+    end = np.asarray(end, dtype=np.float64)
+    doc = notes.document
+    if doc is not None:
+        s_t = doc.to_ticks(start)
+        e_t = np.maximum(doc.to_ticks(end), s_t + min_ticks)
+        return doc.to_times(s_t).reshape(start.shape), doc.to_times(e_t).reshape(end.shape)
+    tick = 60.0 / (notes.tempo * notes.resolution)
+    start_t = np.rint(start / tick)
+    end_t = np.maximum(np.rint(end / tick), start_t + min_ticks)
+    return np.round(start_t * tick, _TIME_DECIMALS), np.round(end_t * tick, _TIME_DECIMALS)
+
+
 def quantise(notes: Notes, *, min_ticks: int = 1) -> Notes:
     """Snap start and end times to the tick grid :func:`write_midi` will use.
 
     Durations become at least ``min_ticks`` ticks, so every note survives writing. The
-    result is what reading the written file gives back.
+    result is what reading the written file gives back. With a document, the grid is the
+    file's own (its tempo map), so notes read from the file are left exactly as they are.
     """
-    tick = 60.0 / (notes.tempo * notes.resolution)
-    start_t = np.rint(notes.start / tick)
-    end_t = np.maximum(np.rint(notes.end / tick), start_t + min_ticks)
-    start = np.round(start_t * tick, _TIME_DECIMALS)
-    end = np.round(end_t * tick, _TIME_DECIMALS)
+    start, end = snap_to_ticks(notes, notes.start, notes.end, min_ticks=min_ticks)
     return replace(notes, start=start, duration=np.round(end - start, _TIME_DECIMALS),
                    repairs=list(notes.repairs)).sorted()
 
 
 # ---------------------------------------------------------------------------- writing
-def _to_pretty_midi(notes: Notes):
-    import pretty_midi
-
+def _check_writable(notes: Notes) -> None:
     if not np.all((notes.pitch >= 0) & (notes.pitch <= 127)):
         raise ParameterError("pitches must be 0..127 to write MIDI")
     if np.any(notes.duration < 0) or np.any(notes.start < 0):
         raise ParameterError("note starts and durations must be >= 0 to write MIDI")
+
+
+def _to_pretty_midi(notes: Notes):
+    import pretty_midi
+
+    _check_writable(notes)
     pm = pretty_midi.PrettyMIDI(resolution=int(notes.resolution), initial_tempo=float(notes.tempo))
     tracks: dict[int, pretty_midi.Instrument] = {}
     for i, inst in enumerate(notes.instruments):
@@ -481,41 +674,245 @@ def _to_pretty_midi(notes: Notes):
     return pm
 
 
-def write_midi(notes: Notes, path: str | os.PathLike[str]) -> Path:
-    """Write ``notes`` as a Standard MIDI File (type 1) with their tempo, resolution and programs.
+def _view_ticks(notes: Notes) -> tuple[dict[int, list], dict[int, list]]:
+    """The notes in ticks of the document, ``(by document instrument, by view instrument not from it)``."""
+    doc = notes.document
+    covered = covered_tracks(notes)
+    starts = doc.to_ticks(notes.start)
+    ends = np.maximum(doc.to_ticks(notes.end), starts + 1)  # a zero-tick note would vanish
+    by_track: dict[int, list] = {j: [] for j in covered}
+    extra: dict[int, list] = {}
+    for s, e, p, v, k in zip(starts.tolist(), ends.tolist(), notes.pitch.tolist(), notes.velocity.tolist(),
+                             notes.instrument.tolist()):
+        track = notes.instruments[k].track
+        (by_track[track] if track in covered else extra.setdefault(k, [])).append((s, e, int(p), int(v)))
+    return by_track, extra
 
-    One track per instrument in ``notes.instruments`` that has notes; times are rounded to
-    the nearest tick (``60 / (tempo · resolution)`` s). Returns the path.
+
+def _note_events(notes: list, channel: int) -> list:
+    import mido
+
+    events = []
+    for s, e, p, v in notes:
+        events.append((e, 0, 0, mido.Message("note_off", channel=channel, note=p, velocity=0)))
+        events.append((s, 2, 0, mido.Message("note_on", channel=channel, note=p, velocity=v)))
+    return events
+
+
+def _track_from_events(events: list, end_tick: int = 0):
+    """``(absolute tick, order, seq, message)`` sorted -> a MidiTrack with delta times and end of track."""
+    import mido
+
+    track = mido.MidiTrack()
+    now = 0
+    for tick, _, _, msg in events:
+        track.append(msg.copy(time=int(tick) - now))
+        now = int(tick)
+    track.append(mido.MetaMessage("end_of_track", time=max(int(end_tick) - now, 0)))
+    return track
+
+
+def _free_channel(used: set[int], drum: bool) -> int:
+    if drum:
+        return 9
+    return next((c for c in range(16) if c != 9 and c not in used), 0)
+
+
+def _document_midi(notes: Notes, *, keep_other_tracks: bool = True):
+    """The document of ``notes`` with the notes of ``notes``' instruments replaced: a ``mido.MidiFile``.
+
+    Only the (track, channel) pairs whose notes differ from the file's are rewritten; every
+    other event of every track is copied as it was (same tick, same order). Instruments of
+    ``notes`` that are not from the file get a track of their own.
+    """
+    import mido
+
+    _check_writable(notes)
+    doc = notes.document
+    keys = doc.keys
+    by_track, extra = _view_ticks(notes)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for j, (_, channel, t) in enumerate(keys):
+        groups[(t, channel)].append(j)
+    rewrite: dict[tuple[int, int], list] = {}
+    for g, members in groups.items():
+        changed = any(j in by_track and sorted(by_track[j]) != doc.note_ticks(j) for j in members)
+        dropped = not keep_other_tracks and any(j not in by_track for j in members)
+        if changed or dropped:
+            rewrite[g] = [n for j in members for n in (
+                by_track[j] if j in by_track else (doc.note_ticks(j) if keep_other_tracks else []))]
+    out = mido.MidiFile(type=1 if extra and doc.midi.type == 0 else doc.midi.type,
+                        ticks_per_beat=doc.midi.ticks_per_beat, charset=doc.midi.charset)
+    for t, track in enumerate(doc.midi.tracks):
+        channels = {c for (tt, c) in rewrite if tt == t}
+        end_tick = 0
+        events = []
+        for i, msg in enumerate(track):
+            if msg.type == "end_of_track":
+                end_tick = max(end_tick, msg.time)
+            elif not (channels and _is_note(msg) and msg.channel in channels):
+                events.append((msg.time, 1, i, msg))
+        if channels:
+            for c in sorted(channels):
+                events += _note_events(rewrite[(t, c)], c)
+            events.sort(key=lambda e: e[:3])  # note-offs, then the file's events, then note-ons
+        last = events[-1][0] if events else 0
+        out.tracks.append(_track_from_events(events, max(end_tick, last)))
+    used = {c for _, c, _ in keys}
+    for k, rows in extra.items():
+        inst = notes.instruments[k]
+        channel = _free_channel(used, inst.is_drum)
+        used.add(channel)
+        head = ([(0, 1, 0, mido.MetaMessage("track_name", name=inst.name))] if inst.name else [])
+        head.append((0, 1, 1, mido.Message("program_change", channel=channel, program=int(inst.program))))
+        events = sorted(head + _note_events(rows, channel), key=lambda e: e[:3])
+        out.tracks.append(_track_from_events(events, events[-1][0]))
+    return out
+
+
+def _document_pretty_midi(notes: Notes, *, keep_other_tracks: bool = True):
+    """Fallback when the file's instruments cannot be matched to its tracks: through pretty_midi.
+
+    Keeps every instrument (program, drum flag, name, controllers, pitch bends) and the tempo
+    map; loses events pretty_midi does not model (sysex, markers) and the channel numbers.
+    """
+    import copy
+
+    import pretty_midi
+
+    _check_writable(notes)
+    doc = notes.document
+    pm = copy.copy(doc.pm)
+    covered = covered_tracks(notes)
+    pm.instruments = []
+    for j, old in enumerate(doc.pm.instruments):
+        inst = pretty_midi.Instrument(program=old.program, is_drum=old.is_drum, name=old.name)
+        inst.control_changes, inst.pitch_bends = list(old.control_changes), list(old.pitch_bends)
+        if j not in covered and keep_other_tracks:
+            inst.notes = list(old.notes)
+        pm.instruments.append(inst)
+    extra: dict[int, pretty_midi.Instrument] = {}
+    for p, s, d, v, k in zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.instrument):
+        info = notes.instruments[int(k)]
+        if info.track in covered:
+            target = pm.instruments[info.track]
+        else:
+            if int(k) not in extra:
+                extra[int(k)] = pretty_midi.Instrument(program=info.program, is_drum=info.is_drum, name=info.name)
+                pm.instruments.append(extra[int(k)])
+            target = extra[int(k)]
+        target.notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s), end=float(s + d)))
+    return pm
+
+
+def _save(notes: Notes, target, *, keep_other_tracks: bool = True) -> None:
+    """Write the file of ``notes`` to a path or a binary file object."""
+    doc = notes.document
+    if doc is None:
+        pm = _to_pretty_midi(notes)
+    elif doc.keys is None:
+        pm = _document_pretty_midi(notes, keep_other_tracks=keep_other_tracks)
+    else:
+        mf = _document_midi(notes, keep_other_tracks=keep_other_tracks)
+        if isinstance(target, (str, os.PathLike)):
+            mf.save(filename=str(target))
+        else:
+            mf.save(file=target)
+        return
+    pm.write(str(target) if isinstance(target, (str, os.PathLike)) else target)
+
+
+def write_midi(notes: Notes, path: str | os.PathLike[str], *, keep_other_tracks: bool = True) -> Path:
+    """Write ``notes`` as a Standard MIDI File. Returns the path.
+
+    Notes read from a file (``notes.document`` set) are written back *into that file*: its
+    tracks, tempo map, time and key signatures, programs, controllers, pitch bends, sysex
+    and markers are kept event for event, and so are the notes of the instruments ``notes``
+    does not hold (e.g. the drums a model leaves out; ``keep_other_tracks=False`` leaves
+    their notes out). Times are rounded to the file's ticks, so unedited notes keep their
+    exact ticks.
+
+    Notes without a document are written as a type-1 file, one track per instrument that
+    has notes, at ``notes.tempo`` and ``notes.resolution``.
     """
     path = Path(path)
-    pm = _to_pretty_midi(notes)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.write(str(path))
+        _save(notes, path, keep_other_tracks=keep_other_tracks)
     except OSError as exc:
         raise MusicLensError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
-def midi_bytes(notes: Notes) -> bytes:
+def midi_bytes(notes: Notes, *, keep_other_tracks: bool = True) -> bytes:
     """The Standard MIDI File :func:`write_midi` would write, as bytes."""
     buf = io.BytesIO()
-    _to_pretty_midi(notes).write(buf)
+    _save(notes, buf, keep_other_tracks=keep_other_tracks)
     return buf.getvalue()
+
+
+def _view_midi(notes: Notes):
+    """A small file with the tempo map of ``notes``' document and only ``notes``, one track per
+    instrument (on its channel in the file), and the view instrument index of each track."""
+    import mido
+
+    doc = notes.document
+    conductor = sorted(((msg.time, 1, i, msg) for tr in doc.midi.tracks for i, msg in enumerate(tr)
+                        if msg.type == "set_tempo"), key=lambda e: e[:3])
+    mf = mido.MidiFile(type=1, ticks_per_beat=doc.midi.ticks_per_beat)
+    mf.tracks.append(_track_from_events(conductor, conductor[-1][0] if conductor else 0))
+    starts = doc.to_ticks(notes.start)
+    ends = np.maximum(doc.to_ticks(notes.end), starts + 1)
+    order: list[int] = []
+    keys = doc.keys or []
+    for k, inst in enumerate(notes.instruments):
+        rows = np.flatnonzero(notes.instrument == k)
+        if not len(rows):
+            continue
+        if inst.track is not None and inst.track < len(keys):
+            channel = keys[inst.track][1]
+        else:
+            channel = 9 if inst.is_drum else _free_channel(set(), False)
+        events = [(0, 1, 0, mido.Message("program_change", channel=channel, program=int(inst.program)))]
+        events += _note_events([(int(starts[r]), int(ends[r]), int(notes.pitch[r]), int(notes.velocity[r]))
+                                for r in rows], channel)
+        events.sort(key=lambda e: e[:3])
+        mf.tracks.append(_track_from_events(events, events[-1][0]))
+        order.append(k)
+    return mf, order
 
 
 def through_file(notes: Notes) -> Notes:
     """What reading back the file written from ``notes`` gives: MIDI's own rules applied.
 
-    Times snap to ticks, and notes of the same pitch that overlap on one instrument are
-    cut where MIDI cuts them (one key cannot sound twice on a channel). Instrument
-    indices refer to ``notes.instruments`` again.
+    Times snap to ticks (of the document's tempo map when there is one), and notes of the
+    same pitch that overlap on one instrument are cut where MIDI cuts them (one key cannot
+    sound twice on a channel). Only ``notes`` are written (not the document's other tracks);
+    instrument indices refer to ``notes.instruments`` again and the document is kept.
     """
-    back = read_midi(midi_bytes(notes))
-    used = np.array([i for i in range(len(notes.instruments)) if np.any(notes.instrument == i)], dtype=np.int16)
-    if len(back):
-        back.instrument = used[back.instrument]
+    if notes.document is None:
+        back = read_midi(midi_bytes(notes))
+        used = np.array([i for i in range(len(notes.instruments)) if np.any(notes.instrument == i)],
+                        dtype=np.int16)
+        if len(back):
+            back.instrument = used[back.instrument]
+    else:
+        _check_writable(notes)
+        mf, order = _view_midi(notes)
+        buf = io.BytesIO()
+        mf.save(file=buf)
+        back = read_midi(buf.getvalue())
+        keys = back.document.keys
+        if keys is None:  # cannot happen with one program per track; be safe
+            raise MusicLensError("internal error: the written notes cannot be matched to their instruments")
+        view_of = np.array([order[keys[i.track][2] - 1] for i in back.instruments], dtype=np.int16) \
+            if len(back) else np.zeros(0, dtype=np.int16)
+        if len(back):
+            back.instrument = view_of[back.instrument]
+        back.document = notes.document
+        back = back.sorted()
     back.instruments = list(notes.instruments)
+    back.tempo, back.resolution = notes.tempo, notes.resolution
     back.source = notes.source
     back.repairs = []
     return back

@@ -13,6 +13,11 @@ piece is the file's notes in the file's order); ``editor.ids`` is the id of each
 :meth:`NoteEditor.to_json` / :meth:`NoteEditor.from_json` serialise the piece and its
 whole undo/redo history; the app writes it to a recovery file after each edit
 (:func:`write_recovery`, atomic) so a crash or a kill loses nothing.
+
+The editor holds the notes a model reads (e.g. no drums); the file they came from stays in
+``editor.notes.document`` and :func:`~musiclens.core.midi.write_midi` writes it back whole
+(drums, tempo map, controllers, ...). A recovery file names the source file and its
+SHA-256; restoring re-reads the source for the rest of the file when it is unchanged.
 """
 
 from __future__ import annotations
@@ -283,7 +288,8 @@ class NoteEditor:
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"),
             "source": self.source,
             "tempo": float(t.tempo), "resolution": int(t.resolution),
-            "instruments": [[i.program, i.is_drum, i.name] for i in t.instruments],
+            "instruments": [[i.program, i.is_drum, i.name, i.track] for i in t.instruments],
+            "source_sha256": t.document.sha256 if t.document is not None else None,
             "notes": [[i] + n.to_list() for i, n in self._notes.items()],
             "next_id": self._next_id,
             "undo": [e.to_dict() for e in self.undo_stack],
@@ -295,11 +301,17 @@ class NoteEditor:
         if d.get("format") != RECOVERY_FORMAT:
             raise MusicLensError(f"not a MusicLens recovery file (format {d.get('format')!r})")
         try:
-            insts = [Instrument(int(p), bool(dr), str(nm)) for p, dr, nm in d["instruments"]]
+            insts = [Instrument(int(r[0]), bool(r[1]), str(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
+                     for r in d["instruments"]]
             empty = Notes(pitch=[], start=[], duration=[], velocity=[], instrument=[],
                           instruments=insts or [Instrument()], tempo=float(d["tempo"]),
                           resolution=int(d["resolution"]),
-                          source=Path(d["source"]) if d.get("source") else None)
+                          source=Path(d["source"]) if d.get("source") else None,
+                          document=_source_document(d.get("source"), d.get("source_sha256")))
+            if d.get("source_sha256") and empty.document is None:
+                empty.repairs.append("the source file changed or is gone: its other tracks (e.g. drums), "
+                                     "tempo map and controllers cannot be restored; saving writes the "
+                                     "edited notes only")
             ed = cls(empty, source=d.get("source"))
             ed._notes = {int(r[0]): Note.from_list(r[1:]) for r in d["notes"]}
             ed._next_id = max([int(d.get("next_id", 0))] + [i + 1 for i in ed._notes])
@@ -309,6 +321,19 @@ class NoteEditor:
             raise MusicLensError(f"the recovery file is damaged: {type(exc).__name__}: {exc}") from None
         ed.revision = 1  # restored edits are not saved to a .mid yet
         return ed
+
+
+def _source_document(source: str | None, sha256: str | None):
+    """The document of the recovered piece's source file, if the file is still there, unchanged."""
+    if not source or not sha256 or not Path(source).is_file():
+        return None
+    from musiclens.core.midi import load_document
+
+    try:
+        doc, _ = load_document(source)
+    except MusicLensError:
+        return None
+    return doc if doc.sha256 == sha256 else None
 
 
 def write_recovery(editor: NoteEditor, path: str | os.PathLike[str]) -> Path:

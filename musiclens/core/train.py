@@ -9,7 +9,9 @@ The GUI worker, the CLI and the tests drive the same code::
 
 * **cancel**: a ``threading.Event`` (or any callable returning True) checked before every
   batch, so at most the batch in flight finishes after it is set; the last event is then
-  ``"cancelled"`` with the model as it was.
+  ``"cancelled"`` with the model at its best epoch so far (as it was if no epoch ended),
+  its provenance noting ``"cancelled at epoch k, best val epoch j"``;
+  :func:`train_on_folder` saves that model to ``out`` as it saves a finished one.
 * **resume**: with ``config.checkpoint_dir`` a checkpoint is written after every epoch
   (``model.safetensors``, ``best.safetensors``, ``optimizer.safetensors`` + ``state.json``;
   nothing pickled). ``train(..., resume=dir)`` continues after the last completed epoch and
@@ -413,10 +415,14 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
         total_loss, correct, seen = 0.0, 0, 0
         for b in range(batches):
             if _is_cancelled(cancel):
+                if best_epoch >= 1:  # keep the best weights so far, as a finished run does
+                    net.load_state_dict(best_state)
                 net.eval()
+                note = (f"cancelled at epoch {epoch}, best val epoch {best_epoch}" if best_epoch >= 1
+                        else f"cancelled at epoch {epoch}, before any epoch ended")
                 yield Progress("cancelled", epoch, cfg.epochs, b, batches, history=history,
                                best_epoch=best_epoch, best_score=_finite(best_score), stopped="cancelled",
-                               model=_finish(model, history, cfg, "cancelled", best_epoch))
+                               model=_finish(model, history, cfg, "cancelled", best_epoch, note=note))
                 return
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x = train_set.inputs(idx, device)
@@ -482,10 +488,14 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k in ("loss", "accuracy", "track_accuracy", "roc_auc_mean", "pr_auc_mean")}
 
 
-def _finish(model: LoadedModel, history: list, cfg: TrainConfig, stopped: str, best_epoch: int) -> LoadedModel:
+def _finish(model: LoadedModel, history: list, cfg: TrainConfig, stopped: str, best_epoch: int,
+            note: str | None = None) -> LoadedModel:
     model.provenance = dict(model.provenance, trained=bool(history), epochs_run=len(history),
                             best_epoch=best_epoch, stopped=stopped,
                             training={k: v for k, v in asdict(cfg).items() if k != "checkpoint_dir"})
+    model.provenance.pop("note", None)
+    if note:
+        model.provenance["note"] = note
     return model
 
 
@@ -615,7 +625,7 @@ def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: An
 def finish_run(model: LoadedModel, summary: dict[str, Any], last: Progress | None, *, root: str | Path,
                task: str, ds: Any, split: Any, cfg: TrainConfig, out: str | Path | None) -> Finished:
     """Record where the model came from and how it scored, save it to ``out`` when the run
-    completed, and return the :class:`Finished` event (shared by every architecture)."""
+    completed or was cancelled after at least one epoch (its best epoch so far), and return the :class:`Finished` event (shared by every architecture)."""
     from musiclens.core.models import registry
 
     model.provenance = dict(
@@ -624,7 +634,11 @@ def finish_run(model: LoadedModel, summary: dict[str, Any], last: Progress | Non
               "fractions": list(split.fractions), "tracks": split.ids()},
         metrics={k: v for k, v in summary.items() if k.endswith(("accuracy", "auc")) or k == "chance"},
     )
-    if out is not None and last is not None and last.kind == "done":
+    # a cancelled run keeps its best epoch so far (its weights are already restored)
+    keep = last is not None and (last.kind == "done" or (last.kind == "cancelled" and last.best_epoch >= 1))
+    if out is not None and keep:
         registry.save(model, out)
         summary["out"] = str(out)
+    if last is not None and model.provenance.get("note"):
+        summary["note"] = model.provenance["note"]
     return Finished(model, summary, cancelled=last is not None and last.kind == "cancelled")

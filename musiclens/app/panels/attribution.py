@@ -1,12 +1,14 @@
 """CAM overlay: choose a method, a target class and a layer; the map is drawn over the
-spectrogram (opacity slider there) for the whole analysed file."""
+spectrogram for the whole analysed file. How it is shown (the positive part, signed, or the
+magnitude), its opacity and contrast are set here (the last two mirror the spectrogram's)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+    QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget,
 )
 
 from musiclens.app.panels.common import ask_save_path
@@ -16,11 +18,16 @@ METHODS = [("Grad-CAM", "gradcam"), ("Grad-CAM++", "gradcam++"), ("CAM (GAP mode
            ("saliency (gradient)", "grad"), ("SmoothGrad", "smoothgrad"),
            ("Integrated Gradients", "ig")]
 NEEDS_LAYER = {"cam", "gradcam", "gradcam++"}
+CAM_FAMILY = NEEDS_LAYER
+# how a signed map is shown: key, text
+SHOW = [("relu", "positive part (ReLU)"), ("signed", "signed (blue against, red toward)"),
+        ("abs", "magnitude |value|")]
 
 
 class AttributionPanel(QWidget):
     requested = Signal(str, str, object)  # method, target, layer or None
     cleared = Signal()
+    display_changed = Signal()  # the way the result is shown changed: draw it again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -38,12 +45,28 @@ class AttributionPanel(QWidget):
         self.clear_button.clicked.connect(self.cleared.emit)
         self.export_button = QPushButton("Export NPZ…")
         self.export_button.clicked.connect(self.export)
+        self.show_as = QComboBox()
+        for key, text in SHOW:
+            self.show_as.addItem(text, key)
+        self.show_as.setToolTip("CAM-family maps are usually shown after a ReLU (the Grad-CAM paper); "
+                                "Integrated Gradients signed: what speaks for and against the class")
+        self.show_as.currentIndexChanged.connect(lambda _i: self.result is not None and self.display_changed.emit())
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(80)
+        self.contrast = QSlider(Qt.Horizontal)
+        self.contrast.setRange(0, 100)
+        self.contrast.setValue(50)
+        self.contrast.setToolTip("0 = linear, 50 = square root, 100 = fourth root of the scaled values")
         self.note = QLabel("")
         self.note.setWordWrap(True)
         form = QFormLayout()
         form.addRow("method", self.method)
         form.addRow("target", self.target)
         form.addRow("layer", self.layer)
+        form.addRow("show", self.show_as)
+        form.addRow("opacity", self.opacity)
+        form.addRow("contrast", self.contrast)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.clear_button)
@@ -78,7 +101,26 @@ class AttributionPanel(QWidget):
         self.target.setCurrentIndex(0)
 
     def _method_changed(self) -> None:
-        self.layer.setEnabled(self.method.currentData() in NEEDS_LAYER)
+        method = self.method.currentData()
+        self.layer.setEnabled(method in NEEDS_LAYER)
+        self.show_as.setEnabled(method not in ("grad", "smoothgrad"))  # those are magnitudes already
+        self.show_as.setCurrentIndex(self.show_as.findData("relu" if method in CAM_FAMILY else "signed"))
+
+    def display(self, result: Attribution) -> tuple[np.ndarray, bool, str, tuple[str, str]]:
+        """How to draw ``result``: (values, signed?, what they are, what − and + mean)."""
+        name = dict((key, text) for text, key in METHODS).get(result.method, result.method)
+        name = {"Integrated Gradients": "IG attribution", "CAM (GAP models)": "CAM"}.get(name, name)
+        where = f" at {result.layer}" if result.layer else ""
+        target = f"'{result.target}'"
+        ends = (f"against {target}", f"toward {target}")
+        if not result.signed:
+            return result.values, False, f"{name} (magnitude) for {target}", ends
+        how = self.show_as.currentData() if self.show_as.isEnabled() else "signed"
+        if how == "relu":
+            return np.maximum(result.values, 0), False, f"{name} (ReLU) for {target}{where}", ends
+        if how == "abs":
+            return np.abs(result.values), False, f"{name} |value| for {target}{where}", ends
+        return result.values, True, f"{name} for {target}{where}", ends
 
     def _run(self) -> None:
         method = self.method.currentData()
@@ -87,7 +129,17 @@ class AttributionPanel(QWidget):
         self.note.setText(f"computing {self.method.currentText()} for '{target}'…")
         self.requested.emit(method, target, layer)
 
+    def clear(self) -> None:
+        """Forget the shown result (another model or recording is open)."""
+        self.result = None
+        self.note.setText("")
+
     def set_result(self, result: Attribution) -> None:
+        if self.result is None or self.result.method != result.method:  # that method's usual display
+            self.show_as.blockSignals(True)
+            self.show_as.setCurrentIndex(self.show_as.findData("relu" if result.method in CAM_FAMILY else "signed"))
+            self.show_as.setEnabled(result.signed)
+            self.show_as.blockSignals(False)
         self.result = result
         where = f" at {result.layer}" if result.layer else ""
         v = result.values

@@ -1,5 +1,9 @@
 """Dream controls: every option of the engine's dream, progress, a live preview of the
-input as it changes, stop, play and export."""
+input as it changes, stop, play and export.
+
+Stop ends the dream with the input as it is (the session makes its audio), so what Play
+and Export use is the dream on screen; while a dream runs, Play and Export are off (they
+would use the previous one)."""
 
 from __future__ import annotations
 
@@ -134,6 +138,8 @@ class DreamPanel(QWidget):
     def _start(self) -> None:
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
+        self.play_button.setEnabled(False)
+        self.export_button.setEnabled(False)
         self.progress.setValue(0)
         self.report.setText("starting…")
         self.start_requested.emit(self.options())
@@ -152,17 +158,23 @@ class DreamPanel(QWidget):
     def finished(self, result: Dreamt | None, message: str = "") -> None:
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
-        if result is None:
-            self.report.setText(message or "stopped")
+        if result is None:  # failed or cancelled: the previous dream (if any) is back on screen
+            kept = "; the previous dream is kept" if self.result is not None else ""
+            self.report.setText((message or "stopped") + kept)
+            if self.result is not None:
+                self._draw(self.result.after)
+                self.play_button.setEnabled(True)
+                self.export_button.setEnabled(True)
             return
         self.result = result
-        self.progress.setValue(1000)
+        self.progress.setValue(1000 if not result.stopped else int(1000 * result.steps / max(1, result.total)))
         self._draw(result.after)
         target = self.target.currentData()
         before = result.probabilities_before.get(target)
         after = result.probabilities_after.get(target)
         change = f"; p({target}) {before:.3f} → {after:.3f}" if before is not None else ""
-        self.report.setText(f"objective {result.objective_before:.3f} → {result.objective_after:.3f}{change}")
+        stopped = f"stopped at step {result.steps}/{result.total}: " if result.stopped else ""
+        self.report.setText(f"{stopped}objective {result.objective_before:.3f} → {result.objective_after:.3f}{change}")
         self.play_button.setEnabled(True)
         self.export_button.setEnabled(True)
 

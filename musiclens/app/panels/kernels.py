@@ -1,5 +1,8 @@
 """Kernels: per-layer kernel norms (sorted bar chart, dead kernels in red) and the
-distributions of batch-norm parameters."""
+distributions of batch-norm parameters.
+
+A dead kernel's norm is (close to) zero, so its bar would have no height: it is drawn as a
+red bar of a small fixed height with a red ✕ above it, and counted in "dead: k of n"."""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from musiclens.app.panels.common import ask_save_path, save_table
+
+DEAD_COLOUR = "#e5484d"
+ALIVE_COLOUR = "#4c9be8"
+DEAD_BAR = 0.04  # height of a dead kernel's bar, as a fraction of the layer's largest norm
 
 
 class KernelsPanel(QWidget):
@@ -27,6 +34,9 @@ class KernelsPanel(QWidget):
         self.export_button.clicked.connect(self.export)
         self.summary = QLabel("kernel statistics of the current model")
         self.summary.setWordWrap(True)
+        self.dead_label = QLabel("")
+        self.dead_label.setStyleSheet(f"color: {DEAD_COLOUR}")
+        self.dead_label.setToolTip("dead kernels (norm ≈ 0) are drawn as short red bars marked ✕")
         self.norms = pg.PlotWidget()
         self.norms.setMenuEnabled(False)
         self.norms.setLabel("left", "Frobenius norm")
@@ -48,6 +58,7 @@ class KernelsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.summary)
+        layout.addWidget(self.dead_label)
         layout.addWidget(self.norms, 1)
         layout.addLayout(bn_row)
         layout.addWidget(self.bn_plot, 1)
@@ -58,6 +69,7 @@ class KernelsPanel(QWidget):
         self.bn.clear()
         self.norms.clear()
         self.bn_plot.clear()
+        self.dead_label.setText("")
         self.summary.setText("press Compute for the kernel statistics of this model")
 
     def set_stats(self, stats: dict) -> None:
@@ -88,8 +100,20 @@ class KernelsPanel(QWidget):
         dead = np.zeros(len(norms), bool)
         dead[c["dead_indices"]] = True
         x = np.arange(len(norms))
-        brushes = [pg.mkBrush("#e5484d") if dead[k] else pg.mkBrush("#4c9be8") for k in order]
-        self.norms.addItem(pg.BarGraphItem(x=x, height=norms[order], width=0.8, brushes=brushes))
+        dead_sorted = dead[order]
+        top = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
+        # a dead kernel's norm is ~0: give its bar a visible height (the true norm is in the CSV)
+        heights = np.where(dead_sorted, np.maximum(norms[order], DEAD_BAR * top), norms[order])
+        brushes = [pg.mkBrush(DEAD_COLOUR if d else ALIVE_COLOUR) for d in dead_sorted]
+        pens = [pg.mkPen(DEAD_COLOUR if d else ALIVE_COLOUR) for d in dead_sorted]
+        self.norms.addItem(pg.BarGraphItem(x=x, height=heights, width=0.8, brushes=brushes, pens=pens))
+        if dead_sorted.any():
+            self.norms.addItem(pg.ScatterPlotItem(x=x[dead_sorted], y=heights[dead_sorted] + DEAD_BAR * top,
+                                                  symbol="x", size=9, pen=pg.mkPen(DEAD_COLOUR, width=2),
+                                                  brush=pg.mkBrush(DEAD_COLOUR)))
+        self.dead_label.setText(f"dead: {int(dead.sum())} of {len(norms)} kernels (red ✕, drawn at "
+                                f"{100 * DEAD_BAR:g} % of the largest norm)" if dead.any()
+                                else f"dead: 0 of {len(norms)} kernels")
         self.norms.setTitle(f"{c['layer']}: kernel {tuple(c['kernel_shape'])}, {c['dead']} dead of {len(norms)}")
 
     def _draw_bn(self) -> None:

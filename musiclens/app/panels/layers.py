@@ -1,13 +1,20 @@
 """Layer/filter browser: the model's layers as a tree, and for the selected layer a grid of
 per-filter activation thumbnails on the current patch, sortable by energy. Clicking a
-filter shows its activation over the spectrogram and plays its auralisation."""
+filter shows its activation over the spectrogram and plays its auralisation.
+
+The ranking is by what is heard: the energy of the positive part of each activation (the
+auralisation's mask is the ReLU'd activation, so a filter that is never positive is digital
+silence however large its raw energy). Filters whose auralisation is below ``silent_db``
+(−40 dBFS) are greyed and labelled "silent" and listed last; "normalise loudness" plays
+each auralisation at ``target_dbfs`` and says the gain."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
-    QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
+    QCheckBox, QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
     QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -15,6 +22,7 @@ from musiclens.app.panels.common import ask_save_path, to_pixmap
 from musiclens.app.session import LayerMaps, ModelSummary
 
 THUMB = QSize(112, 56)
+SORTS = ("by energy heard", "by loudness heard", "by index")
 
 
 class LayersPanel(QWidget):
@@ -29,7 +37,14 @@ class LayersPanel(QWidget):
         self.tree.setColumnWidth(0, 230)
         self.tree.itemSelectionChanged.connect(self._layer_clicked)
         self.sort = QComboBox()
-        self.sort.addItems(["by energy", "by index"])
+        self.sort.addItems(list(SORTS))
+        self.sort.setToolTip("energy heard: mean square of the positive part of the activation, the part the "
+                             "auralisation is made of; loudness heard: RMS of the auralisation in dBFS. "
+                             "Silent filters come last either way.")
+        self.target_dbfs = -20.0
+        self.normalise = QCheckBox(f"normalise loudness ({self.target_dbfs:.0f} dBFS)")
+        self.normalise.setToolTip("play every auralisation at the same RMS level (peak at most 0.99); "
+                                  "the gain applied is shown")
         self.sort.currentIndexChanged.connect(lambda _: self._fill_grid())
         self.grid = QListWidget()
         self.grid.setViewMode(QListWidget.IconMode)
@@ -49,6 +64,7 @@ class LayersPanel(QWidget):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("sort"))
         controls.addWidget(self.sort)
+        controls.addWidget(self.normalise)
         controls.addWidget(self.deconv_button)
         controls.addWidget(self.export_button)
         controls.addStretch(1)
@@ -96,23 +112,65 @@ class LayersPanel(QWidget):
     def set_maps(self, maps: LayerMaps) -> None:
         self.maps = maps
         k, f, t = maps.maps.shape
-        self.info.setText(f"{maps.layer}: {k} filters, maps {f}×{t} on the patch at "
-                          f"{maps.start_s:.1f} s. Click a filter to hear it.")
+        silent = "" if maps.silent is None else (
+            f" {int(maps.silent.sum())} silent (auralisation below {maps.silent_db:.0f} dBFS), listed last.")
+        self.info.setText(f"{maps.layer}: {k} filters, maps {f}×{t} on the patch at {maps.start_s:.1f} s; "
+                          f"labels: filter, energy of the positive part of its activation (what the auralisation "
+                          f"hears, the ranking), level of its auralisation in dBFS.{silent} Click a filter to hear it.")
         self._fill_grid()
+
+    def show_heard(self, heard) -> None:
+        """Say what is playing: its level and, when normalised, the gain."""
+        if not np.isfinite(heard.level_db):
+            what = "silent (digital silence): its activation is never positive here, nothing to hear"
+        elif heard.level_db < (self.maps.silent_db if self.maps else -40.0) and heard.gain_db == 0:
+            what = f"silent ({heard.level_db:.1f} dBFS); tick 'normalise loudness' to hear it"
+        elif heard.gain_db:
+            now = heard.level_db + heard.gain_db
+            limit = " (as far as a 0.99 peak allows)" if now < self.target_dbfs - 0.05 else ""
+            what = f"{heard.level_db:.1f} dBFS, normalised {heard.gain_db:+.1f} dB → {now:.1f} dBFS{limit}"
+        else:
+            what = f"{heard.level_db:.1f} dBFS"
+        self.info.setText(f"playing {heard.label}, patch at {heard.start_s:.1f} s: {what}")
 
     def _fill_grid(self) -> None:
         self.grid.clear()
         if self.maps is None:
             return
         m = self.maps
-        order = np.argsort(-m.energy, kind="stable") if self.sort.currentIndex() == 0 else np.arange(len(m.energy))
+        n = len(m.energy)
+        silent = m.silent if m.silent is not None else np.zeros(n, bool)
+        level = m.level_db if m.level_db is not None else np.full(n, np.nan)
+        by = self.sort.currentIndex()
+        if by == 0:
+            order = np.lexsort((np.arange(n), -m.energy, silent))
+        elif by == 1:
+            order = np.lexsort((np.arange(n), -np.nan_to_num(level, nan=-np.inf), silent))
+        else:
+            order = np.arange(n)
         levels = (float(m.maps.min()), float(m.maps.max()))
-        dead = m.energy <= 1e-12
+        grey = QBrush(QColor(130, 130, 130))
         for k in order:
-            pix = to_pixmap(m.maps[k], width=THUMB.width(), height=THUMB.height(), levels=levels)
-            item = QListWidgetItem(pix, f"#{k}  {'dead' if dead[k] else f'{m.energy[k]:.2g}'}")
+            quiet = bool(silent[k])
+            pix = to_pixmap(m.maps[k], width=THUMB.width(), height=THUMB.height(), levels=levels,
+                            colormap="CET-L1" if quiet else "magma")
+            if quiet:
+                text = f"#{k}  silent"
+                why = ("digital silence: the activation is never positive on this patch, and the "
+                       "auralisation's mask is its positive part" if not np.isfinite(level[k]) else
+                       f"its auralisation is {level[k]:.1f} dBFS, below {m.silent_db:.0f} dBFS")
+                tip = f"filter {k}: silent — {why}"
+            else:
+                text = f"#{k} {m.energy[k]:.2g} {level[k]:.0f}dB" if np.isfinite(level[k]) else f"#{k}  {m.energy[k]:.2g}"
+                tip = f"filter {k}: its auralisation is {level[k]:.1f} dBFS"
+            raw = float((m.maps[k].astype(np.float64) ** 2).mean())
+            tip += (f"\nenergy heard (mean square of the positive part) {m.energy[k]:.4g}; "
+                    f"raw mean square {raw:.4g}")
+            item = QListWidgetItem(pix, text)
             item.setData(Qt.UserRole, int(k))
-            item.setToolTip(f"filter {k}, energy (mean square) {m.energy[k]:.4g}")
+            item.setToolTip(tip)
+            if quiet:
+                item.setForeground(grey)
             self.grid.addItem(item)
 
     def _layer_clicked(self) -> None:
@@ -135,5 +193,7 @@ class LayersPanel(QWidget):
             return
         path = ask_save_path(self, "Export activations", "activations.npz", "NumPy (*.npz)")
         if path:
+            extra = {} if self.maps.level_db is None else {"level_db": self.maps.level_db,
+                                                            "silent": self.maps.silent}
             np.savez_compressed(path, maps=self.maps.maps, energy=self.maps.energy,
-                                layer=self.maps.layer, patch=self.maps.patch, start_s=self.maps.start_s)
+                                layer=self.maps.layer, patch=self.maps.patch, start_s=self.maps.start_s, **extra)

@@ -99,6 +99,9 @@ class NotesItem(pg.GraphicsObject):
     def boundingRect(self) -> QRectF:  # noqa: N802
         ed = self.panel.editor
         end = float(ed.notes.end.max()) if ed is not None and len(ed) else 10.0
+        others = self.panel.others
+        if others is not None and len(others):
+            end = max(end, float(others.end.max()))
         if self.proposal is not None and len(self.proposal[1]):
             end = max(end, float(self.proposal[1].end.max()))
         return QRectF(0, -0.5, end + 4.0, 128.0)
@@ -121,6 +124,14 @@ class NotesItem(pg.GraphicsObject):
         p.setPen(QPen(QColor(110, 110, 110, 90), 0))
         for c in range(0, 128, 12):
             p.drawLine(QPointF(t0, c - 0.5), QPointF(t1, c - 0.5))
+        others = self.panel.others
+        if others is not None and len(others):  # tracks the model does not read: kept, not editable
+            p.setPen(Qt.NoPen)
+            p.setBrush(QBrush(QColor(200, 200, 200, 150), Qt.Dense3Pattern))
+            least = 4 * self.pixelWidth()  # drum hits are short: at least a few pixels wide
+            for s, d, pitch in zip(others.start.tolist(), others.duration.tolist(), others.pitch.tolist()):
+                if s <= t1 and s + d >= t0:
+                    p.drawRect(QRectF(s, pitch - 0.3, max(d, least), 0.6))
         notes, ids = ed.notes, ed.ids
         sel = self.panel.selection
         outline = QPen(QColor(20, 20, 20), 0)
@@ -135,7 +146,7 @@ class NotesItem(pg.GraphicsObject):
             selected = int(ids[row]) in sel
             if selected and self.preview is not None:
                 s, pitch, d = s + dt, pitch + dp, max(d + dd, 1e-3)
-            p.setPen(chosen if selected else outline)
+            p.setPen(chosen if selected else (outline if row < self.panel.window_notes else Qt.NoPen))
             p.setBrush(QBrush(self.colors[row] if row < len(self.colors) else QColor("#4c9be8")))
             p.drawRect(QRectF(s, pitch - 0.42, d, 0.84))
         if self.proposal is not None:
@@ -271,6 +282,7 @@ class PianoRollPanel(QWidget):
         self.session = None
         self._play = None
         self.editor: NoteEditor | None = None
+        self.others = None  # Notes of the file's tracks the model does not read (drawn, kept, not edited)
         self.labels: list[str] = []
         self.window_notes = 100
         self.selection: set[int] = set()
@@ -328,13 +340,20 @@ class PianoRollPanel(QWidget):
         self.csv_button = QPushButton("CSV…")
         self.csv_button.clicked.connect(lambda: self._ask_and(self.export_csv, "Export the notes",
                                                               "notes.csv", "CSV (*.csv)"))
+        # two rows (what the colours show and the flip; editing and files), so the dock fits
+        # a 1280 px laptop screen beside the predictions
         top = QHBoxLayout()
-        for w in (QLabel("saliency for"), self.target, self.feature, self.snap_box, self.velocity,
-                  self.undo_button, self.redo_button, self.play_button):
+        for w in (QLabel("saliency for"), self.target, self.feature):
             top.addWidget(w)
         top.addStretch(1)
-        for w in (self.flip_target, self.flip_button, self.save_button, self.png_button, self.csv_button):
+        for w in (self.flip_target, self.flip_button):
             top.addWidget(w)
+        tools = QHBoxLayout()
+        for w in (self.snap_box, self.velocity, self.undo_button, self.redo_button, self.play_button):
+            tools.addWidget(w)
+        tools.addStretch(1)
+        for w in (self.save_button, self.png_button, self.csv_button):
+            tools.addWidget(w)
 
         # ---- restore bar and proposal bar
         self.restore_bar = QFrame()
@@ -342,6 +361,7 @@ class PianoRollPanel(QWidget):
         rb = QHBoxLayout(self.restore_bar)
         rb.setContentsMargins(6, 2, 6, 2)
         self.restore_label = QLabel("")
+        self.restore_label.setWordWrap(True)  # a long file name must not widen the window
         self.restore_button = QPushButton("Restore")
         self.restore_button.clicked.connect(self.restore_recovery)
         self.discard_button = QPushButton("Discard")
@@ -413,8 +433,12 @@ class PianoRollPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
+        layout.addLayout(tools)
         layout.addWidget(self.restore_bar)
         layout.addWidget(self.proposal_bar)
+        self.reads_label = QLabel("")  # which notes the model reads (and which tracks it does not)
+        self.reads_label.setWordWrap(True)
+        layout.addWidget(self.reads_label)
         layout.addWidget(split, 1)
 
         # undo/redo anywhere in the panel; keys that also edit text (Delete, arrows, copy/paste)
@@ -471,8 +495,11 @@ class PianoRollPanel(QWidget):
         self.session.open_midi(path, opened, on_error=failed)
 
     def set_editor(self, editor: NoteEditor, labels: list[str], window: int = 100, *, repairs=()) -> None:
+        from musiclens.core.midi import other_notes
+
         self.reject_flip()
         self.editor = editor
+        self.others = other_notes(editor.template)
         self.labels = list(labels)
         self.window_notes = window
         self.selection = set()
@@ -494,6 +521,7 @@ class PianoRollPanel(QWidget):
         name = Path(editor.source).name if editor.source else "piece"
         fixed = f" (repaired: {'; '.join(repairs)})" if repairs else ""
         self.summary.setText(f"{name}: {len(editor)} notes, the model reads the first {window}{fixed}")
+        self.reads_label.setText(self.reads_text())
         self.schedule(0)
 
     def _refresh_view(self, fit: bool = False) -> None:
@@ -514,6 +542,30 @@ class PianoRollPanel(QWidget):
             self.view.setRange(xRange=(0, max(k_end, 4 * ed.beat)), yRange=(lo - 3, hi + 3), padding=0.02)
         self.undo_button.setEnabled(bool(ed.undo_stack))
         self.redo_button.setEnabled(bool(ed.redo_stack))
+        self.reads_label.setText(self.reads_text())
+
+    def model_reads(self) -> np.ndarray:
+        """Per row of ``editor.notes``: True for the notes the model reads (the first N)."""
+        n = len(self.editor) if self.editor is not None else 0
+        return np.arange(n) < self.window_notes
+
+    def reads_text(self) -> str:
+        """"The model reads notes 1–100 of 2930 …; 1019 drum notes … kept, not read"."""
+        if self.editor is None:
+            return ""
+        n = len(self.editor)
+        k = min(self.window_notes, n)
+        text = (f"The model reads notes 1–{k} of {n} (left of the dashed red line; the later notes are "
+                "drawn faded)." if k < n else f"The model reads all {n} notes.")
+        others = self.others
+        if others is not None and len(others):
+            n_drum = int(others.is_drum.sum())
+            what = [f"{n_drum} drum notes"] if n_drum else []
+            what += [f"{len(others) - n_drum} notes of other instruments"] if len(others) > n_drum else []
+            n_tracks = len({int(i) for i in np.unique(others.instrument)})
+            text += (f" {' and '.join(what)} ({n_tracks} track{'s' if n_tracks > 1 else ''}, hatched grey) "
+                     "are kept in the file and played, but not read by the model or edited.")
+        return text
 
     # ------------------------------------------------------------------ saliency colours
     def note_saliency(self) -> np.ndarray:
@@ -545,6 +597,9 @@ class PianoRollPanel(QWidget):
                 c = cmap.map(0.05 + 0.95 * float(np.clip(level, 0.0, 1.0)), mode="qcolor")
             else:
                 c = QColor(150, 150, 150) if self.result is not None else QColor("#4c9be8")
+            if len(colors) >= self.window_notes:  # not read by the model: faded
+                c = QColor(c)
+                c.setAlpha(70)
             colors.append(c)
         self.items.colors = colors
         self.items.update()

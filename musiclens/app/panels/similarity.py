@@ -1,12 +1,18 @@
 """Similarity: compare the open recording with another stimulus (e.g. a mix and one of its
 stems) layer by layer — Pearson, cosine, normalised MSE and linear CKA with its permutation
-baseline — and see both stimuli's feature maps at every layer, input at the top."""
+baseline — and see both stimuli's feature maps at every layer, input at the top.
+
+The curves run down the layers, named on the left axis and grouped by kind (conv, batch
+norm, block outputs, pooling, dense), each group in input → output order under its own
+heading: values of different kinds of layer differ systematically, so one line through
+all of them would zig-zag between kinds rather than show what changes with depth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
     QVBoxLayout, QWidget,
@@ -17,6 +23,46 @@ from musiclens.app.session import ClassSimilarity, Similarity
 
 COLOURS = {"pearson": "#4c9be8", "cosine": "#2bb673", "nmse": "#e5484d", "cka": "#f5a623",
            "cka_baseline": "#999999"}
+# groups of layers on the plot, in this order (other kinds after them, as they come)
+KIND_ORDER = ("conv", "batchnorm", "block", "pool", "dense", "recurrent")
+KIND_TITLES = {"conv": "convolutions", "batchnorm": "batch norms", "block": "block outputs",
+               "pool": "pooling", "dense": "dense layers", "recurrent": "recurrent layers", "layer": "layers"}
+
+
+def group_layers(layers: list[str], kinds: dict[str, str]) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """Row of each layer on the plot's layer axis, and (kind, row of its heading) per group.
+
+    Layers are grouped by kind (``KIND_ORDER`` first), keep their input → output order within
+    a group, and each group starts with a heading row (no layer on it)."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(layers):
+        groups.setdefault(kinds.get(name, "layer"), []).append(i)
+    rank = {kind: k for k, kind in enumerate(KIND_ORDER)}
+    ordered = sorted(groups.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[1][0]))
+    rows = np.zeros(len(layers))
+    headings, row = [], 0.0
+    for kind, members in ordered:
+        headings.append((kind, row))
+        for i in members:
+            row += 1
+            rows[i] = row
+        row += 1
+    return rows, headings
+
+
+def grouped_curve(values: np.ndarray, rows: np.ndarray, headings: list) -> tuple[np.ndarray, np.ndarray]:
+    """(values, rows) in row order with a NaN between groups, so no line joins two kinds."""
+    v = np.asarray(values, float)
+    order = np.argsort(rows, kind="stable")
+    breaks = [h for _kind, h in headings[1:]]
+    out_v, out_r = [], []
+    for i in order:
+        while breaks and rows[i] > breaks[0]:
+            out_v.append(np.nan)
+            out_r.append(breaks.pop(0))
+        out_v.append(v[i])
+        out_r.append(rows[i])
+    return np.asarray(out_v), np.asarray(out_r)
 
 
 class SimilarityPanel(QWidget):
@@ -43,8 +89,16 @@ class SimilarityPanel(QWidget):
         self.info.setWordWrap(True)
         self.curves = pg.PlotWidget()
         self.curves.setMenuEnabled(False)
-        self.curves.addLegend()
-        self.curves.setLabel("bottom", "layer (input → output)")
+        # the legend under the plot (rows of three), where it hides no curve
+        legend = pg.LegendItem(colCount=3)
+        self.curves.plotItem.layout.addItem(legend, 4, 1)
+        self.curves.plotItem.legend = legend  # plot(name=…) adds to it
+        self.curves.invertY(True)  # input at the top, as in the maps beside it
+        self.curves.showGrid(x=True, y=False, alpha=0.2)
+        self.tick_font = QFont()
+        self.tick_font.setPointSizeF(7.5)
+        self.curves.getAxis("left").setStyle(tickFont=self.tick_font)
+        self.layer_rows: dict[str, float] = {}  # layer -> its row on the plot
         self.maps_box = QWidget()
         self.maps_grid = QGridLayout(self.maps_box)
         scroll = QScrollArea()
@@ -53,7 +107,7 @@ class SimilarityPanel(QWidget):
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.curves)
         split.addWidget(scroll)
-        split.setSizes([450, 480])
+        split.setSizes([560, 400])
         top = QHBoxLayout()
         top.addWidget(self.choose)
         top.addWidget(self.choose_folder)
@@ -84,6 +138,10 @@ class SimilarityPanel(QWidget):
         self.classes = r
         self.result = None
         self.metric_choice.setEnabled(True)
+        while self.maps_grid.count():  # the maps of an earlier comparison of two files
+            item = self.maps_grid.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
         counts = ", ".join(f"{label} {n}" for label, n in r.pairs.items())
         self.info.setText(f"{r.folder}: mean over within-class pairs ({counts}), {len(r.layers)} layers")
         self._draw_classes()
@@ -94,16 +152,30 @@ class SimilarityPanel(QWidget):
             return
         self.curves.clear()
         metric = self.metric_choice.currentText()
-        x = np.arange(len(r.layers))
+        rows, headings = self._layer_axis(r.layers, getattr(r, "kinds", {}))
         for i, (label, values) in enumerate(r.per_class.items()):
             colour = pg.intColor(i, hues=max(len(r.per_class), 2))
             if metric in values:
-                self.curves.plot(x, values[metric], name=label, pen=pg.mkPen(colour, width=2), symbol="o",
-                                 symbolSize=4, symbolBrush=colour)
+                v, y = grouped_curve(values[metric], rows, headings)
+                self.curves.plot(v, y, name=label, pen=pg.mkPen(colour, width=2), symbol="o",
+                                 symbolSize=4, symbolBrush=colour, connect="finite")
             baseline = values.get(f"{metric}_baseline")
             if baseline is not None:
-                self.curves.plot(x, baseline, pen=pg.mkPen(colour, width=1, style=Qt.DashLine))
-        self.curves.setLabel("left", metric)
+                v, y = grouped_curve(baseline, rows, headings)
+                self.curves.plot(v, y, pen=pg.mkPen(colour, width=1, style=Qt.DashLine), connect="finite")
+        self.curves.setLabel("bottom", metric)
+
+    def clear(self) -> None:
+        """Forget the shown comparison (another model or recording is open)."""
+        self.result = None
+        self.classes = None
+        self.metric_choice.setEnabled(False)
+        self.info.setText("compares the patch at the playhead with the same time in another file")
+        self.curves.clear()
+        while self.maps_grid.count():
+            item = self.maps_grid.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
 
     def set_result(self, r: Similarity) -> None:
         self.result = r
@@ -111,12 +183,13 @@ class SimilarityPanel(QWidget):
         self.metric_choice.setEnabled(False)
         self.info.setText(f"{r.name_a} vs {r.name_b}, patch at {r.start_s:.1f} s, {len(r.layers)} layers")
         self.curves.clear()
-        x = np.arange(len(r.layers))
+        rows, headings = self._layer_axis(r.layers, getattr(r, "kinds", {}))
         for metric, values in r.values.items():
             style = {"pen": pg.mkPen(COLOURS.get(metric, "w"), width=2,
                                      style=Qt.DashLine if metric == "cka_baseline" else Qt.SolidLine)}
-            self.curves.plot(x, np.asarray(values, float), name=metric, symbol="o", symbolSize=4, **style)
-        self.curves.getAxis("bottom").setTicks([[(i, str(i)) for i in x[:: max(1, len(x) // 12)]]])
+            v, y = grouped_curve(values, rows, headings)
+            self.curves.plot(v, y, name=metric, symbol="o", symbolSize=4, connect="finite", **style)
+        self.curves.setLabel("bottom", "similarity")
         while self.maps_grid.count():
             item = self.maps_grid.takeAt(0)
             if item.widget():
@@ -130,6 +203,22 @@ class SimilarityPanel(QWidget):
                 label = QLabel()
                 label.setPixmap(to_pixmap(m, width=180, height=60 if m.shape[0] > 1 else 20, levels=levels))
                 self.maps_grid.addWidget(label, row, col)
+
+    def _layer_axis(self, layers: list[str], kinds: dict[str, str]) -> tuple[np.ndarray, list]:
+        """Name the layers on the left axis, grouped by kind under a heading line per group."""
+        rows, headings = group_layers(list(layers), kinds)
+        self.layer_rows = {name: float(row) for name, row in zip(layers, rows)}
+        axis = self.curves.getAxis("left")
+        axis.setTicks([[(float(row), name) for name, row in self.layer_rows.items()], []])
+        metrics = QFontMetrics(self.tick_font)
+        axis.setWidth(max((metrics.horizontalAdvance(name) for name in layers), default=20) + 16)
+        for kind, row in headings:
+            line = pg.InfiniteLine(pos=row, angle=0, pen=pg.mkPen("#666666", width=1, style=Qt.DotLine),
+                                   label=KIND_TITLES.get(kind, kind),
+                                   labelOpts={"position": 0.98, "color": "#bbbbbb", "anchors": [(1, 0.5), (1, 0.5)]})
+            self.curves.addItem(line)
+        self.curves.setYRange(-0.5, (max(rows) if len(rows) else 0) + 0.5, padding=0)
+        return rows, headings
 
     def export(self) -> None:
         if self.classes is not None and self.result is None:

@@ -1,19 +1,58 @@
 """Spectrogram viewer: zoom/pan, axes in seconds and Hz, colour map and levels, playhead,
-click to seek, a time selection, and an overlay (CAM, saliency, a filter's activation)."""
+click to seek, a time selection, and an overlay (CAM, saliency, a filter's activation).
+
+Overlays are scaled robustly (percentiles, :mod:`musiclens.core.interpret.display`): signed
+maps in a diverging blue-transparent-red map symmetric around 0, unsigned ones in a
+sequential map; a colour bar under the controls says what the colours mean, a contrast
+control bends the scale, and the spectrogram turns grey under an overlay (optional) so
+the overlay's colours stand out."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 from PySide6.QtCore import Qt
 
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "turbo", "CET-L1")
 
-# Overlays fade to transparent where the map is near zero, so the spectrogram stays readable.
-SIGNED_OVERLAY = pg.ColorMap([0.0, 0.5, 1.0], [(30, 110, 255, 235), (255, 255, 255, 0), (255, 40, 30, 235)])
-UNSIGNED_OVERLAY = pg.ColorMap([0.0, 0.4, 1.0], [(0, 255, 200, 0), (0, 255, 200, 90), (120, 255, 60, 240)])
+# Overlays fade to transparent where the map is near its neutral value (0, or the 1st
+# percentile), so the spectrogram stays readable; colours: musiclens.core.interpret.display.
+OVERLAY_SCALES = (("p99", 99.0), ("p99.9", 99.9), ("p95", 95.0), ("max", 100.0))
+UNDER_OVERLAY_COLORMAP = "CET-L1"  # greys
+
+
+class OverlayLegend(QWidget):
+    """A colour bar for the overlay: the gradient and one line saying what it means."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bar = QLabel()
+        self.bar.setFixedSize(140, 12)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.label, 1)
+
+    def show_scale(self, lut: np.ndarray, text: str) -> None:
+        """lut: (n, 4) RGBA drawn left to right over a grey checker-free backdrop."""
+        from PySide6.QtGui import QImage, QPixmap
+
+        rgba = np.asarray(lut, dtype=np.float64)
+        backdrop = np.array([200.0, 200.0, 200.0])  # as over a mid-grey spectrogram
+        a = rgba[:, 3:4] / 255.0
+        rgb = np.ascontiguousarray((rgba[:, :3] * a + backdrop * (1 - a)).round().astype(np.uint8)[None])
+        image = QImage(rgb.data, rgb.shape[1], 1, 3 * rgb.shape[1], QImage.Format_RGB888).copy()
+        self.bar.setPixmap(QPixmap.fromImage(image).scaled(self.bar.width(), self.bar.height()))
+        self.label.setText(text)
+        self.setToolTip(text)
+
+    def text(self) -> str:
+        return self.label.text()
 
 
 class FrequencyAxis(pg.AxisItem):
@@ -69,6 +108,8 @@ class SpectrogramView(QWidget):
         self.selection.sigRegionChangeFinished.connect(
             lambda: self.selection_changed.emit(*self.selection.getRegion()))
         self.plot.scene().sigMouseClicked.connect(self._clicked)
+        QShortcut(QKeySequence(Qt.Key_Escape), self, activated=self.clear_selection,
+                  context=Qt.WidgetWithChildrenShortcut)
 
         self.histogram = pg.HistogramLUTWidget(image=self.image)
         self.histogram.setMaximumWidth(110)
@@ -80,6 +121,26 @@ class SpectrogramView(QWidget):
         self.opacity.setValue(80)
         self.opacity.setMaximumWidth(120)
         self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100))
+        self.contrast = QSlider(Qt.Horizontal)
+        self.contrast.setRange(0, 100)
+        self.contrast.setValue(50)  # gamma 0.5
+        self.contrast.setMaximumWidth(100)
+        self.contrast.setToolTip("overlay contrast: 0 = linear, 50 = square root, 100 = fourth root of the "
+                                 "scaled values (weak values become visible)")
+        self.contrast.valueChanged.connect(lambda _v: self._draw_overlay())
+        self.overlay_scale = QComboBox()
+        for text, p in OVERLAY_SCALES:
+            self.overlay_scale.addItem(text, p)
+        self.overlay_scale.setToolTip("the overlay's full colour is at this percentile of its values "
+                                      "(|values| for signed maps); beyond it, colours saturate")
+        self.overlay_scale.currentIndexChanged.connect(lambda _i: self._draw_overlay())
+        self.grey_under = QCheckBox("grey under overlay")
+        self.grey_under.setChecked(True)
+        self.grey_under.setToolTip("draw the spectrogram in greys while an overlay is shown")
+        self.grey_under.toggled.connect(lambda _on: self._apply_colormap())
+        self.legend = OverlayLegend()
+        self.legend.hide()
+        self._overlay_data: dict | None = None
         self.caption = QLabel("")
         self.caption.setStyleSheet("color: palette(mid);")
 
@@ -88,6 +149,11 @@ class SpectrogramView(QWidget):
         controls.addWidget(self.cmap)
         controls.addWidget(QLabel("overlay opacity"))
         controls.addWidget(self.opacity)
+        controls.addWidget(QLabel("contrast"))
+        controls.addWidget(self.contrast)
+        controls.addWidget(QLabel("scale"))
+        controls.addWidget(self.overlay_scale)
+        controls.addWidget(self.grey_under)
         controls.addStretch(1)
         controls.addWidget(self.caption)
         body = QHBoxLayout()
@@ -96,6 +162,7 @@ class SpectrogramView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(controls)
+        layout.addWidget(self.legend)
         layout.addLayout(body, 1)
         self.duration_s = 0.0
         self.n_bins = 0
@@ -103,8 +170,16 @@ class SpectrogramView(QWidget):
 
     # ------------------------------------------------------------------ content
     def set_colormap(self, name: str) -> None:
-        cmap = pg.colormap.get(name)
-        self.histogram.gradient.setColorMap(cmap)
+        if self.cmap.currentText() != name and self.cmap.findText(name) >= 0:
+            self.cmap.setCurrentText(name)  # comes back here through currentTextChanged
+            return
+        self._apply_colormap()
+
+    def _apply_colormap(self) -> None:
+        """The chosen colour map, or greys while an overlay is shown (when asked)."""
+        grey = self.grey_under.isChecked() and self._overlay_data is not None
+        self.histogram.gradient.setColorMap(pg.colormap.get(UNDER_OVERLAY_COLORMAP if grey
+                                                            else self.cmap.currentText()))
 
     def set_spectrogram(self, values: np.ndarray, duration_s: float, bin_hz: np.ndarray,
                         caption: str = "") -> None:
@@ -125,22 +200,48 @@ class SpectrogramView(QWidget):
         self.selection.hide()
 
     def set_overlay(self, values: np.ndarray, *, start_s: float = 0.0, end_s: float | None = None,
-                    symmetric: bool = False, caption: str = "") -> None:
-        """values: (F', T') drawn over [start_s, end_s] x all bins (rows resampled by Qt)."""
+                    symmetric: bool = False, caption: str = "", what: str = "",
+                    ends: tuple[str, str] = ("against", "toward")) -> None:
+        """values: (F', T') drawn over [start_s, end_s] x all bins (rows resampled by Qt).
+
+        symmetric : a signed map (diverging colours around 0), else unsigned (sequential).
+        what : what the values are, for the colour bar (e.g. "IG attribution for 'rock'").
+        ends : what negative and positive values mean (signed maps).
+        """
         end_s = self.duration_s if end_s is None else end_s
-        values = np.asarray(values, dtype=np.float32)
-        hi = float(np.nanmax(np.abs(values))) or 1.0
-        levels = (-hi, hi) if symmetric else (float(np.nanmin(values)), hi)
-        self.overlay.setImage(values, autoLevels=False, levels=levels)
-        self.overlay.setColorMap(SIGNED_OVERLAY if symmetric else UNSIGNED_OVERLAY)
-        self.overlay.setRect(QRectF(start_s, 0, end_s - start_s, self.n_bins))
+        self._overlay_data = {"values": np.asarray(values, dtype=np.float32), "signed": bool(symmetric),
+                              "what": what or caption.removeprefix("overlay: "), "ends": ends,
+                              "rect": QRectF(start_s, 0, end_s - start_s, self.n_bins)}
+        self._draw_overlay()
         self.overlay.show()
+        self.legend.show()
+        self._apply_colormap()
         if caption:
             self.caption.setText(caption)
 
+    def _draw_overlay(self) -> None:
+        """(Re)draw the overlay with the current scale and contrast; update the colour bar."""
+        from musiclens.core.interpret.display import contrast_to_gamma, overlay_lut, overlay_rgba
+
+        d = self._overlay_data
+        if d is None:
+            return
+        rgba, scale = overlay_rgba(d["values"], signed=d["signed"], percentile=self.overlay_scale.currentData(),
+                                   gamma=contrast_to_gamma(self.contrast.value()))
+        self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.overlay.setLookupTable(None)
+        self.overlay.setRect(d["rect"])  # after setImage: the rect maps the image's own size
+        negative, positive = d["ends"]
+        self.legend.show_scale(overlay_lut(d["signed"]),
+                               scale.describe(d["what"], negative=negative, positive=positive))
+        self.overlay_scale_used = scale
+
     def clear_overlay(self) -> None:
+        self._overlay_data = None
         self.overlay.clear()
         self.overlay.hide()
+        self.legend.hide()
+        self._apply_colormap()
 
     def set_playhead(self, seconds: float) -> None:
         self.playhead.setValue(seconds)
@@ -148,6 +249,11 @@ class SpectrogramView(QWidget):
     def set_selection(self, start_s: float, end_s: float) -> None:
         self.selection.setRegion((start_s, end_s))
         self.selection.show()
+
+    def clear_selection(self) -> None:
+        """Drop the time selection (Escape, or a plain click)."""
+        self.selection.setRegion((0, 0))
+        self.selection.hide()
 
     def selected_range(self) -> tuple[float, float] | None:
         if not self.selection.isVisible():
@@ -165,5 +271,6 @@ class SpectrogramView(QWidget):
             a = self.playhead.value()
             self.set_selection(min(a, t), max(a, t))
             self.selection_changed.emit(min(a, t), max(a, t))
-        else:
+        else:  # a plain click: seek, and drop the selection
+            self.clear_selection()
             self.seek_requested.emit(t)

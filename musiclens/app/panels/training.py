@@ -1,5 +1,7 @@
-"""Training: a dataset folder, an architecture, epochs; progress, a live loss/accuracy plot,
-cancel; the trained model is saved and added to the model picker."""
+"""Training: a dataset folder, an architecture, epochs, early-stopping patience, learning
+rate, batch size and the validation/test split of the tracks; progress, a live loss/accuracy
+plot, cancel; the trained model is saved and added to the model picker (a cancelled run keeps
+its best epoch so far)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import QStandardPaths, Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-    QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QAbstractSpinBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
 ARCHS = ("vanilla-cnn", "masked-cnn", "gap-cnn", "choi-cnn", "stft-cnn", "musicnn-probe")
@@ -46,6 +48,25 @@ class TrainingPanel(QWidget):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
         self.epochs.setValue(20)
+        # the trainer's settings (musiclens.core.train.TrainConfig), its defaults shown
+        self.patience = QSpinBox()
+        self.patience.setRange(0, 1000)
+        self.patience.setValue(5)
+        self.patience.setSpecialValueText("never")
+        self.patience.setToolTip("stop after this many epochs without a better validation score "
+                                 "(the best epoch's weights are kept); 0 = never stop early")
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 1.0)
+        self.lr.setValue(1e-3)
+        self.lr.setStepType(QAbstractSpinBox.AdaptiveDecimalStepType)
+        self.lr.setToolTip("Adam's learning rate")
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 4096)
+        self.batch_size.setValue(32)
+        self.batch_size.setToolTip("patches per optimisation step")
+        self.val_fraction = _fraction(0.1, "share of the tracks held out to choose the best epoch")
+        self.test_fraction = _fraction(0.1, "share of the tracks held out for the final test scores")
         self.start_button = QPushButton("Train")
         self.start_button.clicked.connect(self._start)
         self.cancel_button = QPushButton("Cancel")
@@ -76,7 +97,9 @@ class TrainingPanel(QWidget):
         form.addRow("probe base", self.base)
         form.addRow("probe features", self.features)
         form.addRow("task", self.task)
-        form.addRow("epochs", self.epochs)
+        form.addRow("epochs", _pair(self.epochs, "patience", self.patience))
+        form.addRow("learning rate", _pair(self.lr, "batch size", self.batch_size))
+        form.addRow("validation", _pair(self.val_fraction, "test", self.test_fraction, "of the tracks"))
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
@@ -101,7 +124,10 @@ class TrainingPanel(QWidget):
 
     def options(self) -> dict:
         options = {"root": self.folder.text().strip(), "arch": self.arch.currentText(),
-                   "task": self.task.currentText(), "epochs": self.epochs.value()}
+                   "task": self.task.currentText(), "epochs": self.epochs.value(),
+                   "patience": self.patience.value() or None, "lr": self.lr.value(),
+                   "batch_size": self.batch_size.value(), "val_fraction": round(self.val_fraction.value(), 4),
+                   "test_fraction": round(self.test_fraction.value(), 4)}
         if options["arch"] == "musicnn-probe":
             options["model_params"] = {"base": self.base.currentText(),
                                        "features": self.features.currentText()}
@@ -111,6 +137,10 @@ class TrainingPanel(QWidget):
         options = self.options()
         if not options["root"]:
             self.report.setText("choose a dataset folder first")
+            return
+        if options["val_fraction"] + options["test_fraction"] > 0.9:
+            self.report.setText("this split leaves too few tracks to train on: validation + test "
+                                "must be at most 0.9 of the tracks")
             return
         for values in self.history.values():
             values.clear()
@@ -136,6 +166,21 @@ class TrainingPanel(QWidget):
             ys = self.history[key]
             curve.setData(list(range(1, len(ys) + 1)), ys)
 
+    def cancelled(self, summary: dict | None) -> None:
+        """A cancelled run: its best model so far when one was saved (``summary["out"]``)."""
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        summary = summary or {}
+        if not summary.get("out"):
+            self.report.setText("Training cancelled before its first epoch ended: nothing to keep.")
+            return
+        if "val_roc_auc" in summary:
+            score = f"val ROC-AUC {_num(summary.get('val_roc_auc'))}"
+        else:
+            score = f"val acc {_pct(summary.get('val_accuracy'))}"
+        self.report.setText(f"Training cancelled; best model so far (epoch {summary.get('best_epoch')}, {score}) "
+                            f"saved to {summary['out']} and added to the model picker.")
+
     def finished(self, summary: dict | None, message: str = "") -> None:
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -156,3 +201,28 @@ class TrainingPanel(QWidget):
 
 def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _fraction(value: float, tip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setDecimals(2)
+    box.setRange(0.0, 0.9)
+    box.setSingleStep(0.05)
+    box.setValue(value)
+    box.setToolTip(tip + " (split by track: the patches of one recording never cross splits)")
+    return box
+
+
+def _pair(first: QWidget, label: str, second: QWidget, tail: str = "") -> QHBoxLayout:
+    """Two settings on one form row: ``first   label second tail``."""
+    row = QHBoxLayout()
+    row.addWidget(first, 1)
+    row.addWidget(QLabel(label))
+    row.addWidget(second, 1)
+    if tail:
+        row.addWidget(QLabel(tail))
+    return row

@@ -229,3 +229,92 @@ def auralise_filter(
     lin = mask_to_linear(mask, fe)
     out = istft(spec * lin, fe, length=y.shape[-1])
     return Auralisation(from_fe_rate(out, sr, n, fe), sr, mask, lin)
+
+
+# ---------------------------------------------------------------------- what is heard
+SILENT_DBFS = -40.0  # an auralisation quieter than this (RMS, dB full scale) counts as silent
+
+
+def rms_dbfs(audio) -> float:
+    """RMS level of ``audio`` in dB full scale (1.0 = 0 dBFS); ``-inf`` for digital silence."""
+    y = np.asarray(audio, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(y ** 2))) if y.size else 0.0
+    return 20.0 * float(np.log10(rms)) if rms > 0 else -np.inf
+
+
+def normalise_loudness(audio, *, target_dbfs: float = -20.0, peak: float = 0.99) -> tuple[np.ndarray, float]:
+    """Scale ``audio`` to an RMS of ``target_dbfs``, but never beyond a ``peak`` of full scale.
+
+    Returns (scaled float32 audio, the gain applied in dB). Digital silence is returned as it
+    is with a gain of 0 dB (there is nothing to normalise).
+    """
+    y = np.asarray(audio, dtype=np.float32)
+    level = rms_dbfs(y)
+    top = float(np.max(np.abs(y))) if y.size else 0.0
+    if not np.isfinite(level) or top <= 0:
+        return y.copy(), 0.0
+    gain_db = min(target_dbfs - level, 20.0 * float(np.log10(peak / top)))
+    return (y * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32), float(gain_db)
+
+
+@dataclass
+class FilterLevels:
+    """Every filter of one layer on one recording, as heard.
+
+    maps : (K, F_l, T_l) the layer's activation (1-D layers: F_l = 1), before any ReLU.
+    energy : (K,) mean square of the *positive part* of each map: the part the auralisation's
+        mask is made of (a filter that is never positive is silent however large its raw
+        mean square).
+    level_db : (K,) RMS of each filter's auralisation (:func:`auralise_filter` with its
+        defaults) in dBFS; ``-inf`` for digital silence.
+    silent : (K,) level below ``silent_db`` (or digital silence).
+    """
+
+    layer: str
+    maps: np.ndarray
+    energy: np.ndarray
+    level_db: np.ndarray
+    silent: np.ndarray
+    silent_db: float = SILENT_DBFS
+
+
+def filter_levels(
+    m: LoadedModel,
+    audio,
+    *,
+    layer: str,
+    sample_rate: int | None = None,
+    batch: int = 64,
+    silent_db: float = SILENT_DBFS,
+    stop_early: bool = True,
+) -> FilterLevels:
+    """Auralise every filter of ``layer`` on one recording and measure what is heard.
+
+    One forward pass; the masks are built as :func:`filter_mask` builds them (bilinear
+    resize, ReLU, each scaled to a maximum of 1) and applied to the recording's STFT in
+    batches of ``batch`` filters. The levels equal those of :func:`auralise_filter` for each
+    filter (up to float rounding).
+
+    audio : (samples,) float at ``sample_rate`` Hz (default: the model's rate).
+    """
+    fe = m.front_end
+    y, sr, n = to_fe_rate(audio, sample_rate, fe)
+    if y.shape[0] != 1:
+        raise ParameterError(f"filter_levels takes one recording, got a batch of {y.shape[0]}")
+    x = check_input(m, fe(y))
+    act = as_map(layer_output(m, x, layer, stop_early=stop_early))[0]  # (K, F_l, T_l)
+    spec = stft(y, fe)  # (1, F_lin, T)
+    levels = []
+    with torch.no_grad():
+        for a in range(0, act.shape[0], batch):
+            chunk = act[a:a + batch].unsqueeze(0)  # (1, k, F_l, T_l)
+            mask = upsample(chunk, x.shape[-2:])[0].clamp_min(0)  # (k, F, T)
+            mask = normalise_maps(mask, mode="max")
+            lin = mask_to_linear(mask, fe)
+            out = istft(spec * lin, fe, length=y.shape[-1])  # (k, samples)
+            heard = from_fe_rate(out, sr, n, fe)
+            levels.extend(rms_dbfs(h) for h in heard)
+    maps = act.detach().float().cpu().numpy()
+    energy = (np.clip(maps, 0, None).astype(np.float64) ** 2).mean(axis=(1, 2))
+    level_db = np.asarray(levels, dtype=np.float64)
+    return FilterLevels(layer, maps, energy, level_db, ~(level_db >= silent_db), silent_db)

@@ -252,3 +252,48 @@ def flip(
 
 def heard_prediction_label(m: LoadedModel, idx: int) -> str:
     return m.labels[idx] if 0 <= idx < len(m.labels) else str(idx)
+
+
+def splice_change(recording: np.ndarray, before: np.ndarray, after: np.ndarray, start: int, *,
+                  sample_rate: int, fade_s: float = 0.01) -> np.ndarray:
+    """Put the flip of one part of a recording back into the whole recording.
+
+    Parameters
+    ----------
+    recording : (samples,) or (channels, samples) float, the whole recording at ``sample_rate``.
+    before, after : (n,) the (mono) span that was optimised, and its flipped version.
+    start : index of the span's first sample in ``recording``.
+    fade_s : crossfade length in seconds. Inside the span the change is kept whole (what
+        was classified is what is written); just outside it, the change continues as its
+        mirror image and fades to nothing over ``fade_s`` (raised cosine), so the edit
+        starts and ends without a click.
+
+    Returns
+    -------
+    ``recording`` (same shape, float32) with the change ``after − before`` added to every
+    channel: the mono mix of the result is ``after`` over ``[start, start + n)``, the
+    recording itself more than ``fade_s`` away from the span.
+    """
+    rec = np.asarray(recording, dtype=np.float32)
+    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    if before.ndim != 1 or before.shape != after.shape:
+        raise ParameterError(f"before and after must be the same (n,) span, got {before.shape} and {after.shape}")
+    change = after - before
+    n, total = change.shape[0], rec.shape[-1]
+    if not 0 <= start <= total - n:
+        raise ParameterError(f"the span [{start}, {start + n}) is outside the recording's {total} samples")
+    if fade_s < 0:
+        raise ParameterError(f"fade_s must be >= 0, got {fade_s}")
+    n_fade = min(int(round(fade_s * sample_rate)), n)
+    out = rec.copy()
+    out[..., start:start + n] += change.astype(np.float32)
+    k_in, k_out = min(n_fade, start), min(n_fade, total - start - n)
+
+    def weight(k: int) -> np.ndarray:  # at distance 1..k from the span: from ~1 down towards 0
+        return np.cos(0.5 * np.pi * np.arange(1, k + 1) / (n_fade + 1)) ** 2
+
+    if k_in > 0:  # before the span: change[0], change[1], ... mirrored outwards, fading
+        out[..., start - k_in:start] += (change[:k_in] * weight(k_in))[::-1].astype(np.float32)
+    if k_out > 0:  # after the span: change[n-1], change[n-2], ... mirrored outwards, fading
+        out[..., start + n:start + n + k_out] += (change[::-1][:k_out] * weight(k_out)).astype(np.float32)
+    return out

@@ -8,7 +8,14 @@ note and feature) is learned with Adam to minimise::
 where ``z`` are the standardised features of the piece's first N notes. The L1 penalty
 keeps the change small and sparse (few notes change). ``project`` makes the notes valid
 MIDI: integer pitches 0..127, non-negative steps, durations of at least one tick, times on
-the tick grid of the file that will be written. The projection is applied in the forward
+the tick grid of the file that will be written.
+
+A change is made to notes, not to a sequence of steps: a changed step moves *that note*
+alone (its start moves by the change of its step) and every other note keeps its exact
+start and end, within the window and after it. The model therefore sees the next note's
+step change too, and the optimisation sees exactly that (step ``i`` in the forward pass is
+``step_i + move_i - move_{i-1}``). The notes after the window, and the tracks the model
+does not read, are never touched. The projection is applied in the forward
 pass with straight-through gradients, and after every step the projected notes are
 re-classified exactly as they will be written, so a reported flip holds after rounding
 (not only in the continuous relaxation).
@@ -32,9 +39,7 @@ from musiclens.core.midi import (
     FEATURES,
     Notes,
     merge_notes,
-    notes_from_features,
-    quantise,
-    replace_window,
+    snap_to_ticks,
     through_file,
 )
 
@@ -48,7 +53,7 @@ class FlipResult:
     source: int  # class predicted before
     before: Notes
     after: Notes  # the window as read back from the written file (what the model saw)
-    written: Notes  # the window notes to write (valid MIDI on the tick grid)
+    written: Notes  # the window notes to write, row i = note i of ``before`` (changed or not)
     probabilities_before: np.ndarray
     probabilities_after: np.ndarray
     changed: list[dict[str, Any]]
@@ -60,20 +65,16 @@ class FlipResult:
         return int(np.argmax(self.probabilities_after)) == self.target
 
     def full_notes(self, notes: Notes, others: Notes | None = None) -> Notes:
-        """The whole piece ``notes`` with its opening replaced by the flipped window.
+        """The whole piece ``notes`` with the flip's changed notes in place; nothing else moves.
 
-        ``others``: notes the model did not read (e.g. the drum tracks it drops, from
-        ``read_midi(path)`` without filters, minus ``notes``), added back so the result
-        can be heard complete. Those starting after the window's last original note are
-        shifted like the rest of the piece.
+        Every note the flip did not change keeps its exact pitch, start, end and velocity.
+        ``notes`` keeps its document, so :func:`~musiclens.core.midi.write_midi` writes the
+        tracks the model does not read (drums, ...) as they were. ``others``: notes to add
+        (unchanged) for a piece without a document.
         """
-        full = replace_window(notes, self.written)
-        if others is None or len(others) == 0 or len(self.written) == 0:
+        full = with_window(notes, self.written)
+        if others is None or len(others) == 0:
             return full
-        k = len(self.written)
-        shift = float(self.written.start[-1] - notes.start[k - 1])
-        moved = others.start + np.where(others.start >= notes.start[k - 1], shift, 0.0)
-        others = replace(others, start=np.round(np.maximum(moved, 0.0), 9))
         return merge_notes(full, others)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,14 +120,16 @@ class _Projector:
     def __init__(self, model, notes: Notes, k: int, target: int, min_probability: float, margin: float):
         self.model, self.notes, self.k, self.target = model, notes, k, target
         self.window = notes.first(k)
+        self.tick = 60.0 / (notes.tempo * notes.resolution)
         self.min_probability, self.margin = min_probability, margin
 
     def __call__(self, x: np.ndarray):
         spec = self.model.spec
-        written = quantise(notes_from_features(x[: self.k], self.window))
-        full = replace_window(self.notes, written)
-        horizon = float(written.end.max()) if len(written) else 0.0
-        keep = (np.arange(len(full)) < self.k) | (full.start < horizon)
+        written = realise(x[: self.k], self.window, self.tick, self.notes)
+        full = with_window(self.notes, written)
+        horizon = max(float(written.end.max()), float(self.window.end.max())) if len(written) else 0.0
+        keep = full.start < horizon  # every note that can be in the window or cut a window note
+        keep[: self.k] = True
         back = through_file(full.select(keep))
         try:
             fa, ma = spec.window(back)
@@ -137,26 +140,116 @@ class _Projector:
         return written, back.first(int(ma.sum())), p, _is_flip(p, self.target, self.min_probability, self.margin)
 
 
-def _changes(before: np.ndarray, after: np.ndarray, tick: float) -> tuple[list[dict], dict[str, float]]:
-    n = min(len(before), len(after))
-    before, after = before[:n], after[:n]
-    d = after - before
-    changed_rows = (np.abs(d[:, 0]) >= 0.5) | (np.abs(d[:, 1]) > tick / 2) | (np.abs(d[:, 2]) > tick / 2)
+def realise(x: np.ndarray, window: Notes, tick: float, piece: Notes | None = None) -> Notes:
+    """The window's notes with the changes ``x`` asks for, each on its own note.
+
+    ``x``: ``(k, 3)`` continuous ``[pitch, step, duration]`` rows for the ``k`` notes of
+    ``window`` (row ``i`` = note ``i``). A note changes only where its row differs from its
+    features by at least half a semitone / half a tick (``tick`` s): its pitch is rounded
+    and clipped to 0..127; its start moves by the change of its step (the other notes do
+    not move); its duration is the row's. Moves keep a note between 0 s and 10 s after the
+    window's end, durations are at most 10 s longer than the window's longest note (the
+    optimiser can ask for anything). Changed times snap to the file's tick grid (at
+    least one tick long). Unchanged notes are returned exactly as they were. Row order is
+    kept (row ``i`` is still note ``i``, even if it now starts after note ``i + 1``).
+
+    ``piece``: the whole piece (``window`` is its first ``k`` notes). A changed note ends
+    before the next note of the same key on its instrument starts, so writing it cannot cut
+    a note that did not change (one key cannot sound twice on a channel); a changed note
+    that would start together with another note of its key is left unchanged.
+    """
+    k = len(window)
+    f0 = window.features(np.float64)
+    x = np.asarray(x, dtype=np.float64)[:k]
+    x = np.where(np.isfinite(x), x, f0)
+    pitch_new = np.clip(np.rint(x[:, 0]), 0, 127)
+    repitch = pitch_new != window.pitch
+    dstep = x[:, 1] - f0[:, 1]
+    move = np.abs(dstep) > tick / 2
+    resize = np.abs(x[:, 2] - f0[:, 2]) > tick / 2
+    span_end = float(window.end.max()) + 10.0 if k else 10.0
+    longest = float(window.duration.max()) + 10.0 if k else 10.0
+    start = window.start.copy()
+    start[move] = np.clip(start[move] + dstep[move], 0.0, span_end)
+    duration = window.duration.copy()
+    duration[resize] = np.clip(x[resize, 2], 0.0, longest)
+    retime = move | resize
+    if retime.any():
+        s, e = snap_to_ticks(window, start[retime], start[retime] + duration[retime])
+        start[retime] = s
+        duration[retime] = np.round(e - s, 9)
+    pitch = np.where(repitch, pitch_new, window.pitch)
+    changed = repitch | retime
+    if piece is not None and changed.any():
+        all_pitch = np.concatenate([pitch, piece.pitch[k:]])
+        all_start = np.concatenate([start, piece.start[k:]])
+        all_inst = np.concatenate([window.instrument, piece.instrument[k:]])
+        for i in np.flatnonzero(changed):
+            same = (all_pitch == pitch[i]) & (all_inst == window.instrument[i])
+            same[i] = False
+            if np.any(same & (all_start == start[i])):  # would share its note-on with another note
+                pitch[i], start[i], duration[i] = window.pitch[i], window.start[i], window.duration[i]
+                all_pitch[i], all_start[i] = pitch[i], start[i]
+                continue
+            later = all_start[same & (all_start > start[i])]
+            if len(later) and start[i] + duration[i] > later.min():
+                duration[i] = np.round(later.min() - start[i], 9)
+    return replace(window, pitch=pitch, start=start, duration=duration, repairs=[])
+
+
+def with_window(notes: Notes, written: Notes) -> Notes:
+    """``notes`` with its first ``len(written)`` notes replaced row by row; sorted; nothing else moves."""
+    k = len(written)
+    if k > len(notes):
+        raise ParameterError(f"the window has {k} notes, the piece only {len(notes)}")
+    return replace(
+        notes,
+        pitch=np.concatenate([written.pitch, notes.pitch[k:]]),
+        start=np.concatenate([written.start, notes.start[k:]]),
+        duration=np.concatenate([written.duration, notes.duration[k:]]),
+        velocity=np.concatenate([written.velocity, notes.velocity[k:]]),
+        instrument=np.concatenate([written.instrument, notes.instrument[k:]]),
+        repairs=list(notes.repairs),
+    ).sorted()
+
+
+def _changes(before: Notes, written: Notes) -> tuple[list[dict], dict[str, float]]:
+    """The notes that changed (row ``i`` of ``before`` -> row ``i`` of ``written``), note by note.
+
+    A note is changed when its pitch, start or duration differs; each change lists the
+    note's pitch, step (seconds since the previous note of the window starts), duration
+    and start before and after. The summary counts notes, and sums the absolute changes.
+    """
+    n = min(len(before), len(written))
+    before, written = before.first(n), written.first(n)
+
+    def rows(notes: Notes) -> np.ndarray:
+        step = np.diff(notes.start, prepend=notes.start[:1]) if n else np.zeros(0)
+        return np.stack([notes.pitch.astype(np.float64), step, notes.duration, notes.start], axis=1)
+
+    b, a = rows(before), rows(written)
+    d = a - b
+    repitch = before.pitch != written.pitch
+    moved = before.start != written.start
+    resized = before.duration != written.duration
+    changed_rows = repitch | moved | resized
+    names = FEATURES + ("start",)
     changed = []
     for i in np.flatnonzero(changed_rows):
         changed.append({"index": int(i),
-                        "before": {f: float(v) for f, v in zip(FEATURES, before[i])},
-                        "after": {f: float(v) for f, v in zip(FEATURES, after[i])},
-                        "delta": {f: float(v) for f, v in zip(FEATURES, d[i])}})
-        changed[-1]["before"]["pitch"] = int(before[i, 0])
-        changed[-1]["after"]["pitch"] = int(after[i, 0])
-    summary = {"notes_changed": int(changed_rows.sum()), "notes": int(len(before)),
+                        "before": {f: float(v) for f, v in zip(names, b[i])},
+                        "after": {f: float(v) for f, v in zip(names, a[i])},
+                        "delta": {f: float(v) for f, v in zip(names, d[i])}})
+        changed[-1]["before"]["pitch"] = int(b[i, 0])
+        changed[-1]["after"]["pitch"] = int(a[i, 0])
+    summary = {"notes_changed": int(changed_rows.sum()), "notes": int(n),
+               "notes_unchanged": int(n - changed_rows.sum()),
                "pitch_l1_semitones": float(np.abs(d[:, 0]).sum()),
-               "step_l1_seconds": float(np.abs(d[:, 1]).sum()),
+               "step_l1_seconds": float(np.abs(d[:, 3]).sum()),  # how far notes moved, in total
                "duration_l1_seconds": float(np.abs(d[:, 2]).sum()),
-               "pitches_changed": int((np.abs(d[:, 0]) >= 0.5).sum()),
-               "steps_changed": int((np.abs(d[:, 1]) > tick / 2).sum()),
-               "durations_changed": int((np.abs(d[:, 2]) > tick / 2).sum())}
+               "pitches_changed": int(repitch.sum()),
+               "steps_changed": int(moved.sum()),  # notes that start at another time
+               "durations_changed": int(resized.sum())}
     return changed, summary
 
 
@@ -233,7 +326,7 @@ def flip_steps(
     project = _Projector(model, notes, k, target, min_probability, margin)
 
     def result(written: Notes, after: Notes, probs: np.ndarray, step: int) -> FlipResult:
-        changed, summary = _changes(feats[:k].astype(np.float64), after.features(np.float64), tick)
+        changed, summary = _changes(window, written)
         summary["l1_standardised"] = float((delta.detach() * fmask * nmask).abs().sum())
         return FlipResult(list(model.labels), target, source, window, after, written, p_before, probs,
                           changed, summary, step)
@@ -247,12 +340,14 @@ def flip_steps(
             with rnn_grad_context(device), torch.enable_grad():
                 z = z0 + delta * fmask * nmask
                 xc = spec.inverse(z)
-                pitch = xc[..., :1]
-                times = xc[..., 1:]
-                proj = torch.cat([pitch.round().clamp(0, 127),
-                                  torch.stack([times[..., 0].clamp_min(0),
-                                               times[..., 1].clamp_min(tick)], dim=-1)], dim=-1)
-                xp = xc + (proj - xc).detach()  # straight-through: forward sees valid MIDI
+                # a changed step moves that note only: the next note's step changes by minus as much
+                move = xc[..., 1] - x0[..., 1]
+                steps_in = xc[..., 1] - torch.cat([torch.zeros_like(move[..., :1]), move[..., :-1]], dim=-1)
+                steps_in = torch.cat([torch.zeros_like(steps_in[..., :1]), steps_in[..., 1:]], dim=-1)  # first: 0
+                xs = torch.stack([xc[..., 0], steps_in, xc[..., 2]], dim=-1)
+                proj = torch.stack([xs[..., 0].round().clamp(0, 127), steps_in.clamp_min(0),
+                                    xs[..., 2].clamp_min(tick)], dim=-1)
+                xp = xs + (proj - xs).detach()  # straight-through: forward sees valid MIDI
                 logits = net(torch.where(m[..., None], xp, x0), m)
                 ce = torch.nn.functional.cross_entropy(logits, tgt)
                 size = (delta * fmask * nmask).abs().sum()
@@ -330,7 +425,7 @@ def _prune(model, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.n
                 hi, cur, probs, after, written = mid, trial, p, a, w
             else:
                 lo = mid
-    changed_list, summary = _changes(x0, after.features(np.float64), tick)
+    changed_list, summary = _changes(best.before, written)
     summary["l1_standardised"] = float(np.abs(spec.transform(torch.as_tensor(cur)).numpy() - z0).sum())
     summary["pruned_notes"] = int(len(changed) - summary["notes_changed"])
     return FlipResult(best.labels, best.target, best.source, best.before, after, written,

@@ -41,7 +41,7 @@ per metric over the layers (``values[metric]`` is (B, L) for B pairs and L layer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -307,6 +307,7 @@ def pairwise_similarity(
     metrics: Iterable[str] = DEFAULT_METRICS,
     n_permutations: int = 10,
     seed: int | None = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SimilarityCurve:
     """Layer-wise similarity of many pairs among N stimuli, each run through the net once.
 
@@ -315,6 +316,8 @@ def pairwise_similarity(
     xs : N front-end outputs (1, C, F, T) (or (C, F, T)); all are cut to the shortest T.
     pairs : index pairs (i, j) into ``xs`` (``i`` is the reference for nMSE); default
         :func:`all_pairs`.
+    progress : called as ``progress(done, total)`` after every comparison of one pair at
+        one layer (total = pairs × layers), e.g. to show progress on long runs.
     Other parameters as :func:`layer_similarity`.
 
     Returns
@@ -350,4 +353,6 @@ def pairwise_similarity(
         for p, (ia, ib) in enumerate(pairs):
             for k, v in _pair_values(acts[ia][name], acts[ib][name], metrics, n_permutations, seed).items():
                 values[k][p, j] = v[0]
+            if progress is not None:
+                progress(j * len(pairs) + p + 1, len(ran) * len(pairs))
     return SimilarityCurve(ran, values, shapes)

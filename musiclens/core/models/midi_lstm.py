@@ -244,7 +244,13 @@ class LoadedMidiModel:
         return self.probabilities(self.net(x, mask))
 
     def classify_notes(self, notes) -> dict[str, Any]:
-        """Classify a :class:`~musiclens.core.midi.Notes` piece (already filtered by the spec)."""
+        """Classify a :class:`~musiclens.core.midi.Notes` piece (already filtered by the spec).
+
+        ``n_notes_read``: the notes the model reads (the first ``spec.n_notes``) of
+        ``n_notes_total`` (the piece's notes on the tracks the spec reads).
+        :meth:`classify_file` adds ``n_notes_not_read_tracks`` (notes on the tracks the spec
+        leaves out, e.g. drums; kept in the file) and ``n_drum_notes_not_read``.
+        """
         feats, mask = self.spec.window(notes)
         x, m = self.tensors(feats, mask)
         p = self.predict(x, m)[0].cpu().numpy()
@@ -252,12 +258,18 @@ class LoadedMidiModel:
         return {"labels": list(self.labels),
                 "probabilities": {lab: float(v) for lab, v in zip(self.labels, p)},
                 "predicted": self.labels[k], "confidence": float(p[k]),
-                "notes_used": int(mask.sum()), "padded": bool(mask.sum() < len(mask))}
+                "notes_used": int(mask.sum()), "padded": bool(mask.sum() < len(mask)),
+                "n_notes_read": int(mask.sum()), "n_notes_total": len(notes)}
 
     def classify_file(self, path) -> dict[str, Any]:
         """Read a MIDI file with the model's spec and classify it."""
+        from musiclens.core.midi import other_notes
+
         notes = self.spec.read(path)
         out = self.classify_notes(notes)
+        others = other_notes(notes)  # on tracks the spec leaves out (drums, other programs)
+        out["n_notes_not_read_tracks"] = len(others)
+        out["n_drum_notes_not_read"] = int(others.is_drum.sum())
         out["repairs"] = list(notes.repairs)
         return out
 

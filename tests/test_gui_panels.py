@@ -1,0 +1,171 @@
+"""Panels: the Training panel's settings reach the trainer, the similarity curves are drawn
+over layer names grouped by layer kind, and dead kernels are visible in the Kernels panel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+SHOTS = os.environ.get("MUSICLENS_PANEL_SHOTS")  # a folder: save a PNG of each panel there
+
+
+def shot(widget, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        widget.grab().save(str(Path(SHOTS) / f"{name}.png"))
+
+
+# ----------------------------------------------------------------------------- training
+def test_training_controls_reach_the_trainer(qtbot, tmp_path, monkeypatch):
+    from musiclens.app.window import MainWindow
+    from musiclens.core import train
+
+    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    seen = {}
+
+    def fake_train_on_folder(arch, root, **kw):  # what the window's training job asks the core for
+        seen.update(kw, arch=arch, root=root)
+        yield train.Finished(None, {"arch": arch, "classes": ["a", "b"], "split": {"train": 1, "val": 1, "test": 1},
+                                    "test_accuracy": 1.0, "test_track_accuracy": 1.0, "chance": 0.5,
+                                    "out": str(kw["out"])})
+
+    monkeypatch.setattr(train, "train_on_folder", fake_train_on_folder)
+    win = MainWindow()
+    qtbot.addWidget(win)
+    panel = win.training
+    panel.folder.setText(str(tmp_path))
+    panel.epochs.setValue(7)
+    panel.lr.setValue(0.005)
+    panel.batch_size.setValue(8)
+    panel.val_fraction.setValue(0.2)
+    panel.test_fraction.setValue(0.15)
+    panel.patience.setValue(3)
+    shot(panel, "training")
+    qtbot.mouseClick(panel.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=60_000)
+    config = seen["config"]
+    assert (config.epochs, config.lr, config.batch_size, config.patience) == (7, 0.005, 8, 3)
+    assert seen["fractions"] == pytest.approx((0.65, 0.2, 0.15))
+    assert seen["arch"] == "vanilla-cnn" and seen["root"] == str(tmp_path)
+    assert "Saved to" in panel.report.text()
+    # patience 0 reads "never": no early stopping
+    panel.patience.setValue(0)
+    assert panel.options()["patience"] is None and panel.patience.text() == "never"
+    win.close()
+
+
+def test_training_panel_refuses_splits_that_leave_nothing_to_train(qtbot):
+    from musiclens.app.panels.training import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    requested = []
+    panel.start_requested.connect(requested.append)
+    panel.folder.setText("/somewhere")
+    panel.val_fraction.setValue(0.5)
+    panel.test_fraction.setValue(0.5)
+    panel.start_button.click()
+    assert not requested and "split" in panel.report.text()
+
+
+# ----------------------------------------------------------------------------- similarity
+LAYERS = ["input / batch norm", "block 1 / conv", "block 1 / batch norm", "block 1",
+          "block 2 / conv", "block 2 / batch norm", "block 2", "pool", "dense"]
+KINDS = {"input / batch norm": "batchnorm", "block 1 / conv": "conv", "block 1 / batch norm": "batchnorm",
+         "block 1": "block", "block 2 / conv": "conv", "block 2 / batch norm": "batchnorm", "block 2": "block",
+         "pool": "pool", "dense": "dense"}
+
+
+def layer_ticks(plot) -> tuple[str, dict[str, float]]:
+    """The axis whose ticks name layers ("left" or "bottom") and layer -> its coordinate."""
+    for name in ("bottom", "left"):
+        levels = plot.getAxis(name)._tickLevels or []
+        ticks = {label: float(pos) for level in levels for pos, label in level}
+        if set(ticks) & set(LAYERS):
+            return name, ticks
+    raise AssertionError("no axis is labelled with layer names")
+
+
+def check_grouped(plot) -> None:
+    axis, ticks = layer_ticks(plot)
+    assert set(ticks) == set(LAYERS)  # every layer by its name, no bare index
+    order = sorted(LAYERS, key=ticks.get)
+    kinds_in_order = [KINDS[name] for name in order]
+    runs = [k for i, k in enumerate(kinds_in_order) if i == 0 or k != kinds_in_order[i - 1]]
+    assert len(runs) == len(set(runs)), f"layers of one kind are not contiguous: {kinds_in_order}"
+    for kind in set(KINDS.values()):  # within a kind, input -> output order
+        members = [n for n in order if KINDS[n] == kind]
+        assert members == [n for n in LAYERS if KINDS[n] == kind]
+    by_pos = {round(v, 6): k for k, v in ticks.items()}
+    items = plot.listDataItems()
+    assert items
+    for item in items:  # no line joins two layers of different kinds
+        xs, ys = item.getData()
+        pos = np.asarray(ys if axis == "left" else xs, float)
+        val = np.asarray(xs if axis == "left" else ys, float)
+        ok = np.isfinite(pos) & np.isfinite(val)
+        for i in range(len(pos) - 1):
+            if ok[i] and ok[i + 1]:
+                a, b = by_pos[round(pos[i], 6)], by_pos[round(pos[i + 1], 6)]
+                assert KINDS[a] == KINDS[b], f"{a} joined to {b}"
+
+
+def test_similarity_curves_are_over_layer_names_grouped_by_kind(qtbot):
+    from musiclens.app.panels.similarity import SimilarityPanel
+    from musiclens.app.session import ClassSimilarity, Similarity
+
+    panel = SimilarityPanel()
+    qtbot.addWidget(panel)
+    panel.resize(900, 520)
+    rng = np.random.default_rng(0)
+    values = {k: rng.uniform(0, 1, len(LAYERS)) for k in ("pearson", "cosine", "nmse", "cka", "cka_baseline")}
+    values["cka"][-1] = values["cka_baseline"][-1] = np.nan  # CKA of a dense layer
+    maps = [("input", np.zeros((4, 5)), np.ones((4, 5)))] + [(n, np.zeros((2, 3)), np.ones((2, 3))) for n in LAYERS]
+    r = Similarity("a.wav", "b.wav", 0.0, list(LAYERS), values, maps)
+    r.kinds = dict(KINDS)
+    panel.set_result(r)
+    shot(panel, "similarity")
+    check_grouped(panel.curves)
+
+    per_class = {lab: {k: rng.uniform(0, 1, len(LAYERS)) for k in ("pearson", "cka", "cka_baseline")}
+                 for lab in ("guitar", "piano")}
+    c = ClassSimilarity("/data", list(LAYERS), per_class, {"guitar": 3, "piano": 1})
+    c.kinds = dict(KINDS)
+    panel.set_classes(c)
+    panel.metric_choice.setCurrentText("cka")
+    shot(panel, "similarity-classes")
+    check_grouped(panel.curves)
+
+
+# ----------------------------------------------------------------------------- kernels
+def test_dead_kernels_are_drawn_visibly(qtbot):
+    from musiclens.app.panels.kernels import KernelsPanel
+
+    panel = KernelsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(700, 600)
+    panel.show()
+    norms = [3.0, 0.0, 2.0, 0.0, 1.0, 2.5, 0.0, 1.5]
+    stats = {"model": "toy", "dead_rel_tol": 1e-3, "dead_abs_tol": 1e-8,
+             "conv": [{"layer": "conv 1", "kernel_shape": [8, 1, 3, 3], "frobenius": norms, "dead": 3,
+                       "dead_indices": [1, 3, 6], "max_norm": 3.0, "median_norm": 1.75}],
+             "batchnorm": [], "dense": [], "totals": {"kernels": 8, "dead": 3}}
+    panel.set_stats(stats)
+    qtbot.wait(50)
+    shot(panel, "kernels")
+    image = panel.norms.grab().toImage()
+    red = 0
+    for y in range(0, image.height()):
+        for x in range(0, image.width()):
+            c = image.pixelColor(x, y)
+            red += c.red() > 180 and c.green() < 110 and c.blue() < 110
+    assert red > 3 * 20, f"dead kernels cover only {red} red pixels"
+    assert "dead: 3 of 8" in panel.dead_label.text()
