@@ -100,7 +100,7 @@ def test_screenshot_geometry_is_exact(isolated):
 
     from PIL import Image
 
-    out = isolated / "shot.png"
+    out = isolated / "missing" / "folder" / "shot.png"  # the output rule: folders are made
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")  # a process of its own: it quits its app
     r = subprocess.run([sys.executable, "-m", "musiclens", "gui", "--demo", "--screenshot", str(out),
                         "--geometry", "1366x768"], env=env, capture_output=True, text=True, timeout=300)

@@ -68,9 +68,12 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
                     code = code or 1
                 else:  # a high-DPI screen: device pixels -> the asked size
                     picture = picture.scaled(*geometry, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
-            picture.save(screenshot)
-            print(f"window shown after {shown_s:.2f} s, analysed after "
-                  f"{time.perf_counter() - T0:.2f} s; screenshot {screenshot}", file=sys.stderr)
+            if picture.save(screenshot):
+                print(f"window shown after {shown_s:.2f} s, analysed after "
+                      f"{time.perf_counter() - T0:.2f} s; screenshot {screenshot}", file=sys.stderr)
+            else:  # never claim a file that is not there
+                print(f"musiclens: could not write the screenshot {screenshot}", file=sys.stderr)
+                code = 2
             status["code"] = code
             window.close()
             app.quit()

@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         geometry = parse_geometry(args.geometry) if getattr(args, "geometry", None) else None
+        if getattr(args, "screenshot", None):  # the output rule of every command
+            from musiclens.cli._output import prepare_output
+
+            prepare_output(args.screenshot)
         from musiclens.app.preflight import xcb_problem  # no Qt: a missing xcb library aborts Qt
 
         if problem := xcb_problem():
