@@ -16,7 +16,7 @@ piece as a Standard MIDI File (120 bpm unless the score has a metronome mark).
 
 Stage 2 (``train``) is exactly what a user's own folder goes through: musiclens reads the
 ``.mid`` files with :mod:`musiclens.core.midi`, splits them by file (seeded 80/10/10 per
-class), trains the LSTM with :mod:`musiclens.core.midi_train` and saves weights + JSON, with
+class), trains the LSTM with :mod:`musiclens.core.training.midi` and saves weights + JSON, with
 the held-out (test-split) accuracy and the class counts in ``provenance``.
 """
 
@@ -77,21 +77,22 @@ def convert(cache: Path, per_class: int, seed: int) -> None:
 def train(cache: Path, out: Path, seed: int, epochs: int) -> None:
     import torch
 
-    from musiclens.core.midi_train import load_folder, save_midi_model, train_midi_lstm
-    from musiclens.core.models.midi_lstm import NoteFeatureSpec
+    from musiclens.core.models.midi_lstm import NoteFeatureSpec, save_midi_model
+    from musiclens.core.training.midi import load_folder, train_midi_lstm
 
     torch.manual_seed(seed)
     spec = NoteFeatureSpec(n_notes=100, short="pad", min_notes=16, drop_drums=True)
     data = None
     for progress in load_folder(cache, spec, seed=seed):
-        data = progress.dataset or data
+        data = progress.data or data
     assert data is not None
     print(data.summary(), flush=True)
     model = None
     for step in train_midi_lstm(data, hidden=168, layers=2, epochs=epochs, seed=seed,
                                 name=MODEL_NAME):
-        print(step.line(), flush=True)
-        model = step.model
+        if step.kind != "batch":
+            print(step.line(), flush=True)
+        model = step.model or model
     assert model is not None
     model.provenance.update({
         "training_data": (

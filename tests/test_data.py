@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclens.core import data
+from musiclens.core.training import data
 from musiclens.core.errors import MusicLensError
 from musiclens.core.features import logmel_frontend
 

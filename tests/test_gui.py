@@ -107,7 +107,7 @@ def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatc
 def test_gradcam_overlay_covers_the_analysed_file(qtbot, window):
     start_and_wait(qtbot, window)
     panel = window.attribution
-    panel.method.setCurrentIndex(panel.method.findData("gradcam"))
+    panel.method.setCurrentIndex(panel.method.findData("grad-cam"))
     panel.layer.setCurrentText("mid end / conv 3")
     with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000,
                           check_params_cb=lambda busy, _name: not busy):
@@ -225,7 +225,9 @@ def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path
     from musiclens.app.panels.training import ARCHS, models_home
     from musiclens.core.models import study
 
-    assert ARCHS == tuple(study.ARCHS)  # the panel lists every study architecture
+    from musiclens.core.training import archs
+
+    assert ARCHS == tuple(archs.names()) and set(study.ARCHS) <= set(ARCHS)  # every trainable architecture
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -113,7 +113,7 @@ def test_overlays_are_visible_and_say_what_their_colours_mean(qtbot, window, rng
         window.start(path=demo_path())  # the first analysis also shows a Grad-CAM
     view = window.spectrogram
     cam = window.attribution.result
-    assert cam is not None and cam.method == "gradcam" and view.overlay.isVisible()
+    assert cam is not None and cam.method == "grad-cam" and view.overlay.isVisible()
     cam_seen = float(np.mean(rendered_alpha(view.overlay) * view.overlay.opacity() >= VISIBLE_ALPHA))
     print(f"Grad-CAM overlay of the demo visibly coloured: {cam_seen:.1%}")
     assert cam_seen > 0.5

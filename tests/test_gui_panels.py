@@ -25,19 +25,19 @@ def shot(widget, name: str) -> None:
 # ----------------------------------------------------------------------------- training
 def test_training_controls_reach_the_trainer(qtbot, tmp_path, monkeypatch):
     from musiclens.app.window import MainWindow
-    from musiclens.core import train
+    from musiclens.core.training import entry, events
 
     monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     seen = {}
 
-    def fake_train_on_folder(arch, root, **kw):  # what the window's training job asks the core for
-        seen.update(kw, arch=arch, root=root)
-        yield train.Finished(None, {"arch": arch, "classes": ["a", "b"], "split": {"train": 1, "val": 1, "test": 1},
+    def fake_train(root, out, arch, **kw):  # what the window's training job asks the core for
+        seen.update(kw, arch=arch, root=root, out=out)
+        yield events.Finished(None, {"arch": arch, "classes": ["a", "b"], "split": {"train": 1, "val": 1, "test": 1},
                                     "test_accuracy": 1.0, "test_track_accuracy": 1.0, "chance": 0.5,
-                                    "out": str(kw["out"])})
+                                    "out": str(out)})
 
-    monkeypatch.setattr(train, "train_on_folder", fake_train_on_folder)
+    monkeypatch.setattr(entry, "train", fake_train)
     win = MainWindow()
     qtbot.addWidget(win)
     panel = win.training

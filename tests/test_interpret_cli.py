@@ -27,8 +27,8 @@ def wavs(tmp_path_factory):
 
 def test_cam_json_and_npz(run, wavs, tmp_path):
     out = tmp_path / "cam.npz"
-    status, text, _ = run("cam", str(wavs / "chord.wav"), "--layer", "front end / timbral 7x38 / feature maps",
-                          "--target", "piano", "--upsample", "-o", str(out), "--json")
+    status, text, _ = run("cam", str(wavs / "chord.wav"), "--model", "MTT_musicnn",
+                          "--layer", "front end / timbral 7x38 / feature maps", "--target", "piano", "--upsample", "-o", str(out), "--json")
     assert status == 0
     res = json.loads(text)
     assert res["target"] == "piano" and res["shape"] == [96, 187]
@@ -47,7 +47,7 @@ def test_auralise_writes_audio_at_the_file_rate(run, wavs, tmp_path):
 
 def test_dream_json(run, wavs, tmp_path):
     out = tmp_path / "d.wav"
-    status, text, err = run("dream", str(wavs / "chord.wav"), "--target", "piano", "--minus",
+    status, text, err = run("dream", str(wavs / "chord.wav"), "--model", "MTT_musicnn", "--target", "piano", "--minus",
                             "others", "--steps", "3", "--lr", "0.1", "-o", str(out), "--json")
     assert status == 0, err
     res = json.loads(text)

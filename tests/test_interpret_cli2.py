@@ -435,12 +435,14 @@ def test_similarity_all_pairs_folders_and_errors(run, tiny_dir, wavs):
 
 def test_musicnn_deconv_png_and_saliency_on_the_demo(run, tmp_path):
     demo = REPO / "resources" / "demo" / "demo.ogg"
-    status, text, err = run("deconv", demo, "--layer", "front end / timbral 7x38 / conv", "--filter", "1",
+    status, text, err = run("deconv", demo, "--model", "MTT_musicnn", "--layer", "front end / timbral 7x38 / conv",
+                            "--filter", "1",
                             "-o", tmp_path / "d.png", "--json")
     assert status == 0, err
     png = np.asarray(Image.open(tmp_path / "d.png"))
     assert png.shape == (96, 187) and png.max() == 255 and png.min() == 0
-    status, text, err = run("saliency", demo, "--method", "grad", "--target", "techno", "--json")
+    status, text, err = run("saliency", demo, "--model", "MTT_musicnn", "--method", "grad", "--target", "techno",
+                            "--json")
     assert status == 0, err
     res = json.loads(text)
     assert res["shape"] == [1, 96, 187] and res["max"] > 0 > res["min"]

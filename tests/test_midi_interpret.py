@@ -21,21 +21,21 @@ from musiclens.core.interpret.midi_saliency import (
 from musiclens.core.midi import read_midi, write_midi
 from musiclens.core.models.midi_lstm import (
     DEFAULT_MIDI_MODEL,
-    LoadedMidiModel,
     NoteFeatureSpec,
     available_midi_models,
     build_midi_lstm,
     load_midi_model,
 )
+from musiclens.core.models.registry import LoadedModel
 
 
-def random_model(seed=0, dtype=torch.float32, n_notes=12) -> LoadedMidiModel:
+def random_model(seed=0, dtype=torch.float32, n_notes=12) -> LoadedModel:
     torch.manual_seed(seed)
     spec = NoteFeatureSpec(n_notes=n_notes, short="pad", mean=(60.0, 1.0, 1.0), std=(12.0, 1.0, 1.0))
     net, layers = build_midi_lstm(n_labels=3, hidden=16, layers=2, note_features=spec.to_dict())
     net.to(dtype).eval()
-    return LoadedMidiModel("random", net, spec, ["a", "b", "c"], {x.name: x for x in layers},
-                           {"family": "midi_lstm", "params": {}})
+    return LoadedModel("random", net, spec=spec, labels=["a", "b", "c"], layers={x.name: x for x in layers},
+                       architecture={"family": "midi_lstm", "params": {}})
 
 
 def random_notes(b=2, n=12, seed=0, dtype=torch.float32):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from musiclens.core.errors import MusicLensError
-from musiclens.core.midi_train import load_folder, scan_folder, split_by_file, train_midi_lstm
+from musiclens.core.training.data import scan_midi_folder, split_by_track
+from musiclens.core.training.midi import load_folder, train_midi_lstm
 from musiclens.core.models import registry
 from musiclens.core.models.midi_lstm import (
     NoteFeatureSpec,
@@ -60,36 +61,36 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(folder):
     steps = list(load_folder(folder, SPEC, seed=3))
-    return steps, steps[-1].dataset
+    return steps, steps[-1].data
 
 
 @pytest.fixture(scope="module")
 def trained(dataset):
     torch.manual_seed(0)
-    steps = list(train_midi_lstm(dataset[1], hidden=16, layers=1, epochs=12, lr=1e-2, seed=0, name="tiny"))
+    steps = [ev for ev in train_midi_lstm(dataset[1], hidden=16, layers=1, epochs=12, lr=1e-2, seed=0, name="tiny")
+             if ev.kind != "batch"]  # one "epoch" event per epoch, the last one "done"
     return steps
 
 
 def test_scan_and_split_by_file(folder):
-    items, labels = scan_folder(folder)
-    assert labels == ["high", "low"]
-    assert len(items) == 22  # 11 + 11 .mid files; notes.txt ignored
-    splits = split_by_file(items, seed=3)
-    sizes = {s: len(v) for s, v in splits.items()}
-    assert sizes == {"train": 18, "val": 2, "test": 2}  # per label: 11 -> 9/1/1
-    files = [p for v in splits.values() for p, _ in v]
-    assert len(set(files)) == len(files) == 22  # every file in exactly one split
-    for split in splits.values():
-        assert sorted({k for _, k in split}) == [0, 1]  # stratified
-    assert split_by_file(items, seed=3) == splits
-    assert split_by_file(items, seed=4) != splits
+    ds = scan_midi_folder(folder)
+    assert ds.labels == ["high", "low"] and ds.kind == "midi"
+    assert len(ds.tracks) == 22  # 11 + 11 .mid files; notes.txt ignored
+    split = split_by_track(ds, seed=3)
+    assert split.counts() == {"train": 18, "val": 2, "test": 2}  # per label: 11 -> 9/1/1
+    ids = [i for v in split.ids().values() for i in v]
+    assert len(set(ids)) == len(ids) == 22  # every file in exactly one split
+    for tracks in split.tracks.values():
+        assert sorted({t.labels[0] for t in tracks}) == [0, 1]  # stratified
+    assert split_by_track(ds, seed=3).ids() == split.ids()
+    assert split_by_track(ds, seed=4).ids() != split.ids()
 
 
 def test_scan_needs_two_labels(tmp_path):
     (tmp_path / "only").mkdir()
     write_piece(tmp_path / "only" / "a.mid", low=True, n_notes=4, seed=0)
     with pytest.raises(MusicLensError, match="at least two"):
-        scan_folder(tmp_path)
+        scan_midi_folder(tmp_path)
 
 
 def test_load_folder_progress_and_skips(dataset):
@@ -106,21 +107,26 @@ def test_load_folder_progress_and_skips(dataset):
 
 def test_training_learns_and_reports(trained, dataset):
     final = trained[-1]
-    assert final.done and len(trained) == 12
+    assert final.kind == "done" and len(trained) == 12
     assert [s.epoch for s in trained] == list(range(1, 13))
+    assert [s.kind for s in trained[:-1]] == ["epoch"] * 11
     metrics = final.model.provenance["metrics"]
     assert metrics["test_accuracy"] == 1.0, metrics
     assert metrics["counts"] == dataset[1].counts()
-    assert trained[-1].train_loss < trained[0].train_loss
+    assert trained[-1].metrics["train"]["loss"] < trained[0].metrics["train"]["loss"]
     spec = final.model.spec
     assert spec.mean[0] == pytest.approx(float(dataset[1].x["train"][..., 0].mean()), abs=1e-3)
 
 
 def test_training_can_be_cancelled(dataset):
     gen = train_midi_lstm(dataset[1], hidden=8, layers=1, epochs=50, seed=0)
-    first = [next(gen) for _ in range(2)]
+    first = []
+    while len(first) < 2:
+        ev = next(gen)
+        if ev.kind == "epoch":
+            first.append(ev)
     gen.close()
-    assert [s.epoch for s in first] == [1, 2] and not first[-1].done
+    assert [s.epoch for s in first] == [1, 2] and not first[-1].final
     with pytest.raises(StopIteration):
         next(gen)
     x, m = first[-1].model.tensors(dataset[1].x["test"], dataset[1].mask["test"])
@@ -160,9 +166,14 @@ def test_save_load_round_trip(trained, dataset, tmp_path):
     assert back.labels == ["high", "low"] and back.spec == model.spec
     x, m = back.tensors(dataset[1].x["test"], dataset[1].mask["test"])
     torch.testing.assert_close(back.predict(x, m), model.predict(x, m))
-    # the registry's audio loader refuses it with one clear message
-    with pytest.raises(MusicLensError, match="is a midi model: open a MIDI file"):
-        registry.load(folder)
+    # the registry loads it too, into the same LoadedModel class as audio models
+    same = registry.load(folder)
+    assert same.kind == "midi" and same.spec == model.spec and same.labels == back.labels
+    torch.testing.assert_close(same.predict(x, m), model.predict(x, m))
+    with pytest.raises(MusicLensError, match="is a midi model, not an audio model"):
+        registry.load(folder, kind="audio")
+    with pytest.raises(MusicLensError, match="is a midi model: it has no audio front end"):
+        same.front_end
 
 
 def test_load_errors(trained, tmp_path):

@@ -17,7 +17,7 @@ import torch
 
 from musiclens.core.interpret.midi_flip import flip
 from musiclens.core.midi import read_midi, write_midi
-from musiclens.core.midi_train import load_folder, train_midi_lstm
+from musiclens.core.training.midi import load_folder, train_midi_lstm
 from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, NoteFeatureSpec, load_midi_model
 
 pytestmark = pytest.mark.realdata
@@ -38,7 +38,7 @@ def jazz_dance(genre_root, tmp_path_factory):
         (tmp / label).symlink_to(genre_root / label, target_is_directory=True)
     spec = NoteFeatureSpec(n_notes=100, short="drop", drop_drums=True)
     steps = list(load_folder(tmp, spec, seed=0))
-    return steps[-1].dataset
+    return steps[-1].data
 
 
 def test_malformed_real_files_read_leniently(genre_root, shared_data):
@@ -62,14 +62,15 @@ def test_jazz_vs_dance_lstm_held_out_accuracy(jazz_dance, record_property):
     files = [f for s in ("train", "val", "test") for f in data.files[s]]
     assert len(set(files)) == len(files) == 120  # by-file split
     torch.manual_seed(0)
-    steps = list(train_midi_lstm(data, hidden=168, layers=2, epochs=40, lr=3e-3, seed=0, name="jazz_dance"))
+    steps = [ev for ev in train_midi_lstm(data, hidden=168, layers=2, epochs=40, lr=3e-3, seed=0, name="jazz_dance")
+             if ev.kind != "batch"]
     m = steps[-1].model.provenance["metrics"]
     record_property("jazz_dance_test_accuracy", m["test_accuracy"])
     record_property("jazz_dance_val_accuracy", m["val_accuracy"])
     print(f"jazz vs dance (first 100 notes, drums dropped): test accuracy {m['test_accuracy']:.3f} on 12 "
-          f"held-out files, val {m['val_accuracy']:.3f}, final train accuracy {steps[-1].train_accuracy:.3f}; "
+          f"held-out files, val {m['val_accuracy']:.3f}, final train accuracy {steps[-1].metrics['train']['accuracy']:.3f}; "
           f"test confusion {m['test_confusion']} (rows: dance, jazz)")
-    assert steps[-1].train_loss < steps[0].train_loss  # it learns something from real data
+    assert steps[-1].metrics["train"]["loss"] < steps[0].metrics["train"]["loss"]  # it learns something from real data
     assert sum(map(sum, m["test_confusion"])) == 12
 
 

@@ -13,7 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclens.core import data, probe, train
+from musiclens.core.training import data, entry, probe
+from musiclens.core.training import events as training_events
+from musiclens.core.training import loop as train
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models import registry, study
 from musiclens.core.models.musicnn_probe import finetune_blocks
@@ -58,7 +60,7 @@ def cache(folder) -> data.FeatureCache:
     return data.FeatureCache(folder.parent / "cache")
 
 
-def fit(prepared, cache=None, **kw) -> tuple[registry.LoadedModel, probe.ProbeEvent, list]:
+def fit(prepared, cache=None, **kw) -> tuple[registry.LoadedModel, training_events.Progress, list]:
     settings = {k: kw.pop(k) for k in ("l2_grid", "folds") if k in kw}
     cfg = kw.pop("config", train.TrainConfig(epochs=1, batch_size=4, seed=0, device="cpu", patience=None))
     m = study.create("musicnn-probe", LABELS, **kw)
@@ -335,7 +337,7 @@ def test_bad_probe_settings_are_refused(prepared):
     with pytest.raises(ParameterError, match="resume applies to fine-tuning"):
         list(probe.train_probe(m, prepared, resume="somewhere"))
     with pytest.raises(MusicLensError, match="unknown probe settings"):
-        list(train.train_on_folder("musicnn-probe", "nowhere", model_params={"dropout": 0.5}))
+        list(entry.train_on_folder("musicnn-probe", "nowhere", model_params={"dropout": 0.5}))
 
 
 # ----------------------------------------------------------------------------- real data
@@ -349,7 +351,7 @@ def test_gtzan_excerpts_probe_by_track(shared_data, tmp_path, capsys):
     cache = data.FeatureCache(tmp_path / "cache")
     m = study.create("musicnn-probe", ds.labels, features="penultimate")
     prepared = data.prepare_all(ds, split, m.front_end, m.patch_frames, cache=cache)
-    done = train.run(probe.train_probe(m, prepared, train.TrainConfig(seed=0), cache=cache))
+    done = training_events.run(probe.train_probe(m, prepared, train.TrainConfig(seed=0), cache=cache))
     test = train.metrics_from(done.predictions["test"], prepared.sets["test"], ds.labels)
     cv = m.provenance["probe"]["cv"]
     assert set(m.provenance["probe"]["cv_tracks"]) == set(split.ids()["train"])
@@ -365,7 +367,10 @@ def test_gtzan_excerpts_probe_by_track(shared_data, tmp_path, capsys):
 def test_training_panel_offers_the_probe_base_and_features(qtbot, monkeypatch):
     from musiclens.app.panels.training import ARCHS, TrainingPanel
 
-    assert "musicnn-probe" in ARCHS and ARCHS == tuple(study.ARCHS)
+    from musiclens.core.training import archs
+
+    assert "musicnn-probe" in ARCHS and tuple(archs.names("audio")) == tuple(study.ARCHS)
+    assert ARCHS == tuple(archs.names())  # every trainable architecture, audio and MIDI
     panel = TrainingPanel()
     qtbot.addWidget(panel)
     panel.folder.setText("/some/folder")
@@ -392,7 +397,7 @@ def test_multi_label_probe_on_stem_mixes(tmp_path):
     m = study.create("musicnn-probe", ds.labels, multilabel=True, features="tags")
     prepared = data.prepare_all(ds, split, m.front_end, m.patch_frames)
     assert prepared.sets["train"].y.shape[1] == 2 and len(prepared.sets["train"]) == 3 * 3  # 3 mixes × 3 tracks
-    done = train.run(probe.train_probe(m, prepared, settings=probe.ProbeSettings(l2_grid=(0.01, 1.0), folds=3)))
+    done = training_events.run(probe.train_probe(m, prepared, settings=probe.ProbeSettings(l2_grid=(0.01, 1.0), folds=3)))
     assert done.kind == "done" and m.multilabel and m.provenance["probe"]["cv"]["folds"] == 3
     test = train.metrics_from(done.predictions["test"], prepared.sets["test"], ds.labels)
     assert test["roc_auc_mean"] == 1.0  # each stem is a pure tone: both tags are separable

@@ -13,7 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclens.core import data, train
+from musiclens.core.training import data, entry
+from musiclens.core.training import events as training_events
+from musiclens.core.training import loop as train
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.features import logmel_frontend
 from musiclens.core.models import registry, study
@@ -54,8 +56,8 @@ def cfg(**kw) -> train.TrainConfig:
     return train.TrainConfig(**(base | kw))
 
 
-def last(events) -> train.Progress:
-    return train.run(events)
+def last(evs) -> training_events.Progress:
+    return training_events.run(evs)
 
 
 def state(m) -> dict[str, torch.Tensor]:
@@ -174,12 +176,12 @@ def test_cancelled_run_on_a_folder_saves_the_best_model_so_far(tmp_path, monkeyp
     out = tmp_path / "model"
     stop = threading.Event()
     events = []
-    for ev in train.train_on_folder("vanilla-cnn", root, config=config, out=out, cancel=stop):
+    for ev in entry.train_on_folder("vanilla-cnn", root, config=config, out=out, cancel=stop):
         events.append(ev)
         if getattr(ev, "kind", "") == "batch" and ev.epoch == 3 and ev.batch == 1:
             stop.set()
     fin = events[-1]
-    assert isinstance(fin, train.Finished) and fin.cancelled
+    assert isinstance(fin, training_events.Finished) and fin.cancelled
     best = fin.summary["best_epoch"]
     assert best in (1, 2) and fin.summary["stopped"] == "cancelled"
     assert fin.summary["out"] == str(out) and 0.0 <= fin.summary["val_accuracy"] <= 1.0
@@ -192,10 +194,10 @@ def test_cancelled_run_on_a_folder_saves_the_best_model_so_far(tmp_path, monkeyp
     # cancelled before any epoch ended: nothing worth keeping is saved
     stop.clear()
     out2 = tmp_path / "model2"
-    for ev in train.train_on_folder("vanilla-cnn", root, config=config, out=out2, cancel=stop):
+    for ev in entry.train_on_folder("vanilla-cnn", root, config=config, out=out2, cancel=stop):
         if getattr(ev, "kind", "") == "batch" and ev.epoch == 1 and ev.batch == 1:
             stop.set()
-    assert isinstance(ev, train.Finished) and ev.cancelled and "out" not in ev.summary
+    assert isinstance(ev, training_events.Finished) and ev.cancelled and "out" not in ev.summary
     assert not out2.exists()
 
 

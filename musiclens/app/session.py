@@ -14,9 +14,9 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from musiclens.app.worker import Cancelled, Job, JobContext, Progress, Worker
+from musiclens.app.worker import Cancelled, Job, JobContext, JobProgress, Worker
+from musiclens.core.resources import DEFAULT_MODEL  # noqa: F401  (defined once, in the core)
 
-DEFAULT_MODEL = "MSD_musicnn"
 MIDI_CLASSIFY_JOB = "classify MIDI"
 MIDI_FLIP_JOB = "flip MIDI"
 
@@ -184,7 +184,7 @@ class Session(QObject):
     analysis_ready = Signal(object)  # Analysis
     status = Signal(str)
     error = Signal(str)
-    progress = Signal(object)  # Progress of the running job
+    progress = Signal(object)  # JobProgress of the running job
 
     def __init__(self, worker: Worker, parent: QObject | None = None, *,
                  long_worker: Worker | None = None) -> None:
@@ -197,11 +197,11 @@ class Session(QObject):
         self.recording: Recording | None = None
         self.analysis: Analysis | None = None
         self._path: Path | None = None
-        self.midi_model = None  # LoadedMidiModel, touched only in jobs
+        self.midi_model = None  # a LoadedModel of kind "midi", touched only in jobs
 
     # ------------------------------------------------------------------ plumbing
     def submit(self, name: str, fn: Callable[[JobContext], Any], on_result: Callable[[Any], None],
-               *, on_progress: Callable[[Progress], None] | None = None,
+               *, on_progress: Callable[[JobProgress], None] | None = None,
                on_error: Callable[[str], None] | None = None, worker: Worker | None = None) -> Job:
         """Run ``fn`` in the worker (``worker``: another one, e.g. :attr:`long_worker`);
         results and errors come back on the GUI thread."""
@@ -210,7 +210,7 @@ class Session(QObject):
             if on_error:
                 on_error(message)
 
-        def progressed(p: Progress) -> None:
+        def progressed(p: JobProgress) -> None:
             self.progress.emit(p)
             if on_progress:
                 on_progress(p)
@@ -334,37 +334,31 @@ class Session(QObject):
         def work(ctx: JobContext) -> Attribution:
             import torch
 
-            from musiclens.core.interpret import cam, saliency
-            from musiclens.core.interpret.maps import upsample
+            from musiclens.core.interpret import methods
             from musiclens.core.tagging import audio_to_patches
 
+            meth = methods.get(method)  # any name or old spelling of the method table
             model = self._require_model()
             patches = audio_to_patches(model, rec.audio)  # (P, C, F, L)
             maps, completeness = [], []
             for i in range(len(patches)):
-                ctx.progress(i / len(patches), f"{method} for {target}: patch {i + 1}/{len(patches)}")
+                ctx.progress(i / len(patches), f"{meth.label} for {target}: patch {i + 1}/{len(patches)}")
                 x = patches[i:i + 1]
-                if method in ("cam", "gradcam", "gradcam++"):
-                    fn = {"cam": cam.cam, "gradcam": cam.grad_cam, "gradcam++": cam.grad_cam_pp}[method]
-                    m = upsample(fn(model, x, target=target, layer=layer), x.shape[-2:])
-                elif method == "grad":
-                    m = saliency.gradient(model, x, target=target).abs().amax(dim=1)
-                elif method == "smoothgrad":
-                    m = saliency.smoothgrad(model, x, target=target, n_samples=16).abs().amax(dim=1)
-                else:
-                    ig = saliency.integrated_gradients(model, x, target=target, steps=24)
-                    m = ig.attributions.sum(dim=1)
-                    completeness.append(float(ig.completeness_error.abs().max()))
-                maps.append(m[0].detach().float())
+                info: dict = {}
+                options = meth.supported(dict(meth.quick, info=info))
+                m = meth.input_map(meth(model, x, target=target, layer=layer, **options), x.shape[-2:])
+                if "completeness_error" in info:
+                    completeness.append(float(info["completeness_error"].abs().max()))
+                maps.append(m[0].detach().float().cpu())
             joined = torch.cat(maps, dim=-1).numpy()
-            note = f"; IG completeness error ≤ {max(completeness):.3g}" if completeness else ""
-            return Attribution(method, target, layer, joined, 0.0, len(patches) * summary.patch_seconds,
-                               signed=method in ("cam", "gradcam", "gradcam++", "ig"), note=note)
+            note = f"; completeness error ≤ {max(completeness):.3g}" if completeness else ""
+            return Attribution(meth.name, target, layer if meth.needs_layer else None, joined, 0.0,
+                               len(patches) * summary.patch_seconds, signed=meth.shown_signed, note=note)
 
         return self.submit(f"{method} for {target}", work, on_result)
 
     def dream(self, options: dict, on_result: Callable[["Dreamt"], None], *,
-              on_progress: Callable[[Progress], None] | None = None,
+              on_progress: Callable[[JobProgress], None] | None = None,
               on_error: Callable[[str], None] | None = None) -> Job:
         """Run the engine's dream in the worker; ``options`` are :func:`dream`'s keywords
         plus ``start``: ``"patch"`` (the patch at ``patch``) or ``"sweep"``."""
@@ -383,7 +377,7 @@ class Session(QObject):
 
             model = self._require_model()
             fe = model.front_end
-            seconds = model.patch_frames * fe.hop / fe.sample_rate
+            seconds = model.patch_seconds
             start = start_audio if start_audio is not None else sine_sweep(fe, seconds=seconds)
             first = last = None
             for step in dream(model, start, cancel=lambda: ctx.cancelled or stop.is_set(), **options):
@@ -456,7 +450,7 @@ class Session(QObject):
         return self.submit(f"similarity with {other.name}", work, on_result)
 
     def train(self, options: dict, out: Path, on_result: Callable[[dict], None], *,
-              on_progress: Callable[[Progress], None] | None = None,
+              on_progress: Callable[[JobProgress], None] | None = None,
               on_error: Callable[[str], None] | None = None) -> Job:
         """Train a study architecture on a dataset folder; the model is saved to ``out``.
 
@@ -468,19 +462,20 @@ class Session(QObject):
         job's ``partial``."""
         def work(ctx: JobContext) -> dict:
             from musiclens.app.worker import Cancelled
-            from musiclens.core.data import PrepareProgress
-            from musiclens.core.train import Finished, TrainConfig, train_on_folder
+            from musiclens.core.training import entry
+            from musiclens.core.training.events import Finished, PrepareProgress
+            from musiclens.core.training.loop import TrainConfig
 
             config = train_config(options, TrainConfig)
             val, test = float(options.get("val_fraction", 0.1)), float(options.get("test_fraction", 0.1))
-            run = train_on_folder(options["arch"], options["root"], task=options["task"], config=config,
-                                  out=out, cancel=lambda: ctx.cancelled, fractions=(1.0 - val - test, val, test),
-                                  model_params=options.get("model_params"))
+            run = entry.train(options["root"], out, options.get("arch"), task=options["task"], config=config,
+                              cancel=lambda: ctx.cancelled, fractions=(1.0 - val - test, val, test),
+                              model_params=options.get("model_params"))
             # progress never raises here: a cancelled run ends its own way, keeping its best epoch
             for ev in run:
                 if isinstance(ev, PrepareProgress):
                     ctx.progress(0.1 * ev.done / max(1, ev.total),
-                                 f"preparing patches: {ev.done}/{ev.total} tracks"
+                                 f"preparing the data: {ev.done}/{ev.total} files"
                                  + (f" (skipped {ev.track}: {ev.error})" if ev.error else ""), check=False)
                 elif isinstance(ev, Finished):
                     if ev.cancelled:
@@ -542,7 +537,7 @@ class Session(QObject):
         return self.submit(MIDI_CLASSIFY_JOB, work, on_result)
 
     def midi_flip(self, notes, to: str | int, on_result: Callable[["MidiFlip"], None], *,
-                  steps: int = 300, on_progress: Callable[[Progress], None] | None = None,
+                  steps: int = 300, on_progress: Callable[[JobProgress], None] | None = None,
                   on_error: Callable[[str], None] | None = None) -> Job:
         """Input optimisation: the smallest change to the window that makes the model say ``to``."""
         def work(ctx: JobContext) -> MidiFlip:
@@ -551,7 +546,7 @@ class Session(QObject):
 
             m = self._midi_model()
             last = ctx.drive(flip_steps(m, notes, to=to, steps=steps),
-                             lambda s: Progress(s.step / s.steps, f"flip to {m.labels[m.label_index(to)]}: "
+                             lambda s: JobProgress(s.step / s.steps, f"flip to {m.labels[m.label_index(to)]}: "
                                                 f"step {s.step}, p = {s.target_probability:.2f}"))
             if last is None or last.best is None:
                 raise Cancelled()
@@ -598,7 +593,7 @@ class Session(QObject):
                 raise MusicLensError(f"{folder}: no class folder holds two audio files to compare")
             files = [f for f in files if f.parent.name in groups]
             groups = class_pairs([f.parent.name for f in files])
-            seconds = model.patch_frames * fe.hop / fe.sample_rate
+            seconds = model.patch_seconds
             xs = []
             for i, f in enumerate(files):
                 ctx.progress(0.5 * i / len(files), f"reading {f.parent.name}/{f.name}")
@@ -654,7 +649,7 @@ def summarise(model) -> ModelSummary:
         labels=list(model.labels),
         multilabel=model.multilabel,
         layers=[(info.name, info.group, info.kind) for info in model.layers.values()],
-        patch_seconds=model.patch_frames * fe.hop / fe.sample_rate,
+        patch_seconds=model.patch_seconds,
         front_end_kind=fe.kind,
         sample_rate=fe.sample_rate,
         source=str(model.source or ""),
@@ -685,7 +680,7 @@ def layer_kinds(model) -> dict[str, str]:
 
 
 def train_config(options: dict, config_class):
-    """The Training panel's ``options`` -> :class:`~musiclens.core.train.TrainConfig`
+    """The Training panel's ``options`` -> :class:`~musiclens.core.training.loop.TrainConfig`
     (``config_class``, passed in so this module never imports torch)."""
     config = config_class(epochs=int(options["epochs"]))
     if "lr" in options:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 
 from musiclens.app.player import Player
 from musiclens.app.session import DEFAULT_MODEL, Analysis, ModelSummary, Recording, Session
-from musiclens.app.worker import Progress, Worker
+from musiclens.app.worker import JobProgress, Worker
 
 AUDIO_FILTER = ("Audio or MIDI (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff *.mid *.midi *.rmi *.kar);;"
                 "MIDI (*.mid *.midi *.rmi *.kar);;All files (*)")

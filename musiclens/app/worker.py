@@ -37,7 +37,11 @@ class Cancelled(Exception):
 
 
 @dataclass
-class Progress:
+class JobProgress:
+    """What a job shows in the window (progress bar, status line, preview): a display type.
+    Training *events* are :class:`musiclens.core.training.events.Progress`; the training job
+    turns them into these."""
+
     fraction: float | None  # 0..1, or None when unknown
     message: str
     payload: Any = None  # e.g. an intermediate result to preview
@@ -63,9 +67,9 @@ class JobContext:
         (for jobs that must finish their own way, e.g. save what they have)."""
         if check:
             self.check()
-        self._job._post("progress", Progress(fraction, message, payload))
+        self._job._post("progress", JobProgress(fraction, message, payload))
 
-    def drive(self, steps: Iterable[Any], describe: Callable[[Any], Progress]) -> Any:
+    def drive(self, steps: Iterable[Any], describe: Callable[[Any], JobProgress]) -> Any:
         """Run an engine generator to its end (or until cancelled); returns the last step."""
         last = None
         iterator = iter(steps)
@@ -83,7 +87,7 @@ class JobContext:
 class Job(QObject):
     """A unit of work for the worker; connect to its signals before submitting."""
 
-    progressed = Signal(object)  # Progress
+    progressed = Signal(object)  # JobProgress
     succeeded = Signal(object)  # the function's result
     failed = Signal(str)  # one readable message
     cancelled = Signal()
@@ -97,7 +101,7 @@ class Job(QObject):
         self.started_at: float | None = None
         self.elapsed_s: float | None = None
         self.state = "queued"  # "queued" | "running" | "done" (GUI thread's view)
-        self.last_progress: Progress | None = None
+        self.last_progress: JobProgress | None = None
         self.partial: Any = None  # Cancelled(partial=...) of a cancelled job
 
         self._post: Callable[[str, Any], None] = lambda kind, payload: None  # set by Worker
@@ -192,7 +196,7 @@ class Worker(QObject):
     def run(self, name: str, fn: Callable[[JobContext], Any], *,
             on_result: Callable[[Any], None] | None = None,
             on_error: Callable[[str], None] | None = None,
-            on_progress: Callable[[Progress], None] | None = None) -> Job:
+            on_progress: Callable[[JobProgress], None] | None = None) -> Job:
         """Convenience: make a job, connect the callbacks, submit it."""
         job = Job(name, fn)
         if on_result:

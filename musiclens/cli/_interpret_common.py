@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "MTT_musicnn"
+from musiclens.cli._model import DEFAULT_MODEL, add_model_argument, load_model  # noqa: F401  (one place)
 
 
-def add_model_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+def add_method_argument(p: argparse.ArgumentParser, *, default: str, needs_layer: bool | None = None,
+                        kind: str = "audio") -> list[str]:
+    """``--method`` with the method table's names (for ``kind``, with or without a layer) as
+    its choices; old spellings (``gradcam``, ``ig``, ...) are turned into the canonical name.
+    Returns the choices."""
+    from musiclens.core.errors import MusicLensError
+    from musiclens.core.interpret import methods
+
+    choices = methods.names(kind=kind, needs_layer=needs_layer)
+
+    def method_name(text: str) -> str:
+        try:
+            return methods.get(text, among=choices).name
+        except MusicLensError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    method_name.__name__ = "method"
+    olds = [a for m in methods.select(kind=kind, needs_layer=needs_layer) for a in m.aliases]
+    p.add_argument("--method", type=method_name, choices=choices, default=default,
+                   help="; ".join(f"{m.name}: {m.description}"
+                                  for m in methods.select(kind=kind, needs_layer=needs_layer))
+                   + (f" (old spellings {', '.join(olds)} work too)" if olds else ""))
+    return choices
 
 
 def add_segment_arguments(p: argparse.ArgumentParser, *, default_duration: float | None) -> None:
@@ -28,8 +48,7 @@ def read_audio(path: str, m, *, offset: float, duration: float | None):
     if offset < 0:
         raise ParameterError(f"--offset must be non-negative, got {offset}")
     if duration is None:
-        fe = m.front_end
-        duration = ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
+        duration = m.patch_samples / m.sample_rate  # exactly one patch of frames
     if duration < 0:
         raise ParameterError(f"--duration must be non-negative, got {duration}")
     y, sr = audio.load(path, sr=None, mono=True, offset=offset, duration=duration or None)
@@ -44,7 +63,7 @@ def features_at_model_rate(m, y, sr: int):
 
     from musiclens.core.interpret._common import to_fe_rate
 
-    yy, _, _ = to_fe_rate(y, sr, m.front_end)
+    yy, _, _ = to_fe_rate(y, sr, m.front_end, device=m.device)
     with torch.no_grad():
         return m.front_end(yy)
 
@@ -96,7 +115,7 @@ def peak_of(maps, fe) -> dict:
     arr = np.asarray(maps)
     idx = np.unravel_index(int(np.abs(arr).argmax()), arr.shape)
     row, frame = int(idx[-2]), int(idx[-1])
-    out = {"row": row, "frame": frame, "seconds": frame * fe.hop / fe.sample_rate}
+    out = {"row": row, "frame": frame, "seconds": fe.frames_to_seconds(frame)}
     if arr.ndim == 3:
         out["channel"] = int(idx[0])
     out["hz"] = float(fe.bin_frequencies()[row])

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "MTT_musicnn"
+from musiclens.cli._model import DEFAULT_MODEL, add_model_argument  # noqa: F401
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("activations", help="save a layer's output per patch as .npz")
     p.add_argument("file", help="an audio file (wav, flac, ogg, mp3, aiff)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--layer", required=True,
                    help="a layer name from `musiclens layers` (or a module path)")
     p.add_argument("-o", "--output", required=True, help="the .npz file to write")
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         audio_to_patches, dense_matrix, layer_outputs, load_audio_for,
     )
 
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     info = m.layers.get(args.layer)
     if info is None and args.layer not in dict(m.net.named_modules()):
         raise ParameterError(f"model {m.name!r} has no layer {args.layer!r}; layers are: "
@@ -51,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     acts = layer_outputs(m, patches, [args.layer])[args.layer]
     fe = m.front_end
     data = {
-        "activations": acts.numpy().astype(np.float32),
-        "patch_starts_s": np.arange(len(patches)) * m.patch_frames * fe.hop / fe.sample_rate,
+        "activations": acts.cpu().numpy().astype(np.float32),
+        "patch_starts_s": fe.frames_to_seconds(np.arange(len(patches)) * m.patch_frames),
         "layer": np.array(info.name if info else args.layer),
         "module": np.array(info.module if info else args.layer),
         "model": np.array(m.name),
@@ -60,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     module = info.module if info else args.layer
     if module.startswith("mid_end"):
         d = dense_matrix(m, patches)
-        data["W"] = d["W"].numpy().astype(np.float32)
-        data["energy"] = d["energy"].numpy().astype(np.float32)
+        data["W"] = d["W"].cpu().numpy().astype(np.float32)
+        data["energy"] = d["energy"].cpu().numpy().astype(np.float32)
         data["row_groups"] = np.array([g[0] for g in d["row_groups"]])
         data["row_group_bounds"] = np.array([[g[1], g[2]] for g in d["row_groups"]])
     prepare_output(out)

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.interpret.deconv import auralise_deconv
     from musiclens.core.models import registry
 
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     duration = 30.0 if args.duration is None else args.duration
     y, sr = read_audio(args.file, m, offset=args.offset, duration=duration)
     fn = auralise_deconv if args.deconv else auralise_filter

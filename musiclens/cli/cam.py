@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
-
-METHODS = ("grad-cam", "grad-cam++", "cam")
+from musiclens.cli._interpret_common import add_method_argument, add_model_argument, add_segment_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_argument(p)
     p.add_argument("--layer", required=True, help="a layer name from `musiclens layers`")
     p.add_argument("--target", default=None, help="label name or index (default: the top label)")
-    p.add_argument("--method", choices=METHODS, default="grad-cam")
+    add_method_argument(p, default="grad-cam", needs_layer=True)  # the method table's layer methods
     p.add_argument("--relu", action="store_true", help="keep positive evidence only")
     p.add_argument("--upsample", action="store_true", help="resize the map to the spectrogram")
     add_segment_arguments(p, default_duration=None)
@@ -37,19 +35,19 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret import cam
+    from musiclens.core.interpret import methods
     from musiclens.core.interpret.maps import upsample
     from musiclens.core.models import registry
 
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x)
-    fn = {"grad-cam": cam.grad_cam, "grad-cam++": cam.grad_cam_pp, "cam": cam.cam}[args.method]
-    heat = fn(m, x, layer=args.layer, target=target, relu=args.relu)
+    method = methods.get(args.method)
+    heat = method(m, x, layer=args.layer, target=target, **method.supported({"relu": args.relu}))
     if args.upsample:
         heat = upsample(heat, x.shape[-2:])
-    maps = heat[0].numpy().astype(np.float32)
+    maps = heat[0].cpu().numpy().astype(np.float32)
     f, t = np.unravel_index(int(np.abs(maps).argmax()), maps.shape)
     fe = m.front_end
     summary = {"model": m.name, "file": str(args.file), "layer": args.layer,

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.models import registry
 
     kind = output_kind(args.output, (".npz", ".png") + AUDIO)
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     fe = m.front_end
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     yy, _, _ = to_fe_rate(y, sr, fe)
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     d = deconv(m, x, layer=args.layer, filter=args.filter, keep=args.keep, rule=args.rule,
                positive=not args.signed)
     mask = deconv_mask(d)
-    maps = d[0].numpy().astype(np.float32)
+    maps = d[0].cpu().numpy().astype(np.float32)
     out = Path(args.output)
     summary = {"model": m.name, "file": str(args.file), "layer": args.layer, "filter": args.filter,
                "keep": args.keep, "rule": args.rule, "shape": list(maps.shape),
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         summary["note"] = "the filter is silent on this input: the deconvolution is all zeros"
     if kind == ".npz":
         prepare_output(out)
-        np.savez_compressed(out, deconv=maps, mask=mask[0].numpy().astype(np.float32),
+        np.savez_compressed(out, deconv=maps, mask=mask[0].cpu().numpy().astype(np.float32),
                             layer=np.array(args.layer), filter=np.array(args.filter),
                             keep=np.array(args.keep), rule=np.array(args.rule), model=np.array(m.name),
                             frame_seconds=np.array(fe.hop / fe.sample_rate),

@@ -71,13 +71,12 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.interpret.dream import dream, sine_sweep
     from musiclens.core.models import registry
 
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     if args.init is not None:
         if args.file is not None or args.sweep is not None:
             raise ParameterError("give only one start: FILE, --init FILE|sweep or --sweep SECONDS")
         if args.init.lower() == "sweep":
-            fe = m.front_end
-            args.sweep = args.duration or ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
+            args.sweep = args.duration or m.patch_samples / m.sample_rate  # one patch
         else:
             args.file = args.init
     if (args.file is None) == (args.sweep is None):

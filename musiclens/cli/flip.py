@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("flip", help="change a recording until the model says another class",
                               description=__doc__.split("\n\n", 1)[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", help="an audio file")
+    p.add_argument("file", help="an audio file, or a MIDI file (.mid: a MIDI model, as midi-flip; -o OUT.mid)")
     add_model_argument(p)
     p.add_argument("--to", required=True, dest="to", help="the label (name or index) to flip to")
     p.add_argument("--domain", choices=("audio", "features"), default="audio",
@@ -52,6 +52,10 @@ def _top(m, probs, k: int = 5) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from musiclens.cli import _midi
+
+    if _midi.is_midi_file(args.file):  # a MIDI file: the MIDI model's flip (same command, both kinds)
+        return _midi.flip(args)
     import signal
     import threading
 
@@ -68,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.threshold < 1:
         raise ParameterError(f"--threshold must be in (0, 1), got {args.threshold}")
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     start = int(round(args.offset * sr))  # where the span lies (as audio.load counts it)
     target = resolve_target(m, args.to, None)
     label = m.labels[target]
     lr = args.lr if args.lr is not None else (0.01 if args.domain == "audio" else 0.5)
-    before = m.predict(features_at_model_rate(m, y, sr)).mean(0).numpy()
+    before = m.predict(features_at_model_rate(m, y, sr)).mean(0).cpu().numpy()
 
     def says_target(probs) -> bool:
         return bool(probs[target] >= args.threshold) if m.multilabel else int(probs.argmax()) == target
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         written = splice_change(whole, y, span, start, sample_rate=sr)
         heard = audio.to_mono(written)[start:start + len(y)]
     out = audio.save(output, written, sr)
-    after = m.predict(features_at_model_rate(m, heard, sr)).mean(0).numpy()
+    after = m.predict(features_at_model_rate(m, heard, sr)).mean(0).cpu().numpy()
     change = heard.astype(np.float64) - y.astype(np.float64)
     energy, change_energy = float(np.sum(y.astype(np.float64) ** 2)), float(np.sum(change ** 2))
     snr = float("inf") if change_energy == 0 else 10 * np.log10(max(energy, 1e-30) / change_energy)

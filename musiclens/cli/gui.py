@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", help="a recording to open (default: the bundled demo)")
-    p.add_argument("--model", default=None, help="bundled model name or model folder (default: MSD_musicnn)")
+    from musiclens.core.resources import DEFAULT_MODEL
+
+    p.add_argument("--model", default=None, help=f"bundled model name or model folder (default: {DEFAULT_MODEL})")
     p.add_argument("--demo", action="store_true", help="open the bundled demo recording")
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="wait for the analysis, save a screenshot of the window and exit")

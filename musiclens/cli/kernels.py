@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "MTT_musicnn"
+from musiclens.cli._model import DEFAULT_MODEL, add_model_argument  # noqa: F401
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "kernels", help="Frobenius norm of every conv kernel, batch-norm parameters, dead kernels")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--dead-tol", type=float, default=1e-3,
                    help="a kernel is dead when its norm <= this × the layer's largest (default 0.001)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.dead_tol < 1:
         raise ParameterError(f"--dead-tol must be in [0, 1), got {args.dead_tol}")
-    stats = kernel_stats(registry.load(args.model), dead_rel_tol=args.dead_tol)
+    stats = kernel_stats(registry.load(args.model, device=args.device), dead_rel_tol=args.dead_tol)
     if args.json:
         print_json(stats)
         return 0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "MTT_musicnn"
+from musiclens.cli._model import DEFAULT_MODEL, add_model_argument  # noqa: F401
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("layers", help="the inspectable layers of a model, with output shapes")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -25,8 +24,7 @@ def layer_table(m) -> dict:
     from musiclens.core.tagging import layer_outputs
 
     fe = m.front_end
-    x = torch.zeros(1, fe.channels, fe.n_bins, m.patch_frames,
-                    device=next(m.net.parameters()).device)
+    x = torch.zeros(1, fe.channels, fe.n_bins, m.patch_frames, device=m.device)
     outs = layer_outputs(m, x, list(m.layers))
     return {
         "model": m.name,
@@ -43,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
     from musiclens.core.models import registry
 
-    table = layer_table(registry.load(args.model))
+    table = layer_table(registry.load(args.model, device=args.device))
     if args.json:
         print_json(table)
         return 0

@@ -1,4 +1,9 @@
-"""``musiclens midi-classify FILE [--model NAME] [--json]``: class probabilities of a MIDI file."""
+"""``musiclens midi-classify FILE [--model NAME] [--json]``: ``musiclens predict`` for a MIDI file.
+
+An alias kept for scripts: the same JSON as ``predict`` on a MIDI file (``classes``,
+``probabilities``, ``predicted``, ``n_notes_read``, ``n_notes_total``, ...), with the bundled
+MIDI model by default.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("midi-classify", help="classify a MIDI file with a MIDI (LSTM) model")
+    p = subparsers.add_parser("midi-classify", help="classify a MIDI file with a MIDI model (= predict FILE.mid)")
     p.add_argument("file", help="a MIDI file (.mid, .midi, RIFF .rmi)")
     p.add_argument("--model", default=None,
                    help="bundled MIDI model name or model folder (default: the bundled MIDI model)")
@@ -16,25 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
-    from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, load_midi_model
+    from musiclens.cli.predict import predict_midi, print_midi
+    from musiclens.core.models.midi_lstm import load_midi_model
+    from musiclens.core.resources import DEFAULT_MIDI_MODEL
 
     model = load_midi_model(args.model or DEFAULT_MIDI_MODEL)
-    out = model.classify_file(args.file)
-    out = {"file": str(args.file), "model": model.name} | out
+    out = predict_midi(args.file, model)
     if args.json:
         print_json(out)
     else:
-        ranked = sorted(out["probabilities"].items(), key=lambda kv: -kv[1])
-        print(f"{args.file}: {out['predicted']} ({out['confidence']:.3f}) with {model.name}, "
-              f"reading notes 1–{out['n_notes_read']} of {out['n_notes_total']}"
-              + (" (padded)" if out["padded"] else ""))
-        n_other, n_drum = out["n_notes_not_read_tracks"], out["n_drum_notes_not_read"]
-        if n_other:
-            what = [f"{n_drum} drum notes"] if n_drum else []
-            what += [f"{n_other - n_drum} notes of other instruments"] if n_other > n_drum else []
-            print(f"  not read (other tracks, kept in the file): {' and '.join(what)}")
-        for label, p in ranked:
-            print(f"  {label:<16} {p:.4f}")
-        for r in out["repairs"]:
-            print(f"  note: {r}")
+        print_midi(args.file, model, out)
     return 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from musiclens.cli._model import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("midi-flip", help="change a MIDI file's notes until a MIDI model predicts a class")
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, help="target class (name or index)")
     p.add_argument("--model", default=None,
                    help="bundled MIDI model name or model folder (default: the bundled MIDI model)")
+    add_device_argument(p)
     p.add_argument("-o", "--output", required=True, help="where to write the modified .mid")
     p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not str(args.output).lower().endswith((".mid", ".midi")):
         raise ParameterError(f"--output must end in .mid or .midi, got {args.output!r}")
-    model = load_midi_model(args.model or DEFAULT_MIDI_MODEL)
+    model = load_midi_model(args.model or DEFAULT_MIDI_MODEL, device=getattr(args, "device", "auto"))
     model.label_index(args.to)  # fail early on an unknown class
     notes = model.spec.read(args.file)
     from musiclens.cli._output import prepare_output

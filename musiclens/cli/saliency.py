@@ -1,8 +1,9 @@
-"""``musiclens saliency FILE --model M --method grad|smoothgrad|ig --target CLASS [-o OUT.npz|.png] [--json]``.
+"""``musiclens saliency FILE --model M --method METHOD --target CLASS [-o OUT.npz|.png] [--json]``.
 
-Input attribution of one class/tag on the spectrogram: the plain gradient, SmoothGrad or
-Integrated Gradients (with its completeness error: Σ attributions − (score − baseline
-score), which should be near 0).
+Input attribution of one class/tag on the spectrogram, by any input-resolution method of the
+method table (the plain gradient, gradient × input, SmoothGrad, Integrated Gradients, ...).
+Integrated Gradients reports its completeness error: Σ attributions − (score − baseline
+score), which should be near 0.
 
 * ``.npz``: ``attribution`` (C, F, T) float32, signed, plus the settings (and for IG the
   scores and the completeness error);
@@ -14,22 +15,21 @@ from __future__ import annotations
 
 import argparse
 
-from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
-
-METHODS = ("grad", "smoothgrad", "ig")
+from musiclens.cli._interpret_common import add_method_argument, add_model_argument, add_segment_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("saliency", help="input attribution (gradient, SmoothGrad, Integrated Gradients)",
+    p = subparsers.add_parser("saliency", help="input attribution (gradient, SmoothGrad, Integrated Gradients, ...)",
                               description=__doc__.split("\n\n", 1)[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", help="an audio file")
+    p.add_argument("file", help="an audio file, or a MIDI file (.mid: a MIDI model, per-note saliency)")
     add_model_argument(p)
-    p.add_argument("--method", choices=METHODS, default="grad")
+    add_method_argument(p, default="gradient", needs_layer=False)  # the method table's input methods
     p.add_argument("--target", default=None, help="label name or index (default: the top label)")
     p.add_argument("--output-score", choices=("logit", "probability"), default="logit",
                    help="attribute the logit (default) or the probability")
-    p.add_argument("--times-input", action="store_true", help="grad: gradient × input")
+    p.add_argument("--times-input", action="store_true",
+                   help="gradient: gradient × input (the same as --method gradient-x-input)")
     p.add_argument("--samples", type=int, default=25, help="smoothgrad: noisy copies (default 25)")
     p.add_argument("--noise", type=float, default=0.15,
                    help="smoothgrad: noise σ as a fraction of the input's range (default 0.15)")
@@ -50,6 +50,10 @@ def _baseline(text: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from musiclens.cli import _midi
+
+    if _midi.is_midi_file(args.file):  # a MIDI file: the MIDI model's saliency (same command, both kinds)
+        return _midi.saliency(args)
     from pathlib import Path
 
     import numpy as np
@@ -59,41 +63,35 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli._interpret_common import (
         features_at_model_rate, output_kind, peak_of, read_audio, resolve_target, write_png,
     )
-    from musiclens.core.interpret import saliency
+    from musiclens.core.interpret import methods
     from musiclens.core.models import registry
 
     kind = output_kind(args.output, (".npz", ".png"))
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x)
-    ig = None
-    if args.method == "grad":
-        attr = saliency.gradient(m, x, target=target, output=args.output_score, times_input=args.times_input)
-    elif args.method == "smoothgrad":
-        attr = saliency.smoothgrad(m, x, target=target, n_samples=args.samples, noise_level=args.noise,
-                                   output=args.output_score)
-    else:
-        ig = saliency.integrated_gradients(m, x, target=target, baseline=_baseline(args.baseline),
-                                           steps=args.steps, output=args.output_score)
-        attr = ig.attributions
-    maps = attr[0].numpy().astype(np.float32)
-    summary = {"model": m.name, "file": str(args.file), "method": args.method,
+    method = methods.get("gradient-x-input" if args.method == "gradient" and args.times_input else args.method)
+    info: dict = {}  # diagnostics the method reports (Integrated Gradients: its completeness)
+    options = {"output": args.output_score, "n_samples": args.samples, "noise_level": args.noise,
+               "steps": args.steps, "baseline": _baseline(args.baseline), "info": info}
+    attr = method(m, x, target=target, **method.supported(options))
+    maps = attr[0].detach().cpu().numpy().astype(np.float32)
+    summary = {"model": m.name, "file": str(args.file), "method": method.name,
                "target": m.labels[target], "score": args.output_score, "shape": list(maps.shape),
                "min": float(maps.min()), "max": float(maps.max()),
                "sum": float(maps.astype(np.float64).sum()),
                "peak": peak_of(maps, m.front_end), "output": args.output}
     extra = {}
-    if ig is not None:
-        extra = {"score_at_input": float(ig.score[0]), "score_at_baseline": float(ig.baseline_score[0]),
-                 "completeness_error": float(ig.completeness_error[0]),
-                 "relative_error": float(ig.relative_error[0]), "steps": ig.steps,
-                 "baseline": args.baseline}
-        summary["integrated_gradients"] = extra
+    if info:  # under the method's name, e.g. "integrated_gradients"
+        extra = {k: (float(v.reshape(-1)[0]) if hasattr(v, "reshape") else v) for k, v in info.items()}
+        if "baseline" in method.options:
+            extra["baseline"] = args.baseline
+        summary[method.name.replace("-", "_")] = extra
     if kind == ".npz":
         out = Path(args.output)
         prepare_output(out)
-        np.savez_compressed(out, attribution=maps, method=np.array(args.method),
+        np.savez_compressed(out, attribution=maps, method=np.array(method.name),
                             target=np.array(m.labels[target]), model=np.array(m.name),
                             frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),
                             **{k: np.array(v) for k, v in extra.items()})
@@ -103,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         pk = summary["peak"]
-        print(f"{args.method} saliency of {m.labels[target]!r}: {tuple(maps.shape)}, range "
+        print(f"{method.name} saliency of {m.labels[target]!r}: {tuple(maps.shape)}, range "
               f"[{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, {pk['seconds']:.2f} s"
               + (f"; wrote {args.output}" if args.output else ""))
-        if ig is not None:
+        if "completeness_error" in extra:
             print(f"completeness: sum of attributions {summary['sum']:.4g} vs score difference "
                   f"{extra['score_at_input'] - extra['score_at_baseline']:.4g}: error "
                   f"{extra['completeness_error']:.3g} ({100 * extra['relative_error']:.2f} %)")

@@ -1,4 +1,4 @@
-"""``musiclens sanity FILE --model M --method grad[,smoothgrad,...] [--target CLASS] [--json]``.
+"""``musiclens sanity FILE --model M --method gradient[,smoothgrad,...] [--target CLASS] [--json]``.
 
 Model-parameter randomisation test (Adebayo et al. 2018): re-initialise the layers one
 after the other from the output down to the input (on a copy of the model), recompute each
@@ -8,6 +8,7 @@ correlation of |map| and SSIM of |map| scaled to [0, 1]).
 A method whose map is still much the same when every layer is random (final Spearman or
 SSIM >= --threshold) is flagged "does not reflect the model": it shows the input, not what
 the model learned. ``input`` (the spectrogram itself) is a control that always fails.
+Every method of the method table for audio can be checked (old spellings work too).
 """
 
 from __future__ import annotations
@@ -17,16 +18,8 @@ import argparse
 from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
 from musiclens.cli._progress import add_quiet_argument
 
-#: CLI name -> sanity.py method name (None: the control, the input itself)
-METHODS = {
-    "grad": "gradient", "gradient": "gradient",
-    "grad-x-input": "gradient_x_input", "gradient_x_input": "gradient_x_input",
-    "smoothgrad": "smoothgrad",
-    "ig": "integrated_gradients", "integrated_gradients": "integrated_gradients",
-    "grad-cam": "grad_cam", "grad_cam": "grad_cam",
-    "grad-cam++": "grad_cam_pp", "grad_cam_pp": "grad_cam_pp",
-    "input": None,
-}
+#: the control: the input itself, whatever the model (besides the method table's methods)
+CONTROL = "input"
 FAILS = "does not reflect the model"
 PASSES = "reflects the model"
 
@@ -37,11 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="an audio file")
     add_model_argument(p)
-    p.add_argument("--method", default="grad",
-                   help="comma-separated: grad, grad-x-input, smoothgrad, ig, grad-cam, grad-cam++, "
-                        "input (a control) (default grad)")
+    from musiclens.core.interpret import methods
+
+    p.add_argument("--method", default="gradient",
+                   help=f"comma-separated: {', '.join(methods.names(kind='audio'))}, {CONTROL} (a "
+                        f"control); old spellings (grad, ig, grad_cam, ...) work too (default gradient)")
     p.add_argument("--target", default=None, help="label name or index (default: the top label)")
-    p.add_argument("--layer", default=None, help="the layer for grad-cam / grad-cam++")
+    p.add_argument("--layer", default=None,
+                   help="the layer for the layer methods (grad-cam, grad-cam++, cam, ...)")
     p.add_argument("--layers", default=None,
                    help="comma-separated layers to randomise, in this order (default: every layer "
                         "with weights, from the output down)")
@@ -75,18 +71,26 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli._progress import Progress
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.sanity import cascade_layers, iter_cascading_randomisation
+    from musiclens.core.interpret import methods
+    from musiclens.core.interpret.sanity import METHODS, cascade_layers, iter_cascading_randomisation
     from musiclens.core.models import registry
 
     names = [s.strip() for s in args.method.split(",") if s.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown or not names:
-        raise ParameterError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if not names:
+        raise ParameterError(f"--method is empty; choose from {', '.join(METHODS)}, {CONTROL}")
+    # one entry per name as typed; each a method of the table (its old spellings too) or the control
+    try:
+        chosen = {n: None if n.lower() == CONTROL else methods.get(n, among=METHODS) for n in names}
+    except ParameterError as e:
+        raise ParameterError(f"{e}; or {CONTROL} (a control)") from None
+    for n, method in chosen.items():
+        if method is not None and method.needs_layer and args.layer is None:
+            raise ParameterError(f"{n} needs --layer")
     if not 0 < args.threshold <= 1:
         raise ParameterError(f"--threshold must be in (0, 1], got {args.threshold}")
     if args.samples < 1 or args.steps < 1:
         raise ParameterError("--samples and --steps must be at least 1")
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x)
@@ -94,21 +98,15 @@ def run(args: argparse.Namespace) -> int:
     result = {"model": m.name, "file": str(args.file), "target": m.labels[target],
               "threshold": args.threshold, "methods": {}}
     per_method = 1 + (len(layers) if layers is not None else len(cascade_layers(m)))
-    progress = Progress("sanity", "steps", total=per_method * len(dict.fromkeys(names)), quiet=args.quiet)
+    progress = Progress("sanity", "steps", total=per_method * len(chosen), quiet=args.quiet)
     done = 0
-    for name in dict.fromkeys(names):
-        method = METHODS[name]
+    for name, method in chosen.items():
         kwargs: dict = {}
         if method is None:
             fn = lambda _mm, xx: xx  # noqa: E731 - the control: the input, whatever the model
         else:
-            fn = method
-            if method == "smoothgrad":
-                kwargs["n_samples"] = args.samples
-            elif method == "integrated_gradients":
-                kwargs["steps"] = args.steps
-            elif method in ("grad_cam", "grad_cam_pp") and args.layer is None:
-                raise ParameterError(f"{name} needs --layer")
+            fn = method.name
+            kwargs = method.supported({"n_samples": args.samples, "steps": args.steps})
         steps = []
         for step in iter_cascading_randomisation(m, x, method=fn, target=target, layer=args.layer,
                                                  layers=layers, seed=args.seed, **kwargs):

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = all_pairs(len(files))
     metrics = [s.strip() for s in args.metrics.split(",") if s.strip()]
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     used = sorted({i for p in pairs for i in p})
     xs: list = [None] * len(files)
     reading = Progress("similarity", "files read", total=len(used), quiet=args.quiet)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "MTT_musicnn"
+from musiclens.cli._model import DEFAULT_MODEL, add_model_argument  # noqa: F401
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tag", help="tag an audio file (taggram per patch and top tags)")
     p.add_argument("file", help="an audio file (wav, flac, ogg, mp3, aiff)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"bundled model name or model folder (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--top", type=int, default=None,
                    help="number of top tags to list (default: 10 in text, all in JSON)")
     p.add_argument("--hop", type=int, default=None,
@@ -30,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--top must be positive, got {args.top}")
     if args.hop is not None and args.hop <= 0:
         raise ParameterError(f"--hop must be a positive number of frames, got {args.hop}")
-    m = registry.load(args.model)
+    m = registry.load(args.model, device=args.device)
     tg = tag_file(args.file, m, hop=args.hop)
     if args.json:
         print_json({"model": m.name, "file": str(args.file)} | tg.to_dict(top=args.top))

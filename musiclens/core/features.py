@@ -129,6 +129,27 @@ class FrontEnd:
             return 1 + n_samples // self.hop
         return max(0, 1 + (n_samples - self.n_fft) // self.hop)
 
+    # The patch length, defined once: a model's patch is ``patch_frames`` frames; these turn
+    # frames into samples and seconds and back (LoadedModel.patch_samples / patch_seconds).
+    def frames_to_samples(self, n_frames: int) -> int:
+        """Samples of audio that give exactly ``n_frames`` frames:
+        ``(n - 1)·hop + 1`` with ``center=True``, ``(n - 1)·hop + n_fft`` without."""
+        n = int(n_frames)
+        if n <= 0:
+            raise ParameterError(f"the number of frames must be positive, got {n_frames}")
+        return (n - 1) * self.hop + (1 if self.center else self.n_fft)
+
+    def frames_to_seconds(self, n_frames):
+        """Time spanned by ``n_frames`` frame steps, ``n·hop / sample_rate`` seconds (a patch's
+        nominal length, the distance between the starts of consecutive patches). Works on arrays."""
+        return n_frames * self.hop / self.sample_rate
+
+    def seconds_to_frames(self, seconds: float) -> int:
+        """Frames produced by ``seconds`` of audio (rounded to whole samples)."""
+        if float(seconds) <= 0:
+            raise ParameterError(f"patch length must be positive, got {seconds} s")
+        return self.n_frames(int(round(float(seconds) * self.sample_rate)))
+
     def frame_times(self, n_frames: int) -> np.ndarray:
         """Centre time of each frame in seconds, shape (n_frames,)."""
         offset = 0.0 if self.center else self.n_fft / 2

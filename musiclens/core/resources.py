@@ -8,6 +8,12 @@ from pathlib import Path
 
 META_FILE = "model.json"
 
+#: The model the window opens and every command uses when none is given (one definition:
+#: import it from here).
+DEFAULT_MODEL = "MSD_musicnn"
+#: The bundled MIDI model (MIDI files, the piano roll, ``midi-classify`` ...).
+DEFAULT_MIDI_MODEL = "midi_style_lstm"
+
 
 def resources_dir() -> Path:
     """The folder of bundled resources: ``$MUSICLENS_RESOURCES``; in a frozen app bundle
@@ -38,7 +44,7 @@ def available() -> list[str]:
 
 
 def model_input(folder: Path) -> str:
-    """What a model folder's model listens to: ``"audio"`` (default) or ``"midi"``."""
+    """What a model folder's model reads: ``"audio"`` (default), ``"midi"`` or ``"waveform"``."""
     import json
 
     try:
@@ -48,7 +54,7 @@ def model_input(folder: Path) -> str:
 
 
 def available_for(kind: str) -> list[str]:
-    """Bundled models whose input is ``kind`` (``"audio"`` or ``"midi"``)."""
+    """Bundled models whose input is ``kind`` (``"audio"``, ``"midi"`` or ``"waveform"``)."""
     return [name for name in available() if model_input(bundled_models_dir() / name) == kind]
 
 

@@ -59,15 +59,14 @@ def frames_to_patches(x: torch.Tensor, *, length: int, hop: int | None = None) -
 def audio_to_patches(model: LoadedModel, audio: np.ndarray | torch.Tensor, *,
                      hop: int | None = None) -> torch.Tensor:
     """Mono audio ``(samples,)`` at ``model.front_end.sample_rate`` -> patches (P, C, F, L)."""
-    device = next(model.net.parameters()).device
-    y = torch.as_tensor(np.asarray(audio, dtype=np.float32), device=device)
+    y = model.tensor(np.asarray(audio, dtype=np.float32))
     if y.dim() != 1:
         raise ParameterError(f"expected mono audio (samples,), got shape {tuple(y.shape)}")
-    min_samples = (model.patch_frames - 1) * model.front_end.hop
-    if y.shape[0] < min_samples:
+    fe = model.front_end
+    if fe.n_frames(y.shape[0]) < model.patch_frames:
         raise ParameterError(
-            f"the audio is {y.shape[0] / model.front_end.sample_rate:.2f} s long; "
-            f"{model.name} needs at least {min_samples / model.front_end.sample_rate:.2f} s "
+            f"the audio is {y.shape[0] / fe.sample_rate:.2f} s long; "
+            f"{model.name} needs at least {model.patch_samples / fe.sample_rate:.2f} s "
             f"(one patch of {model.patch_frames} frames)"
         )
     with torch.no_grad():
@@ -143,8 +142,8 @@ def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None,
     probs = predict_patches(model, patches, batch_size=batch_size)
     fe = model.front_end
     step = model.patch_frames if hop is None else int(hop)
-    starts = np.arange(len(probs)) * step * fe.hop / fe.sample_rate
-    return Taggram(list(model.labels), probs, starts, model.patch_frames * fe.hop / fe.sample_rate)
+    starts = fe.frames_to_seconds(np.arange(len(probs)) * step)
+    return Taggram(list(model.labels), probs, starts, model.patch_seconds)
 
 
 def tag_file(path: str | os.PathLike[str], model: LoadedModel | str, *,

@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from musiclens.core.midi_train import MidiDataset, load_folder, train_midi_lstm  # noqa: E402
+from musiclens.core.training.midi import MidiDataset, load_folder, train_midi_lstm  # noqa: E402
 from musiclens.core.models.midi_lstm import NoteFeatureSpec  # noqa: E402
 
 
@@ -68,8 +68,9 @@ def main(argv=None) -> int:
         return 2
     spec = NoteFeatureSpec(n_notes=100, short="drop", drop_drums=not args.keep_drums)
     t0 = time.time()
+    data = None
     for p in load_folder(jazz_dance_folder(args.root), spec, seed=args.seed):
-        data = p.dataset
+        data = p.data or data
     print(f"read {sum(len(y) for y in data.y.values())} pieces in {time.time() - t0:.1f} s "
           f"(drums {'kept' if args.keep_drums else 'dropped'}); {data.summary()}")
     acc, m = train_eval(data, args)

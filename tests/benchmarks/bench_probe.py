@@ -9,7 +9,7 @@ that same split
 
 * every probe (base × features × head): frozen features (read from the cache after the
   first computation), L2 chosen by track-grouped CV on the training tracks, head fitted
-  (:func:`musiclens.core.probe.train_probe`, seed = the split seed);
+  (:func:`musiclens.core.training.probe.train_probe`, seed = the split seed);
 * vanilla-cnn from scratch on its own log-mel front end (front-end features cached too),
   Adam, ``--epochs`` epochs with early stopping on validation (``--patience``), best
   validation weights;
@@ -62,7 +62,8 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from musiclens.core import data, probe, train  # noqa: E402
+from musiclens.core.training import data, events, probe  # noqa: E402
+from musiclens.core.training import loop as train  # noqa: E402
 from musiclens.core.models import study  # noqa: E402
 from synthetic_data import synthetic  # noqa: E402
 
@@ -124,7 +125,7 @@ def main() -> None:
                         probe.representations(m, prepared_probe.sets[s], cache=cache)
                     cold[key] = time.perf_counter() - t
                 t = time.perf_counter()
-                done = train.run(probe.train_probe(m, prepared_probe, train.TrainConfig(seed=seed), cache=cache))
+                done = events.run(probe.train_probe(m, prepared_probe, train.TrainConfig(seed=seed), cache=cache))
                 seconds = time.perf_counter() - t
                 test = train.metrics_from(done.predictions["test"], prepared_probe.sets["test"], ds.labels)
                 add(name, test, seconds)
@@ -137,7 +138,7 @@ def main() -> None:
             m = study.create("vanilla-cnn", ds.labels)
             prepared = data.prepare_all(ds, split, m.front_end, m.patch_frames, cache=cache)
             t = time.perf_counter()
-            ev = train.run(train.train(m, prepared, train.TrainConfig(
+            ev = events.run(train.train(m, prepared, train.TrainConfig(
                 epochs=args.epochs, patience=args.patience, seed=seed, batch_size=32, device="cpu")))
             seconds = time.perf_counter() - t
             test = train.evaluate(m, prepared.sets["test"])

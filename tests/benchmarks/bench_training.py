@@ -31,7 +31,9 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from musiclens.core import data, train  # noqa: E402
+from musiclens.core.training import data, events  # noqa: E402
+from musiclens.core.training import loop as train  # noqa: E402
+from musiclens.core.device import resolve_device  # noqa: E402
 from musiclens.core.models import study  # noqa: E402
 from synthetic_data import synthetic  # noqa: E402
 
@@ -41,7 +43,7 @@ from synthetic_data import synthetic  # noqa: E402
 def run_training(ds, split, prepared, epochs: int, seed: int) -> tuple[float, float]:
     torch.manual_seed(seed)
     m = study.create("vanilla-cnn", ds.labels)
-    ev = train.run(train.train(m, prepared, train.TrainConfig(epochs=epochs, batch_size=32, seed=seed,
+    ev = events.run(train.train(m, prepared, train.TrainConfig(epochs=epochs, batch_size=32, seed=seed,
                                                               patience=None, device="auto")))
     pps = [h["patches_per_second"] for h in ev.history]
     return float(np.mean(pps)), float(sum(h["seconds"] for h in ev.history))
@@ -92,7 +94,7 @@ def main() -> None:
 
     n = len(cached.sets["train"])
     print(f"data: {root} ({len(ds.tracks)} tracks; {n} training patches of {p} frames), "
-          f"{args.epochs} epochs, {args.threads} thread(s), device {train.resolve_device('auto')}")
+          f"{args.epochs} epochs, {args.threads} thread(s), device {resolve_device('auto')}")
     print(f"prepare: cold cache {cold:.2f} s, warm cache {warm:.2f} s, audio only (no cache) {decode:.2f} s")
     print(f"training with the feature cache:    {pps_cache:8.1f} patches/s ({s_cache:.2f} s)")
     print(f"training without (front end/batch): {pps_audio:8.1f} patches/s ({s_audio:.2f} s)")

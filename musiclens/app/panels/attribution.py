@@ -13,12 +13,10 @@ from PySide6.QtWidgets import (
 
 from musiclens.app.panels.common import ask_save_path
 from musiclens.app.session import Analysis, Attribution, ModelSummary
+from musiclens.core.interpret import methods
 
-METHODS = [("Grad-CAM", "gradcam"), ("Grad-CAM++", "gradcam++"), ("CAM (GAP models)", "cam"),
-           ("saliency (gradient)", "grad"), ("SmoothGrad", "smoothgrad"),
-           ("Integrated Gradients", "ig")]
-NEEDS_LAYER = {"cam", "gradcam", "gradcam++"}
-CAM_FAMILY = NEEDS_LAYER
+#: (label, name) of every method the table has for audio, in the table's order
+METHODS = [(m.label, m.name) for m in methods.select(kind="audio")]
 # how a signed map is shown: key, text
 SHOW = [("relu", "positive part (ReLU)"), ("signed", "signed (blue against, red toward)"),
         ("abs", "magnitude |value|")]
@@ -33,8 +31,9 @@ class AttributionPanel(QWidget):
         super().__init__(parent)
         self.result: Attribution | None = None
         self.method = QComboBox()
-        for text, key in METHODS:
-            self.method.addItem(text, key)
+        for m in methods.select(kind="audio"):
+            self.method.addItem(m.label, m.name)
+            self.method.setItemData(self.method.count() - 1, m.description, Qt.ToolTipRole)
         self.method.currentIndexChanged.connect(self._method_changed)
         self.target = QComboBox()
         self.target.setToolTip("classes sorted by the model's mean probability for this file")
@@ -101,15 +100,14 @@ class AttributionPanel(QWidget):
         self.target.setCurrentIndex(0)
 
     def _method_changed(self) -> None:
-        method = self.method.currentData()
-        self.layer.setEnabled(method in NEEDS_LAYER)
-        self.show_as.setEnabled(method not in ("grad", "smoothgrad"))  # those are magnitudes already
-        self.show_as.setCurrentIndex(self.show_as.findData("relu" if method in CAM_FAMILY else "signed"))
+        method = methods.get(self.method.currentData())
+        self.layer.setEnabled(method.needs_layer)
+        self.show_as.setEnabled(method.shown_signed)  # magnitudes ("abs") are shown as they are
+        self.show_as.setCurrentIndex(self.show_as.findData(method.shown_as if method.shown_signed else "signed"))
 
     def display(self, result: Attribution) -> tuple[np.ndarray, bool, str, tuple[str, str]]:
         """How to draw ``result``: (values, signed?, what they are, what − and + mean)."""
-        name = dict((key, text) for text, key in METHODS).get(result.method, result.method)
-        name = {"Integrated Gradients": "IG attribution", "CAM (GAP models)": "CAM"}.get(name, name)
+        name = methods.label(result.method)
         where = f" at {result.layer}" if result.layer else ""
         target = f"'{result.target}'"
         ends = (f"against {target}", f"toward {target}")
@@ -124,7 +122,7 @@ class AttributionPanel(QWidget):
 
     def _run(self) -> None:
         method = self.method.currentData()
-        layer = self.layer.currentText() if method in NEEDS_LAYER else None
+        layer = self.layer.currentText() if methods.get(method).needs_layer else None
         target = self.target.currentData()
         self.note.setText(f"computing {self.method.currentText()} for '{target}'…")
         self.requested.emit(method, target, layer)
@@ -137,13 +135,15 @@ class AttributionPanel(QWidget):
     def set_result(self, result: Attribution) -> None:
         if self.result is None or self.result.method != result.method:  # that method's usual display
             self.show_as.blockSignals(True)
-            self.show_as.setCurrentIndex(self.show_as.findData("relu" if result.method in CAM_FAMILY else "signed"))
+            method = methods.find(result.method)
+            shown = method.shown_as if method is not None else "signed"
+            self.show_as.setCurrentIndex(self.show_as.findData(shown if result.signed else "signed"))
             self.show_as.setEnabled(result.signed)
             self.show_as.blockSignals(False)
         self.result = result
         where = f" at {result.layer}" if result.layer else ""
         v = result.values
-        self.note.setText(f"{result.method}{where} for '{result.target}': range "
+        self.note.setText(f"{methods.label(result.method)}{where} for '{result.target}': range "
                           f"[{v.min():.3g}, {v.max():.3g}]{result.note}")
 
     def export(self) -> None:

@@ -14,7 +14,9 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-ARCHS = ("vanilla-cnn", "masked-cnn", "gap-cnn", "choi-cnn", "stft-cnn", "musicnn-probe")
+from musiclens.core.training.archs import ARCHITECTURES, names as arch_names
+
+ARCHS = tuple(arch_names())  # the one list of trainable architectures (core.training.archs)
 PROBE_BASES = ("MSD_musicnn", "MTT_musicnn")
 PROBE_FEATURES = ("penultimate", "pooled", "tags")
 TASKS = ("genre", "instruments", "mood")
@@ -32,11 +34,13 @@ class TrainingPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.folder = QLineEdit()
-        self.folder.setPlaceholderText("root/<label>/*.wav (GTZAN layout) or musdb-style stems")
+        self.folder.setPlaceholderText("root/<label>/*.wav (GTZAN layout), musdb-style stems or root/<label>/*.mid")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.arch = QComboBox()
-        self.arch.addItems(ARCHS)
+        for a in ARCHITECTURES:  # each with its input kind: the folder must hold that kind of file
+            self.arch.addItem(a.name)
+            self.arch.setItemData(self.arch.count() - 1, f"{a.kind}: {a.description}", Qt.ToolTipRole)
         self.task = QComboBox()
         self.task.addItems(TASKS)
         # musicnn-probe only: which pretrained MusiCNN and which of its representations
@@ -48,7 +52,7 @@ class TrainingPanel(QWidget):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
         self.epochs.setValue(20)
-        # the trainer's settings (musiclens.core.train.TrainConfig), its defaults shown
+        # the trainer's settings (musiclens.core.training.loop.TrainConfig), its defaults shown
         self.patience = QSpinBox()
         self.patience.setRange(0, 1000)
         self.patience.setValue(5)
@@ -121,6 +125,7 @@ class TrainingPanel(QWidget):
         probe = arch == "musicnn-probe"
         self.base.setEnabled(probe)
         self.features.setEnabled(probe)
+        self.task.setEnabled(any(a.name == arch and a.kind == "audio" for a in ARCHITECTURES))
 
     def options(self) -> dict:
         options = {"root": self.folder.text().strip(), "arch": self.arch.currentText(),

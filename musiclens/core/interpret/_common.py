@@ -21,7 +21,8 @@ Target = Union[int, str]
 
 
 def check_input(m: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    """Validate a front-end output ``x`` (B, C, F, T) against the model; return it as float."""
+    """Validate a front-end output ``x`` (B, C, F, T) against the model; return it as float,
+    on the model's device (every method's tensors follow ``m.device``)."""
     if not isinstance(x, torch.Tensor):
         raise ParameterError(f"x must be a torch.Tensor (B, C, F, T), got {type(x).__name__}")
     if x.dim() == 3:
@@ -36,7 +37,7 @@ def check_input(m: LoadedModel, x: torch.Tensor) -> torch.Tensor:
         )
     if not x.is_floating_point():
         x = x.float()
-    return x
+    return x.to(m.device)
 
 
 def target_index(m: LoadedModel, target: Target) -> int:
@@ -64,10 +65,10 @@ def target_indices(m: LoadedModel, target: Target | Sequence[Target], batch: int
         idx = [target_index(m, t if not isinstance(t, torch.Tensor) else int(t)) for t in target]
         if len(idx) != batch:
             raise ParameterError(f"got {len(idx)} targets for a batch of {batch}")
-        return torch.tensor(idx, dtype=torch.long)
+        return torch.tensor(idx, dtype=torch.long, device=m.device)
     if isinstance(target, torch.Tensor):
         target = int(target)
-    return torch.full((batch,), target_index(m, target), dtype=torch.long)
+    return torch.full((batch,), target_index(m, target), dtype=torch.long, device=m.device)
 
 
 def class_scores(m: LoadedModel, logits: torch.Tensor, targets: torch.Tensor,
@@ -83,13 +84,14 @@ def class_scores(m: LoadedModel, logits: torch.Tensor, targets: torch.Tensor,
 
 
 @torch.no_grad()
-def silence_value(m: LoadedModel, *, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The front end's output for digital silence, one value per channel: (C,).
+def silence_value(m: LoadedModel, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """The front end's output for digital silence, one value per channel: (C,), on ``device``
+    (default: the model's).
 
     0 for STFT kinds and ``log10(1 + g·0)``; ``10·log10(amin/ref)`` for dB (e.g. -100 dB).
     """
     fe = m.front_end
-    zeros = torch.zeros(1, fe.n_fft, device=device)
+    zeros = torch.zeros(1, fe.n_fft, device=m.device if device is None else device)
     return fe(zeros)[0, :, 0, 0].clone()
 
 
@@ -110,8 +112,10 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
             mod.training = flag
 
 
-def to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd) -> tuple[torch.Tensor, int, int]:
-    """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate."""
+def to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd, *,
+               device: torch.device | str | None = None) -> tuple[torch.Tensor, int, int]:
+    """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate, on
+    ``device`` (default cpu; pass the model's ``m.device``)."""
     from musiclens.core.audio import resample
 
     arr = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
@@ -122,7 +126,8 @@ def to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd) -> tuple[torch.Tens
     n = arr.shape[-1]
     if sr != fe.sample_rate:
         arr = resample(arr, orig_sr=sr, target_sr=fe.sample_rate)
-    return torch.from_numpy(np.ascontiguousarray(arr)), sr, n
+    out = torch.from_numpy(np.ascontiguousarray(arr))
+    return (out if device is None else out.to(device)), sr, n
 
 
 def from_fe_rate(y: torch.Tensor, sr: int, n: int, fe: FrontEnd) -> np.ndarray:

@@ -83,7 +83,7 @@ def unit_activity(
                 a = a.clamp_min(0) if relu else a
                 v = a.transpose(0, 1).reshape(a.shape[1], -1).double()  # (K, N)
                 if name not in sq:
-                    sq[name] = torch.zeros(v.shape[0], dtype=torch.float64)
+                    sq[name] = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
                     pos[name] = torch.zeros_like(sq[name])
                     peak[name] = torch.full_like(sq[name], -float("inf"))
                     count[name] = 0
@@ -97,8 +97,8 @@ def unit_activity(
             raise ParameterError(f"layer {name!r} did not run in the forward pass")
         n = max(count[name], 1)
         dead = [int(j) for j in torch.nonzero(peak[name] <= atol).flatten()]
-        out[name] = UnitActivity(name, (sq[name] / n).numpy(), (pos[name] / n).numpy(),
-                                 peak[name].numpy(), dead)
+        out[name] = UnitActivity(name, (sq[name] / n).cpu().numpy(), (pos[name] / n).cpu().numpy(),
+                                 peak[name].cpu().numpy(), dead)
     return out
 
 

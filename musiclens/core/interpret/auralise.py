@@ -106,7 +106,7 @@ def apply_mask(
     -------
     :class:`Auralisation` with audio (B, samples) at ``sample_rate``, same length as the input.
     """
-    y, sr, n = to_fe_rate(audio, sample_rate, fe)
+    y, sr, n = to_fe_rate(audio, sample_rate, fe, device=mask.device)
     spec = stft(y, fe)  # (B, F_lin, T)
     if mask.dim() == 2:
         mask = mask.unsqueeze(0)
@@ -221,7 +221,7 @@ def auralise_filter(
     :class:`Auralisation`: audio (B, samples) at ``sample_rate``, the same length as the input.
     """
     fe = m.front_end
-    y, sr, n = to_fe_rate(audio, sample_rate, fe)
+    y, sr, n = to_fe_rate(audio, sample_rate, fe, device=m.device)
     x = fe(y)
     mask = filter_mask(m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode,
                        stop_early=stop_early)
@@ -298,7 +298,7 @@ def filter_levels(
     audio : (samples,) float at ``sample_rate`` Hz (default: the model's rate).
     """
     fe = m.front_end
-    y, sr, n = to_fe_rate(audio, sample_rate, fe)
+    y, sr, n = to_fe_rate(audio, sample_rate, fe, device=m.device)
     if y.shape[0] != 1:
         raise ParameterError(f"filter_levels takes one recording, got a batch of {y.shape[0]}")
     x = check_input(m, fe(y))

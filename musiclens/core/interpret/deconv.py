@@ -184,6 +184,6 @@ def auralise_deconv(
     from musiclens.core.interpret.auralise import apply_mask
 
     fe = m.front_end
-    y, sr, _ = to_fe_rate(audio, sample_rate, fe)
+    y, sr, _ = to_fe_rate(audio, sample_rate, fe, device=m.device)
     d = deconv(m, fe(y), layer=layer, filter=filter, keep=keep, rule=rule, positive=positive)
     return apply_mask(audio, deconv_mask(d), fe, sample_rate=sr)

@@ -185,7 +185,7 @@ def dream(
         x0 = check_input(m, start.detach())
         sr, n_out, length = fe.sample_rate, None, None
     else:
-        y, sr, n_out = to_fe_rate(start, sample_rate, fe)
+        y, sr, n_out = to_fe_rate(start, sample_rate, fe, device=m.device)
         if y.shape[0] != 1:
             raise ParameterError(f"dream takes one recording, got a batch of {y.shape[0]}")
         with torch.no_grad():
@@ -219,7 +219,7 @@ def dream(
     chans = list(range(n_ch)) if channels is None else sorted({int(c) for c in channels})
     if not chans or any(not 0 <= c < n_ch for c in chans):
         raise ParameterError(f"channels must be a non-empty subset of 0..{n_ch - 1}, got {channels}")
-    ch_mask = torch.zeros(1, n_ch, 1, 1, dtype=x0.dtype)
+    ch_mask = torch.zeros(1, n_ch, 1, 1, dtype=x0.dtype, device=x0.device)
     ch_mask[:, chans] = 1.0
 
     silence = silence_value(m).to(x0).view(1, -1, 1, 1)

@@ -145,7 +145,7 @@ def flip(
     fe = m.front_end
     if steps < 0 or lr <= 0 or l2 < 0:
         raise ParameterError(f"need steps >= 0, lr > 0, l2 >= 0; got {steps}, {lr}, {l2}")
-    y, sr, n = to_fe_rate(start, sample_rate, fe)
+    y, sr, n = to_fe_rate(start, sample_rate, fe, device=m.device)
     if y.shape[0] != 1:
         raise ParameterError(f"flip takes one recording, got a batch of {y.shape[0]}")
     with torch.no_grad():
@@ -155,7 +155,7 @@ def flip(
     chans = list(range(n_ch)) if channels is None else sorted({int(c) for c in channels})
     if not chans or any(not 0 <= c < n_ch for c in chans):
         raise ParameterError(f"channels must be a non-empty subset of 0..{n_ch - 1}, got {channels}")
-    ch_mask = torch.zeros(1, n_ch, 1, 1)
+    ch_mask = torch.zeros(1, n_ch, 1, 1, device=x0.device)
     ch_mask[:, chans] = 1.0
     if value_range == "auto":
         if fe.kind in ("stft", "stft_real"):
@@ -177,13 +177,13 @@ def flip(
     else:
         delta = torch.zeros_like(x0, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=lr)
-    tgt = torch.tensor([t_idx])
+    tgt = torch.tensor([t_idx], device=x0.device)
 
     def evaluate(x: torch.Tensor):
         logits = m.net(x)
         if m.multilabel:
             prob = torch.sigmoid(logits[0, t_idx])
-            loss = F.binary_cross_entropy_with_logits(logits[0, t_idx], torch.ones(()))
+            loss = F.binary_cross_entropy_with_logits(logits[0, t_idx], torch.ones((), device=logits.device))
             flipped = bool(prob >= threshold)
         else:
             prob = torch.softmax(logits, -1)[0, t_idx]

@@ -273,7 +273,7 @@ def flip_steps(
 
     Parameters
     ----------
-    model : a ``LoadedMidiModel``; ``notes`` : the piece, read with ``model.spec.read``.
+    model : a MIDI ``LoadedModel`` (``model.kind == "midi"``); ``notes`` : the piece, read with ``model.spec.read``.
     to : target class (name or index).
     steps : maximum optimisation steps. lr : Adam step size (standardised units).
     penalty : weight of the L1 size of the change (standardised units).

@@ -10,6 +10,10 @@ cuDNN refuses the backward pass of an RNN in eval mode ("cudnn RNN backward can 
 called in training mode"); on CUDA the forward and backward therefore run with cuDNN
 disabled (:func:`rnn_grad_context`), which keeps dropout off and the results identical
 to the CPU ones.
+
+The gradient and the Integrated-Gradients path integral are the ones the audio verbs use
+(:mod:`musiclens.core.interpret.paths`); this module says what the score, the mask and the
+baseline of a note sequence are.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Literal
 import torch
 
 from musiclens.core.errors import ParameterError
+from musiclens.core.interpret import paths
+from musiclens.core.interpret.paths import input_gradient
 
 Output = Literal["logit", "log_probability", "probability"]
 
@@ -42,6 +48,14 @@ def _check(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask.to(device=x.device, dtype=torch.bool)
 
 
+def _on_model(net, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and its mask (checked; all-True when None) on the network's device."""
+    for t in net.parameters():
+        x = x.to(t.device)
+        break
+    return x, _check(x, mask)
+
+
 def _target_output(net, x, mask, target, output: Output) -> torch.Tensor:
     """(B,) the chosen output of class ``target`` (int or (B,) tensor)."""
     logits = net(x, mask)
@@ -61,7 +75,7 @@ def gradient_saliency(model, x: torch.Tensor, mask: torch.Tensor | None = None, 
 
     Parameters
     ----------
-    model : a ``LoadedMidiModel`` (or any object with ``.net(x, mask) -> logits``).
+    model : a MIDI ``LoadedModel`` (or any object with ``.net(x, mask) -> logits``).
     x : (B, N, 3) raw features; mask : (B, N) bool prefix or None.
     target : class index (int) or (B,) tensor of indices.
     output : which output to differentiate: ``"logit"``, ``"log_probability"``, ``"probability"``.
@@ -73,14 +87,12 @@ def gradient_saliency(model, x: torch.Tensor, mask: torch.Tensor | None = None, 
     0 on padded notes.
     """
     net = getattr(model, "net", model)
-    mask = _check(x, mask)
+    x, mask = _on_model(net, x, mask)
     was_training = net.training
     net.eval()
-    xi = x.detach().clone().requires_grad_(True)
     try:
-        with rnn_grad_context(x.device), torch.enable_grad():
-            out = _target_output(net, xi, mask, target, output)
-            (grad,) = torch.autograd.grad(out.sum(), xi)
+        with rnn_grad_context(x.device):
+            grad, _ = input_gradient(lambda xi: _target_output(net, xi, mask, target, output), x)
     finally:
         net.train(was_training)
     grad = grad * mask[..., None]
@@ -157,93 +169,27 @@ def integrated_gradients(model, x: torch.Tensor, mask: torch.Tensor | None = Non
     if steps < 1 or nodes_per_segment < 1:
         raise ParameterError(f"steps and nodes_per_segment must be >= 1, got {steps}, {nodes_per_segment}")
     net = getattr(model, "net", model)
-    mask = _check(x, mask)
+    x, mask = _on_model(net, x, mask)
     x = x.detach()
     base = make_baseline(model, x, mask, baseline) if isinstance(baseline, str) else baseline.detach().to(x)
     if base.shape != x.shape:
         raise ParameterError(f"baseline shape {tuple(base.shape)} != input shape {tuple(x.shape)}")
-    B = x.shape[0]
-    total = torch.zeros_like(x)
+
+    def score(b: int, points: torch.Tensor) -> torch.Tensor:
+        t_b = target if not torch.is_tensor(target) or target.ndim == 0 else target[b]
+        return _target_output(net, points, mask[b].expand(len(points), -1), t_b, output)
+
     was_training = net.training
     net.eval()
     try:
         with rnn_grad_context(x.device):
-            for b in range(B):
-                t_b = target if not torch.is_tensor(target) or target.ndim == 0 else target[b]
-                total[b] = _ig_path_integral(net, base[b], x[b], mask[b], t_b, output, steps, rtol,
-                                             nodes_per_segment, adaptive)
-        with torch.no_grad():
-            f_x = _target_output(net, x, mask, target, output)
-            f_b = _target_output(net, base, mask, target, output)
+            r = paths.integrated_gradients(score, x, base, steps=steps, method="gausslegendre", batch_size=64,
+                                           adaptive=adaptive, rtol=rtol, nodes_per_segment=nodes_per_segment)
     finally:
         net.train(was_training)
-    attr = (x - base) * total * mask[..., None]
-    delta = (attr.sum(dim=(1, 2)) - (f_x - f_b)).abs()
-    return IGResult(attr.detach(), f_x.detach(), f_b.detach(), delta.detach())
-
-
-def _ig_path_integral(net, base, x, mask, target, output, steps, rtol, q, adaptive) -> torch.Tensor:
-    """∫_0^1 ∇f(base + a (x - base)) da, (N, 3), for one input."""
-    diff = x - base
-
-    def f_at(alphas: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            pts = base + alphas.view(-1, 1, 1) * diff
-            return _target_output(net, pts, mask.expand(len(alphas), -1), target, output)
-
-    def integrate(a: float, b: float) -> torch.Tensor:
-        nodes, weights = _gauss_legendre(q, x.device, x.dtype)
-        alphas = a + (b - a) * nodes
-        with torch.enable_grad():
-            pts = (base + alphas.view(-1, 1, 1) * diff).requires_grad_(True)
-            out = _target_output(net, pts, mask.expand(len(alphas), -1), target, output)
-            (g,) = torch.autograd.grad(out.sum(), pts)
-        return ((b - a) * weights.view(-1, 1, 1) * g).sum(0)
-
-    if not adaptive:
-        nodes, weights = _gauss_legendre(steps, x.device, x.dtype)
-        acc = torch.zeros_like(x)
-        for i in range(0, steps, 64):
-            alphas = nodes[i:i + 64]
-            with torch.enable_grad():
-                pts = (base + alphas.view(-1, 1, 1) * diff).requires_grad_(True)
-                out = _target_output(net, pts, mask.expand(len(alphas), -1), target, output)
-                (g,) = torch.autograd.grad(out.sum(), pts)
-            acc += (weights[i:i + 64].view(-1, 1, 1) * g).sum(0)
-        return acc
-
-    n0 = max(1, min(4, steps // q))
-    edges = [i / n0 for i in range(n0 + 1)]
-    f_edges = f_at(torch.tensor(edges, device=x.device, dtype=x.dtype)).tolist()
-    segs = []  # (a, b, f(a), f(b), integral)
-    for i in range(n0):
-        segs.append([edges[i], edges[i + 1], f_edges[i], f_edges[i + 1], integrate(edges[i], edges[i + 1])])
-    used = n0 * q
-    gap = abs(f_edges[-1] - f_edges[0])
-    tol = rtol * max(gap, 1e-12)
-
-    def err(seg) -> float:
-        return abs(float((diff * seg[4]).sum()) - (seg[3] - seg[2]))
-
-    while used + 2 * q <= steps:
-        errors = [err(sg) for sg in segs]
-        if abs(sum(float((diff * sg[4]).sum()) for sg in segs) - (f_edges[-1] - f_edges[0])) <= tol:
-            break
-        worst = segs.pop(max(range(len(segs)), key=errors.__getitem__))
-        a, b, fa, fb, _ = worst
-        mid = (a + b) / 2
-        fm = float(f_at(torch.tensor([mid], device=x.device, dtype=x.dtype))[0])
-        segs += [[a, mid, fa, fm, integrate(a, mid)], [mid, b, fm, fb, integrate(mid, b)]]
-        used += 2 * q
-    return sum(sg[4] for sg in segs)
-
-
-def _gauss_legendre(n: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    import numpy as np
-
-    t, w = np.polynomial.legendre.leggauss(n)
-    return (torch.as_tensor((t + 1) / 2, device=device, dtype=dtype),
-            torch.as_tensor(w / 2, device=device, dtype=dtype))
+    attr = r.attributions * mask[..., None]  # padded notes: exactly 0
+    err, _ = paths.completeness(attr, r.score, r.baseline_score)
+    return IGResult(attr.detach(), r.score.detach(), r.baseline_score.detach(), err.abs().detach())
 
 
 def per_note(saliency: torch.Tensor, *, how: Literal["l1", "l2", "sum", "max_abs"] = "l1") -> torch.Tensor:

@@ -12,6 +12,10 @@ The default baseline ``x₀`` is *silence*: the front end's output for an all-ze
 (-100 dB for a log-mel with ``amin=1e-10``, 0 for MusiCNN's ``log10(1 + g·S)`` and for STFT
 channels), so attributions answer "what in this sound, compared with no sound, makes the
 model say c".
+
+The gradient and the path integral are :mod:`musiclens.core.interpret.paths`, shared with
+the MIDI verbs (:mod:`musiclens.core.interpret.midi_saliency`); this module only says what
+the score is (a class's logit or probability) and what the baseline is.
 """
 
 from __future__ import annotations
@@ -19,23 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from musiclens.core.errors import ParameterError
+from musiclens.core.interpret import paths
 from musiclens.core.interpret._common import (
     Target, check_input, class_scores, eval_mode, silence_value, target_indices,
 )
+from musiclens.core.interpret.paths import input_gradient, quadrature
 from musiclens.core.models.registry import LoadedModel
 
 
 def _grad(m: LoadedModel, x: torch.Tensor, targets: torch.Tensor, output: str) -> tuple[torch.Tensor, torch.Tensor]:
     """d score / d x for a batch, and the scores. x: (N, C, F, T), targets: (N,)."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        scores = class_scores(m, m.net(x), targets, output)
-        (g,) = torch.autograd.grad(scores.sum(), x)
-    return g.detach(), scores.detach()
+    return input_gradient(lambda xi: class_scores(m, m.net(xi), targets, output), x)
 
 
 def gradient(
@@ -121,21 +122,6 @@ class IGResult:
     method: str
 
 
-def _path_weights(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Points α in [0, 1] and quadrature weights summing to 1."""
-    if method == "trapezoid":
-        alphas = np.linspace(0.0, 1.0, steps + 1)
-        w = np.full(steps + 1, 1.0 / steps)
-        w[0] = w[-1] = 0.5 / steps
-        return alphas, w
-    if method == "midpoint":
-        return (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
-    if method == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return (nodes + 1) / 2, weights / 2
-    raise ParameterError(f"method must be 'trapezoid', 'midpoint' or 'gausslegendre', got {method!r}")
-
-
 def baseline_tensor(m: LoadedModel, x: torch.Tensor, baseline) -> torch.Tensor:
     """``"silence"``, ``"zeros"``, ``"min"`` (each item's minimum), a number, or a tensor
     broadcastable to x -> a tensor of x's shape."""
@@ -184,26 +170,12 @@ def integrated_gradients(
         raise ParameterError(f"steps must be at least 1, got {steps}")
     targets = target_indices(m, target, x.shape[0])
     x0 = baseline_tensor(m, x, baseline)
-    alphas, weights = _path_weights(steps, method)
-    attributions = torch.zeros_like(x)
-    scores = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    base_scores = torch.zeros_like(scores)
+    quadrature(steps, method)  # a clear error for an unknown method, before any work
+
+    def score(i: int, points: torch.Tensor) -> torch.Tensor:
+        return class_scores(m, m.net(points), targets[i:i + 1].repeat(len(points)), output)
+
     with eval_mode(m.net):
-        for i in range(x.shape[0]):
-            delta = x[i:i + 1] - x0[i:i + 1]
-            acc = torch.zeros_like(delta[0], dtype=torch.float64)
-            for start in range(0, len(alphas), batch_size):
-                a = torch.as_tensor(alphas[start:start + batch_size], dtype=x.dtype, device=x.device)
-                w = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float64, device=x.device)
-                points = x0[i:i + 1] + a.view(-1, 1, 1, 1) * delta
-                g, _ = _grad(m, points, targets[i:i + 1].repeat(len(a)), output)
-                acc += (w.view(-1, 1, 1, 1) * g.double()).sum(0)
-            attributions[i] = (acc * delta[0].double()).to(x.dtype)
-            with torch.no_grad():
-                ends = torch.cat([x[i:i + 1], x0[i:i + 1]])
-                s = class_scores(m, m.net(ends), targets[i:i + 1].repeat(2), output)
-            scores[i], base_scores[i] = s[0], s[1]
-    diff = scores - base_scores
-    err = attributions.reshape(x.shape[0], -1).double().sum(1).to(x.dtype) - diff
-    rel = err.abs() / diff.abs().clamp_min(1e-12)
-    return IGResult(attributions, scores, base_scores, err, rel, steps, method)
+        r = paths.integrated_gradients(score, x, x0, steps=steps, method=method, batch_size=batch_size)
+    return IGResult(r.attributions, r.score, r.baseline_score, r.completeness_error, r.relative_error,
+                    steps, method)

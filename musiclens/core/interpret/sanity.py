@@ -34,11 +34,12 @@ from torch import nn
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret._common import Target, check_input
+from musiclens.core.interpret import methods as _methods
 from musiclens.core.models.registry import LoadedModel
 
 Attribution = Callable[[LoadedModel, torch.Tensor], torch.Tensor]
-METHODS = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "grad_cam",
-           "grad_cam_pp")
+#: the methods the check runs by name: the method table's audio methods (old spellings accepted)
+METHODS = tuple(_methods.names(kind="audio"))
 
 
 @dataclass
@@ -65,23 +66,11 @@ class SanityStep:
 
 def attribution_method(name: str, *, target: Target, layer: str | None = None,
                        **kwargs) -> Attribution:
-    """A named attribution as a function ``(model, x) -> map``."""
-    from musiclens.core.interpret import cam, saliency
-
-    if name == "gradient":
-        return lambda mm, x: saliency.gradient(mm, x, target=target, **kwargs)
-    if name == "gradient_x_input":
-        return lambda mm, x: saliency.gradient(mm, x, target=target, times_input=True, **kwargs)
-    if name == "smoothgrad":
-        return lambda mm, x: saliency.smoothgrad(mm, x, target=target, **kwargs)
-    if name == "integrated_gradients":
-        return lambda mm, x: saliency.integrated_gradients(mm, x, target=target, **kwargs).attributions
-    if name in ("grad_cam", "grad_cam_pp"):
-        if layer is None:
-            raise ParameterError(f"{name} needs a layer")
-        fn = cam.grad_cam if name == "grad_cam" else cam.grad_cam_pp
-        return lambda mm, x: fn(mm, x, layer=layer, target=target, **kwargs)
-    raise ParameterError(f"unknown attribution {name!r}; choose one of {', '.join(METHODS)}")
+    """A named attribution (a name or alias from the method table) as ``(model, x) -> map``."""
+    method = _methods.get(name, among=METHODS)
+    if method.needs_layer and layer is None:
+        raise ParameterError(f"{method.name} needs a layer")
+    return lambda mm, x: method(mm, x, target=target, layer=layer, **kwargs)
 
 
 def _as_map(a: torch.Tensor) -> np.ndarray:
@@ -223,9 +212,10 @@ def cascading_randomisation(m: LoadedModel, x: torch.Tensor, **kwargs) -> list[S
     Parameters
     ----------
     x : (1, C, F, T) one input.
-    method : ``"gradient"``, ``"gradient_x_input"``, ``"smoothgrad"``,
-        ``"integrated_gradients"``, ``"grad_cam"``/``"grad_cam_pp"`` (with ``layer``), or a
-        callable ``(model, x) -> attribution``. target : the class/tag (for named methods).
+    method : a name from :data:`METHODS` (the method table's audio methods, e.g.
+        ``"gradient"``, ``"integrated-gradients"``, ``"grad-cam"`` with ``layer``; old
+        spellings such as ``"grad_cam"`` work), or a callable ``(model, x) -> attribution``.
+        target : the class/tag (for named methods).
     layers : the order of randomisation (default :func:`cascade_layers`, top to bottom).
     seed : seed of the re-initialisation (the global RNG state is left untouched).
     Other keyword arguments go to the attribution method.

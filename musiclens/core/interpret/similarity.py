@@ -165,9 +165,9 @@ def cka_permutation_baseline(a: torch.Tensor, b: torch.Tensor, *, n_permutations
         gen.seed()
     else:
         gen.manual_seed(int(seed))
-    total = torch.zeros(x.shape[0], dtype=torch.float64)
+    total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     for _ in range(n_permutations):
-        perm = torch.randperm(y.shape[1], generator=gen)
+        perm = torch.randperm(y.shape[1], generator=gen).to(y.device)  # same permutations on every device
         total += (_cka_debiased_centred if debiased else _cka_centred)(x, y[:, perm])
     return total / n_permutations
 
@@ -224,13 +224,13 @@ def _pair_values(a: torch.Tensor, b: torch.Tensor, metrics: list[str], n_permuta
     out: dict[str, np.ndarray] = {}
     for k in metrics:
         if k in fns:
-            out[k] = fns[k](a, b).numpy()
+            out[k] = fns[k](a, b).cpu().numpy()
         elif a.dim() >= 3 and int(np.prod(a.shape[2:])) >= (4 if k == "cka_debiased" else 1):
             debiased = k == "cka_debiased"
-            out[k] = (debiased_cka if debiased else linear_cka)(a, b).numpy()
+            out[k] = (debiased_cka if debiased else linear_cka)(a, b).cpu().numpy()
             if n_permutations > 0:
                 out[f"{k}_baseline"] = cka_permutation_baseline(
-                    a, b, n_permutations=n_permutations, seed=seed, debiased=debiased).numpy()
+                    a, b, n_permutations=n_permutations, seed=seed, debiased=debiased).cpu().numpy()
     return out
 
 

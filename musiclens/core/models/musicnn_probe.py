@@ -20,7 +20,7 @@ features       D      what
 The head: ``head.scale`` standardises the D features with the training set's mean and std
 (buffers, saved with the weights), then a linear layer (``head="linear"``: multinomial
 logistic regression / one-vs-rest for multi-label) or ``Linear -> ReLU -> Linear``
-(``head="mlp"``, ``hidden`` units). Training (:mod:`musiclens.core.probe`) fits it on
+(``head="mlp"``, ``hidden`` units). Training (:mod:`musiclens.core.training.probe`) fits it on
 cached features with an L2 penalty ``l2/2 · Σ W²`` chosen by grouped cross-validation.
 
 Frozen means frozen: every base parameter has ``requires_grad=False`` and the base's
@@ -312,9 +312,7 @@ def create_probe(labels: list[str], *, base: str = "MSD_musicnn", features: str 
     if patch_seconds is None:
         patch_frames = b.patch_frames
     else:
-        if patch_seconds <= 0:
-            raise ParameterError(f"patch length must be positive, got {patch_seconds} s")
-        patch_frames = b.front_end.n_frames(int(round(float(patch_seconds) * b.front_end.sample_rate)))
+        patch_frames = b.front_end.seconds_to_frames(patch_seconds)
     provenance = {
         "arch": "musicnn-probe",
         "description": f"{head} head on {b.name}'s frozen {features} representation",

@@ -66,10 +66,7 @@ class StudyArch:
     patch_seconds: float
 
     def patch_frames(self, fe: FrontEnd, patch_seconds: float | None = None) -> int:
-        seconds = self.patch_seconds if patch_seconds is None else float(patch_seconds)
-        if seconds <= 0:
-            raise ParameterError(f"patch length must be positive, got {seconds} s")
-        return fe.n_frames(int(round(seconds * fe.sample_rate)))
+        return fe.seconds_to_frames(self.patch_seconds if patch_seconds is None else float(patch_seconds))
 
 
 ARCHS: dict[str, StudyArch] = {

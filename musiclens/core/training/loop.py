@@ -1,4 +1,5 @@
-"""One training loop for every study model, written as a generator of progress events.
+"""One training loop for every audio study model, written as a generator of
+:class:`~musiclens.core.training.events.Progress` events.
 
 The GUI worker, the CLI and the tests drive the same code::
 
@@ -7,11 +8,15 @@ The GUI worker, the CLI and the tests drive the same code::
         print(ev.line())                      # "batch", "epoch", then "done" / "cancelled"
     model = ev.model                          # best-on-validation weights, eval mode
 
+The whole run from a folder (scan, split, prepare, train, evaluate, save) is
+:func:`musiclens.core.training.train`; :func:`summary_of`, :func:`prepare_run` and
+:func:`finish_run` here are its steps shared with the probe (:mod:`.probe`).
+
 * **cancel**: a ``threading.Event`` (or any callable returning True) checked before every
   batch, so at most the batch in flight finishes after it is set; the last event is then
   ``"cancelled"`` with the model at its best epoch so far (as it was if no epoch ended),
   its provenance noting ``"cancelled at epoch k, best val epoch j"``;
-  :func:`train_on_folder` saves that model to ``out`` as it saves a finished one.
+  the whole run saves that model to ``out`` as it saves a finished one.
 * **resume**: with ``config.checkpoint_dir`` a checkpoint is written after every epoch
   (``model.safetensors``, ``best.safetensors``, ``optimizer.safetensors`` + ``state.json``;
   nothing pickled). ``train(..., resume=dir)`` continues after the last completed epoch and
@@ -39,12 +44,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from musiclens.core.data import PatchSet, PreparedData
+from musiclens.core.device import resolve_device
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models.registry import LoadedModel
+from musiclens.core.training.data.patches import PatchSet, PreparedData
+from musiclens.core.training.events import Finished, Progress, is_cancelled
 
-__all__ = ["TrainConfig", "Progress", "train", "run", "evaluate", "roc_auc", "average_precision",
-           "fit_input_norm", "resolve_device", "CHECKPOINT_STATE"]
+__all__ = ["TrainConfig", "train", "evaluate", "predict_set", "metrics_from", "roc_auc", "average_precision",
+           "fit_input_norm", "summary_of", "prepare_run", "finish_run", "CHECKPOINT_STATE"]
 
 CHECKPOINT_STATE = "state.json"
 CHECKPOINT_FORMAT = "musiclens-checkpoint/1"
@@ -79,59 +86,6 @@ class TrainConfig:
             raise ParameterError(f"patience must be >= 1 (or None), got {self.patience}")
         if self.filter_loss < 0:
             raise ParameterError(f"filter-loss weight must be >= 0, got {self.filter_loss}")
-
-
-@dataclass
-class Progress:
-    """One event of :func:`train`.
-
-    kind : ``"batch"`` (after each batch: ``loss``), ``"epoch"`` (after each epoch:
-        ``metrics`` = {"train": {...}, "val": {...}}), ``"done"`` or ``"cancelled"``
-        (last event: ``model``, ``history``, ``stopped`` = "epochs" | "early stopping" |
-        "cancelled").
-    """
-
-    kind: Literal["batch", "epoch", "done", "cancelled"]
-    epoch: int
-    epochs: int
-    batch: int = 0
-    batches: int = 0
-    loss: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    best_epoch: int = 0
-    best_score: float | None = None
-    patches_per_second: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    stopped: str | None = None
-    model: LoadedModel | None = None
-
-    def line(self) -> str:
-        if self.kind == "batch":
-            return f"epoch {self.epoch}/{self.epochs} batch {self.batch}/{self.batches}: loss {self.loss:.4f}"
-        if self.kind == "epoch":
-            tr, va = self.metrics.get("train", {}), self.metrics.get("val", {})
-            key = "roc_auc_mean" if "roc_auc_mean" in tr else "accuracy"
-            name = "ROC-AUC" if key == "roc_auc_mean" else "acc"
-            return (f"epoch {self.epoch}/{self.epochs}: loss {tr.get('loss', float('nan')):.4f}, train {name} "
-                    f"{_fmt(tr.get(key))}, val {name} {_fmt(va.get(key))} (best epoch {self.best_epoch}), "
-                    f"{self.patches_per_second or 0:.0f} patches/s")
-        return f"{self.kind}: {self.stopped} after {len(self.history)} epochs (best epoch {self.best_epoch})"
-
-
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ParameterError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device 'cuda' asked for, but no GPU is available")
-    return dev
 
 
 # ============================================================================ metrics
@@ -342,14 +296,6 @@ def _load_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimize
 
 
 # ============================================================================ the loop
-def _is_cancelled(cancel: Any) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2 ** 31)
 
@@ -362,7 +308,7 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
     ----------
     model : an untrained (or partly trained) model, e.g. from :func:`musiclens.core.models.study.create`;
         trained in place.
-    data : patches from :func:`musiclens.core.data.prepare`; its labels must be the model's.
+    data : patches from :func:`musiclens.core.training.data.prepare`; its labels must be the model's.
     cancel : ``threading.Event`` or callable; checked before every batch.
     resume : a checkpoint folder written by an earlier run (``config.checkpoint_dir``).
 
@@ -414,7 +360,7 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
         t0 = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
         for b in range(batches):
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 if best_epoch >= 1:  # keep the best weights so far, as a finished run does
                     net.load_state_dict(best_state)
                 net.eval()
@@ -499,33 +445,7 @@ def _finish(model: LoadedModel, history: list, cfg: TrainConfig, stopped: str, b
     return model
 
 
-def run(events: Iterator[Progress], callback: Callable[[Progress], None] | None = None) -> Progress:
-    """Drive a :func:`train` generator to its end, calling ``callback`` on every event;
-    returns the last event (``"done"`` or ``"cancelled"``)."""
-    last = None
-    for ev in events:
-        if callback is not None:
-            callback(ev)
-        last = ev
-    if last is None:
-        raise MusicLensError("training produced no events")
-    return last
-
-
 # ============================================================================ whole runs
-@dataclass
-class Finished:
-    """Last event of :func:`train_on_folder`: the trained model and the run's summary."""
-
-    model: LoadedModel
-    summary: dict[str, Any]
-    cancelled: bool = False
-    kind: str = "finished"
-
-    def line(self) -> str:
-        return "cancelled" if self.cancelled else "finished"
-
-
 def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress | None,
                *, device: torch.device | str = "cpu",
                predictions: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -533,7 +453,8 @@ def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress
 
     ``predictions`` ({split: (N, L) probabilities}) are used instead of running the model
     where given (the MusiCNN probe computes them from its cached features)."""
-    out: dict[str, Any] = {"arch": arch, "classes": list(model.labels), "multilabel": model.multilabel,
+    out: dict[str, Any] = {"arch": arch, "kind": "audio", "classes": list(model.labels),
+                           "multilabel": model.multilabel,
                            "split": {s: len(data.split.tracks[s]) for s in ("train", "val", "test")},
                            "patches": {s: len(data.sets[s]) for s in ("train", "val", "test")}}
     if not model.multilabel:
@@ -562,61 +483,20 @@ def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress
     return _nan_to_none(out)
 
 
-def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config: TrainConfig | None = None,
-                    out: str | Path | None = None, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                    cache: Any = "default", mode: str = "features", patch_seconds: float | None = None,
-                    resume: str | Path | None = None, cancel: Any = None,
-                    model_params: dict[str, Any] | None = None) -> Iterator[Any]:
-    """Scan, split by track, prepare patches, train, evaluate and save: one generator.
-
-    Yields :class:`~musiclens.core.data.PrepareProgress` (one per track), then
-    :class:`Progress` events, then :class:`Finished` with the model (saved to ``out`` when
-    given) and :func:`summary_of`'s dict. ``cache="default"`` uses :func:`~musiclens.core.data.cache_dir`,
-    None disables it, a :class:`~musiclens.core.data.FeatureCache` is used as is.
-    """
-    from musiclens.core import data as data_mod
-    from musiclens.core.models import study
-
-    if arch == "musicnn-probe":  # transfer learning: cached frozen features + a fitted head
-        from musiclens.core import probe
-
-        yield from probe.train_on_folder(root, task=task, config=config, out=out, fractions=fractions,
-                                         cache=cache, mode=mode, patch_seconds=patch_seconds, resume=resume,
-                                         cancel=cancel, model_params=model_params)
-        return
-    cfg = config or TrainConfig()
-    cfg.check()
-    ds = data_mod.load_dataset(root, task=task)
-    split = data_mod.split_by_track(ds, fractions=fractions, seed=cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = study.create(arch, ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds,
-                         **(model_params or {}))
-    prepared = yield from prepare_run(model, ds, split, arch=arch, cache=cache, mode=mode, cancel=cancel)
-    if prepared is None:
-        return
-    last = None
-    for ev in train(model, prepared, cfg, cancel=cancel, resume=resume):
-        last = ev
-        yield ev
-    device = resolve_device(cfg.device)
-    summary = summary_of(model, prepared, arch, last, device=device)
-    yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)
-
-
 def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: Any, mode: str,
                 cancel: Any) -> Iterator[Any]:
     """Yield the dataset preparation steps for ``model`` (``yield from`` it); its value is
     the :class:`PreparedData`, or None after yielding a cancelled :class:`Finished`."""
-    from musiclens.core import data as data_mod
+    from musiclens.core.training.data import FeatureCache, prepare
 
     if cache == "default":
-        cache = data_mod.FeatureCache()
+        cache = FeatureCache()
     prepared = None
-    for step in data_mod.prepare(ds, split, model.front_end, model.patch_frames,
+    for step in prepare(ds, split, model.front_end, model.patch_frames,
                                  cache=cache if mode == "features" else None, mode=mode):  # type: ignore[arg-type]
         prepared = step.data or prepared
         yield step
-        if _is_cancelled(cancel):
+        if is_cancelled(cancel):
             yield Finished(model, {"arch": arch, "cancelled": True}, cancelled=True)
             return None
     return prepared

@@ -6,7 +6,7 @@ base on every step:
 
 1. **features**: every patch of every split goes through the frozen base once; the
    representations (pooled 1506 + penultimate 200 + tag logits 50 per patch) are stored in
-   the :class:`~musiclens.core.data.FeatureCache`, keyed by the SHA-256 of the patch source
+   the :class:`~musiclens.core.training.data.FeatureCache`, keyed by the SHA-256 of the patch source
    (the front-end output or audio array), the base's weights digest and the patch grid. A
    second run, or a probe on another representation of the same base, reads them back.
 2. **cross-validation** on the *training tracks only*: folds are whole tracks (grouped,
@@ -19,18 +19,19 @@ base on every step:
    strength by full-batch L-BFGS on ``mean loss + l2/2 · Σ W²`` (biases unpenalised);
    the MLP head starts from a seeded initialisation.
 4. **fine-tuning** (optional, ``finetune > 0`` at creation): the fitted probe is then
-   trained end to end by :func:`musiclens.core.train.train` (Adam, early stopping on
+   trained end to end by :func:`musiclens.core.training.loop.train` (Adam, early stopping on
    validation, checkpoints, resume) with the same penalty on the head; only the unfrozen
    blocks and the head change. This runs the base on every batch (slow on a CPU).
 
 Patch probabilities are averaged per track for the track-level accuracy (as for every
-model, :func:`musiclens.core.train.metrics_from`).
+model, :func:`musiclens.core.training.loop.metrics_from`).
 
-:func:`train_probe` is a generator of :class:`ProbeEvent` (a
-:class:`~musiclens.core.train.Progress`), so the CLI, the GUI worker and the tests drive it
-like :func:`~musiclens.core.train.train`; :func:`train_on_folder` is the whole run
+:func:`train_probe` is a generator of :class:`~musiclens.core.training.events.Progress`
+(with ``text``, ``cv`` and ``predictions`` set), so the CLI, the GUI worker and the tests drive
+it like :func:`~musiclens.core.training.loop.train`; :func:`train_on_folder` is the whole run
 (scan, split by track, prepare, train, evaluate, save) that
-:func:`musiclens.core.train.train_on_folder` hands ``arch="musicnn-probe"`` to.
+:func:`musiclens.core.training.train` hands ``arch="musicnn-probe"`` to. This module imports
+the loop; the loop never imports it.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from musiclens.core.data import FeatureCache, PatchSet, PreparedData
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models.registry import LoadedModel
-from musiclens.core.train import Progress, TrainConfig, metrics_from
+from musiclens.core.training import loop as train_mod
+from musiclens.core.training.data.cache import FeatureCache
+from musiclens.core.training.data.patches import PatchSet, PreparedData
+from musiclens.core.training.events import Progress, is_cancelled
+from musiclens.core.training.loop import TrainConfig, metrics_from
 
-__all__ = ["ProbeSettings", "ProbeEvent", "DEFAULT_L2_GRID", "extract", "representations",
+__all__ = ["ProbeSettings", "DEFAULT_L2_GRID", "extract", "representations",
            "group_folds", "fit_head", "cross_validate", "train_probe", "train_on_folder"]
 
 #: L2 strengths tried by cross-validation (penalty ``l2/2 · Σ W²`` on the mean loss).
@@ -85,22 +89,6 @@ class ProbeSettings:
             raise ParameterError("max_iter and batch_size must be >= 1")
 
 
-@dataclass
-class ProbeEvent(Progress):
-    """A :class:`~musiclens.core.train.Progress` with a line of its own.
-
-    Extra kinds: ``"features"`` (features of all splits are ready), ``"cv"`` (one L2
-    strength scored). ``predictions`` ({split: (N, L) probabilities}) is set on ``"done"``
-    when the probe was not fine-tuned (they come from the cached features)."""
-
-    text: str = ""
-    predictions: dict[str, np.ndarray] | None = None
-    cv: dict[str, Any] | None = None
-
-    def line(self) -> str:
-        return self.text or super().line()
-
-
 # ============================================================================ features
 def _probe_net(model: LoadedModel):
     from musiclens.core.models.musicnn_probe import MusicnnProbe
@@ -128,8 +116,6 @@ def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = No
 
     With ``cache``, each source array's rows are stored under a key made of the array's
     SHA-256, the front end, the patch grid and the base weights' digest."""
-    from musiclens.core.train import _is_cancelled
-
     net = _probe_net(model)
     digest = net.base_digest()
     device = next(net.parameters()).device
@@ -141,7 +127,7 @@ def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = No
     net.eval()
     try:
         for done, a in enumerate(sources, start=1):
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 return None
             rows = np.flatnonzero(arrays == a)
             starts = ps.index[rows, 1].tolist()
@@ -275,8 +261,6 @@ def cross_validate(head_factory, X: np.ndarray, y: np.ndarray, groups: Sequence[
 
     ``head_factory()`` makes a fresh head; ``groups`` (N,) are the rows' track ids.
     """
-    from musiclens.core.train import _is_cancelled
-
     groups = np.asarray(groups)
     fold = group_folds(groups, None if multilabel else y, folds, seed=seed)
     k = int(fold.max()) + 1 if len(fold) else 0
@@ -289,7 +273,7 @@ def cross_validate(head_factory, X: np.ndarray, y: np.ndarray, groups: Sequence[
     for lam in grid:
         runs: dict[str, list[float]] = {}
         for f in range(k):
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 return None
             tr, te = fold != f, fold == f
             head = head_factory()
@@ -325,17 +309,15 @@ def _run(gen):
 
 def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | None = None, *,
                 settings: ProbeSettings | None = None, cache: FeatureCache | None = None,
-                cancel: Any = None, resume: str | Path | None = None) -> Iterator[ProbeEvent | Progress]:
+                cancel: Any = None, resume: str | Path | None = None) -> Iterator[Progress]:
     """Fit ``model``'s head on ``data`` (see the module doc); fine-tune if the model says so.
 
     Yields ``"batch"`` events while features are computed and while CV fits run (so the GUI
     shows progress), ``"features"``, one ``"cv"`` per L2 strength, an ``"epoch"`` event
     for the fitted head (train and validation metrics), then — with fine-tuning — the
-    events of :func:`musiclens.core.train.train`, and finally ``"done"`` (or
+    events of :func:`musiclens.core.training.loop.train`, and finally ``"done"`` (or
     ``"cancelled"``). The model is changed in place; its provenance records the CV.
     """
-    from musiclens.core import train as train_mod
-
     cfg = config or TrainConfig()
     cfg.check()
     st = settings or ProbeSettings()
@@ -351,9 +333,9 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     held_out = set(ids["val"]) | set(ids["test"])
     base_before = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("head.")}
 
-    def cancelled(epoch: int = 1) -> ProbeEvent:
+    def cancelled(epoch: int = 1) -> Progress:
         net.eval()
-        return ProbeEvent("cancelled", epoch, 1, stopped="cancelled", model=train_mod._finish(
+        return Progress("cancelled", epoch, 1, stopped="cancelled", model=train_mod._finish(
             model, [], cfg, "cancelled", 0), text="cancelled")
 
     # ---------------------------------------------------------------- 1. features
@@ -371,7 +353,7 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
                 value = stop.value
                 break
             done += 1
-            yield ProbeEvent("batch", 1, 1, done, total, text=f"MusiCNN features: {done}/{total} recordings")
+            yield Progress("batch", 1, 1, done, total, text=f"MusiCNN features: {done}/{total} recordings")
         if value is None:
             yield cancelled()
             return
@@ -379,7 +361,7 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     seconds = time.perf_counter() - t0
     hits = (cache.hits - hits0) if cache is not None else 0
     misses = (cache.misses - misses0) if cache is not None else total
-    yield ProbeEvent("features", 1, 1, text=(
+    yield Progress("features", 1, 1, text=(
         f"features: {net.features} ({feats['train'].shape[1]} values per patch) of "
         f"{sum(len(f) for f in feats.values())} patches in {seconds:.1f} s "
         f"(cache: {hits} read, {misses} computed)"))
@@ -411,7 +393,7 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
             except StopIteration as stop:
                 report = stop.value
                 break
-            yield ProbeEvent("batch", 1, 1, fits_done, fits,
+            yield Progress("batch", 1, 1, fits_done, fits,
                              text=f"cross-validation: fit {fits_done}/{fits}")
         if report is None:
             yield cancelled()
@@ -420,7 +402,7 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
             report["l2"] = 1e-2 if 1e-2 in st.l2_grid else st.l2_grid[len(st.l2_grid) // 2]
         for i, lam in enumerate(report.get("grid", []) if "log_loss_mean" in report else []):
             acc_key = "track_accuracy_mean" if "track_accuracy_mean" in report else "accuracy_mean"
-            yield ProbeEvent("cv", 1, 1, cv=report, text=(
+            yield Progress("cv", 1, 1, cv=report, text=(
                 f"cv l2={lam:g}: held-out log-loss {report['log_loss_mean'][i]:.4f} ± "
                 f"{report['log_loss_std'][i]:.4f}, {acc_key.replace('_mean', '').replace('_', ' ')} "
                 f"{report[acc_key][i]:.3f}" + ("  <- chosen" if lam == report["l2"] else "")))
@@ -447,7 +429,7 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
               "fit": "head (L-BFGS on cached features)", "l2": l2}
     history = [record]
     score = train_mod._score(m_val) if m_val else -m_train["loss"]
-    yield ProbeEvent("epoch", 1, 1, 1, 1, loss=m_train["loss"], metrics={"train": train_metrics, "val": m_val},
+    yield Progress("epoch", 1, 1, 1, 1, loss=m_train["loss"], metrics={"train": train_metrics, "val": m_val},
                      best_epoch=1, best_score=train_mod._finite(score), history=history,
                      text=(f"head fitted (l2={l2:g}) in {fit_seconds:.2f} s: train loss {m_train['loss']:.4f}, "
                            + ", ".join(f"{s} {_headline(m)}" for s, m in (("train", m_train), ("val", m_val)) if m)))
@@ -472,7 +454,7 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     _check_frozen(net, base_before)
     net.eval()
     model = train_mod._finish(model, history, cfg, "fitted", 1)
-    yield ProbeEvent("done", 1, 1, 1, 1, history=history, best_epoch=1, best_score=train_mod._finite(score),
+    yield Progress("done", 1, 1, 1, 1, history=history, best_epoch=1, best_score=train_mod._finite(score),
                      stopped="fitted", model=model, predictions=preds, cv=report,
                      text=f"done: head fitted on {len(train_set)} patches of {len(set(groups.tolist()))} "
                           f"training tracks, l2={l2:g}")
@@ -510,7 +492,7 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
                     cache: Any = "default", mode: str = "features", patch_seconds: float | None = None,
                     resume: str | Path | None = None, cancel: Any = None,
                     model_params: dict[str, Any] | None = None) -> Iterator[Any]:
-    """:func:`musiclens.core.train.train_on_folder` for ``arch="musicnn-probe"``.
+    """The whole run for ``arch="musicnn-probe"`` (:func:`musiclens.core.training.train` hands it here).
 
     ``model_params``: ``base`` (``MSD_musicnn`` / ``MTT_musicnn`` / a MusiCNN folder),
     ``features``, ``head``, ``hidden``, ``finetune`` (see
@@ -518,9 +500,10 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
     ``l2_grid``, ``folds``, ``max_iter``, ``batch_size``. The frozen features go to the same
     cache as the front end (``cache``; None: computed in memory).
     """
-    from musiclens.core import data as data_mod
+    from musiclens.core.device import resolve_device
     from musiclens.core.models import study
-    from musiclens.core.train import finish_run, prepare_run, resolve_device, summary_of
+    from musiclens.core.training import data as data_mod
+    from musiclens.core.training.loop import finish_run, prepare_run, summary_of
 
     cfg = config or TrainConfig()
     cfg.check()

@@ -1,0 +1,123 @@
+"""The MIDI branch of the verbs that work on both input kinds (``saliency``, ``flip``): when
+the input is a MIDI file, those commands hand their arguments to the functions here, which
+run the MIDI model's own code (:mod:`musiclens.core.interpret.midi_saliency`, ``midi-flip``).
+
+With the audio default model (``--model`` not given), a MIDI file gets the bundled MIDI model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: Method names the MIDI saliency understands (the method table's spellings and the old ones).
+MIDI_METHODS = {"gradient": "gradient", "grad": "gradient", "saliency": "gradient",
+                "gradient-x-input": "gradient-x-input", "grad-x-input": "gradient-x-input",
+                "integrated-gradients": "integrated-gradients", "ig": "integrated-gradients",
+                "integrated_gradients": "integrated-gradients"}
+
+
+def is_midi_file(path) -> bool:
+    from musiclens.core.midi import MIDI_EXTENSIONS
+
+    return Path(str(path)).suffix.lower() in MIDI_EXTENSIONS
+
+
+def midi_model_name(model: str | None) -> str:
+    """The MIDI model to use: the one given, or the bundled MIDI model for the audio default."""
+    from musiclens.core.resources import DEFAULT_MIDI_MODEL, DEFAULT_MODEL
+
+    try:
+        from musiclens.cli._interpret_common import DEFAULT_MODEL as CLI_DEFAULT
+    except ImportError:  # pragma: no cover
+        CLI_DEFAULT = DEFAULT_MODEL
+    if model is None or model in (DEFAULT_MODEL, CLI_DEFAULT):
+        return DEFAULT_MIDI_MODEL
+    return model
+
+
+def saliency(args: argparse.Namespace) -> int:
+    """``musiclens saliency FILE.mid``: per-note attribution of a class on the model's window
+    of notes (pitch, step, duration). ``-o OUT.npz`` (``attribution`` (N, 3), ``per_note``) or
+    ``-o OUT.csv`` (one row per note); JSON with the per-note values and the top notes."""
+    import numpy as np
+
+    from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret import midi_saliency as ms
+    from musiclens.core.models.midi_lstm import load_midi_model
+
+    name = str(getattr(args, "method", "gradient") or "gradient").strip().lower()
+    method = MIDI_METHODS.get(name)
+    if method == "gradient" and getattr(args, "times_input", False):
+        method = "gradient-x-input"
+    if method is None:
+        raise ParameterError(f"--method {name} does not apply to MIDI models; MIDI saliency offers "
+                             "gradient, gradient-x-input and integrated-gradients")
+    out_path = getattr(args, "output", None)
+    if out_path is not None and Path(out_path).suffix.lower() not in (".npz", ".csv"):
+        raise ParameterError(f"for a MIDI file -o must end in .npz or .csv, got {out_path!r}")
+    m = load_midi_model(midi_model_name(getattr(args, "model", None)))
+    notes = m.spec.read(args.file)
+    feats, mask = m.spec.window(notes)
+    x, mk = m.tensors(feats, mask)
+    probs = m.predict(x, mk)[0].cpu().numpy()
+    target = int(np.argmax(probs)) if getattr(args, "target", None) is None else m.label_index(args.target)
+    score = {"logit": "logit", "probability": "probability"}.get(getattr(args, "output_score", "logit"), "logit")
+    extra: dict = {}
+    if method == "integrated-gradients":
+        r = ms.integrated_gradients(m, x, mk, target=target, output=score, steps=max(int(getattr(args, "steps", 256)), 256))
+        attr = r.attributions
+        extra = {"score_at_input": float(r.output[0]), "score_at_baseline": float(r.baseline_output[0]),
+                 "completeness_error": float(r.delta[0]), "relative_error": float(r.relative_delta[0])}
+    else:
+        attr = ms.gradient_saliency(m, x, mk, target=target, output=score,
+                                    times_input=method == "gradient-x-input")
+    k = int(mask.sum())
+    a = attr[0].detach().cpu().numpy().astype(np.float32)[:k]
+    per = ms.per_note(attr.detach())[0].cpu().numpy().astype(np.float32)[:k]
+    order = np.argsort(-per)[:5]
+    top = [{"index": int(i), "pitch": int(notes.pitch[i]), "start_s": float(notes.start[i]),
+            "saliency": float(per[i])} for i in order]
+    summary = {"model": m.name, "file": str(args.file), "kind": "midi", "method": method,
+               "target": m.labels[target], "score": score, "probability": float(probs[target]),
+               "n_notes": k, "shape": list(a.shape), "min": float(a.min()) if k else 0.0,
+               "max": float(a.max()) if k else 0.0, "sum": float(a.astype(np.float64).sum()),
+               "per_note": per.astype(float).tolist(), "top_notes": top, "output": out_path}
+    if extra:
+        summary["integrated_gradients"] = extra
+    if out_path is not None:
+        prepare_output(out_path)
+        if str(out_path).lower().endswith(".npz"):
+            np.savez_compressed(out_path, attribution=a, per_note=per, features=feats[:k].astype(np.float32),
+                                method=np.array(method), target=np.array(m.labels[target]), model=np.array(m.name))
+        else:
+            with open(out_path, "w", encoding="utf-8") as f:
+                f.write("index,start_s,pitch,step_s,duration_s,saliency,d_pitch,d_step,d_duration\n")
+                for i in range(k):
+                    f.write(f"{i},{notes.start[i]:.6f},{int(notes.pitch[i])},{feats[i, 1]:.6f},{feats[i, 2]:.6f},"
+                            f"{per[i]:.6g},{a[i, 0]:.6g},{a[i, 1]:.6g},{a[i, 2]:.6g}\n")
+    if getattr(args, "json", False):
+        print_json(summary)
+    else:
+        print(f"{method} saliency of {m.labels[target]!r} (p = {probs[target]:.3f}) on the first {k} notes of "
+              f"{args.file}; most salient notes: "
+              + ", ".join(f"#{t['index']} (pitch {t['pitch']}, {t['start_s']:.2f} s)" for t in top)
+              + (f"; wrote {out_path}" if out_path else ""))
+    return 0
+
+
+def flip(args: argparse.Namespace) -> int:
+    """``musiclens flip FILE.mid --to CLASS -o OUT.mid``: ``musiclens midi-flip`` with the
+    ``flip`` command's arguments (``--steps``, ``--lr``; the MIDI defaults otherwise)."""
+    from musiclens.cli import midi_flip
+
+    lr = getattr(args, "lr", None)
+    ns = argparse.Namespace(file=args.file, to=args.to, model=midi_model_name(getattr(args, "model", None)),
+                            output=args.output, steps=getattr(args, "steps", 300),
+                            lr=0.05 if lr is None else lr, penalty=0.001, features="pitch,step,duration",
+                            window_only=bool(getattr(args, "patch_only", False)), model_notes_only=False,
+                            json=getattr(args, "json", False), quiet=getattr(args, "quiet", False),
+                            device=getattr(args, "device", "auto"))
+    return midi_flip.run(ns)

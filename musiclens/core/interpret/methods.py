@@ -1,0 +1,324 @@
+"""The method table: every interpretation method declared once.
+
+The window's method list, the CLI's ``cam`` / ``saliency`` / ``sanity`` choices and the
+sanity check (:mod:`musiclens.core.interpret.sanity`) all read :data:`METHODS`; nothing
+else lists method names. Adding a method is one module with a function in the calling
+convention below, one :class:`Method` entry here, and its test
+(:mod:`musiclens.core.interpret.grad_x_input` is the worked example).
+
+Calling convention (every ``Method.function``)::
+
+    fn(model, x, *, target, layer=None, **options) -> Tensor
+
+* audio: ``x`` is the front-end output (B, C, F, T); an input-resolution method returns
+  (B, C, F, T), a layer method (``needs_layer``) returns (B, F_l, T_l) at the layer's
+  resolution (bring it to the spectrogram with :func:`musiclens.core.interpret.maps.upsample`).
+* MIDI: ``x`` is raw note features (B, N, 3) = [pitch, step (s), duration (s)] and the
+  option ``mask`` (B, N) marks the real notes; the result is (B, N, 3), 0 on padded notes.
+* ``target``: a label index or name, or one per batch item.
+* The sign is always kept (``signed`` says whether the map can be negative at all);
+  clipping (``relu=True`` where offered), magnitudes and upsampling are the caller's.
+* ``options`` are the function's own keyword parameters (:attr:`Method.options`); a method
+  that reports diagnostics takes ``info``, a dict it fills (Integrated Gradients:
+  ``score_at_input``, ``score_at_baseline``, ``completeness_error``, ``relative_error``,
+  each (B,), and ``steps``).
+
+Names: each method has one canonical name (the CLI spelling, e.g. ``"grad-cam"``) and
+accepts older spellings as aliases (``gradcam``, ``grad_cam``); :func:`get` resolves both
+and raises one :class:`~musiclens.core.errors.ParameterError` listing the names allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
+
+from musiclens.core.errors import MusicLensError, ParameterError
+from musiclens.core.interpret.grad_x_input import gradient_x_input
+
+if TYPE_CHECKING:  # the table itself imports without torch (the CLI builds its parser from it)
+    import torch
+
+    from musiclens.core.interpret._common import Target
+
+#: what a model reads: a spectrogram front end, MIDI note features, or raw samples
+INPUT_KINDS = ("audio", "midi", "waveform")
+
+ShownAs = Literal["signed", "relu", "abs"]
+
+
+def input_kind(model: Any) -> str:
+    """``"audio"``, ``"midi"`` or ``"waveform"``: the kind of input ``model`` reads."""
+    value = getattr(model, "kind", None)  # LoadedModel.kind
+    if isinstance(value, str) and value in INPUT_KINDS:
+        return value
+    for attr, kind in (("front_end", "audio"), ("spec", "midi")):  # older model objects
+        try:
+            if getattr(model, attr, None) is not None:
+                return kind
+        except MusicLensError:  # a property that refuses another kind
+            continue
+    return "waveform"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One interpretation method.
+
+    name : the canonical name (CLI spelling), e.g. ``"grad-cam"``.
+    label : what the window shows, e.g. ``"Grad-CAM"``.
+    function : ``fn(model, x, *, target, layer=None, **options) -> Tensor`` (module docstring).
+    needs_layer : the map is computed at a layer (and has the layer's resolution).
+    signed : the map can be negative (with its default options).
+    input_kinds : the input kinds it works on (a subset of :data:`INPUT_KINDS`).
+    description : one sentence for tooltips and ``--help``.
+    aliases : older or shorter spellings that :func:`get` accepts.
+    shown_as : how the window shows it by default: ``"signed"`` (blue–red around 0),
+        ``"relu"`` (the positive part) or ``"abs"`` (the magnitude, max over channels).
+    quick : options for interactive use (the window), where the defaults are slow.
+    """
+
+    name: str
+    label: str
+    function: Callable[..., torch.Tensor]
+    needs_layer: bool
+    signed: bool
+    input_kinds: tuple[str, ...]
+    description: str
+    aliases: tuple[str, ...] = ()
+    shown_as: ShownAs = "signed"
+    quick: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def resolution(self) -> str:
+        """``"layer"`` (a layer method's map) or ``"input"`` (the input's shape)."""
+        return "layer" if self.needs_layer else "input"
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The keyword options ``function`` takes besides ``target`` and ``layer``."""
+        params = inspect.signature(self.function).parameters.values()
+        return tuple(p.name for p in params
+                     if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("target", "layer"))
+
+    def supports(self, kind: str) -> bool:
+        return kind in self.input_kinds
+
+    def supported(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of ``options`` this method takes (a caller can offer every option it has)."""
+        own = self.options
+        return {k: v for k, v in options.items() if k in own}
+
+    def __call__(self, model: Any, x: torch.Tensor, *, target: Target | Sequence[Target],
+                 layer: str | None = None, **options: Any) -> torch.Tensor:
+        """Run the method after checking the layer, the input kind and the options."""
+        if self.needs_layer and layer is None:
+            raise ParameterError(f"{self.name} needs a layer")
+        kind = input_kind(model)
+        if kind not in self.input_kinds:
+            raise ParameterError(f"{self.name} works on {', '.join(self.input_kinds)} models, "
+                                 f"not on a {kind} model; for {kind}: {', '.join(names(kind=kind)) or 'none'}")
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ParameterError(f"{self.name} has no option {', '.join(unknown)}; "
+                                 f"its options: {', '.join(self.options) or 'none'}")
+        return self.function(model, x, target=target, layer=layer if self.needs_layer else None, **options)
+
+    def input_map(self, result: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """An audio result -> one (B, F, T) map over the spectrogram for drawing: a layer map
+        upsampled to ``size``; an input map reduced over channels (the max of the magnitude
+        when ``shown_as == "abs"``, else the signed sum)."""
+        if self.needs_layer:
+            from musiclens.core.interpret.maps import upsample
+
+            return upsample(result, size)
+        if self.shown_as == "abs":
+            return result.abs().amax(dim=1)
+        return result.sum(dim=1)
+
+    @property
+    def shown_signed(self) -> bool:
+        """Whether the window's map (see :meth:`input_map`) keeps a sign."""
+        return self.signed and self.shown_as != "abs"
+
+
+# ------------------------------------------------------------------ the functions
+# Wrappers bringing the verbs of cam.py, saliency.py and midi_saliency.py to the convention
+# (imported when called, so that reading the table needs no torch).
+
+def _midi_target(m: Any, target: Any) -> Any:
+    import torch
+
+    if isinstance(target, str):
+        return m.label_index(target)
+    if isinstance(target, (list, tuple)):
+        return torch.tensor([m.label_index(t) if isinstance(t, str) else int(t) for t in target])
+    return target
+
+
+def _no_mask(name: str, mask: torch.Tensor | None) -> None:
+    if mask is not None:
+        raise ParameterError(f"{name}: mask is for MIDI note sequences, not for audio")
+
+
+def _cam_fn(m, x, *, target, layer=None, relu: bool = False, classifier: str | None = None):
+    from musiclens.core.interpret import cam as _cam
+
+    return _cam.cam(m, x, target=target, layer=layer, relu=relu, classifier=classifier)
+
+
+def _grad_cam_fn(m, x, *, target, layer=None, relu: bool = False, output: str = "logit"):
+    from musiclens.core.interpret import cam as _cam
+
+    return _cam.grad_cam(m, x, target=target, layer=layer, relu=relu, output=output)
+
+
+def _grad_cam_pp_fn(m, x, *, target, layer=None, relu: bool = False, output: str = "logit"):
+    from musiclens.core.interpret import cam as _cam
+
+    return _cam.grad_cam_pp(m, x, target=target, layer=layer, relu=relu, output=output)
+
+
+def _gradient_fn(m, x, *, target, layer=None, output: str = "logit", mask: torch.Tensor | None = None):
+    from musiclens.core.interpret import midi_saliency as _midi
+    from musiclens.core.interpret import saliency as _saliency
+
+    if input_kind(m) == "midi":
+        return _midi.gradient_saliency(m, x, mask, target=_midi_target(m, target), output=output)
+    _no_mask("gradient", mask)
+    return _saliency.gradient(m, x, target=target, output=output)
+
+
+def _smoothgrad_fn(m, x, *, target, layer=None, n_samples: int = 25, noise_level: float = 0.15,
+                   squared: bool = False, output: str = "logit", seed: int | None = 0):
+    from musiclens.core.interpret import saliency as _saliency
+
+    return _saliency.smoothgrad(m, x, target=target, n_samples=n_samples, noise_level=noise_level,
+                                squared=squared, output=output, seed=seed)
+
+
+def _integrated_gradients_fn(m, x, *, target, layer=None, baseline: Any = None, steps: int | None = None,
+                             output: str = "logit", mask: torch.Tensor | None = None,
+                             info: dict | None = None):
+    """Default baseline and steps per kind: audio silence and 32 points, MIDI the average
+    note and a budget of 256 gradient evaluations (adaptive)."""
+    from musiclens.core.interpret import midi_saliency as _midi
+    from musiclens.core.interpret import saliency as _saliency
+
+    if input_kind(m) == "midi":
+        r = _midi.integrated_gradients(m, x, mask, target=_midi_target(m, target),
+                                       baseline="mean" if baseline is None else baseline,
+                                       steps=256 if steps is None else steps, output=output)
+        attr, score, base_score, used = r.attributions, r.output, r.baseline_output, 256 if steps is None else steps
+    else:
+        _no_mask("integrated-gradients", mask)
+        r = _saliency.integrated_gradients(m, x, target=target,
+                                           baseline="silence" if baseline is None else baseline,
+                                           steps=32 if steps is None else steps, output=output)
+        attr, score, base_score, used = r.attributions, r.score, r.baseline_score, r.steps
+    if info is not None:
+        diff = score - base_score
+        err = attr.reshape(attr.shape[0], -1).double().sum(1).to(attr.dtype) - diff
+        info.update(score_at_input=score, score_at_baseline=base_score, completeness_error=err,
+                    relative_error=err.abs() / diff.abs().clamp_min(1e-12), steps=used)
+    return attr
+
+
+# ------------------------------------------------------------------ the table
+
+#: every method, in the order the window lists them
+METHODS: tuple[Method, ...] = (
+    Method("grad-cam", "Grad-CAM", _grad_cam_fn, needs_layer=True, signed=True, input_kinds=("audio",),
+           description="gradient-weighted class activation map of a layer (Selvaraju et al. 2017)",
+           aliases=("gradcam", "grad_cam"), shown_as="relu"),
+    Method("grad-cam++", "Grad-CAM++", _grad_cam_pp_fn, needs_layer=True, signed=True, input_kinds=("audio",),
+           description="Grad-CAM with pixel-wise weights of the gradients (Chattopadhyay et al. 2018)",
+           aliases=("gradcam++", "grad_cam_pp"), shown_as="relu"),
+    Method("cam", "CAM", _cam_fn, needs_layer=True, signed=True, input_kinds=("audio",),
+           description="exact class activation map of a global-average-pooling model, at the pooled "
+                       "layer (Zhou et al. 2016)",
+           shown_as="relu"),
+    Method("gradient", "Gradient (saliency)", _gradient_fn, needs_layer=False, signed=True,
+           input_kinds=("audio", "midi"),
+           description="gradient of the class score with respect to the input (Simonyan et al. 2014)",
+           aliases=("grad",), shown_as="abs"),
+    Method("gradient-x-input", "Gradient × input", gradient_x_input, needs_layer=False, signed=True,
+           input_kinds=("audio", "midi"),
+           description="the input times its gradient: each value's contribution to the score "
+                       "(Shrikumar et al. 2016)",
+           aliases=("grad-x-input", "gradient_x_input"), shown_as="signed"),
+    Method("smoothgrad", "SmoothGrad", _smoothgrad_fn, needs_layer=False, signed=True, input_kinds=("audio",),
+           description="mean gradient over noisy copies of the input (Smilkov et al. 2017)",
+           shown_as="abs", quick=(("n_samples", 16),)),
+    Method("integrated-gradients", "Integrated Gradients", _integrated_gradients_fn, needs_layer=False,
+           signed=True, input_kinds=("audio", "midi"),
+           description="gradients integrated from a baseline (silence) to the input; they sum to the "
+                       "score difference (Sundararajan et al. 2017)",
+           aliases=("ig", "integrated_gradients"), shown_as="signed", quick=(("steps", 24),)),
+)
+
+
+def _key(name: str) -> str:
+    return str(name).strip().lower()
+
+
+def _index() -> dict[str, Method]:
+    out: dict[str, Method] = {}
+    for m in METHODS:
+        for n in (m.name,) + m.aliases:
+            if _key(n) in out:
+                raise AssertionError(f"method name {n!r} is declared twice")  # a table error
+            out[_key(n)] = m
+    return out
+
+
+_BY_NAME = _index()
+
+
+def names(*, kind: str | None = None, needs_layer: bool | None = None) -> list[str]:
+    """Canonical names in table order, optionally only those for an input kind and/or
+    with (or without) a layer."""
+    return [m.name for m in select(kind=kind, needs_layer=needs_layer)]
+
+
+def select(*, kind: str | None = None, needs_layer: bool | None = None) -> list[Method]:
+    """The table's methods for an input kind and/or with (or without) a layer, in order."""
+    if kind is not None and kind not in INPUT_KINDS:
+        raise ParameterError(f"input kind {kind!r} is unknown; allowed: {', '.join(INPUT_KINDS)}")
+    return [m for m in METHODS
+            if (kind is None or kind in m.input_kinds) and (needs_layer is None or m.needs_layer == needs_layer)]
+
+
+def get(name: str | Method, *, among: Iterable[str] | None = None) -> Method:
+    """The method called ``name`` (canonical or an alias, any case).
+
+    ``among``: the canonical names allowed here (e.g. the ``cam`` command's); others raise
+    too. Raises :class:`ParameterError` saying what is allowed.
+    """
+    if isinstance(name, Method):
+        return name
+    allowed = list(among) if among is not None else [m.name for m in METHODS]
+    m = find(name)
+    if m is None or m.name not in allowed:
+        olds = [a for x in METHODS if x.name in allowed for a in x.aliases]
+        what = f"unknown method {name!r}" if m is None else f"method {name!r} cannot be used here"
+        raise ParameterError(f"{what}; choose one of {', '.join(allowed)}"
+                             + (f" (old spellings accepted: {', '.join(olds)})" if olds else ""))
+    return m
+
+
+def find(name: str) -> Method | None:
+    """The method called ``name`` (canonical or an alias), or None."""
+    return _BY_NAME.get(_key(name)) or _BY_NAME.get(_key(name).replace("_", "-"))
+
+
+def canonical(name: str) -> str:
+    """The canonical spelling of a method name (``"gradcam"`` -> ``"grad-cam"``)."""
+    return get(name).name
+
+
+def label(name: str) -> str:
+    """The window's label of a method, or ``name`` itself when it is not in the table."""
+    m = find(name)
+    return m.label if m is not None else name

@@ -1,0 +1,399 @@
+"""MIDI folder datasets (``root/<label>/*.mid``) and LSTM training, as cancellable generators.
+
+The same steps as audio training, with the same event types
+(:mod:`musiclens.core.training.events`)::
+
+    data = None
+    for p in load_folder(root, spec, seed=0):        # PrepareProgress per file
+        data = p.data or data                        # MidiDataset, set on the last step
+    for ev in train_midi_lstm(data, epochs=30):      # Progress: "batch", "epoch", ..., "done"
+        print(ev.line()); model = ev.model           # best-on-validation model so far
+
+The folder is scanned by :func:`~musiclens.core.training.data.scan_midi_folder` and split by
+:func:`~musiclens.core.training.data.split_by_track` like an audio folder: **by file**,
+stratified per label, seeded 80/10/10, so no piece is in two splits. :func:`train_on_folder`
+is the whole run (read, train, evaluate, save, record the split in ``model.json``) that
+:func:`musiclens.core.training.train` hands MIDI folders to.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from musiclens.core.device import resolve_device
+from musiclens.core.errors import MusicLensError, ParameterError
+from musiclens.core.models.inputs import NoteSpec
+from musiclens.core.models.midi_lstm import build_midi_lstm
+from musiclens.core.models.registry import LoadedModel
+from musiclens.core.training.data.scan import Dataset, scan_midi_folder
+from musiclens.core.training.data.splits import SPLITS, Split, split_by_track
+from musiclens.core.training.events import Finished, PrepareProgress, Progress, is_cancelled
+
+__all__ = ["MidiDataset", "load_folder", "read_windows", "fit_normalisation", "train_midi_lstm", "evaluate",
+           "predict_windows", "train_on_folder", "MIDI_DEFAULTS", "SPEC_KEYS", "MODEL_KEYS"]
+
+#: Training settings of a MIDI run where the caller gives none (the LSTM's own defaults).
+MIDI_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4,
+                                 "patience": None}
+#: ``model_params`` of :func:`train_on_folder`: the note window and the network.
+SPEC_KEYS = ("n_notes", "short", "min_notes", "drop_drums")
+MODEL_KEYS = ("hidden", "layers", "dropout", "label_smoothing")
+
+
+@dataclass
+class MidiDataset:
+    """Note windows per split: ``x[split]`` (M, N, 3) float32, ``mask`` (M, N) bool, ``y`` (M,) int64.
+
+    ``files[split]`` are the files read (in the order of ``x``), ``split`` the split made
+    before reading (its track ids are what ``model.json`` records)."""
+
+    labels: list[str]
+    spec: NoteSpec
+    x: dict[str, np.ndarray]
+    mask: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    files: dict[str, list[Path]]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    root: Path | None = None
+    split: Split | None = None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Examples per split and label."""
+        return {s: {lab: int((self.y[s] == k).sum()) for k, lab in enumerate(self.labels)} for s in SPLITS}
+
+    def summary(self) -> str:
+        parts = [f"{s}: " + ", ".join(f"{lab} {n}" for lab, n in c.items()) for s, c in self.counts().items()]
+        return "; ".join(parts) + f"; skipped {len(self.skipped)} file(s)"
+
+
+def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareProgress]:
+    """Read every file of ``split`` with ``spec``; one :class:`PrepareProgress` per file.
+
+    Unreadable files and pieces too short for ``spec`` are skipped (listed in
+    ``data.skipped`` with the reason); the split was made on files first, so skipping never
+    moves a piece between splits. The last step carries ``data`` (a :class:`MidiDataset`)."""
+    per: dict[str, dict[str, list]] = {s: {"x": [], "m": [], "y": [], "f": []} for s in SPLITS}
+    skipped: list[tuple[Path, str]] = []
+    total = sum(len(split.tracks[s]) for s in SPLITS)
+    done = 0
+    for s in SPLITS:
+        for track in split.tracks[s]:
+            path = track.files[0]
+            error = None
+            try:
+                feats, mask = spec.window(spec.read(path))
+                per[s]["x"].append(feats)
+                per[s]["m"].append(mask)
+                per[s]["y"].append(track.labels[0])
+                per[s]["f"].append(path)
+            except MusicLensError as exc:
+                error = str(exc)
+                skipped.append((path, error))
+            done += 1
+            if done < total:
+                yield PrepareProgress(done, total, track.id, error)
+    n = spec.n_notes
+
+    def stack(s: str, key: str, shape, dtype):
+        vals = per[s][key]
+        return np.stack(vals).astype(dtype) if vals else np.zeros(shape, dtype=dtype)
+
+    data = MidiDataset(
+        labels=list(ds.labels), spec=spec,
+        x={s: stack(s, "x", (0, n, 3), np.float32) for s in SPLITS},
+        mask={s: stack(s, "m", (0, n), bool) for s in SPLITS},
+        y={s: np.asarray(per[s]["y"], dtype=np.int64) for s in SPLITS},
+        files={s: per[s]["f"] for s in SPLITS}, skipped=skipped, root=Path(ds.root), split=split)
+    yield PrepareProgress(total, total, None, None, data)
+
+
+def load_folder(root: str | Path, spec: NoteSpec, *, seed: int = 0,
+                fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                labels: Sequence[str] | None = None) -> Iterator[PrepareProgress]:
+    """Scan ``root/<label>/``, split it by file and read it (:func:`read_windows`)."""
+    ds = scan_midi_folder(root, labels=labels)
+    split = split_by_track(ds, fractions=fractions, seed=seed)
+    data = None
+    for step in read_windows(ds, split, spec):
+        data = step.data or data
+        yield step
+    if data is not None and len(data.y["train"]) == 0:
+        raise MusicLensError(f"no usable training pieces in {root} (skipped {len(data.skipped)})")
+
+
+def fit_normalisation(spec: NoteSpec, x: np.ndarray, mask: np.ndarray) -> NoteSpec:
+    """``spec`` with ``mean``/``std`` fitted on the real notes of ``x`` (after the time transform)."""
+    t = spec.replace(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    z = t.transform(torch.as_tensor(x[mask], dtype=torch.float64)).numpy()
+    if len(z) == 0:
+        raise MusicLensError("cannot fit the normalisation: no notes")
+    std = np.maximum(z.std(axis=0), 1e-3)
+    return spec.replace(mean=tuple(float(v) for v in z.mean(axis=0)), std=tuple(float(v) for v in std))
+
+
+@torch.no_grad()
+def predict_windows(model: LoadedModel, x: np.ndarray, mask: np.ndarray, *,
+                    batch_size: int = 256) -> np.ndarray:
+    """(M, L) probabilities of the note windows ``x`` (M, N, 3) with ``mask`` (M, N)."""
+    was = model.net.training
+    model.net.eval()
+    out = []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb, mb = model.tensors(x[i:i + batch_size], mask[i:i + batch_size])
+            out.append(model.probabilities(model.net(xb, mb)).cpu().numpy())
+    finally:
+        model.net.train(was)
+    return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
+
+
+def evaluate(model: LoadedModel, x: np.ndarray, mask: np.ndarray, y: np.ndarray,
+             *, batch_size: int = 256) -> dict:
+    """Accuracy, per-class accuracy and confusion matrix (rows = true, columns = predicted)."""
+    k = len(model.labels)
+    conf = np.zeros((k, k), dtype=np.int64)
+    if len(y):
+        pred = predict_windows(model, x, mask, batch_size=batch_size).argmax(-1)
+        np.add.at(conf, (np.asarray(y), pred), 1)
+    n = int(conf.sum())
+    return {"accuracy": float(np.trace(conf) / n) if n else float("nan"), "n": n,
+            "confusion": conf.tolist(),
+            "per_class_accuracy": {lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None
+                                   for i, lab in enumerate(model.labels)}}
+
+
+def train_midi_lstm(
+    data: MidiDataset,
+    *,
+    hidden: int = 168,
+    layers: int = 2,
+    dropout: float = 0.2,
+    epochs: int = 30,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    label_smoothing: float = 0.1,
+    patience: int | None = None,
+    device: str | torch.device = "cpu",
+    name: str = "midi_lstm",
+    cancel: Any = None,
+) -> Iterator[Progress]:
+    """Train an LSTM on ``data``; yield :class:`~musiclens.core.training.events.Progress`
+    events: ``"batch"``, then ``"epoch"`` (its ``model`` is the best on validation so far),
+    and finally ``"done"`` (or ``"cancelled"``, keeping the best epoch so far).
+
+    The normalisation is fitted on the training split. The model kept is the one with
+    the best validation accuracy (ties: lower training loss); with ``patience``, training
+    stops after that many epochs without a better one. After the last epoch the test split
+    is evaluated and the final event carries a model whose ``provenance["metrics"]`` holds
+    validation and test accuracy, confusion matrices and the class counts per split.
+
+    ``label_smoothing`` (default 0.1) keeps the model from saturating (probabilities of
+    exactly 1.00), which would make its input gradients vanish and leave saliency and the
+    classification flip nothing to work with.
+    """
+    if epochs <= 0 or batch_size <= 0 or lr <= 0:
+        raise ParameterError("epochs, batch_size and lr must be positive")
+    if patience is not None and patience < 1:
+        raise ParameterError(f"patience must be >= 1 (or None), got {patience}")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    spec = fit_normalisation(data.spec, data.x["train"], data.mask["train"])
+    params = {"n_labels": len(data.labels), "hidden": int(hidden), "layers": int(layers),
+              "dropout": float(dropout)}
+    net, layer_list = build_midi_lstm(**params, note_features=spec.to_dict())
+    net.to(resolve_device(device) if isinstance(device, str) else device)
+    model = LoadedModel(name=name, net=net, spec=spec, labels=list(data.labels),
+                        layers={x.name: x for x in layer_list},
+                        architecture={"family": "midi_lstm", "params": params})
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
+    xt, mt = model.tensors(data.x["train"], data.mask["train"])
+    yt = torch.as_tensor(data.y["train"], device=xt.device)
+    has_val = len(data.y["val"]) > 0
+    best = (-1.0, float("inf"))
+    best_epoch = 0
+    best_state = copy.deepcopy(net.state_dict())
+    history: list[dict[str, Any]] = []
+    batches = max(1, math.ceil(len(yt) / batch_size))
+    settings = {"hidden": hidden, "layers": layers, "dropout": dropout, "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                "label_smoothing": label_smoothing, "patience": patience,
+                "split": "by file, per label, seeded"}
+    stopped = "epochs"
+    epoch = 0
+    train_loss = train_acc = val_acc = float("nan")
+    for epoch in range(1, epochs + 1):
+        t0 = time.time()
+        net.train()
+        order = torch.randperm(len(yt), generator=gen).to(xt.device)
+        total = correct = 0
+        loss_sum = 0.0
+        for b, i in enumerate(range(0, len(order), batch_size)):
+            if is_cancelled(cancel):
+                net.load_state_dict(best_state)
+                net.eval()
+                model.provenance = {"training": settings, "stopped": "cancelled", "best_epoch": best_epoch,
+                                    "note": f"cancelled at epoch {epoch}, best val epoch {best_epoch}"}
+                yield Progress("cancelled", epoch, epochs, b, batches, history=history, best_epoch=best_epoch,
+                               best_score=best[0] if best_epoch else None, stopped="cancelled", model=model)
+                return
+            idx = order[i:i + batch_size]
+            logits = net(xt[idx], mt[idx])
+            loss = loss_fn(logits, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(-1) == yt[idx]).sum())
+            total += len(idx)
+            yield Progress("batch", epoch, epochs, b + 1, batches, loss=float(loss.detach()),
+                           best_epoch=best_epoch)
+        sched.step()
+        train_loss, train_acc = loss_sum / total, correct / total
+        val_acc = evaluate(model, data.x["val"], data.mask["val"], data.y["val"])["accuracy"] if has_val else train_acc
+        if (val_acc, -train_loss) > (best[0], -best[1]):
+            best = (val_acc, train_loss)
+            best_epoch = epoch
+            best_state = copy.deepcopy(net.state_dict())
+        seconds = time.time() - t0
+        metrics = {"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}}
+        history.append({"epoch": epoch, "train": metrics["train"], "val": metrics["val"], "seconds": seconds})
+        early = patience is not None and epoch - best_epoch >= patience and epoch < epochs
+        if epoch < epochs and not early:
+            snapshot = copy.deepcopy(model)
+            snapshot.net.load_state_dict(best_state)
+            snapshot.net.eval()
+            yield Progress("epoch", epoch, epochs, batches, batches, loss=train_loss, metrics=metrics,
+                           best_epoch=best_epoch, best_score=best[0], history=history, model=snapshot,
+                           text=(f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, train acc {train_acc:.3f}, "
+                                 f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"))
+        if early:
+            stopped = "early stopping"
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    metrics_out: dict = {"selected_by": "best validation accuracy", "epochs": epochs, "epochs_run": epoch,
+                         "best_epoch": best_epoch, "counts": data.counts(), "skipped_files": len(data.skipped)}
+    for split in ("val", "test"):
+        if len(data.y[split]):
+            r = evaluate(model, data.x[split], data.mask[split], data.y[split])
+            metrics_out[f"{split}_accuracy"] = r["accuracy"]
+            metrics_out[f"{split}_confusion"] = r["confusion"]
+    model.provenance = {"metrics": metrics_out, "training": settings, "stopped": stopped, "best_epoch": best_epoch}
+    yield Progress("done", epoch, epochs, batches, batches, loss=train_loss,
+                   metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
+                   history=history, best_epoch=best_epoch, best_score=best[0], stopped=stopped, model=model,
+                   text=(f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} "
+                         f"(epoch {best_epoch})"))
+
+
+# ============================================================================ whole runs
+def train_on_folder(root: str | Path, *, config: Any = None, out: str | Path | None = None,
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), cancel: Any = None,
+                    model_params: dict[str, Any] | None = None, arch: str = "midi-lstm") -> Iterator[Any]:
+    """Read, split by file, train, evaluate and save a MIDI model: one generator.
+
+    Yields :class:`PrepareProgress` (one per file), the trainer's :class:`Progress`, then
+    :class:`Finished` with the model (saved to ``out`` when given and at least one epoch
+    ended) and the run's summary (the CLI's JSON). ``config`` is a
+    :class:`~musiclens.core.training.loop.TrainConfig` (epochs, batch_size, lr, weight_decay,
+    seed, patience, device); ``model_params``: the note window (``n_notes``, ``short``,
+    ``min_notes``, ``drop_drums``) and the network (``hidden``, ``layers``, ``dropout``,
+    ``label_smoothing``). ``model.json`` records the files of each split (``provenance.data.tracks``).
+    """
+    if arch != "midi-lstm":
+        raise ParameterError(f"{arch!r} is not a MIDI architecture; use midi-lstm")
+    params = dict(model_params or {})
+    unknown = set(params) - set(SPEC_KEYS) - set(MODEL_KEYS)
+    if unknown:
+        raise ParameterError(f"unknown MIDI settings {sorted(unknown)}; allowed: {', '.join(SPEC_KEYS + MODEL_KEYS)}")
+    spec = NoteSpec(**{k: params[k] for k in SPEC_KEYS if k in params})
+    cfg = _settings(config)
+    ds = scan_midi_folder(root)
+    split = split_by_track(ds, fractions=fractions, seed=cfg["seed"])
+    data = None
+    for step in read_windows(ds, split, spec):
+        data = step.data or data
+        yield step
+        if is_cancelled(cancel):
+            yield Finished(None, {"arch": arch, "kind": "midi", "cancelled": True}, cancelled=True)
+            return
+    assert data is not None
+    if len(data.y["train"]) == 0:
+        raise MusicLensError(f"no usable training pieces in {root}: {len(data.skipped)} file(s) skipped"
+                             + (f" (e.g. {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else ""))
+    name = Path(out).name if out is not None else "midi_lstm"
+    last = None
+    for ev in train_midi_lstm(data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                              weight_decay=cfg["weight_decay"], seed=cfg["seed"], patience=cfg["patience"],
+                              device=cfg["device"], name=name, cancel=cancel,
+                              **{k: params[k] for k in MODEL_KEYS if k in params}):
+        last = ev
+        yield ev
+    assert last is not None
+    model = last.model
+    summary = summary_of(model, data, arch, last)
+    model.provenance = dict(model.provenance, task="labels", data={
+        "root": str(Path(root).resolve()), "kind": "midi", "seed": cfg["seed"], "fractions": list(split.fractions),
+        "tracks": split.ids()})
+    keep = last.kind == "done" or last.best_epoch >= 1
+    if out is not None and keep:
+        model.net.cpu()
+        from musiclens.core.models import registry
+
+        registry.save(model, out)
+        summary["out"] = str(out)
+    if model.provenance.get("note"):
+        summary["note"] = model.provenance["note"]
+    yield Finished(model, summary, cancelled=last.kind == "cancelled")
+
+
+def _settings(config: Any) -> dict[str, Any]:
+    """A TrainConfig (or None, or a dict) -> the MIDI trainer's settings."""
+    out = dict(MIDI_DEFAULTS, seed=0, device="auto")
+    if config is None:
+        return out
+    given = config if isinstance(config, dict) else asdict(config)
+    for key in ("epochs", "batch_size", "lr", "weight_decay", "seed", "patience", "device"):
+        if key in given:
+            out[key] = given[key]
+    if given.get("filter_loss"):
+        raise ParameterError("the filter loss is for masked-cnn, not midi-lstm")
+    if given.get("checkpoint_dir"):
+        raise ParameterError("checkpoints and resume are for the audio architectures, not midi-lstm")
+    return out
+
+
+def summary_of(model: LoadedModel, data: MidiDataset, arch: str, last: Progress) -> dict[str, Any]:
+    """The run's summary, with the same keys as an audio run's where they mean the same."""
+    out: dict[str, Any] = {"arch": arch, "kind": "midi", "classes": list(model.labels), "multilabel": False,
+                           "split": {s: len(data.split.tracks[s]) if data.split else len(data.y[s]) for s in SPLITS},
+                           "examples": {s: int(len(data.y[s])) for s in SPLITS},
+                           "chance": 1.0 / len(model.labels)}
+    details = {}
+    for s in SPLITS:
+        if len(data.y[s]):
+            r = evaluate(model, data.x[s], data.mask[s], data.y[s])
+            out[f"{s}_accuracy"] = r["accuracy"]
+            details[s] = r
+        else:
+            out[f"{s}_accuracy"] = None
+    out["epochs_run"] = len(last.history)
+    out["best_epoch"] = last.best_epoch
+    out["stopped"] = last.stopped
+    out["test_metrics"] = details.get("test")
+    out["skipped"] = [{"file": str(p), "reason": r} for p, r in data.skipped]
+    return out
