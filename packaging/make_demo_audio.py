@@ -81,7 +81,7 @@ def render(seed: int = 2026) -> np.ndarray:
             for eighth, step in enumerate((0, 12, 0, 7)):
                 add(out, t0 + (beat + eighth / 4) * BEAT,
                     0.22 * tone(root + step, BEAT / 4, (1.0, 0.3), decay=0.1))
-        for k, note in enumerate(chord):
+        for note in chord:
             for stab in (0.5, 2.5):
                 add(out, t0 + stab * BEAT, 0.09 * tone(note, BEAT, decay=0.25))
         if bar >= 2:

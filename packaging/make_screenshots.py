@@ -19,11 +19,11 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MUSICLENS_SETTINGS", str(Path(tempfile.mkdtemp()) / "settings.ini"))
 
-from PySide6.QtCore import QEventLoop, Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QEventLoop, Qt, QTimer
+from PySide6.QtWidgets import QApplication
 
-from musiclens.app.main import demo_path  # noqa: E402
-from musiclens.app.window import MainWindow  # noqa: E402
+from musiclens.app.main import demo_path
+from musiclens.app.window import MainWindow
 
 SIZE = (1280, 800)  # every picture is exactly this: the window on a small laptop screen
 

@@ -14,11 +14,11 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QMainWindow  # noqa: E402
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMainWindow
 
-from musiclens.app import about  # noqa: E402
-from musiclens.core.resources import available, resources_dir  # noqa: E402
+from musiclens.app import about
+from musiclens.core.resources import available, resources_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

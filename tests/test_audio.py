@@ -153,7 +153,7 @@ def test_truncated_files_are_reported(tmp_path, ext):
     data = path.read_bytes()
     cut = tmp_path / f"cut.{ext}"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(AudioFileError, match="truncated|decoded"):
+    with pytest.raises(AudioFileError, match=r"truncated|decoded"):
         audio.load(cut)
 
 

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclens.core.training import data
 from musiclens.core.errors import MusicLensError
 from musiclens.core.features import logmel_frontend
+from musiclens.core.training import data
 
 torch.set_num_threads(1)
 SR = 8000
@@ -93,7 +93,7 @@ def test_only_unreadable_files_give_one_message(tmp_path):
     for lab in ("a", "b"):
         (tmp_path / lab).mkdir()
         (tmp_path / lab / "x.wav").write_bytes(b"nope")
-    with pytest.raises(MusicLensError, match="no readable audio files .* all 2 were skipped"):
+    with pytest.raises(MusicLensError, match=r"no readable audio files .* all 2 were skipped"):
         data.scan_folder(tmp_path)
 
 
@@ -219,7 +219,7 @@ def test_a_mix_is_the_sum_of_its_stems(tmp_path):
     ds = data.load_dataset(root, task="instruments")
     split = data.Split({"train": ds.tracks, "val": [], "test": []}, 0, (1.0, 0.0, 0.0))
     ps = data.prepare_all(ds, split, FE, 31, mode="audio").sets["train"]
-    drums_bass = [k for k in range(len(ps)) if ps.y[k].tolist() == [1, 1, 0, 0]][0]
+    drums_bass = next(k for k in range(len(ps)) if ps.y[k].tolist() == [1, 1, 0, 0])
     a, s = ps.index[drums_bass]
     stems = [sf.read(str(root / "train" / "t1" / f"{n}.wav"), dtype="float32")[0] for n in ("drums", "bass")]
     half = FE.n_fft // 2

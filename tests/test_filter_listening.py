@@ -11,13 +11,16 @@ import sys
 import threading
 import time
 import types
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
+
+from conftest import main_window, start_and_wait, wait_idle
 
 TIMEOUT_MS = 120_000
 
@@ -29,7 +32,7 @@ class _CallbackStop(Exception):
 class FakeOutputStream:
     """Calls the player's callback from a thread until it raises CallbackStop."""
 
-    played: list[np.ndarray] = []
+    played: ClassVar[list[np.ndarray]] = []  # shared by every stream the test opens
 
     def __init__(self, *, samplerate, channels, dtype, callback, finished_callback=None):
         self.callback, self.channels = callback, channels
@@ -73,19 +76,12 @@ def fake_audio(monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, fake_audio):
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
-    from musiclens.app.main import demo_path
-    from musiclens.app.window import MainWindow
-
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(win.ready, timeout=TIMEOUT_MS):
-        win.start(path=demo_path())
-    qtbot.waitUntil(lambda: not win.worker.pending(), timeout=TIMEOUT_MS)
-    yield win
-    win.close()
+def window(qtbot, isolated, fake_audio):
+    """The window with the demo analysed and nothing left running (playback: ``fake_audio``)."""
+    with main_window(qtbot) as win:
+        start_and_wait(qtbot, win, timeout=TIMEOUT_MS)
+        wait_idle(qtbot, win, timeout=TIMEOUT_MS)
+        yield win
 
 
 def show_layer(qtbot, win, layer: str):

@@ -18,36 +18,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from conftest import GUI_TIMEOUT_MS, main_window, start_and_wait, wait_idle  # noqa: E402
 from musiclens.app.main import demo_path  # noqa: E402
 from musiclens.app.player import to_device_rate  # noqa: E402
-from musiclens.app.window import MainWindow  # noqa: E402
-
-ANALYSIS_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def settings_file(tmp_path, monkeypatch):
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(path))
-    return path
-
-
-@pytest.fixture
-def window(qtbot, settings_file):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
-
-
-def start_and_wait(qtbot, win, path=None, model="MSD_musicnn"):
-    with qtbot.waitSignal(win.ready, timeout=ANALYSIS_TIMEOUT_MS):
-        win.start(model=model, path=path or demo_path())
-
-
-def wait_idle(qtbot, win, timeout=ANALYSIS_TIMEOUT_MS):
-    qtbot.waitUntil(lambda: not win.worker.pending(), timeout=timeout)
 
 
 def test_demo_opens_with_spectrogram_and_predictions(qtbot, window):
@@ -156,27 +129,19 @@ def test_corrupt_file_shows_an_error_and_the_app_stays_usable(qtbot, window, tmp
     assert "broken.wav" in blocker.args[0]
     assert "broken.wav" in window.statusBar().currentMessage()
     assert window.session.recording.path == demo_path()  # what was open is still there
-    with qtbot.waitSignal(window.ready, timeout=ANALYSIS_TIMEOUT_MS):
+    with qtbot.waitSignal(window.ready, timeout=GUI_TIMEOUT_MS):
         window.open_file(demo_path())
 
 
-def test_layout_is_restored_after_restart(qtbot, settings_file):
-    first = MainWindow()
-    qtbot.addWidget(first)
-    first.show()
-    first.docks["Predictions"].close()
-    first.docks["Dream"].setFloating(True)
-    first.close()
-    assert settings_file.exists()
-    second = MainWindow()
-    qtbot.addWidget(second)
-    second.show()
-    try:
+def test_layout_is_restored_after_restart(qtbot, isolated):
+    with main_window(qtbot) as first:
+        first.docks["Predictions"].close()
+        first.docks["Dream"].setFloating(True)
+    assert (isolated / "settings.ini").exists()
+    with main_window(qtbot) as second:
         assert not second.docks["Predictions"].isVisible()
         assert second.docks["Dream"].isFloating()
         assert second.docks["Spectrogram"].isVisible()
-    finally:
-        second.close()
 
 
 def test_no_audio_device_is_a_message_not_a_crash(qtbot, window, monkeypatch):
@@ -219,17 +184,14 @@ def test_similarity_of_a_recording_with_itself_is_one(qtbot, window):
     assert (r.values["cka_baseline"][finite] < 1.0).all()
 
 
-def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path, monkeypatch):
+def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path):
     import soundfile as sf
 
     from musiclens.app.panels.training import ARCHS, models_home
     from musiclens.core.models import study
-
     from musiclens.core.training import archs
 
     assert ARCHS == tuple(archs.names()) and set(study.ARCHS) <= set(ARCHS)  # every trainable architecture
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     sr = 22050
     t = np.arange(4 * sr) / sr

@@ -9,28 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from musiclens.app.main import demo_path  # noqa: E402
-from musiclens.app.window import MainWindow  # noqa: E402
-
-ANALYSIS_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
+from conftest import start_and_wait, wait_idle
 
 
 def make_folder(root: Path, *, files: int = 6, seconds: float = 6.0) -> Path:
@@ -58,9 +42,8 @@ def start_training(qtbot, window, folder: Path, epochs: int = 500) -> None:
 
 
 def test_layer_click_is_answered_while_training_runs(qtbot, window, tmp_path):
-    with qtbot.waitSignal(window.ready, timeout=ANALYSIS_TIMEOUT_MS):
-        window.start(model="MSD_musicnn", path=demo_path())
-    qtbot.waitUntil(lambda: not window.worker.pending(), timeout=ANALYSIS_TIMEOUT_MS)
+    start_and_wait(qtbot, window, model="MSD_musicnn")
+    wait_idle(qtbot, window)
     panel = window.training
     start_training(qtbot, window, make_folder(tmp_path / "ds"))
     qtbot.waitUntil(lambda: "epoch" in panel.report.text(), timeout=120_000)  # training is in its batches

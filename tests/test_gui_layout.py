@@ -10,31 +10,14 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication
 
-from musiclens.app.main import demo_path  # noqa: E402
-from musiclens.app.window import MainWindow  # noqa: E402
+from conftest import GUI_TIMEOUT_MS, start_and_wait
+from midi_tunes import folk_tune
 
-TIMEOUT_MS = 120_000
 SCREENS = ((1280, 800), (1366, 768))
 # a laptop's 768 px less a desktop panel and a title bar
 MAX_MIN_HEIGHT = 700
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("MUSICLENS_RECOVERY", str(tmp_path / "recovery.json"))
-    return tmp_path
-
-
-@pytest.fixture
-def window(qtbot, isolated):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def settle(qtbot, ms: int = 30) -> None:
@@ -60,33 +43,16 @@ def assert_fits(qtbot, win, label: str) -> None:
             assert geo.width() >= 200 and geo.height() >= 100, f"{label} {w}x{h}: {title} squeezed to {geo}"
 
 
-def write_midi(path, n=40):
-    import pretty_midi
-
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    inst = pretty_midi.Instrument(program=40, name="fiddle")
-    melody = [67, 71, 74, 71, 67, 71, 72, 76, 79, 76, 74, 72, 71, 74, 67, 69, 71, 72, 74, 76] * 3
-    t = 0.0
-    for i, p in enumerate(melody[:n]):
-        d = 0.25 if i % 3 else 0.5
-        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=t, end=t + d))
-        t += d
-    pm.instruments.append(inst)
-    pm.write(str(path))
-    return path
-
-
 def test_default_layouts_fit_1280x800_and_1366x768(qtbot, window, isolated):
     assert_fits(qtbot, window, "bare window")
-    with qtbot.waitSignal(window.ready, timeout=TIMEOUT_MS):
-        window.start(path=demo_path())
+    start_and_wait(qtbot, window)
     window.reset_layout()
     assert_fits(qtbot, window, "audio")
 
     # a MIDI file with a long name, then a proposal bar and the recovery banner on top
     roll = window.piano_roll
-    midi = write_midi(isolated / ("a-rather-long-file-name-of-a-fiddle-tune-" * 3 + ".mid"))
-    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
+    midi = folk_tune(isolated / ("a-rather-long-file-name-of-a-fiddle-tune-" * 3 + ".mid"), n=40)
+    with qtbot.waitSignal(roll.classified, timeout=GUI_TIMEOUT_MS):
         window.open_file(midi)
     assert_fits(qtbot, window, "MIDI")
     roll.apply(lambda ed: ed.move([int(roll.editor.ids[0])], 0.25, 1))  # autosaves a recovery file

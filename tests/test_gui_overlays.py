@@ -13,6 +13,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from conftest import start_and_wait
+
 OPACITY = 0.8  # the viewer's default overlay opacity
 VISIBLE_ALPHA = 0.2  # a pixel counts as visibly coloured from 20 % effective opacity on
 
@@ -93,24 +95,10 @@ def rendered_alpha(item) -> np.ndarray:
     return buf.reshape(h, q.bytesPerLine())[:, : 4 * w].reshape(h, w, 4)[..., 3] / 255.0
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
-    from musiclens.app.window import MainWindow
-
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
-
-
 def test_overlays_are_visible_and_say_what_their_colours_mean(qtbot, window, rng):
-    from musiclens.app.main import demo_path
     from musiclens.app.session import Attribution
 
-    with qtbot.waitSignal(window.ready, timeout=120_000):
-        window.start(path=demo_path())  # the first analysis also shows a Grad-CAM
+    start_and_wait(qtbot, window)  # the first analysis also shows a Grad-CAM
     view = window.spectrogram
     cam = window.attribution.result
     assert cam is not None and cam.method == "grad-cam" and view.overlay.isVisible()

@@ -12,29 +12,12 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt
 
-from musiclens.app.main import demo_path  # noqa: E402
-from musiclens.app.window import MainWindow, settings_list  # noqa: E402
-
-TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("MUSICLENS_RECOVERY", str(tmp_path / "recovery.json"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    return tmp_path
-
-
-@pytest.fixture
-def window(qtbot, isolated):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
+from conftest import GUI_TIMEOUT_MS, main_window, start_and_wait, wait_idle
+from midi_tunes import folk_tune
+from musiclens.app.main import demo_path
+from musiclens.app.window import settings_list
 
 
 @pytest.fixture
@@ -48,31 +31,6 @@ def no_audio_device(monkeypatch):
         raise sd.PortAudioError("Error querying device -1")
 
     monkeypatch.setattr(sd, "OutputStream", no_device)
-
-
-def start_and_wait(qtbot, win, path=None):
-    with qtbot.waitSignal(win.ready, timeout=TIMEOUT_MS):
-        win.start(path=path or demo_path())
-
-
-def wait_idle(qtbot, win, timeout=TIMEOUT_MS):
-    qtbot.waitUntil(lambda: not win.worker.pending(), timeout=timeout)
-
-
-def tune(path, n=24):
-    import pretty_midi
-
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    inst = pretty_midi.Instrument(program=40, name="fiddle")
-    melody = [67, 71, 74, 71, 67, 71, 72, 76, 79, 76, 74, 72, 71, 74, 67, 69, 71, 72, 74, 76] * 3
-    t = 0.0
-    for i, p in enumerate(melody[:n]):
-        d = 0.25 if i % 3 else 0.5
-        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=t, end=t + d))
-        t += d
-    pm.instruments.append(inst)
-    pm.write(str(path))
-    return path
 
 
 def picker_models(win) -> list:
@@ -89,13 +47,13 @@ def test_switching_models_keeps_one_picker_entry_each_and_clears_old_results(qtb
     assert len(listed) == len(set(listed)) == 4, listed  # the 4 bundled audio models, once each
     assert window.model_picker.currentText() == "MSD_musicnn"
     assert window.attribution.result is not None and window.attribution.note.text()  # the first Grad-CAM
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=TIMEOUT_MS,
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=GUI_TIMEOUT_MS,
                           check_params_cb=lambda busy, _name: not busy):
         window.similarity.requested.emit(str(demo_path()))
     assert similarity_shown(window)
 
     for name in ("MTT_musicnn", "MSD_musicnn", "MTT_musicnn"):
-        with qtbot.waitSignal(window.session.model_changed, timeout=TIMEOUT_MS):
+        with qtbot.waitSignal(window.session.model_changed, timeout=GUI_TIMEOUT_MS):
             window.model_picker.activated.emit(window.model_picker.findText(name))
         # what the previous model computed is gone, not shown under the new model's name
         assert window.attribution.result is None and window.attribution.note.text() == ""
@@ -109,14 +67,14 @@ def test_opening_another_recording_clears_cam_and_similarity(qtbot, window, isol
     import soundfile as sf
 
     start_and_wait(qtbot, window)
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=TIMEOUT_MS,
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=GUI_TIMEOUT_MS,
                           check_params_cb=lambda busy, _name: not busy):
         window.similarity.requested.emit(str(demo_path()))
     assert window.attribution.note.text() and similarity_shown(window)
     other = isolated / "tone.wav"
     t = np.arange(16000 * 4) / 16000
     sf.write(other, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 16000)
-    with qtbot.waitSignal(window.session.recording_changed, timeout=TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.recording_changed, timeout=GUI_TIMEOUT_MS):
         window.open_file(other)
     assert window.attribution.result is None and window.attribution.note.text() == ""
     assert not similarity_shown(window)
@@ -126,10 +84,10 @@ def test_opening_another_recording_clears_cam_and_similarity(qtbot, window, isol
 def test_time_label_shows_the_midi_that_plays(qtbot, window, isolated, no_audio_device):
     start_and_wait(qtbot, window)  # a 30 s recording is open
     roll = window.piano_roll
-    with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
-        window.open_file(tune(isolated / "tune.mid"))
+    with qtbot.waitSignal(roll.classified, timeout=GUI_TIMEOUT_MS):
+        window.open_file(folk_tune(isolated / "tune.mid", n=24))
     playhead = window.spectrogram.playhead.value()
-    with qtbot.waitSignal(window.player.error, timeout=TIMEOUT_MS):  # no device: loaded, not playing
+    with qtbot.waitSignal(window.player.error, timeout=GUI_TIMEOUT_MS):  # no device: loaded, not playing
         roll.play_button.click()
     assert window.player.label == roll.play_label
     midi_s = window.player.duration_s
@@ -180,14 +138,11 @@ def test_recovery_banner_is_offered_on_a_raised_piano_roll(qtbot, isolated):
     from musiclens.core.midi import read_midi
     from musiclens.core.midi_edit import NoteEditor, write_recovery
 
-    path = tune(isolated / "tune.mid")
+    path = folk_tune(isolated / "tune.mid", n=24)
     editor = NoteEditor(read_midi(path), source=path)
     editor.move([int(editor.ids[0])], 0.25, 1)
     write_recovery(editor, isolated / "recovery.json")
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    try:
+    with main_window(qtbot) as win:
         roll = win.piano_roll
         qtbot.waitUntil(lambda: not roll.restore_bar.isHidden(), timeout=5000)
         qtbot.wait(50)
@@ -197,8 +152,6 @@ def test_recovery_banner_is_offered_on_a_raised_piano_roll(qtbot, isolated):
         roll.discard_button.click()  # nothing to restore: the spectrogram comes back to the front
         qtbot.wait(50)
         assert not win.docks["Spectrogram"].visibleRegion().isEmpty()
-    finally:
-        win.close()
 
 
 def test_failed_opens_stay_out_of_recent_and_show_a_dialog(qtbot, window, isolated):
@@ -206,7 +159,7 @@ def test_failed_opens_stay_out_of_recent_and_show_a_dialog(qtbot, window, isolat
     assert settings_list("recent") == [str(demo_path())]
     bad = isolated / "broken.wav"
     bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage garbage")
-    with qtbot.waitSignal(window.session.error, timeout=TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.error, timeout=GUI_TIMEOUT_MS):
         window.open_file(bad)
     assert "broken.wav" in window.statusBar().currentMessage()
     assert window.error_dialog is not None and window.error_dialog.isVisible()
@@ -217,21 +170,21 @@ def test_failed_opens_stay_out_of_recent_and_show_a_dialog(qtbot, window, isolat
 
     bad_midi = isolated / "broken.mid"
     bad_midi.write_text("hello")
-    with qtbot.waitSignal(window.session.error, timeout=TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.error, timeout=GUI_TIMEOUT_MS):
         window.open_file(bad_midi)
     assert window.error_dialog.isVisible() and "broken.mid" in window.error_dialog.text()
     assert settings_list("recent") == [str(demo_path())]
     window.error_dialog.close()
 
-    good = tune(isolated / "tune.mid")
-    with qtbot.waitSignal(window.piano_roll.classified, timeout=TIMEOUT_MS):
+    good = folk_tune(isolated / "tune.mid", n=24)
+    with qtbot.waitSignal(window.piano_roll.classified, timeout=GUI_TIMEOUT_MS):
         window.open_file(good)
     assert settings_list("recent") == [str(good), str(demo_path())]
 
     # a model folder that does not load: a dialog, the picker stays on the model in use
     listed = picker_models(window)
     (isolated / "not-a-model").mkdir()
-    with qtbot.waitSignal(window.session.error, timeout=TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.error, timeout=GUI_TIMEOUT_MS):
         window.open_model_folder(str(isolated / "not-a-model"))
     assert window.error_dialog.isVisible() and "not-a-model" in window.error_dialog.text()
     assert picker_models(window) == listed and window.model_picker.currentText() == "MSD_musicnn"

@@ -9,7 +9,11 @@ import torch
 from interpret_nets import SR, band_energy, features, logmel_cnn, logmel_fe, signal, stft_cnn, stft_fe
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret.auralise import (
-    apply_mask, apply_mask_to_features, auralise_filter, filter_mask, mask_to_linear,
+    apply_mask,
+    apply_mask_to_features,
+    auralise_filter,
+    filter_mask,
+    mask_to_linear,
     mel_to_linear_weights,
 )
 

@@ -10,6 +10,7 @@ import pytest
 from interpret_nets import signal
 from musiclens.core import audio
 
+
 @pytest.fixture
 def run(run_cli):
     return run_cli
@@ -28,7 +29,8 @@ def wavs(tmp_path_factory):
 def test_cam_json_and_npz(run, wavs, tmp_path):
     out = tmp_path / "cam.npz"
     status, text, _ = run("cam", str(wavs / "chord.wav"), "--model", "MTT_musicnn",
-                          "--layer", "front end / timbral 7x38 / feature maps", "--target", "piano", "--upsample", "-o", str(out), "--json")
+                          "--layer", "front end / timbral 7x38 / feature maps", "--target", "piano", "--upsample",
+                          "-o", str(out), "--json")
     assert status == 0
     res = json.loads(text)
     assert res["target"] == "piano" and res["shape"] == [96, 187]

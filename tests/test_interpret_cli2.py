@@ -48,7 +48,7 @@ class BandNet(torch.nn.Module):
         with torch.no_grad():
             self.fc.weight.zero_()
             self.fc.bias.zero_()
-            for c, rows in enumerate((range(0, 5), range(5, 11), range(11, 16))):
+            for c, rows in enumerate((range(5), range(5, 11), range(11, 16))):
                 self.fc.weight[c, list(rows)] = 0.2 / len(rows)
 
     def forward(self, x):
@@ -232,7 +232,7 @@ def test_flip_reports_before_after_and_the_change_it_wrote(run, bands_dir, wavs,
     res = json.loads(text)
     assert res["before"]["prediction"] == "low" and res["flipped"] and res["after"]["prediction"] == "high"
     assert res["after"]["target_probability"] > res["before"]["target_probability"]
-    assert [t["label"] for t in res["before"]["top"]][0] == "low" and len(res["before"]["top"]) == 3
+    assert res["before"]["top"][0]["label"] == "low" and len(res["before"]["top"]) == 3
     assert 0 < res["steps"] < 300
     # the reported change is the one between the input and the written file
     written, wsr = audio.load(out, sr=None)
@@ -454,3 +454,28 @@ def test_subprocess_once_wired(tmp_path):
                            "--layer", "front end / timbral 7x38 / conv", "--filter", "1",
                            "-o", str(tmp_path / "d.txt")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("musiclens: error:") and proc.stderr.count("\n") == 1
+
+
+def test_flip_command_and_the_analyses_layer_give_the_same_flip(run, bands_dir, long_stereo, tmp_path):
+    """``musiclens flip`` is a front end of ``core.analyses.flip_recording``: same input, same
+    steps, same probabilities; the use case yields the one Progress type."""
+    from musiclens.core import analyses
+    from musiclens.core.progress import Progress
+
+    out = tmp_path / "cli.wav"
+    status, text, err = run("flip", long_stereo, "--model", bands_dir, "--to", "high", "--offset", "0.3",
+                            "--lr", "0.05", "--steps", "300", "-o", out, "--json", "--quiet")
+    assert status == 0, err
+    res = json.loads(text)
+    m = registry.load(bands_dir)
+    fe = m.front_end
+    patch = ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
+    y, sr = audio.load(long_stereo, sr=None, offset=0.3, duration=patch)
+    steps: list = []
+    result = analyses.run(analyses.flip_recording(m, long_stereo, y, sr, start=int(round(0.3 * sr)),
+                                                  target=2, steps=300, lr=0.05), steps.append)
+    assert steps and all(isinstance(s, Progress) for s in steps)
+    assert result.flipped == res["flipped"] and result.steps == res["steps"]
+    assert float(result.after[2]) == pytest.approx(res["after"]["target_probability"], abs=1e-4)
+    written, _ = audio.load(out, sr=None, mono=False)
+    np.testing.assert_allclose(written, result.audio, atol=1e-4)  # the file is the result (16-bit PCM: 3e-5)

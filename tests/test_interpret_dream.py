@@ -92,7 +92,7 @@ def test_subtractive_update_only_removes_energy():
     sub = run_dream(m, y, target=1, steps=15, lr=0.05, update="subtractive")
     assert (sub.x.abs() <= x0.abs() + 1e-6).all()
     assert (sub.x * x0 >= -1e-9).all()  # no sign flips: values move towards 0
-    assert sub.objective > list(dream(m, y, target=1, steps=0))[0].objective
+    assert sub.objective > next(iter(dream(m, y, target=1, steps=0))).objective
     mel = logmel_cnn()
     x0m = features(mel, y)
     subm = run_dream(mel, y, target=1, steps=10, lr=0.5, update="subtractive")

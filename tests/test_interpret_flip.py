@@ -22,7 +22,7 @@ class BandNet(nn.Module):
         with torch.no_grad():
             self.fc.weight.zero_()
             self.fc.bias.zero_()
-            for c, rows in enumerate((range(0, 5), range(5, 11), range(11, 16))):
+            for c, rows in enumerate((range(5), range(5, 11), range(11, 16))):
                 self.fc.weight[c, list(rows)] = 0.2 / len(rows)
 
     def forward(self, x):

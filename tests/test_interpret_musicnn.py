@@ -11,7 +11,7 @@ import torch
 
 from interpret_nets import signal
 from musiclens.core.interpret import auralise, cam, deconv, dream, saliency, similarity
-from musiclens.core.interpret.hooks import active_hooks, activations
+from musiclens.core.interpret.hooks import activations, active_hooks
 from musiclens.core.interpret.maps import upsample
 from musiclens.core.models import available, load
 

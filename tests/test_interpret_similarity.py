@@ -33,7 +33,9 @@ def test_linear_cka_matches_the_hsic_formula_and_its_invariances():
     n = x.shape[0]
     h = torch.eye(n, dtype=torch.float64) - 1.0 / n
     k, l = x @ x.T, y @ y.T
-    hsic = lambda p, q: torch.trace(p @ h @ q @ h)
+    def hsic(p, q):
+        return torch.trace(p @ h @ q @ h)
+
     want = hsic(k, l) / torch.sqrt(hsic(k, k) * hsic(l, l))
     assert float(sim.linear_cka(a, b)) == pytest.approx(float(want), rel=1e-9)
     q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g))

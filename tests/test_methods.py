@@ -95,7 +95,7 @@ def test_an_unknown_name_gives_one_error_listing_the_choices():
 def test_the_call_checks_layer_kind_and_options(gap, x):
     with pytest.raises(ParameterError, match="grad-cam needs a layer"):
         methods.get("grad-cam")(gap, x, target=0)
-    with pytest.raises(ParameterError, match="no option n_samples.*its options: output, mask"):
+    with pytest.raises(ParameterError, match=r"no option n_samples.*its options: output, mask"):
         methods.get("gradient")(gap, x, target=0, n_samples=3)
     with pytest.raises(ParameterError, match="smoothgrad works on audio models, not on a midi model"):
         methods.get("smoothgrad")(_midi_model(), _notes(), target=0)
@@ -158,7 +158,8 @@ def test_the_table_wraps_the_verbs_unchanged(gap, x):
 # ------------------------------------------------------------------ every consumer reads the table
 
 def test_every_entry_is_in_the_gui_list(qtbot):
-    from musiclens.app.panels.attribution import METHODS as PANEL_METHODS, AttributionPanel
+    from musiclens.app.panels.attribution import METHODS as PANEL_METHODS
+    from musiclens.app.panels.attribution import AttributionPanel
 
     panel = AttributionPanel()
     qtbot.addWidget(panel)

@@ -11,7 +11,13 @@ import pytest
 from musiclens.core.errors import MusicLensError
 from musiclens.core.midi import Instrument, Notes, read_midi, write_midi
 from musiclens.core.midi_edit import (
-    Note, NoteEditor, diff_notes, read_recovery, recovery_summary, snap, write_recovery,
+    Note,
+    NoteEditor,
+    diff_notes,
+    read_recovery,
+    recovery_summary,
+    snap,
+    write_recovery,
 )
 from musiclens.core.synth import additive, midi_to_hz, synthesise
 

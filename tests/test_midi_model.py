@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pretty_midi
 import pytest
 import torch
 
+from midi_tunes import make_folder, write_piece
 from musiclens.core.errors import MusicLensError
-from musiclens.core.training.data import scan_midi_folder, split_by_track
-from musiclens.core.training.midi import load_folder, train_midi_lstm
 from musiclens.core.models import registry
 from musiclens.core.models.midi_lstm import (
     NoteFeatureSpec,
@@ -19,31 +16,8 @@ from musiclens.core.models.midi_lstm import (
     load_midi_model,
     save_midi_model,
 )
-
-
-def write_piece(path, *, low: bool, n_notes: int, seed: int):
-    """'low': slow low notes (0.4 s, pitches 40..52); 'high': fast high notes (0.1 s, 72..84)."""
-    rng = np.random.default_rng(seed)
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    inst = pretty_midi.Instrument(program=0)
-    t = 0.0
-    for _ in range(n_notes):
-        d = 0.4 if low else 0.1
-        pitch = int(rng.integers(40, 53) if low else rng.integers(72, 85))
-        inst.notes.append(pretty_midi.Note(velocity=80, pitch=pitch, start=t, end=t + d))
-        t += d
-    pm.instruments.append(inst)
-    pm.write(str(path))
-
-
-def make_folder(root, per_class=10, n_notes=24):
-    for label in ("high", "low"):
-        (root / label).mkdir(parents=True)
-        for i in range(per_class):
-            write_piece(root / label / f"{label}{i:02d}.mid", low=label == "low", n_notes=n_notes,
-                        seed=i + (100 if label == "low" else 0))
-    return root
-
+from musiclens.core.training.data import scan_midi_folder, split_by_track
+from musiclens.core.training.midi import load_folder, train_midi_lstm
 
 SPEC = NoteFeatureSpec(n_notes=16, short="drop", drop_drums=True)
 
@@ -173,7 +147,7 @@ def test_save_load_round_trip(trained, dataset, tmp_path):
     with pytest.raises(MusicLensError, match="is a midi model, not an audio model"):
         registry.load(folder, kind="audio")
     with pytest.raises(MusicLensError, match="is a midi model: it has no audio front end"):
-        same.front_end
+        _ = same.front_end
 
 
 def test_load_errors(trained, tmp_path):

@@ -17,8 +17,8 @@ import torch
 
 from musiclens.core.interpret.midi_flip import flip
 from musiclens.core.midi import read_midi, write_midi
-from musiclens.core.training.midi import load_folder, train_midi_lstm
 from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, NoteFeatureSpec, load_midi_model
+from musiclens.core.training.midi import load_folder, train_midi_lstm
 
 pytestmark = pytest.mark.realdata
 
@@ -68,7 +68,8 @@ def test_jazz_vs_dance_lstm_held_out_accuracy(jazz_dance, record_property):
     record_property("jazz_dance_test_accuracy", m["test_accuracy"])
     record_property("jazz_dance_val_accuracy", m["val_accuracy"])
     print(f"jazz vs dance (first 100 notes, drums dropped): test accuracy {m['test_accuracy']:.3f} on 12 "
-          f"held-out files, val {m['val_accuracy']:.3f}, final train accuracy {steps[-1].metrics['train']['accuracy']:.3f}; "
+          f"held-out files, val {m['val_accuracy']:.3f}, "
+          f"final train accuracy {steps[-1].metrics['train']['accuracy']:.3f}; "
           f"test confusion {m['test_confusion']} (rows: dance, jazz)")
     assert steps[-1].metrics["train"]["loss"] < steps[0].metrics["train"]["loss"]  # it learns something from real data
     assert sum(map(sum, m["test_confusion"])) == 12

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pretty_midi
 import pytest
 import torch
 from torch import nn
 
+from midi_tunes import make_folder
 from musiclens.core import device as device_mod
 from musiclens.core import resources
 from musiclens.core.errors import MusicLensError, ParameterError
@@ -50,11 +50,11 @@ def test_registry_loads_audio_and_midi_models_into_one_class(audio_model, midi_m
         assert m.device == torch.device("cpu") and m.source is not None and m.layers
     # the kind-specific accessors fail with a message that says what the model reads
     with pytest.raises(MusicLensError, match="is a midi model: it has no audio front end"):
-        midi_model.front_end
+        _ = midi_model.front_end
     with pytest.raises(MusicLensError, match="not a MIDI model"):
-        audio_model.spec
+        _ = audio_model.spec
     with pytest.raises(MusicLensError, match="MIDI notes"):
-        midi_model.patch_seconds
+        _ = midi_model.patch_seconds
     # the same label lookup and the same prediction call for both kinds
     assert midi_model.label_index("FOLK") == 1 and audio_model.label_index("rock") == 0
     x, mask = midi_model.tensors(np.tile([[60.0, 0.25, 0.25]], (100, 1)), np.ones(100, bool))
@@ -92,28 +92,10 @@ def test_dataclasses_replace_and_constructor_aliases(audio_model):
         input_kind("logmel")
 
 
-def _midi_folder(root: Path, per_class: int = 8, n_notes: int = 24) -> Path:
-    for label, low in (("high", False), ("low", True)):
-        (root / label).mkdir(parents=True)
-        for i in range(per_class):
-            rng = np.random.default_rng(i + (100 if low else 0))
-            pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-            inst = pretty_midi.Instrument(program=0)
-            t = 0.0
-            for _ in range(n_notes):
-                d = 0.4 if low else 0.1
-                pitch = int(rng.integers(40, 53) if low else rng.integers(72, 85))
-                inst.notes.append(pretty_midi.Note(velocity=80, pitch=pitch, start=t, end=t + d))
-                t += d
-            pm.instruments.append(inst)
-            pm.write(str(root / label / f"{label}{i:02d}.mid"))
-    return root
-
-
 def test_a_midi_model_trained_by_the_midi_trainer_loads_through_the_registry(tmp_path):
     from musiclens.core.training.midi import train_on_folder
 
-    root = _midi_folder(tmp_path / "data")
+    root = make_folder(tmp_path / "data", per_class=8)
     out = tmp_path / "tiny-midi"
     events = list(train_on_folder(root, out=out, config={"epochs": 2, "batch_size": 8, "device": "cpu"},
                                   model_params={"n_notes": 16, "short": "drop", "hidden": 8, "layers": 1}))
@@ -159,7 +141,7 @@ def test_waveform_spec_saves_and_loads(tmp_path):
     assert m.kind == "waveform" and m.patch_frames == 4000 and m.patch_samples == 4000
     assert m.patch_seconds == 0.5 and m.sample_rate == 8000
     with pytest.raises(MusicLensError, match="waveform model: it has no audio front end"):
-        m.front_end
+        _ = m.front_end
     back = registry.load(registry.save(m, tmp_path / "wave"))
     meta = json.loads((tmp_path / "wave" / "model.json").read_text())
     assert meta["input"] == "waveform" and meta["waveform"] == {"sample_rate": 8000, "patch_samples": 4000}
@@ -236,6 +218,24 @@ def test_patch_length_conversions_agree_with_the_old_formulas(name):
         fe.frames_to_samples(0)
 
 
+@pytest.mark.parametrize("name", resources.available_for("audio"))
+def test_training_patches_use_the_one_definition(name):
+    """The training data's patch spans (padded audio per patch, the audio under a stem
+    segment) are the FrontEnd's conversions and equal the old formulas."""
+    from musiclens.core.training.data import patches
+
+    m = registry.load(name)
+    fe, p = m.front_end, m.patch_frames
+    ps = patches.PatchSet("audio", fe, p, [], np.zeros((0, 2), np.int64), np.zeros(0, np.int64),
+                          np.zeros(0, np.int64), [])
+    assert ps.audio_span() == (p - 1) * fe.hop + fe.n_fft  # the old formula
+    y = np.random.default_rng(0).standard_normal(8 * p * fe.hop).astype(np.float32)
+    starts = [0, p, 3 * p + 5]
+    old = [20 * np.log10(max(float(np.sqrt(np.mean(np.square(y[s * fe.hop:(s + p - 1) * fe.hop + 1],
+                                                              dtype=np.float64)))), 1e-10)) for s in starts]
+    np.testing.assert_array_equal(patches._segment_db(y, fe, starts, p), old)
+
+
 def test_taggram_patches_use_the_one_definition(audio_model):
     from musiclens.core.tagging import audio_to_patches, taggram
 
@@ -244,7 +244,7 @@ def test_taggram_patches_use_the_one_definition(audio_model):
     tg = taggram(audio_model, y)
     assert tg.patch_seconds == audio_model.patch_seconds and len(tg.probabilities) == 2
     assert audio_to_patches(audio_model, y[:(audio_model.patch_frames - 1) * fe.hop]).shape[0] == 1
-    with pytest.raises(ParameterError, match="needs at least 2.98 s"):
+    with pytest.raises(ParameterError, match=r"needs at least 2\.98 s"):
         audio_to_patches(audio_model, y[:(audio_model.patch_frames - 1) * fe.hop - 1])
 
 

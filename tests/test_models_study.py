@@ -12,7 +12,10 @@ import torch
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models import registry, study
 from musiclens.core.models.vanilla_cnn import (
-    InterpretableMask, localisation, mask_templates, zhang_filter_loss,
+    InterpretableMask,
+    localisation,
+    mask_templates,
+    zhang_filter_loss,
 )
 
 torch.set_num_threads(1)
@@ -103,7 +106,7 @@ def test_weights_that_do_not_match_the_json_give_one_clear_message(tmp_path):
     meta["architecture"] = {"family": "gap-cnn", "params": dict(meta["architecture"]["params"], n_labels=3)}
     meta["labels"] = ["a", "b", "c"]
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(MusicLensError, match="missing .* tensors"):
+    with pytest.raises(MusicLensError, match=r"missing .* tensors"):
         registry.load(tmp_path / "m")
 
 

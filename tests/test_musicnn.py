@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def test_dense_matrix(mtt):
     assert torch.allclose(d["energy"], (d["W"] ** 2).mean(-1))
     groups = d["row_groups"]
     assert groups[0][1] == 0 and groups[-1][2] == 753
-    assert all(a[2] == b[1] for a, b in zip(groups, groups[1:]))
+    assert all(a[2] == b[1] for a, b in itertools.pairwise(groups))
     with pytest.raises(ParameterError):
         tagging.dense_matrix(registry.load("MTT_vgg"), x)
 

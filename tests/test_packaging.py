@@ -121,9 +121,8 @@ def test_desktop_entry_passes_desktop_file_validate(tmp_path):
 
 # ---------------------------------------------------------------------- icon
 def test_icon_svg_is_reproducible_and_its_pngs_are_drawn_at_their_sizes():
-    from PIL import Image
-
     import make_icons
+    from PIL import Image
 
     assert (ICONS / "musiclens.svg").read_text(encoding="utf-8") == make_icons.svg()
     for n in make_icons.SIZES:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
-import pretty_midi
 import pytest
-
-from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ALSA_SYSTEM_CONF = Path("/usr/share/alsa/alsa.conf")
@@ -21,46 +19,17 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from conftest import open_window  # noqa: E402
+from midi_tunes import folk_tune  # noqa: E402
 from musiclens.app.window import MainWindow  # noqa: E402
 
 TIMEOUT_MS = 60_000
 
 
-def folk_tune(path, n=60):
-    """A jig-like fiddle tune at 120 bpm (the bundled model says folk)."""
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    inst = pretty_midi.Instrument(program=40, name="fiddle")
-    melody = [67, 71, 74, 71, 67, 71, 72, 76, 79, 76, 74, 72, 71, 74, 67, 69, 71, 72, 74, 76] * 6
-    t = 0.0
-    for i, p in enumerate(melody[:n]):
-        d = 0.25 if i % 3 else 0.5
-        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=t, end=t + d))
-        t += d
-    pm.instruments.append(inst)
-    pm.write(str(path))
-    return path
-
-
 @pytest.fixture
-def recovery(tmp_path, monkeypatch):
-    path = tmp_path / "recovery.json"
-    monkeypatch.setenv("MUSICLENS_RECOVERY", str(path))
-    monkeypatch.setenv("MUSICLENS_SETTINGS", str(tmp_path / "settings.ini"))
-    return path
-
-
-def make_window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    return win
-
-
-@pytest.fixture
-def window(qtbot, recovery):
-    win = make_window(qtbot)
-    yield win
-    win.close()
+def recovery(isolated):
+    """The crash-recovery file the window writes (``isolated`` points it into tmp_path)."""
+    return isolated / "recovery.json"
 
 
 def open_and_classify(qtbot, win, path):
@@ -244,7 +213,7 @@ def test_recovery_file_restores_edits_after_the_window_is_gone(qtbot, recovery, 
     win.deleteLater()
     qtbot.wait(50)
 
-    again = make_window(qtbot)
+    again = open_window(qtbot)
     roll2 = again.piano_roll
     qtbot.waitUntil(roll2.restore_bar.isVisible, timeout=5000)
     assert "2 edit(s) to tune.mid" in roll2.restore_label.text()
@@ -260,7 +229,7 @@ def test_recovery_file_restores_edits_after_the_window_is_gone(qtbot, recovery, 
     assert roll2.editor.notes.equals(read_midi(tmp_path / "tune.mid"))
     again.close()
 
-    shooting = make_window(qtbot)  # ``musiclens gui --screenshot`` never offers it
+    shooting = open_window(qtbot)  # ``musiclens gui --screenshot`` never offers it
     shooting.screenshot_mode = True
     qtbot.wait(100)
     assert recovery.is_file() and not shooting.piano_roll.restore_bar.isVisible()

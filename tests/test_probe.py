@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclens.core.training import data, entry, probe
-from musiclens.core.training import events as training_events
-from musiclens.core.training import loop as train
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models import registry, study
 from musiclens.core.models.musicnn_probe import finetune_blocks
+from musiclens.core.training import data, entry, probe
+from musiclens.core.training import events as training_events
+from musiclens.core.training import loop as train
 
 torch.set_num_threads(1)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the panel test; set before pytest-qt's QApplication
@@ -269,7 +269,6 @@ def test_grad_cam_and_saliency_for_a_new_class(fitted, clip):
 
 def test_filter_auralisation_of_frozen_layers_equals_the_base_models(fitted, clip):
     from musiclens.core.interpret import auralise
-
     from musiclens.core.tagging import layer_outputs
 
     m, _, _ = fitted
@@ -366,7 +365,6 @@ def test_gtzan_excerpts_probe_by_track(shared_data, tmp_path, capsys):
 @pytest.mark.gui
 def test_training_panel_offers_the_probe_base_and_features(qtbot, monkeypatch):
     from musiclens.app.panels.training import ARCHS, TrainingPanel
-
     from musiclens.core.training import archs
 
     assert "musicnn-probe" in ARCHS and tuple(archs.names("audio")) == tuple(study.ARCHS)
@@ -397,7 +395,8 @@ def test_multi_label_probe_on_stem_mixes(tmp_path):
     m = study.create("musicnn-probe", ds.labels, multilabel=True, features="tags")
     prepared = data.prepare_all(ds, split, m.front_end, m.patch_frames)
     assert prepared.sets["train"].y.shape[1] == 2 and len(prepared.sets["train"]) == 3 * 3  # 3 mixes × 3 tracks
-    done = training_events.run(probe.train_probe(m, prepared, settings=probe.ProbeSettings(l2_grid=(0.01, 1.0), folds=3)))
+    settings = probe.ProbeSettings(l2_grid=(0.01, 1.0), folds=3)
+    done = training_events.run(probe.train_probe(m, prepared, settings=settings))
     assert done.kind == "done" and m.multilabel and m.provenance["probe"]["cv"]["folds"] == 3
     test = train.metrics_from(done.predictions["test"], prepared.sets["test"], ds.labels)
     assert test["roc_auc_mean"] == 1.0  # each stem is a pure tone: both tags are separable

@@ -51,7 +51,7 @@ def test_run_app_on_a_real_x_server_takes_a_screenshot(tmp_path, xvfb):
     env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
     env.update(QT_QPA_PLATFORM="xcb", DISPLAY=xvfb, MUSICLENS_NO_APT="1",
                MUSICLENS_SETTINGS=str(tmp_path / "settings.ini"))
-    out = subprocess.run([str(REPO / "run-app"), "gui", "--demo", "--geometry", "%dx%d" % SIZE,
+    out = subprocess.run([str(REPO / "run-app"), "gui", "--demo", "--geometry", "{}x{}".format(*SIZE),
                           "--screenshot", str(shot)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"exit status {out.returncode}:\n{out.stderr[-3000:]}"

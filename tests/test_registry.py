@@ -66,7 +66,7 @@ def test_bad_folders(tmp_path):
     with pytest.raises(MusicLensError, match="no model named"):
         registry.load("certainly-not-a-model")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MusicLensError, match="model.json is missing"):
+    with pytest.raises(MusicLensError, match=r"model\.json is missing"):
         registry.load(tmp_path / "empty")
     registry.save(tiny_model(), tmp_path / "m")
     (tmp_path / "m/model.json").write_text("{not json")

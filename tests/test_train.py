@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclens.core.training import data, entry
-from musiclens.core.training import events as training_events
-from musiclens.core.training import loop as train
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.features import logmel_frontend
 from musiclens.core.models import registry, study
+from musiclens.core.training import data, entry
+from musiclens.core.training import events as training_events
+from musiclens.core.training import loop as train
 
 torch.set_num_threads(1)
 SR = 8000
@@ -271,7 +271,8 @@ def test_metrics_match_scikit_learn_on_random_scores():
 def _patchset(y, track, multilabel=False):
     y = np.asarray(y, dtype=np.float32 if multilabel else np.int64)
     return data.PatchSet("features", FE, 16, [np.zeros((1, 16, 16), np.float32)],
-                         np.zeros((len(y), 2), np.int64), y, np.asarray(track), [f"t{i}" for i in range(max(track) + 1)])
+                         np.zeros((len(y), 2), np.int64), y, np.asarray(track),
+                         [f"t{i}" for i in range(max(track) + 1)])
 
 
 def test_confusion_matrix_per_class_and_track_accuracy_by_hand():

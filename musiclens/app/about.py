@@ -7,6 +7,7 @@ then in the worker thread, which owns the model (``Session.model`` is touched on
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -18,7 +19,14 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QLayout, QPushButton, QTextBrowser, QVBoxLayout,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -75,21 +83,28 @@ def device_info(model: Any = None) -> dict[str, Any]:
     }
     net = getattr(model, "net", None)
     if net is not None:
-        try:
+        with contextlib.suppress(StopIteration):  # a model without parameters
             info["model_device"] = str(next(net.parameters()).device)
-        except StopIteration:
-            pass
     return info
+
+
+def short_device(info: dict[str, Any]) -> str:
+    """The device's name as the status bar shows it: "CPU" or "GPU (name)" (the start of
+    :func:`describe_device`'s line, so the About box and the status bar agree)."""
+    used = info.get("model_device")
+    if used and used.startswith("cuda"):
+        return f"GPU ({info.get('gpu') or used})"
+    return "CPU"
 
 
 def describe_device(info: dict[str, Any]) -> str:
     """One line for people: "CPU" or "GPU (name)", and whether a GPU sits unused."""
     used = info.get("model_device")
     if used and used.startswith("cuda"):
-        return f"GPU ({info.get('gpu') or used})"
+        return short_device(info)
     text = f"CPU ({info.get('threads')} torch thread(s) in the worker" + (")" if used else "; no model loaded yet)")
     if info.get("cuda_available"):
-        text += f"; a CUDA GPU is available ({info.get('gpu')}) but the model runs on the CPU"
+        text += f"; a CUDA GPU is available ({info.get('gpu')}) but the model runs on the CPU (Model > Device)"
     else:
         text += "; no CUDA GPU available"
     return text

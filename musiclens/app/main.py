@@ -17,12 +17,14 @@ def demo_path() -> Path:
 
 def run(*, file: str | None = None, model: str | None = None, demo: bool = False,
         screenshot: str | None = None, timeout_s: float = 300.0,
-        geometry: tuple[int, int] | None = None) -> int:
+        geometry: tuple[int, int] | None = None, device: str | None = None) -> int:
     """Open the main window with ``model`` and ``file`` (the bundled demo by default).
 
     ``screenshot``: wait until the first analysis has finished, save a PNG of the whole
     window and quit (exit status 1 if an error or the timeout came first).
     ``geometry``: (width, height) of the window in pixels; a screenshot is exactly that size.
+    ``device``: where the model runs this time (``"auto"``, ``"cpu"``, ``"cuda"``; default: the
+    window's saved Model > Device setting, itself "auto" at first).
     """
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
@@ -36,6 +38,8 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
 
     window = MainWindow()
     window.screenshot_mode = bool(screenshot)
+    if device:
+        window.set_device(device, save=False)  # this run only; Model > Device saves a choice
     if geometry is not None:
         least = window.minimumSizeHint()
         if geometry[0] < least.width() or geometry[1] < least.height():

@@ -118,7 +118,8 @@ class Player(QObject):
             self._stream = sd.OutputStream(samplerate=self.rate, channels=1, dtype="float32",
                                            callback=self._callback, finished_callback=None)
             self._stream.start()
-        except (OSError, Exception) as exc:  # no PortAudio (OSError) or no device (PortAudioError)
+        # no PortAudio (OSError), no device (PortAudioError) or anything else: a message, never a crash
+        except Exception as exc:  # noqa: BLE001
             self._stream = None
             detail = " ".join(str(exc).split())
             self.error.emit(f"no audio output: {detail}. Everything else works; "
@@ -146,7 +147,7 @@ class Player(QObject):
             try:
                 self._stream.stop()
                 self._stream.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a stream that fails to stop is dropped all the same
                 pass
             self._stream = None
 

@@ -15,8 +15,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 # soname -> Debian/Ubuntu package (the names are the same on Debian 12/13, Ubuntu 22.04/24.04;
 # the few t64-renamed ones are still installable under the old name on 64-bit systems)
@@ -138,7 +138,7 @@ def debian_package(soname: str) -> str | None:
     with PySide6). Unknown names follow Debian's policy: libfoo.so.3 -> libfoo3."""
     if soname in PACKAGES:
         return PACKAGES[soname]
-    if soname.startswith("libQt6") or soname.startswith("libicu"):
+    if soname.startswith(("libQt6", "libicu")):
         return None
     m = re.match(r"^(lib[\w.+-]+?)\.so\.(\d+)", soname)
     if not m:

@@ -8,19 +8,36 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-    QScrollArea, QToolBar, QWidget,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QToolBar,
+    QWidget,
 )
 
 from musiclens.app.player import Player
 from musiclens.app.session import DEFAULT_MODEL, Analysis, ModelSummary, Recording, Session
-from musiclens.app.worker import JobProgress, Worker
+from musiclens.app.worker import Worker
 
 AUDIO_FILTER = ("Audio or MIDI (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff *.mid *.midi *.rmi *.kar);;"
                 "MIDI (*.mid *.midi *.rmi *.kar);;All files (*)")
 MAX_RECENT = 10
 # failures the user must see (a dialog as well as the status bar): session job names
-MUST_SEE_FAILURES = ("open ", "load model ")
+MUST_SEE_FAILURES = ("open ", "load model ", "use the GPU")
+# Model > Device: (setting, menu text, tooltip); the words of musiclens.core.device.DEVICE_CHOICES
+DEVICE_MENU = (
+    ("auto", "&Auto (the GPU when there is one)", "Run the model on the GPU when one is present, else on the CPU"),
+    ("cpu", "&CPU", "Run the model on the CPU"),
+    ("cuda", "CU&DA GPU", "Run the model on the CUDA GPU"),
+)
+DEVICE_NAMES = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA GPU"}
 
 
 def settings() -> QSettings:
@@ -95,6 +112,10 @@ class MainWindow(QMainWindow):
         self.panels: dict[str, QWidget] = {}  # title -> the panel (a dock's widget may scroll it)
         self.error_dialog: QMessageBox | None = None  # the last failure the user must see
         self._play_on_recording = True  # what plays is (part of) the open recording
+        saved = str(settings().value("device", "auto") or "auto").strip().lower()
+        self.device = saved if saved in DEVICE_NAMES else "auto"  # Model > Device (saved in the settings)
+        self._device_before: str | None = None  # the setting to go back to if loading on self.device fails
+        self._asked: tuple[str, object] | None = None  # the model last asked for, and its ``then``
         self._build_status_bar()
         self._build_panels()
         self._build_toolbar()
@@ -119,15 +140,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ construction
     def _build_panels(self) -> None:
-        from musiclens.app.panels.predictions import PredictionsPanel
-        from musiclens.app.panels.spectrogram import SpectrogramView
-
         from musiclens.app.panels.attribution import AttributionPanel
         from musiclens.app.panels.dream import DreamPanel
         from musiclens.app.panels.kernels import KernelsPanel
         from musiclens.app.panels.layers import LayersPanel
         from musiclens.app.panels.piano_roll import PianoRollPanel
+        from musiclens.app.panels.predictions import PredictionsPanel
         from musiclens.app.panels.similarity import SimilarityPanel
+        from musiclens.app.panels.spectrogram import SpectrogramView
         from musiclens.app.panels.training import TrainingPanel
 
         self.spectrogram = SpectrogramView()
@@ -215,12 +235,13 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence.Quit)
         self.view_menu = menu.addMenu("&View")
-        for title, dock in self.docks.items():
+        for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
         self.view_menu.addSeparator()
         self._action(self.view_menu, "Reset layout", self.reset_layout)
         model = menu.addMenu("&Model")
         self._action(model, "Open model &folder…", self.open_model_dialog)
+        self._build_device_menu(model)
         analysis = menu.addMenu("&Analysis")
         self._action(analysis, "&Predict again", lambda: self.session.recording and self.session.analyse())
         self._action(analysis, "&Cancel running jobs", lambda: self.job_queue.cancel_all())
@@ -242,6 +263,10 @@ class MainWindow(QMainWindow):
         from musiclens.app.jobs import JobQueueButton
 
         bar = self.statusBar()
+        self.device_label = QLabel(f" Device: {DEVICE_NAMES[self.device]}… ")  # the model's, once loaded
+        self.device_label.setObjectName("device-label")
+        self.device_label.setToolTip("Where the model runs (Model > Device); shown once the model has loaded")
+        bar.addPermanentWidget(self.device_label)
         self.job_queue = JobQueueButton([self.train_worker, self.worker])  # running + queued jobs
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(220)
@@ -301,7 +326,9 @@ class MainWindow(QMainWindow):
         """Load ``model`` in the worker, then open ``path`` (the demo by default)."""
         self._populate_models(model)
         self._showcase = path is not None  # first analysis: also show a layer and a Grad-CAM
-        self.session.load_model(model, then=lambda: self.open_file(path) if path else None)
+        self._load_model(model, then=lambda: self.open_file(path) if path else None)
+        if self.device == "cuda" and self._device_before is None:
+            self._device_before = "auto"  # a saved "cuda" on a machine without a GPU: fall back
 
     def open_file(self, path: str | Path) -> None:
         from musiclens.core.midi import MIDI_EXTENSIONS
@@ -326,6 +353,7 @@ class MainWindow(QMainWindow):
 
     def _on_model(self, summary: ModelSummary) -> None:
         self.setWindowTitle(f"MusicLens — {summary.name}")
+        self._show_device()
         self.layers.set_model(summary)
         self.attribution.set_model(summary)
         self.dream.set_model(summary)
@@ -507,6 +535,8 @@ class MainWindow(QMainWindow):
         self.last_error = message
         if message.startswith("load model ") and self.session.summary is not None:
             self._select_model(self.session.summary)  # the picker shows the model in use
+        if message.startswith("load model ") and self._device_before is not None:
+            self._revert_device()
         if message.startswith(MUST_SEE_FAILURES) and not self.screenshot_mode:
             self._show_error_dialog(message)
 
@@ -633,7 +663,7 @@ class MainWindow(QMainWindow):
         name = self.model_picker.itemData(index)
         if name and (self.session.summary is None or name not in (self.session.summary.name,
                                                                     self.session.summary.source)):
-            self.session.load_model(name)
+            self._load_model(name)
 
     def open_model_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a model folder (weights.safetensors + model.json)")
@@ -642,7 +672,7 @@ class MainWindow(QMainWindow):
 
     def open_model_folder(self, folder: str) -> None:
         """Load a model folder; it joins the picker and the remembered folders once it loads."""
-        self.session.load_model(folder, then=lambda: self._add_model_folder(folder))
+        self._load_model(folder, then=lambda: self._add_model_folder(folder))
 
     def _add_model_folder(self, folder: str) -> None:
         """Remember a model folder and list it in the picker (newest first)."""
@@ -650,6 +680,100 @@ class MainWindow(QMainWindow):
         settings().setValue("model_folders", [folder] + folders)
         if self.model_picker.findData(folder) < 0:
             self.model_picker.addItem(Path(folder).name, folder)
+
+    def _load_model(self, name: str, *, then=None) -> None:
+        """Load ``name`` on the Model > Device setting (remembered, to load it again elsewhere)."""
+        self._asked = (name, then)
+        self.session.load_model(name, then=then, device=self.device)
+
+    # ------------------------------------------------------------------ device
+    def _build_device_menu(self, model_menu) -> None:
+        from PySide6.QtGui import QActionGroup
+
+        menu = model_menu.addMenu("&Device")
+        menu.setToolTipsVisible(True)
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.device_actions: dict[str, QAction] = {}
+        for word, text, tip in DEVICE_MENU:
+            action = QAction(text, self)
+            action.setCheckable(True)
+            action.setData(word)
+            action.setToolTip(tip)
+            action.triggered.connect(lambda _checked=False, word=word: self.set_device(word))
+            group.addAction(action)
+            menu.addAction(action)
+            self.device_actions[word] = action
+        # greyed until PyTorch has loaded (with the first model) and says whether there is a GPU
+        self.device_actions["cuda"].setEnabled(False)
+        self.device_actions["cuda"].setToolTip("Looking for a CUDA GPU (once PyTorch has loaded)…")
+        self._sync_device_menu()
+
+    def _sync_device_menu(self) -> None:
+        self.device_actions[self.device].setChecked(True)
+
+    def set_device(self, word: str, *, save: bool = True) -> bool:
+        """Model > Device: run the model on ``word`` (``"auto"``: the GPU when there is one,
+        ``"cpu"``, ``"cuda"``); the loaded model is loaded again there and the setting is saved
+        (``save``). Asking for CUDA where there is none says why and keeps the model and the
+        setting as they are. Returns whether the device was taken."""
+        word = str(word).strip().lower()
+        if word not in DEVICE_NAMES:
+            self.show_error(f"use the GPU: unknown device {word!r}; use auto, cpu or cuda")
+            self._sync_device_menu()
+            return False
+        if word == "cuda":
+            from musiclens.core.device import cuda_problem  # imports torch (loaded with the model)
+
+            problem = cuda_problem()
+            if problem is not None:
+                where = self.device_label.text().strip().removeprefix("Device: ").rstrip("…")
+                self.show_error(f"use the GPU: {problem}; the model stays where it is ({where})")
+                self._sync_device_menu()
+                return False
+        if save:
+            settings().setValue("device", word)
+        if word == self.device:
+            self._sync_device_menu()
+            return True
+        self._device_before, self.device = self.device, word
+        self._sync_device_menu()
+        summary = self.session.summary
+        if summary is not None:
+            self._load_model(summary.source or summary.name)
+        elif self._asked is not None:  # the first load failed: try that model again here
+            self._load_model(self._asked[0], then=self._asked[1])
+        return True
+
+    def _revert_device(self) -> None:
+        """Loading on the new device failed: back to the setting before it (the model that was
+        loaded stays loaded; with none, the asked-for model is loaded on the old setting)."""
+        before, self._device_before = self._device_before, None
+        if before is None or before == self.device:
+            return
+        failed, self.device = self.device, before
+        if str(settings().value("device", "")).lower() == failed:  # saved: save the one that works
+            settings().setValue("device", before)
+        self._sync_device_menu()
+        if self.session.summary is None and self._asked is not None:
+            self._load_model(self._asked[0], then=self._asked[1])
+
+    def _show_device(self) -> None:
+        """A model has loaded (so torch is imported): the status bar names its device, and
+        Model > Device offers CUDA only where there is a GPU."""
+        from musiclens.app.about import device_info, short_device
+        from musiclens.core.device import cuda_problem
+
+        self._device_before = None
+        info = device_info(self.session.model)
+        name = short_device(info)
+        self.device_label.setText(f" Device: {name} ")
+        self.device_label.setToolTip(f"The model runs on the {name} (Model > Device: {DEVICE_NAMES[self.device]})")
+        problem = cuda_problem()
+        cuda = self.device_actions["cuda"]
+        cuda.setEnabled(problem is None)
+        cuda.setToolTip(f"Run the model on the GPU ({info.get('gpu')})" if problem is None
+                        else f"Not available: {problem}")
 
     # ------------------------------------------------------------------ layout
     def _restore_layout(self) -> None:

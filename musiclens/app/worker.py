@@ -17,8 +17,9 @@ import queue
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -50,7 +51,7 @@ class JobProgress:
 class JobContext:
     """Handed to a job function: report progress, honour cancellation."""
 
-    def __init__(self, job: "Job") -> None:
+    def __init__(self, job: Job) -> None:
         self._job = job
 
     @property
@@ -131,7 +132,7 @@ class _Runner(QThread):
     # so every Job signal fires in the GUI thread whatever its slots are.
     event = Signal(object, str, object)  # job, kind, payload
 
-    def __init__(self, jobs: "queue.Queue[Job | None]", threads: int) -> None:
+    def __init__(self, jobs: queue.Queue[Job | None], threads: int) -> None:
         super().__init__()
         self._jobs = jobs
         self._threads = threads
@@ -142,7 +143,7 @@ class _Runner(QThread):
             import torch
 
             torch.set_num_threads(self._threads)
-        except Exception:  # torch missing is reported by the first job that needs it
+        except Exception:  # noqa: BLE001 - torch missing is reported by the first job that needs it
             pass
         while True:
             job = self._jobs.get()

@@ -100,9 +100,8 @@ def write_png(path: str, spec) -> None:
     import numpy as np
     from PIL import Image
 
-    from musiclens.cli.spectrogram import to_grey_image
-
     from musiclens.cli._output import prepare_output
+    from musiclens.cli.spectrogram import to_grey_image
 
     out = prepare_output(path)
     Image.fromarray(to_grey_image(np.asarray(spec, dtype=np.float64)), mode="L").save(out)

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-#: Method names the MIDI saliency understands (the method table's spellings and the old ones).
-MIDI_METHODS = {"gradient": "gradient", "grad": "gradient", "saliency": "gradient",
-                "gradient-x-input": "gradient-x-input", "grad-x-input": "gradient-x-input",
-                "integrated-gradients": "integrated-gradients", "ig": "integrated-gradients",
-                "integrated_gradients": "integrated-gradients"}
+from typing import Any, Literal
 
 
 def is_midi_file(path) -> bool:
@@ -45,35 +40,39 @@ def saliency(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
     from musiclens.cli._output import prepare_output
     from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret import methods
     from musiclens.core.interpret import midi_saliency as ms
     from musiclens.core.models.midi_lstm import load_midi_model
 
-    name = str(getattr(args, "method", "gradient") or "gradient").strip().lower()
-    method = MIDI_METHODS.get(name)
-    if method == "gradient" and getattr(args, "times_input", False):
-        method = "gradient-x-input"
-    if method is None:
-        raise ParameterError(f"--method {name} does not apply to MIDI models; MIDI saliency offers "
-                             "gradient, gradient-x-input and integrated-gradients")
+    meth = methods.get(str(getattr(args, "method", "gradient") or "gradient"))
+    if meth.name == "gradient" and getattr(args, "times_input", False):
+        meth = methods.get("gradient-x-input")
+    if "midi" not in meth.input_kinds:
+        raise ParameterError(f"--method {meth.name} does not apply to MIDI models; MIDI saliency offers "
+                             + ", ".join(methods.names(kind="midi")))
+    method = meth.name
     out_path = getattr(args, "output", None)
     if out_path is not None and Path(out_path).suffix.lower() not in (".npz", ".csv"):
         raise ParameterError(f"for a MIDI file -o must end in .npz or .csv, got {out_path!r}")
-    m = load_midi_model(midi_model_name(getattr(args, "model", None)))
+    m = load_midi_model(midi_model_name(getattr(args, "model", None)), device=getattr(args, "device", "auto"))
     notes = m.spec.read(args.file)
     feats, mask = m.spec.window(notes)
     x, mk = m.tensors(feats, mask)
     probs = m.predict(x, mk)[0].cpu().numpy()
     target = int(np.argmax(probs)) if getattr(args, "target", None) is None else m.label_index(args.target)
-    score = {"logit": "logit", "probability": "probability"}.get(getattr(args, "output_score", "logit"), "logit")
-    extra: dict = {}
+    score: Literal["logit", "probability"] = (
+        "probability" if getattr(args, "output_score", "logit") == "probability" else "logit")
+    options: dict[str, Any] = {"output": score, "mask": mk}
+    info: dict[str, Any] = {}
     if method == "integrated-gradients":
-        r = ms.integrated_gradients(m, x, mk, target=target, output=score, steps=max(int(getattr(args, "steps", 256)), 256))
-        attr = r.attributions
-        extra = {"score_at_input": float(r.output[0]), "score_at_baseline": float(r.baseline_output[0]),
-                 "completeness_error": float(r.delta[0]), "relative_error": float(r.relative_delta[0])}
-    else:
-        attr = ms.gradient_saliency(m, x, mk, target=target, output=score,
-                                    times_input=method == "gradient-x-input")
+        options.update(steps=max(int(getattr(args, "steps", 256)), 256), info=info)
+    attr = meth(m, x, target=target, **options)
+    extra: dict[str, float] = {}
+    if info:
+        extra = {"score_at_input": float(info["score_at_input"][0]),
+                 "score_at_baseline": float(info["score_at_baseline"][0]),
+                 "completeness_error": float(info["completeness_error"][0]),
+                 "relative_error": float(info["relative_error"][0])}
     k = int(mask.sum())
     a = attr[0].detach().cpu().numpy().astype(np.float32)[:k]
     per = ms.per_note(attr.detach())[0].cpu().numpy().astype(np.float32)[:k]

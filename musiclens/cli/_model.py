@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from musiclens.core.device import DEVICE_CHOICES  # torch-free to import
 from musiclens.core.resources import DEFAULT_MIDI_MODEL, DEFAULT_MODEL
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")  # = musiclens.core.device.DEVICE_CHOICES (no torch here)
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_MIDI_MODEL", "DEVICE_CHOICES", "add_model_argument",
            "add_device_argument", "load_model"]

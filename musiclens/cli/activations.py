@@ -10,6 +10,7 @@ The .npz holds ``activations`` (P, ...) float32, ``patch_starts_s`` (P,), ``laye
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from musiclens.cli._model import DEFAULT_MODEL, add_model_argument  # noqa: F401
 
@@ -35,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.errors import ParameterError
     from musiclens.core.models import registry
     from musiclens.core.tagging import (
-        audio_to_patches, dense_matrix, layer_outputs, load_audio_for,
+        audio_to_patches,
+        dense_matrix,
+        layer_outputs,
+        load_audio_for,
     )
 
     m = registry.load(args.model, device=args.device)
@@ -49,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     patches = audio_to_patches(m, load_audio_for(m, args.file))
     acts = layer_outputs(m, patches, [args.layer])[args.layer]
     fe = m.front_end
-    data = {
+    # dict[str, Any]: numpy's savez_compressed stub matches **dict values against allow_pickle: bool too
+    data: dict[str, Any] = {
         "activations": acts.cpu().numpy().astype(np.float32),
         "patch_starts_s": fe.frames_to_seconds(np.arange(len(patches)) * m.patch_frames),
         "layer": np.array(info.name if info else args.layer),

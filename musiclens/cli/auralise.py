@@ -29,21 +29,20 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
-    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import read_audio
-    from musiclens.core import audio
-    from musiclens.core.interpret.auralise import auralise_filter
-    from musiclens.core.interpret.deconv import auralise_deconv
+    from musiclens.cli._output import prepare_output
+    from musiclens.core import analyses, audio
     from musiclens.core.models import registry
 
     m = registry.load(args.model, device=args.device)
     duration = 30.0 if args.duration is None else args.duration
     y, sr = read_audio(args.file, m, offset=args.offset, duration=duration)
-    fn = auralise_deconv if args.deconv else auralise_filter
-    res = fn(m, y, layer=args.layer, filter=args.filter, sample_rate=sr)
-    out = audio.save(prepare_output(args.output), res.audio[0], res.sample_rate)
+    # the window's "hear a filter" (core.analyses), on the file at its own rate
+    res = analyses.hear_filter(m, y, args.layer, args.filter, how="deconv" if args.deconv else "activation",
+                               sample_rate=sr)
+    out = audio.save(prepare_output(args.output), res.audio, res.sample_rate)
     rms_in = float(np.sqrt(np.mean(y ** 2)))
-    rms_out = float(np.sqrt(np.mean(res.audio[0] ** 2)))
+    rms_out = float(np.sqrt(np.mean(res.audio ** 2)))
     summary = {"model": m.name, "file": str(args.file), "layer": args.layer, "filter": args.filter,
                "method": "deconv" if args.deconv else "activation", "output": str(out),
                "sample_rate": res.sample_rate, "seconds": len(y) / sr,

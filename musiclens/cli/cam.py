@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
-    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.cli._output import prepare_output
+    from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret import methods
     from musiclens.core.interpret.maps import upsample
     from musiclens.core.models import registry
 
@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x)
-    method = methods.get(args.method)
-    heat = method(m, x, layer=args.layer, target=target, **method.supported({"relu": args.relu}))
+    heat = analyses.attribute(m, x, args.method, target, layer=args.layer, options={"relu": args.relu})
     if args.upsample:
         heat = upsample(heat, x.shape[-2:])
     maps = heat[0].cpu().numpy().astype(np.float32)

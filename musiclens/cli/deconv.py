@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from musiclens.cli import print_json
-    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import output_kind, peak_of, read_audio, write_png
+    from musiclens.cli._output import prepare_output
     from musiclens.core import audio
     from musiclens.core.interpret._common import to_fe_rate
     from musiclens.core.interpret.auralise import apply_mask

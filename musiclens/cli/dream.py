@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli._interpret_common import read_audio, resolve_target
     from musiclens.cli._output import prepare_output
     from musiclens.cli._progress import Progress
-    from musiclens.core import audio
+    from musiclens.core import analyses, audio
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.dream import dream, sine_sweep
+    from musiclens.core.interpret.dream import sine_sweep
     from musiclens.core.models import registry
 
     m = registry.load(args.model, device=args.device)
@@ -102,37 +102,35 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(m, args.target, None)
     output = prepare_output(args.output)  # a bad path fails now, not after the dream
     stop = threading.Event()
-    gen = dream(m, y, sample_rate=sr, target=target, minus=minus, steps=args.steps, lr=args.lr,
-                update=update, normalise_grad=not args.raw_gradient, channels=channels,
-                jitter=args.jitter, cancel=stop)
-    first = last = None
+    # the window's dream (core.analyses); a step's message ends in "objective X"
+    gen = analyses.dream(m, y, sample_rate=sr, stop=stop.is_set, preview_every=1, previews=False, target=target,
+                         minus=minus, steps=args.steps, lr=args.lr, update=update,
+                         normalise_grad=not args.raw_gradient, channels=channels, jitter=args.jitter)
     progress = Progress("dream", "steps", total=args.steps, quiet=args.quiet)
-    # Ctrl-C sets the cancel flag: the dream stops after the current step and still
-    # yields its last step with audio, which is written below.
+    # Ctrl-C sets the stop flag: the dream stops after the current step and still
+    # returns the dream so far, which is written below.
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        for step in gen:
-            first = first or step
-            last = step
-            progress.update(step.step, finished=step.done,
-                            detail=f"objective {step.objective:.4f}" + (" (cancelled)" if step.cancelled else ""))
+        result = analyses.run(gen, lambda p: progress.update(round((p.fraction or 0.0) * args.steps),
+                                                             detail=p.message.rsplit(", ", 1)[-1]))
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    assert first is not None and last is not None
-    dreamt = np.asarray(last.audio, dtype=np.float32)
+    progress.update(result.steps, finished=True, detail=f"objective {result.objective_after:.4f}"
+                    + (" (cancelled)" if result.stopped else ""))
+    dreamt = result.audio
     peak = float(np.abs(dreamt).max()) if dreamt.size else 0.0
     gain = 1.0 if args.keep_level or peak == 0.0 else PEAK / peak
-    out = audio.save(output, dreamt * np.float32(gain), last.sample_rate)
+    out = audio.save(output, dreamt * np.float32(gain), result.sample_rate)
     if peak * gain > 1.0 and output.suffix.lower() not in (".wav", ".wave", ".ogg", ".oga"):
         gain = PEAK / peak  # audio.save scaled it: FLAC and the like hold no level over full scale
     summary = {"model": m.name, "target": m.labels[target],
                "minus": minus if minus in (None, "others") else m.labels[minus],
-               "steps": last.step, "cancelled": last.cancelled,
-               "objective_start": first.objective, "objective_end": last.objective,
-               "output": str(out), "sample_rate": last.sample_rate,
+               "steps": result.steps, "cancelled": result.stopped,
+               "objective_start": result.objective_before, "objective_end": result.objective_after,
+               "output": str(out), "sample_rate": result.sample_rate,
                "peak": peak, "keep_level": bool(args.keep_level), "gain": gain,
                "gain_db": float(20 * np.log10(gain)) if gain > 0 else None,
                "written_peak": peak * gain}
@@ -141,6 +139,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         level = (f"raw level, peak {peak:.3g}" if args.keep_level
                  else f"normalised to a {PEAK} peak (gain {summary['gain_db']:+.1f} dB)" if peak > 0 else "silent")
-        print(f"wrote {out}: {last.step} steps, objective {first.objective:.4f} -> {last.objective:.4f}, {level}"
-              + (" (cancelled)" if last.cancelled else ""))
-    return 130 if last.cancelled else 0
+        print(f"wrote {out}: {result.steps} steps, objective {result.objective_before:.4f} -> "
+              f"{result.objective_after:.4f}, {level}" + (" (cancelled)" if result.stopped else ""))
+    return 130 if result.stopped else 0

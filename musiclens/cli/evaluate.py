@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vote", default="mean", choices=["mean", "majority"],
                    help="audio: a file's label from the mean probability of its patches, or their majority")
     p.add_argument("--per-file", action="store_true", help="list each file's prediction")
+    from musiclens.cli._model import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--task", default=None, choices=["genre", "mood", "instruments"],
                    help="audio; default: from the model (multi-label -> instruments)")
     p.add_argument("--no-cache", action="store_true", help="don't use the feature cache")
@@ -53,11 +56,11 @@ def overlap_warning(out: dict) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.core import analyses
     from musiclens.core.models import registry
-    from musiclens.core.training.scoring import evaluate_folder
 
-    m = registry.load(args.model)
-    out = evaluate_folder(m, args.data, split=args.split, task=args.task, vote=args.vote,
+    m = registry.load(args.model, device=getattr(args, "device", "auto"))
+    out = analyses.evaluate(m, args.data, split=args.split, task=args.task, vote=args.vote,
                           per_file=args.per_file, cache=None if args.no_cache else "default")
     warning = overlap_warning(out)
     if warning:

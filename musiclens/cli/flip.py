@@ -62,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
-    from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.cli._interpret_common import read_audio, resolve_target
     from musiclens.cli._output import prepare_output
     from musiclens.cli._progress import Progress
     from musiclens.core import audio
+    from musiclens.core.analyses import flip_recording
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.flip import flip, splice_change
     from musiclens.core.models import registry
 
     if not 0 < args.threshold < 1:
@@ -77,50 +77,30 @@ def run(args: argparse.Namespace) -> int:
     start = int(round(args.offset * sr))  # where the span lies (as audio.load counts it)
     target = resolve_target(m, args.to, None)
     label = m.labels[target]
-    lr = args.lr if args.lr is not None else (0.01 if args.domain == "audio" else 0.5)
-    before = m.predict(features_at_model_rate(m, y, sr)).mean(0).cpu().numpy()
-
-    def says_target(probs) -> bool:
-        return bool(probs[target] >= args.threshold) if m.multilabel else int(probs.argmax()) == target
-
-    already = says_target(before)
     output = prepare_output(args.output)  # a bad path fails now, not after the optimisation
-    steps, cancelled, feature_rms = 0, False, 0.0
-    span = np.asarray(y, dtype=np.float32)
-    if not already:
-        stop = threading.Event()
-        gen = flip(m, y, target=target, steps=args.steps, lr=lr, l2=args.l2, threshold=args.threshold,
-                   stop_on_flip=not args.keep_going, domain=args.domain, sample_rate=sr, cancel=stop)
-        progress = Progress("flip", "steps", total=args.steps, quiet=args.quiet)
-        last = None
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-        try:
-            for step in gen:
-                last = step
-                progress.update(step.step, finished=step.done,
-                                detail=f"loss {step.loss:.4f}, p({label}) {step.target_probability:.3f}"
-                                + (" (cancelled)" if step.cancelled else ""))
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        assert last is not None and last.audio is not None
-        span = np.asarray(last.audio, dtype=np.float32)
-        steps, cancelled, feature_rms = last.step, last.cancelled, float(last.distance)
-    if args.patch_only:
-        written = span
-        heard = span
-    else:  # the whole recording, every channel, with the changed span put back in
-        whole, _ = audio.load(args.file, sr=None, mono=False)
-        written = splice_change(whole, y, span, start, sample_rate=sr)
-        heard = audio.to_mono(written)[start:start + len(y)]
-    out = audio.save(output, written, sr)
-    after = m.predict(features_at_model_rate(m, heard, sr)).mean(0).cpu().numpy()
-    change = heard.astype(np.float64) - y.astype(np.float64)
-    energy, change_energy = float(np.sum(y.astype(np.float64) ** 2)), float(np.sum(change ** 2))
-    snr = float("inf") if change_energy == 0 else 10 * np.log10(max(energy, 1e-30) / change_energy)
-    flipped = says_target(after)
+    stop = threading.Event()
+    progress = Progress("flip", "steps", total=args.steps, quiet=args.quiet)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    gen = flip_recording(m, args.file, y, sr, start=start, target=target, steps=args.steps, lr=args.lr,
+                         l2=args.l2, threshold=args.threshold, keep_going=args.keep_going, domain=args.domain,
+                         patch_only=args.patch_only, stop=stop.is_set)
+    try:
+        while True:
+            p = next(gen)
+            step = p.payload
+            progress.update(step.step, finished=step.done,
+                            detail=f"loss {step.loss:.4f}, p({label}) {step.target_probability:.3f}"
+                            + (" (cancelled)" if step.cancelled else ""))
+    except StopIteration as done:
+        result = done.value
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    out = audio.save(output, result.audio, sr)
+    before, after, change, snr = result.before, result.after, result.change, result.snr_db
+    already, flipped, steps, cancelled = result.already, result.flipped, result.steps, result.cancelled
     summary = {
         "model": m.name, "file": str(args.file), "target": label, "domain": args.domain,
         "already": already, "flipped": flipped, "steps": steps, "cancelled": cancelled,
@@ -128,12 +108,12 @@ def run(args: argparse.Namespace) -> int:
                    "target_probability": float(before[target]), "top": _top(m, before)},
         "after": {"prediction": m.labels[int(after.argmax())],
                   "target_probability": float(after[target]), "top": _top(m, after)},
-        "perturbation": {"snr_db": None if not np.isfinite(snr) else float(snr),
-                         "rms": float(np.sqrt(np.mean(change ** 2))),
+        "perturbation": {"snr_db": snr,
+                         "rms": float(np.sqrt(np.mean(change**2))),
                          "max_abs": float(np.max(np.abs(change))),
-                         "feature_rms": feature_rms},
+                         "feature_rms": result.feature_rms},
         "span": {"start_s": start / sr, "end_s": (start + len(y)) / sr},
-        "patch_only": bool(args.patch_only), "seconds_written": written.shape[-1] / sr,
+        "patch_only": bool(args.patch_only), "seconds_written": result.audio.shape[-1] / sr,
         "output": str(out), "sample_rate": sr,
     }
     if args.json:

@@ -1,5 +1,5 @@
-"""``musiclens gui [FILE] [--model NAME] [--demo] [--screenshot OUT.png] [--geometry WxH]``
-(the default command)."""
+"""``musiclens gui [FILE] [--model NAME] [--device auto|cpu|cuda] [--demo] [--screenshot OUT.png]
+[--geometry WxH]`` (the default command)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from musiclens.core.resources import DEFAULT_MODEL
 
     p.add_argument("--model", default=None, help=f"bundled model name or model folder (default: {DEFAULT_MODEL})")
+    from musiclens.core.device import DEVICE_CHOICES  # torch-free
+
+    p.add_argument("--device", default=None, choices=DEVICE_CHOICES,
+                   help="where the model runs: auto = the GPU when one is present (default: the "
+                        "window's Model > Device setting, auto at first)")
     p.add_argument("--demo", action="store_true", help="open the bundled demo recording")
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="wait for the analysis, save a screenshot of the window and exit")
@@ -47,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         geometry = parse_geometry(args.geometry) if getattr(args, "geometry", None) else None
+        device = getattr(args, "device", None)
+        if device == "cuda":  # like every command: no GPU is one line, before any window opens
+            from musiclens.core.device import resolve_device
+
+            resolve_device(device)
         if getattr(args, "screenshot", None):  # the output rule of every command
             from musiclens.cli._output import prepare_output
 
@@ -58,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         from musiclens.app.main import run as run_gui
 
         return run_gui(file=args.file, model=args.model, demo=args.demo, screenshot=args.screenshot,
-                       geometry=geometry)
+                       geometry=geometry, device=device)
     except MusicLensError as exc:  # also when no sub-command was given (outside cli.main's handler)
         return fail(str(exc))

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{stats['model']}: {stats['totals']['dead']} of {stats['totals']['kernels']} conv "
           f"kernels are dead (norm <= {args.dead_tol:g} × the layer's largest)")
     for c in stats["conv"]:
-        print(f"  {c['layer']:<40} {str(tuple(c['kernel_shape'])):<18} dead {c['dead']:>3}/"
+        print(f"  {c['layer']:<40} {tuple(c['kernel_shape'])!s:<18} dead {c['dead']:>3}/"
               f"{c['kernel_shape'][0]:<4} norm max {c['max_norm']:.3f} median {c['median_norm']:.3f}")
     for b in stats["batchnorm"]:
         beta = [abs(v) for v in b["beta"]]

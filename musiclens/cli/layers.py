@@ -48,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{table['model']}: input {tuple(table['input_shape'])} (channels, mel bands, frames)")
     width = max(len(row["name"]) for row in table["layers"])
     for row in table["layers"]:
-        print(f"  {row['name']:<{width}}  {str(tuple(row['shape'])):<18} {row['kind']}")
+        print(f"  {row['name']:<{width}}  {tuple(row['shape'])!s:<18} {row['kind']}")
     return 0

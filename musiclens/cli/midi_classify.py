@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="bundled MIDI model name or model folder (default: the bundled MIDI model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    from musiclens.cli._model import add_device_argument
+
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.models.midi_lstm import load_midi_model
     from musiclens.core.resources import DEFAULT_MIDI_MODEL
 
-    model = load_midi_model(args.model or DEFAULT_MIDI_MODEL)
+    model = load_midi_model(args.model or DEFAULT_MIDI_MODEL, device=getattr(args, "device", "auto"))
     out = predict_midi(args.file, model)
     if args.json:
         print_json(out)

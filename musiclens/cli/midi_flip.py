@@ -10,6 +10,7 @@ size of the change.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from musiclens.cli._model import add_device_argument
 
@@ -39,35 +40,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.cli._output import prepare_output
+    from musiclens.cli._progress import Progress
+    from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.midi_flip import flip_steps
     from musiclens.core.midi import write_midi
-    from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, load_midi_model
+    from musiclens.core.models.midi_lstm import load_midi_model
+    from musiclens.core.resources import DEFAULT_MIDI_MODEL
 
     if not str(args.output).lower().endswith((".mid", ".midi")):
         raise ParameterError(f"--output must end in .mid or .midi, got {args.output!r}")
     model = load_midi_model(args.model or DEFAULT_MIDI_MODEL, device=getattr(args, "device", "auto"))
     model.label_index(args.to)  # fail early on an unknown class
-    notes = model.spec.read(args.file)
-    from musiclens.cli._output import prepare_output
-
+    notes = analyses.open_midi(model, args.file).notes
     prepare_output(args.output)  # a bad output path fails now, not after the optimisation
     features = [f.strip() for f in args.features.split(",") if f.strip()]
-    from musiclens.cli._progress import Progress
-
     progress = Progress("midi-flip", "steps", total=args.steps, quiet=args.quiet)
     target = model.labels[model.label_index(args.to)]
-    last = None
-    for last in flip_steps(model, notes, to=args.to, steps=args.steps, lr=args.lr, penalty=args.penalty,
-                           features=features):
-        if not last.done:
-            progress.update(last.step, detail=f"p({target}) = {last.target_probability:.3f}"
-                            + (" flipped" if last.flipped else ""))
-    result = last.best
+    flipping = analyses.flip(model, notes, args.to, steps=args.steps, lr=args.lr, penalty=args.penalty,
+                             features=features)
+    last_step = 0
+
+    def show(p: Any) -> None:
+        nonlocal last_step
+        step = p.payload
+        last_step = step.step
+        if not step.done:
+            progress.update(step.step, detail=f"p({target}) = {step.target_probability:.3f}"
+                            + (" flipped" if step.flipped else ""))
+
+    flipped = analyses.run(flipping, show)
+    assert flipped is not None  # steps >= 1; the last step carries the result
+    result = flipped.result
     # the last line reports what is written (the smallest change that flips, pruned), the
     # same probability as the summary, not the optimiser's current step
     p_written = float(result.probabilities_after[result.target])
-    progress.update(last.step, finished=True, detail=f"p({target}) = {p_written:.3f} in the written notes "
+    progress.update(last_step, finished=True, detail=f"p({target}) = {p_written:.3f} in the written notes "
                     f"({'flipped' if result.flipped else 'not flipped'}, best of step {result.step})")
     if args.window_only:
         written = result.written

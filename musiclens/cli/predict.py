@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="model folder or bundled model name (default: the bundled model of the file's kind)")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
+    from musiclens.cli._model import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.threshold < 1:
         raise ParameterError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    m = registry.load(args.model or default_model(args.file))
+    m = registry.load(args.model or default_model(args.file), device=getattr(args, "device", "auto"))
     check_kinds(args.file, m)
     if getattr(m, "kind", "audio") == "midi":
         out = predict_midi(args.file, m)
@@ -79,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print_midi(args.file, m, out)
         return 0
-    from musiclens.core.tagging import tag_file
+    from musiclens.core import analyses
 
-    tg = tag_file(args.file, m)
+    tg = analyses.predict_file(m, args.file)  # the window's predict (core.analyses)
     mean = tg.mean()
     whole = {lab: float(v) for lab, v in zip(m.labels, mean)}
+    decision: list[str] | str
     if m.multilabel:
         decision = [lab for lab, v in whole.items() if v >= args.threshold]
     else:
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(out)
         return 0
     print(f"{args.file}: {len(tg.probabilities)} patches of {tg.patch_seconds:.2f} s, {m.name}")
-    for lab, v in tg.top():
+    for lab, v in tg.ranked():
         print(f"  {v:6.3f}  {lab}")
     print(f"prediction: {decision if isinstance(decision, str) else ', '.join(decision) or '(none)'}")
     return 0

@@ -14,6 +14,7 @@ score), which should be near 0.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from musiclens.cli._interpret_common import add_method_argument, add_model_argument, add_segment_arguments
 
@@ -59,10 +60,16 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
-    from musiclens.cli._output import prepare_output
     from musiclens.cli._interpret_common import (
-        features_at_model_rate, output_kind, peak_of, read_audio, resolve_target, write_png,
+        features_at_model_rate,
+        output_kind,
+        peak_of,
+        read_audio,
+        resolve_target,
+        write_png,
     )
+    from musiclens.cli._output import prepare_output
+    from musiclens.core import analyses
     from musiclens.core.interpret import methods
     from musiclens.core.models import registry
 
@@ -74,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     method = methods.get("gradient-x-input" if args.method == "gradient" and args.times_input else args.method)
     info: dict = {}  # diagnostics the method reports (Integrated Gradients: its completeness)
     options = {"output": args.output_score, "n_samples": args.samples, "noise_level": args.noise,
-               "steps": args.steps, "baseline": _baseline(args.baseline), "info": info}
-    attr = method(m, x, target=target, **method.supported(options))
+               "steps": args.steps, "baseline": _baseline(args.baseline)}
+    attr = analyses.attribute(m, x, method.name, target, options=options, info=info)
     maps = attr[0].detach().cpu().numpy().astype(np.float32)
     summary = {"model": m.name, "file": str(args.file), "method": method.name,
                "target": m.labels[target], "score": args.output_score, "shape": list(maps.shape),
@@ -91,10 +98,12 @@ def run(args: argparse.Namespace) -> int:
     if kind == ".npz":
         out = Path(args.output)
         prepare_output(out)
+        # dict[str, Any]: numpy's savez_compressed stub matches **dict values against allow_pickle: bool too
+        arrays: dict[str, Any] = {k: np.array(v) for k, v in extra.items()}
         np.savez_compressed(out, attribution=maps, method=np.array(method.name),
                             target=np.array(m.labels[target]), model=np.array(m.name),
                             frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),
-                            **{k: np.array(v) for k, v in extra.items()})
+                            **arrays)
     elif kind == ".png":
         write_png(args.output, np.abs(maps))
     if args.json:

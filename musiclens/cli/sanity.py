@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from musiclens.cli import print_json
-    from musiclens.cli._progress import Progress
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.cli._progress import Progress
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret import methods
-    from musiclens.core.interpret.sanity import METHODS, cascade_layers, iter_cascading_randomisation
+    from musiclens.core.interpret.sanity import METHODS, Attribution, cascade_layers, iter_cascading_randomisation
     from musiclens.core.models import registry
 
     names = [s.strip() for s in args.method.split(",") if s.strip()]
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     done = 0
     for name, method in chosen.items():
         kwargs: dict = {}
+        fn: str | Attribution
         if method is None:
             fn = lambda _mm, xx: xx  # noqa: E731 - the control: the input, whatever the model
         else:

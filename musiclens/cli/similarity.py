@@ -64,28 +64,20 @@ def expand(paths: list[str]) -> list[str]:
     return out
 
 
-def _mean_curves(values: dict, rows) -> dict[str, list[float | None]]:
-    import warnings
-
+def _listed(curves: dict) -> dict[str, list[float | None]]:
+    """metric -> (L,) array -> metric -> JSON list (None where NaN)."""
     import numpy as np
 
-    out = {}
-    for k, v in values.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (dense CKA)
-            mean = np.nanmean(v[rows], axis=0)
-        out[k] = [None if not np.isfinite(x) else float(x) for x in mean]
-    return out
+    return {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in curves.items()}
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from musiclens.cli import print_json
-    from musiclens.cli._interpret_common import features_at_model_rate, read_audio
     from musiclens.cli._progress import Progress
+    from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.similarity import all_pairs, class_pairs, pairwise_similarity
     from musiclens.core.models import registry
 
     if args.permutations < 0:
@@ -96,46 +88,40 @@ def run(args: argparse.Namespace) -> int:
     if len(files) < 2:
         raise ParameterError(f"need at least two audio files to compare, got {len(files)}")
     labels = [Path(f).resolve().parent.name for f in files] if args.labels_from_folders else None
-    if args.pairs == "within-class":
-        groups = class_pairs(labels)
-        if not groups:
-            raise ParameterError("no class has two files: nothing to compare within a class")
-        pairs = [p for ps in groups.values() for p in ps]
-    else:
-        groups = {}
-        pairs = all_pairs(len(files))
     metrics = [s.strip() for s in args.metrics.split(",") if s.strip()]
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
     m = registry.load(args.model, device=args.device)
-    used = sorted({i for p in pairs for i in p})
-    xs: list = [None] * len(files)
-    reading = Progress("similarity", "files read", total=len(used), quiet=args.quiet)
-    for k, i in enumerate(used, start=1):
-        y, sr = read_audio(files[i], m, offset=args.offset, duration=args.duration)
-        xs[i] = features_at_model_rate(m, y, sr)
-        reading.update(k)
+    reading = Progress("similarity", "files read", quiet=args.quiet)
     comparing = Progress("similarity", "comparisons", quiet=args.quiet)
-    # only the files in some pair are run; renumber the pairs to the compact list
-    pos = {i: k for k, i in enumerate(used)}
-    curve = pairwise_similarity(m, [xs[i] for i in used], [(pos[a], pos[b]) for a, b in pairs],
-                                layers=layers, metrics=metrics, n_permutations=args.permutations,
-                                progress=lambda done, total: comparing.update(
-                                    done, total=total, detail=f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''} x {total // len(pairs)} layers"))
+    n_pairs = [1]
+
+    def show(step) -> None:  # the use case's steps: ("read", files read, files) then ("pairs", n, n)
+        stage, done, total = step.payload or ("", 0, 0)
+        if stage == "read" and done:
+            reading.update(done, total=total)
+        elif stage == "pairs":
+            n_pairs[0] = max(1, total)
+
+    def compared(done: int, total: int) -> None:
+        n = n_pairs[0]
+        comparing.update(done, total=total, detail=f"{n} pair{'s' if n != 1 else ''} x {total // n} layers")
+
+    # the same use case as the window's class similarity (core.analyses)
+    curve = analyses.run(analyses.similarity_of_files(
+        m, files, labels=labels, within_class=args.pairs == "within-class", metrics=metrics,
+        n_permutations=args.permutations, layers=layers, offset=args.offset, duration=args.duration,
+        on_compare=compared), show)
+    pairs, groups = curve.pairs, curve.groups
     result: dict = {"model": m.name, "files": files, "pairs": args.pairs, "n_pairs": len(pairs)}
     if len(files) == 2:
         result |= {"a": files[0], "b": files[1]}
     if labels is not None:
         result["labels"] = labels
     result["layers"] = list(curve.layers)
-    result |= _mean_curves(curve.values, slice(None))
-    if groups:
-        result["classes"] = {}
-        start = 0
-        for label, ps in groups.items():
-            rows = slice(start, start + len(ps))
-            result["classes"][label] = {"n_files": sum(1 for lab in labels if lab == label),
-                                        "n_pairs": len(ps)} | _mean_curves(curve.values, rows)
-            start += len(ps)
+    result |= _listed(curve.mean())
+    if groups and labels is not None:  # groups come from the labels
+        result["classes"] = {label: {"n_files": sum(1 for lab in labels if lab == label), "n_pairs": len(ps)}
+                             | _listed(curve.mean(label)) for label, ps in groups.items()}
     if args.json:
         print_json(result)
         return 0

@@ -21,22 +21,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
     from musiclens.core.models import registry
-    from musiclens.core.tagging import tag_file
 
     if args.top is not None and args.top <= 0:
         raise ParameterError(f"--top must be positive, got {args.top}")
     if args.hop is not None and args.hop <= 0:
         raise ParameterError(f"--hop must be a positive number of frames, got {args.hop}")
     m = registry.load(args.model, device=args.device)
-    tg = tag_file(args.file, m, hop=args.hop)
+    tg = analyses.predict_file(m, args.file, hop=args.hop)  # the window's predict (core.analyses)
     if args.json:
         print_json({"model": m.name, "file": str(args.file)} | tg.to_dict(top=args.top))
         return 0
     n = args.top or 10
     print(f"{args.file}: {len(tg.probabilities)} patches of {tg.patch_seconds:.2f} s, "
           f"{m.name}, top {n} tags (mean probability over patches):")
-    for tag, p in tg.top(n):
+    for tag, p in tg.ranked(n):
         print(f"  {p:6.3f}  {tag}")
     return 0

@@ -35,7 +35,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from None
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,17 +94,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--hidden", type=int, default=None, dest="hidden_units",
                    help="hidden units: midi-lstm's LSTM (default 168) or musicnn-probe's MLP head (default 64)")
     g.add_argument("--layers", type=int, default=None, help="LSTM layers (default 2)")
-    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
+    from musiclens.cli._model import add_device_argument
+
+    add_device_argument(p)  # the one --device of every command (auto: the GPU when one is present)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
     from musiclens.core.training import entry
     from musiclens.core.training.data import FeatureCache
-    from musiclens.core.training.events import Finished, PrepareProgress
+    from musiclens.core.training.events import PrepareProgress
 
     if args.epochs is not None and args.epochs < 1:
         raise ParameterError(f"--epochs must be >= 1, got {args.epochs}")
@@ -164,10 +167,9 @@ def run(args: argparse.Namespace) -> int:
     unit = "tracks prepared" if kind == "audio" else "files read"
     preparing = Progress("train", unit, quiet=args.quiet)
     batches = None  # one per epoch (its elapsed time and ETA are the epoch's)
-    summary = None
-    for ev in entry.train(args.data, args.out, arch, task=args.task, config=cfg, fractions=args.split,
-                          cache=cache, mode="audio" if args.no_cache else "features",
-                          patch_seconds=args.patch_seconds, resume=args.resume, model_params=params):
+
+    def show(ev) -> None:
+        nonlocal batches
         if isinstance(ev, PrepareProgress):
             if ev.error:
                 say(f"skipped {ev.track}: {ev.error}")
@@ -177,8 +179,6 @@ def run(args: argparse.Namespace) -> int:
                 say("tracks (patches): " + ", ".join(f"{s} {c[s]['tracks']} ({c[s]['patches']})" for s in c))
             elif ev.data is not None:
                 say(ev.data.summary())
-        elif isinstance(ev, Finished):
-            summary = ev.summary
         elif ev.kind == "batch":
             unit = f"batches of epoch {ev.epoch}/{ev.epochs}"
             if batches is None or batches.unit != unit:
@@ -187,7 +187,12 @@ def run(args: argparse.Namespace) -> int:
                            detail="" if ev.loss is None else f"loss {ev.loss:.4f}")
         else:
             say(ev.line())
-    assert summary is not None
+
+    # the window's training job (core.analyses), its events shown on stderr
+    summary = analyses.run(analyses.train(args.data, args.out, arch, task=args.task, config=cfg, fractions=args.split,
+                                          cache=cache, mode="audio" if args.no_cache else "features",
+                                          patch_seconds=args.patch_seconds, resume=args.resume,
+                                          model_params=params), show).summary
     for item in summary.get("skipped", []):
         say(f"skipped {item['file']}: {item['reason']}")
     if args.json:

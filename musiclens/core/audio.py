@@ -12,10 +12,11 @@ error, nothing allocated) and reads only ``offset``/``duration`` when asked;
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class AudioInfo:
     format: str
     subtype: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -70,7 +71,7 @@ def _is_mpeg(path: Path) -> bool:
 
 
 @contextmanager
-def _decoder_quiet(path: Path):
+def _decoder_quiet(path: Path) -> Iterator[None]:
     """Silence what the mp3 decoder (libmpg123 inside libsndfile) writes to file descriptor 2
     ("Note: Illegal Audio-MPEG-Header ...", "error: dequantization failed!"): our own
     one-line error says what is wrong. Other formats' decoders do not print; they run as is."""
@@ -103,7 +104,7 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
     try:
         with _decoder_quiet(path):
             i = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises LibsndfileError/RuntimeError/TypeError
         raise _open_error(path, exc) from None
     if i.samplerate <= 0 or i.channels <= 0:
         raise AudioFileError(f"{path}: invalid header (rate {i.samplerate}, channels {i.channels})")
@@ -160,7 +161,7 @@ def load(
     try:
         with _decoder_quiet(path):
             data = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one AudioFileError
         raise AudioFileError(f"{path} could not be decoded (truncated or corrupt?): "
                              f"{' '.join(str(exc).split())}") from None
     # An mp3 header only estimates its length: allow it 5 % slack before calling it truncated.
@@ -232,7 +233,7 @@ def stream(
             out = data.T
             yield position / meta.sample_rate, (to_mono(out) if mono else out)
             position += data.shape[0]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one AudioFileError
         raise AudioFileError(f"{path} could not be decoded after {position / meta.sample_rate:.2f} s: "
                              f"{' '.join(str(exc).split())}") from None
 

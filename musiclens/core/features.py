@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from musiclens.core.errors import ParameterError
@@ -103,14 +105,14 @@ class FrontEnd:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FrontEnd":
+    def from_dict(cls, d: dict[str, Any]) -> FrontEnd:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ParameterError(f"unknown front-end fields: {sorted(unknown)}")
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "FrontEnd":
+    def replace(self, **changes: Any) -> FrontEnd:
         return dataclasses.replace(self, **changes)
 
     # ---------------------------------------------------------------- geometry
@@ -121,7 +123,7 @@ class FrontEnd:
     @property
     def n_bins(self) -> int:
         """Number of frequency rows F of the output."""
-        return int(self.n_mels) if self.kind in MEL_KINDS else self.n_fft // 2 + 1
+        return self._n_mels if self.kind in MEL_KINDS else self.n_fft // 2 + 1
 
     def n_frames(self, n_samples: int) -> int:
         """Frames T produced for ``n_samples`` of audio."""
@@ -139,7 +141,12 @@ class FrontEnd:
             raise ParameterError(f"the number of frames must be positive, got {n_frames}")
         return (n - 1) * self.hop + (1 if self.center else self.n_fft)
 
-    def frames_to_seconds(self, n_frames):
+    @overload
+    def frames_to_seconds(self, n_frames: float) -> float: ...
+    @overload
+    def frames_to_seconds(self, n_frames: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+
+    def frames_to_seconds(self, n_frames: float | npt.NDArray[Any]) -> float | npt.NDArray[Any]:
         """Time spanned by ``n_frames`` frame steps, ``n·hop / sample_rate`` seconds (a patch's
         nominal length, the distance between the starts of consecutive patches). Works on arrays."""
         return n_frames * self.hop / self.sample_rate
@@ -158,12 +165,18 @@ class FrontEnd:
     def bin_frequencies(self) -> np.ndarray:
         """Centre frequency in Hz of each of the F rows (mel centres or FFT bins)."""
         if self.kind in MEL_KINDS:
-            return mel_frequencies(int(self.n_mels) + 2, fmin=self.fmin, fmax=self._fmax, htk=self.htk)[1:-1]
+            return mel_frequencies(self._n_mels + 2, fmin=self.fmin, fmax=self._fmax, htk=self.htk)[1:-1]
         return np.arange(self.n_fft // 2 + 1) * self.sample_rate / self.n_fft
 
     @property
     def _fmax(self) -> float:
         return float(self.fmax) if self.fmax is not None else self.sample_rate / 2
+
+    @property
+    def _n_mels(self) -> int:
+        if self.n_mels is None:  # __post_init__ requires it of the mel kinds
+            raise ParameterError(f"a {self.kind!r} front end has no mel bands")
+        return int(self.n_mels)
 
     # ---------------------------------------------------------------- compute
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
@@ -257,7 +270,7 @@ def stft_frontend(
 
 def frontend_by_name(name: str) -> FrontEnd:
     """The default front end for a CLI name: ``logmel``, ``stft``, ``stft_real``, ``magnitude``, ``musicnn``."""
-    presets = {
+    presets: dict[str, Callable[[], FrontEnd]] = {
         "logmel": logmel_frontend,
         "musicnn": musicnn_frontend,
         "stft": stft_frontend,
@@ -322,7 +335,15 @@ def mel_frequencies(n: int, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bo
 def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool,
                   norm: str | None) -> np.ndarray:
     """Triangular mel filterbank (n_mels, n_fft//2+1) float32, the same construction as
-    librosa's ``filters.mel`` (so features match librosa's), without importing librosa."""
+    librosa's ``filters.mel`` (so features match librosa's), without importing librosa.
+
+    Kept on purpose (issue 14, item 8: use librosa's if it adds under 50 ms to the window's
+    start): ``import librosa.filters`` on top of what the window has imported by its first
+    analysis (torch, numpy, scipy.sparse, PySide6, pyqtgraph, the engine) took 635-813 ms,
+    median 661 ms over 5 fresh processes (Python 3.11, librosa 0.11, 2 cores): it pulls
+    scipy.signal (~520 ms) and numba/llvmlite (~95 ms), 730 modules. It would also put
+    librosa, numba, llvmlite and scikit-learn back into the bundle (leaving them out took it
+    from 1.2 to 1.0 GB). These lines are tested against librosa's (tests/test_features.py)."""
     if norm not in (None, "slaney"):
         raise ParameterError(f"mel_norm must be 'slaney' or None, got {norm!r}")
     fft_hz = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
@@ -342,7 +363,7 @@ def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, ht
 def mel_basis(fe: FrontEnd, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """librosa's mel filterbank for ``fe``, shape (n_mels, n_fft//2+1)."""
-    basis = _mel_basis_np(fe.sample_rate, fe.n_fft, int(fe.n_mels), float(fe.fmin), fe._fmax,
+    basis = _mel_basis_np(fe.sample_rate, fe.n_fft, fe._n_mels, float(fe.fmin), fe._fmax,
                           fe.htk, fe.mel_norm)
     return torch.as_tensor(basis, device=device, dtype=dtype)
 

@@ -41,7 +41,7 @@ def istft(spec: torch.Tensor, fe: FrontEnd, *, length: int | None = None) -> tor
     out = chunks.new_zeros(batch, frames + n_fft // hop - 1, hop)
     for c in range(n_fft // hop):  # chunk c of frame t lands in output block t + c
         out[:, c:c + frames] += chunks[:, :, c]
-    audio = out.reshape(batch, -1) / _window_envelope(fe, frames, spec.device, spec.real.dtype)
+    audio: torch.Tensor = out.reshape(batch, -1) / _window_envelope(fe, frames, spec.device, spec.real.dtype)
     start = n_fft // 2
     n_out = length if length is not None else hop * (frames - 1)
     audio = audio[:, start:start + n_out]
@@ -50,7 +50,7 @@ def istft(spec: torch.Tensor, fe: FrontEnd, *, length: int | None = None) -> tor
     return audio
 
 
-def _synthesis_window(fe: FrontEnd, device, dtype) -> torch.Tensor:
+def _synthesis_window(fe: FrontEnd, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The analysis window zero-padded (centred) to n_fft, as torch.stft/istft use it."""
     win = window(fe, device, dtype)
     left = (fe.n_fft - win.shape[0]) // 2
@@ -58,7 +58,7 @@ def _synthesis_window(fe: FrontEnd, device, dtype) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def _window_envelope(fe: FrontEnd, frames: int, device, dtype) -> torch.Tensor:
+def _window_envelope(fe: FrontEnd, frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Sum of the squared windows at every sample (the overlap-add normaliser); 1 where ~0."""
     win2 = _synthesis_window(fe, device, dtype) ** 2
     r = fe.n_fft // fe.hop
@@ -143,7 +143,8 @@ def spectral_convergence(magnitude: torch.Tensor, audio: torch.Tensor, fe: Front
     rebuilt = stft(audio, fe).abs()
     frames = min(rebuilt.shape[-1], magnitude.shape[-1])
     diff = (magnitude[..., :frames] - rebuilt[..., :frames]).flatten(1).norm(dim=1)
-    return diff / magnitude.flatten(1).norm(dim=1).clamp_min(1e-12)
+    convergence: torch.Tensor = diff / magnitude.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return convergence
 
 
 def mel_to_linear(
@@ -213,5 +214,5 @@ def features_to_audio(
     if fe.kind in ("logmel", "musicnn"):
         power = mel_to_linear(power, fe)
     magnitude = power.clamp_min(0).pow(1.0 / fe.power) if fe.kind != "stft_real" else x[:, 0].abs()
-    init = phase if phase is not None else "random"
+    init: torch.Tensor | Literal["random"] = phase if phase is not None else "random"
     return griffin_lim(magnitude, fe, n_iter=n_iter, init_phase=init, length=length)

@@ -33,11 +33,13 @@ import io
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from musiclens.core.errors import MusicLensError, ParameterError
 
@@ -45,6 +47,10 @@ FEATURES: tuple[str, ...] = ("pitch", "step", "duration")
 MIDI_EXTENSIONS: tuple[str, ...] = (".mid", ".midi", ".rmi", ".kar")
 _TIME_DECIMALS = 9
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: a note in ticks: (start tick, end tick, pitch, velocity)
+_Ticks = tuple[int, int, int, int]
+#: an event to place in a track: (absolute tick, order at that tick, sequence number, mido message)
+_Event = tuple[int, int, int, Any]
 
 
 class MidiFileError(MusicLensError):
@@ -96,7 +102,7 @@ class Notes:
     resolution: int = 220
     source: Path | None = None
     repairs: list[str] = field(default_factory=list)
-    document: "MidiDocument | None" = field(default=None, repr=False, compare=False)
+    document: MidiDocument | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.pitch = np.asarray(self.pitch, dtype=np.int16).reshape(-1)
@@ -114,7 +120,8 @@ class Notes:
 
     @property
     def end(self) -> np.ndarray:
-        return self.start + self.duration
+        end: np.ndarray = self.start + self.duration
+        return end
 
     @property
     def step(self) -> np.ndarray:
@@ -133,24 +140,24 @@ class Notes:
         programs = np.array([i.program for i in self.instruments], dtype=np.int16)
         return programs[self.instrument] if len(self) else np.zeros(0, dtype=np.int16)
 
-    def features(self, dtype=np.float32) -> np.ndarray:
+    def features(self, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
         """``(N, 3)`` ``[pitch, step (s), duration (s)]`` per note (float32 unless ``dtype``)."""
         return np.stack([self.pitch.astype(np.float64), self.step, self.duration], axis=1).astype(dtype)
 
-    def select(self, index: np.ndarray | slice) -> "Notes":
+    def select(self, index: np.ndarray | slice) -> Notes:
         """A copy holding only the notes at ``index`` (boolean mask, indices or slice)."""
         return replace(self, pitch=self.pitch[index], start=self.start[index],
                        duration=self.duration[index], velocity=self.velocity[index],
                        instrument=self.instrument[index], repairs=list(self.repairs))
 
-    def first(self, n: int) -> "Notes":
+    def first(self, n: int) -> Notes:
         return self.select(slice(0, max(int(n), 0)))
 
-    def sorted(self) -> "Notes":
+    def sorted(self) -> Notes:
         order = np.lexsort((self.pitch, self.start))
         return self.select(order)
 
-    def equals(self, other: "Notes") -> bool:
+    def equals(self, other: Notes) -> bool:
         """Same notes (pitch, times, velocity, program and drum flag of each note)."""
         return (len(self) == len(other)
                 and np.array_equal(self.pitch, other.pitch)
@@ -160,7 +167,7 @@ class Notes:
                 and np.array_equal(self.program, other.program)
                 and np.array_equal(self.is_drum, other.is_drum))
 
-    def to_records(self) -> list[dict]:
+    def to_records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per note (``pitch, start, step, duration, velocity, program, drum``)."""
         step = self.step
         return [{"pitch": int(self.pitch[i]), "start": float(self.start[i]), "step": float(step[i]),
@@ -170,11 +177,11 @@ class Notes:
 
 
 # ---------------------------------------------------------------------------- the document
-def _is_note(msg) -> bool:
-    return msg.type == "note_on" or msg.type == "note_off"
+def _is_note(msg: Any) -> bool:  # a mido message
+    return bool(msg.type == "note_on" or msg.type == "note_off")
 
 
-def _instrument_keys(mf) -> list[tuple[int, int, int]]:
+def _instrument_keys(mf: Any) -> list[tuple[int, int, int]]:  # a mido.MidiFile
     """``(program, channel, track)`` of each instrument pretty_midi makes of ``mf``, in its order.
 
     ``mf`` has absolute tick times. This replays pretty_midi's ``_load_instruments``: an
@@ -219,7 +226,7 @@ class MidiDocument:
     Never modified after reading (it is shared by every copy of the notes).
     """
 
-    def __init__(self, pm, midi, sha256: str = "") -> None:
+    def __init__(self, pm: Any, midi: Any, sha256: str = "") -> None:  # PrettyMIDI, mido.MidiFile
         self.pm, self.midi, self.sha256 = pm, midi, sha256
         keys = _instrument_keys(midi)
         ok = len(keys) == len(pm.instruments) and all(
@@ -233,9 +240,9 @@ class MidiDocument:
 
     def _tick_times(self) -> np.ndarray:
         """pretty_midi's tick -> seconds table (ticks 0 .. the file's last tick)."""
-        return np.asarray(getattr(self.pm, "_PrettyMIDI__tick_to_time"), dtype=np.float64)
+        return np.asarray(self.pm._PrettyMIDI__tick_to_time, dtype=np.float64)
 
-    def to_ticks(self, times) -> np.ndarray:
+    def to_ticks(self, times: npt.ArrayLike) -> np.ndarray:
         """Seconds -> nearest tick under the file's tempo map (as pretty_midi's ``time_to_tick``)."""
         t = np.atleast_1d(np.asarray(times, dtype=np.float64))
         table = self._tick_times()
@@ -252,7 +259,7 @@ class MidiDocument:
         out[~beyond] = np.where(closer, i - 1, i)
         return np.maximum(out, 0)
 
-    def to_times(self, ticks) -> np.ndarray:
+    def to_times(self, ticks: npt.ArrayLike) -> np.ndarray:
         """Ticks -> seconds, exactly as :func:`read_midi` gives the time of a note on that tick."""
         k = np.maximum(np.atleast_1d(np.asarray(ticks, dtype=np.int64)), 0)
         table = self._tick_times()
@@ -266,8 +273,8 @@ class MidiDocument:
         """``(start tick, end tick, pitch, velocity)`` of the notes of instrument ``j`` in the file, sorted."""
         if j not in self._note_ticks:
             notes = self.pm.instruments[j].notes
-            s = self.to_ticks([n.start for n in notes]) if notes else []
-            e = self.to_ticks([n.end for n in notes]) if notes else []
+            s: np.ndarray | list[int] = self.to_ticks([n.start for n in notes]) if notes else []
+            e: np.ndarray | list[int] = self.to_ticks([n.end for n in notes]) if notes else []
             self._note_ticks[j] = sorted((int(a), int(b), int(n.pitch), int(n.velocity))
                                          for a, b, n in zip(s, e, notes))
         return self._note_ticks[j]
@@ -318,7 +325,7 @@ def _fix_key_signatures(data: bytes) -> tuple[bytes, int]:
     return bytes(buf), fixed
 
 
-def _coarsen_ticks(mf, limit: int = 4_000_000) -> None:
+def _coarsen_ticks(mf: Any, limit: int = 4_000_000) -> None:  # a mido.MidiFile
     """Divide a mido file's ticks by a divisor of its resolution so the longest track fits ``limit``.
 
     Absolute times are rounded (no drift); with a divisor of ``ticks_per_beat`` the beat
@@ -339,18 +346,20 @@ def _coarsen_ticks(mf, limit: int = 4_000_000) -> None:
     mf.ticks_per_beat = tpb // d
 
 
-def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None):
+def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *,
+                     name: str | None = None) -> tuple[Any, list[str]]:
     """Parse MIDI robustly; returns ``(pretty_midi.PrettyMIDI, repairs: list[str])``."""
     doc, repairs = load_document(path_or_bytes, name=name)
     return doc.pm, repairs
 
 
-def load_document(path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None):
+def load_document(path_or_bytes: str | os.PathLike[str] | bytes, *,
+                  name: str | None = None) -> tuple[MidiDocument, list[str]]:
     """Parse MIDI robustly; returns ``(MidiDocument, repairs: list[str])``."""
     import mido
     import pretty_midi
 
-    def parsed(mf, digest):
+    def parsed(mf: Any, digest: str) -> MidiDocument:
         return MidiDocument(pretty_midi.PrettyMIDI(mido_object=mf), mf, digest)
 
     if isinstance(path_or_bytes, (bytes, bytearray)):
@@ -452,7 +461,7 @@ def read_midi(
                            repairs=repairs)
 
 
-def _document_notes(doc: "MidiDocument", chosen: Sequence[int], *, source: Path | None = None,
+def _document_notes(doc: MidiDocument, chosen: Sequence[int], *, source: Path | None = None,
                     repairs: Sequence[str] = ()) -> Notes:
     """The notes of the document's instruments ``chosen`` (indices into ``doc.pm.instruments``)."""
     pm = doc.pm
@@ -617,7 +626,8 @@ def merge_notes(a: Notes, b: Notes) -> Notes:
         repairs=list(a.repairs)).sorted()
 
 
-def snap_to_ticks(notes: Notes, start, end, *, min_ticks: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def snap_to_ticks(notes: Notes, start: npt.ArrayLike, end: npt.ArrayLike, *,
+                  min_ticks: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Snap ``start`` and ``end`` (seconds, same order as given) to the tick grid of ``notes``' file.
 
     The grid is the document's tempo map when ``notes`` has one, else one tick of
@@ -657,7 +667,7 @@ def _check_writable(notes: Notes) -> None:
         raise ParameterError("note starts and durations must be >= 0 to write MIDI")
 
 
-def _to_pretty_midi(notes: Notes):
+def _to_pretty_midi(notes: Notes) -> Any:  # a pretty_midi.PrettyMIDI
     import pretty_midi
 
     _check_writable(notes)
@@ -674,14 +684,28 @@ def _to_pretty_midi(notes: Notes):
     return pm
 
 
-def _view_ticks(notes: Notes) -> tuple[dict[int, list], dict[int, list]]:
+def _document(notes: Notes) -> MidiDocument:
+    """``notes.document``, for the writers that run only when there is one."""
+    if notes.document is None:
+        raise MusicLensError("internal error: these notes were not read from a file")
+    return notes.document
+
+
+def _file_track(inst: Instrument) -> int:
+    """The track of an instrument read from a file (read_midi always sets it)."""
+    if inst.track is None:
+        raise MusicLensError("internal error: an instrument read from a file has no track")
+    return inst.track
+
+
+def _view_ticks(notes: Notes) -> tuple[dict[int, list[_Ticks]], dict[int, list[_Ticks]]]:
     """The notes in ticks of the document, ``(by document instrument, by view instrument not from it)``."""
-    doc = notes.document
+    doc = _document(notes)
     covered = covered_tracks(notes)
     starts = doc.to_ticks(notes.start)
     ends = np.maximum(doc.to_ticks(notes.end), starts + 1)  # a zero-tick note would vanish
-    by_track: dict[int, list] = {j: [] for j in covered}
-    extra: dict[int, list] = {}
+    by_track: dict[int, list[_Ticks]] = {j: [] for j in covered}
+    extra: dict[int, list[_Ticks]] = {}
     for s, e, p, v, k in zip(starts.tolist(), ends.tolist(), notes.pitch.tolist(), notes.velocity.tolist(),
                              notes.instrument.tolist()):
         track = notes.instruments[k].track
@@ -689,17 +713,17 @@ def _view_ticks(notes: Notes) -> tuple[dict[int, list], dict[int, list]]:
     return by_track, extra
 
 
-def _note_events(notes: list, channel: int) -> list:
+def _note_events(notes: Sequence[_Ticks], channel: int) -> list[_Event]:
     import mido
 
-    events = []
+    events: list[_Event] = []
     for s, e, p, v in notes:
         events.append((e, 0, 0, mido.Message("note_off", channel=channel, note=p, velocity=0)))
         events.append((s, 2, 0, mido.Message("note_on", channel=channel, note=p, velocity=v)))
     return events
 
 
-def _track_from_events(events: list, end_tick: int = 0):
+def _track_from_events(events: Sequence[_Event], end_tick: int = 0) -> Any:  # a mido.MidiTrack
     """``(absolute tick, order, seq, message)`` sorted -> a MidiTrack with delta times and end of track."""
     import mido
 
@@ -718,7 +742,7 @@ def _free_channel(used: set[int], drum: bool) -> int:
     return next((c for c in range(16) if c != 9 and c not in used), 0)
 
 
-def _document_midi(notes: Notes, *, keep_other_tracks: bool = True):
+def _document_midi(notes: Notes, *, keep_other_tracks: bool = True) -> Any:  # a mido.MidiFile
     """The document of ``notes`` with the notes of ``notes``' instruments replaced: a ``mido.MidiFile``.
 
     Only the (track, channel) pairs whose notes differ from the file's are rewritten; every
@@ -728,13 +752,15 @@ def _document_midi(notes: Notes, *, keep_other_tracks: bool = True):
     import mido
 
     _check_writable(notes)
-    doc = notes.document
+    doc = _document(notes)
     keys = doc.keys
+    if keys is None:  # _save sends these documents to _document_pretty_midi
+        raise MusicLensError("internal error: the file's instruments are not matched to its tracks")
     by_track, extra = _view_ticks(notes)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for j, (_, channel, t) in enumerate(keys):
         groups[(t, channel)].append(j)
-    rewrite: dict[tuple[int, int], list] = {}
+    rewrite: dict[tuple[int, int], list[_Ticks]] = {}
     for g, members in groups.items():
         changed = any(j in by_track and sorted(by_track[j]) != doc.note_ticks(j) for j in members)
         dropped = not keep_other_tracks and any(j not in by_track for j in members)
@@ -746,7 +772,7 @@ def _document_midi(notes: Notes, *, keep_other_tracks: bool = True):
     for t, track in enumerate(doc.midi.tracks):
         channels = {c for (tt, c) in rewrite if tt == t}
         end_tick = 0
-        events = []
+        events: list[_Event] = []
         for i, msg in enumerate(track):
             if msg.type == "end_of_track":
                 end_tick = max(end_tick, msg.time)
@@ -770,7 +796,7 @@ def _document_midi(notes: Notes, *, keep_other_tracks: bool = True):
     return out
 
 
-def _document_pretty_midi(notes: Notes, *, keep_other_tracks: bool = True):
+def _document_pretty_midi(notes: Notes, *, keep_other_tracks: bool = True) -> Any:  # a PrettyMIDI
     """Fallback when the file's instruments cannot be matched to its tracks: through pretty_midi.
 
     Keeps every instrument (program, drum flag, name, controllers, pitch bends) and the tempo
@@ -781,7 +807,7 @@ def _document_pretty_midi(notes: Notes, *, keep_other_tracks: bool = True):
     import pretty_midi
 
     _check_writable(notes)
-    doc = notes.document
+    doc = _document(notes)
     pm = copy.copy(doc.pm)
     covered = covered_tracks(notes)
     pm.instruments = []
@@ -805,7 +831,7 @@ def _document_pretty_midi(notes: Notes, *, keep_other_tracks: bool = True):
     return pm
 
 
-def _save(notes: Notes, target, *, keep_other_tracks: bool = True) -> None:
+def _save(notes: Notes, target: str | os.PathLike[str] | BinaryIO, *, keep_other_tracks: bool = True) -> None:
     """Write the file of ``notes`` to a path or a binary file object."""
     doc = notes.document
     if doc is None:
@@ -851,12 +877,12 @@ def midi_bytes(notes: Notes, *, keep_other_tracks: bool = True) -> bytes:
     return buf.getvalue()
 
 
-def _view_midi(notes: Notes):
+def _view_midi(notes: Notes) -> tuple[Any, list[int]]:  # (a mido.MidiFile, view instrument per track)
     """A small file with the tempo map of ``notes``' document and only ``notes``, one track per
     instrument (on its channel in the file), and the view instrument index of each track."""
     import mido
 
-    doc = notes.document
+    doc = _document(notes)
     conductor = sorted(((msg.time, 1, i, msg) for tr in doc.midi.tracks for i, msg in enumerate(tr)
                         if msg.type == "set_tempo"), key=lambda e: e[:3])
     mf = mido.MidiFile(type=1, ticks_per_beat=doc.midi.ticks_per_beat)
@@ -902,10 +928,10 @@ def through_file(notes: Notes) -> Notes:
         buf = io.BytesIO()
         mf.save(file=buf)
         back = read_midi(buf.getvalue())
-        keys = back.document.keys
+        keys = _document(back).keys
         if keys is None:  # cannot happen with one program per track; be safe
             raise MusicLensError("internal error: the written notes cannot be matched to their instruments")
-        view_of = np.array([order[keys[i.track][2] - 1] for i in back.instruments], dtype=np.int16) \
+        view_of = np.array([order[keys[_file_track(i)][2] - 1] for i in back.instruments], dtype=np.int16) \
             if len(back) else np.zeros(0, dtype=np.int16)
         if len(back):
             back.instrument = view_of[back.instrument]

@@ -25,14 +25,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from musiclens.core.errors import MusicLensError, ParameterError
-from musiclens.core.midi import Instrument, Notes
+from musiclens.core.midi import Instrument, MidiDocument, Notes
 
 RECOVERY_FORMAT = "musiclens-recovery/1"
 _DECIMALS = 9
@@ -47,7 +48,7 @@ class Note:
     velocity: int = 90
     instrument: int = 0
 
-    def clean(self) -> "Note":
+    def clean(self) -> Note:
         """Valid values: pitch 0..127, start >= 0, duration >= 1 ms, velocity 1..127."""
         return Note(int(np.clip(round(self.pitch), 0, 127)), round(max(float(self.start), 0.0), _DECIMALS),
                     round(max(float(self.duration), MIN_DURATION), _DECIMALS),
@@ -57,11 +58,11 @@ class Note:
     def end(self) -> float:
         return self.start + self.duration
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[int | float]:
         return [self.pitch, self.start, self.duration, self.velocity, self.instrument]
 
     @classmethod
-    def from_list(cls, row: Sequence) -> "Note":
+    def from_list(cls, row: Sequence[Any]) -> Note:
         return cls(int(row[0]), float(row[1]), float(row[2]), int(row[3]), int(row[4]))
 
 
@@ -73,7 +74,7 @@ class Edit:
     before: dict[int, Note]
     after: dict[int, Note]
 
-    def inverse(self) -> "Edit":
+    def inverse(self) -> Edit:
         return Edit(self.name, self.after, self.before)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class Edit:
                 "after": [[i] + n.to_list() for i, n in self.after.items()]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Edit":
+    def from_dict(cls, d: dict[str, Any]) -> Edit:
         return cls(str(d["name"]), {int(r[0]): Note.from_list(r[1:]) for r in d["before"]},
                    {int(r[0]): Note.from_list(r[1:]) for r in d["after"]})
 
@@ -195,16 +196,16 @@ class NoteEditor:
             self.redo_stack.clear()
         return edit
 
-    def _change(self, name: str, ids: Iterable[int], fn) -> Edit | None:
-        ids = [i for i in dict.fromkeys(ids) if i in self._notes]
-        before = {i: self._notes[i] for i in ids}
+    def _change(self, name: str, ids: Iterable[int], fn: Callable[[Note], Note]) -> Edit | None:
+        present = [i for i in dict.fromkeys(ids) if i in self._notes]
+        before = {i: self._notes[i] for i in present}
         after = {i: fn(n).clean() for i, n in before.items()}
-        if not ids or all(before[i] == after[i] for i in ids):
+        if not present or all(before[i] == after[i] for i in present):
             return None
         return self.apply(Edit(name, before, after))
 
     def add(self, notes: Iterable[Note], name: str = "add notes") -> list[int]:
-        new = {}
+        new: dict[int, Note] = {}
         for n in notes:
             new[self._next_id + len(new)] = n.clean()
         if new:
@@ -297,13 +298,14 @@ class NoteEditor:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "NoteEditor":
+    def from_json(cls, d: dict[str, Any]) -> NoteEditor:
         if d.get("format") != RECOVERY_FORMAT:
             raise MusicLensError(f"not a MusicLens recovery file (format {d.get('format')!r})")
         try:
             insts = [Instrument(int(r[0]), bool(r[1]), str(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
                      for r in d["instruments"]]
-            empty = Notes(pitch=[], start=[], duration=[], velocity=[], instrument=[],
+            none = np.zeros(0)  # Notes converts each column to its dtype
+            empty = Notes(pitch=none, start=none, duration=none, velocity=none, instrument=none,
                           instruments=insts or [Instrument()], tempo=float(d["tempo"]),
                           resolution=int(d["resolution"]),
                           source=Path(d["source"]) if d.get("source") else None,
@@ -323,7 +325,7 @@ class NoteEditor:
         return ed
 
 
-def _source_document(source: str | None, sha256: str | None):
+def _source_document(source: str | None, sha256: str | None) -> MidiDocument | None:
     """The document of the recovered piece's source file, if the file is still there, unchanged."""
     if not source or not sha256 or not Path(source).is_file():
         return None
@@ -376,7 +378,7 @@ def diff_notes(before: Notes, after: Notes) -> dict[str, Any]:
     (a flip changes notes in place): ``moved`` = list of (before row, after row);
     unmatched leftovers are ``removed`` (rows of before) and ``added`` (rows of after).
     """
-    def key(n: Notes, i: int):
+    def key(n: Notes, i: int) -> tuple[int, float, float]:
         return (int(n.pitch[i]), round(float(n.start[i]), 6), round(float(n.duration[i]), 6))
 
     pool: dict[Any, list[int]] = {}

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from musiclens.core.midi import Notes, _to_pretty_midi
 
@@ -20,7 +21,7 @@ SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf
                    "/usr/share/soundfonts/default.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
 
 
-def midi_to_hz(pitch) -> np.ndarray:
+def midi_to_hz(pitch: npt.ArrayLike) -> np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(pitch, dtype=np.float64) - 69.0) / 12.0)
 
 
@@ -73,7 +74,8 @@ def soundfont_available() -> Path | None:
     return find_soundfont()
 
 
-def synthesise(notes: Notes, sr: int = 22050, *, soundfont: str | os.PathLike[str] | None = "auto") -> tuple[np.ndarray, str]:
+def synthesise(notes: Notes, sr: int = 22050, *,
+               soundfont: str | os.PathLike[str] | None = "auto") -> tuple[np.ndarray, str]:
     """Render ``notes``; returns ``(audio float32 (samples,), "soundfont NAME" | "additive")``."""
     sf2 = soundfont_available() if soundfont == "auto" else (Path(soundfont) if soundfont else None)
     if sf2 is not None and len(notes):

@@ -13,11 +13,13 @@ Everything here is headless (numpy + torch) and shape-documented; the CLI comman
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.models.registry import LoadedModel
@@ -106,7 +108,8 @@ class Taggram:
 
     def mean(self) -> np.ndarray:
         """(n_labels,) mean probability over patches."""
-        return self.probabilities.mean(axis=0)
+        mean: np.ndarray = self.probabilities.mean(axis=0)
+        return mean
 
     def top(self, n: int | None = None) -> list[tuple[str, float]]:
         """Tags sorted by mean probability (descending), ``n`` of them (all by default)."""
@@ -170,6 +173,13 @@ def layer_outputs(model: LoadedModel, x: torch.Tensor, layers: Sequence[str], *,
     return {name: a.cpu() for name, a in activations(model, x, list(layers), batch_size=batch_size).items()}
 
 
+def _conv_channels(block: nn.Module) -> int:
+    """Output channels of a MusiCNN block's convolution (every branch and mid-end layer holds
+    one as ``.conv``: Conv2d in the front end, Conv1d in the mid end)."""
+    conv = cast(nn.Conv1d | nn.Conv2d, block.get_submodule("conv"))
+    return conv.out_channels
+
+
 def dense_matrix(model: LoadedModel, x: torch.Tensor, *,
                  batch_size: int | None = None) -> dict[str, Any]:
     """MusiCNN's W: the front end + the three mid-end outputs, stacked per frame.
@@ -184,13 +194,14 @@ def dense_matrix(model: LoadedModel, x: torch.Tensor, *,
                              f"{model.architecture.get('family')!r})")
     w = layer_outputs(model, x, ["mid_end"], batch_size=batch_size)["mid_end"]
     fe_mod = model.net.get_submodule("front_end")
-    groups, start = [], 0
+    groups: list[tuple[str, int, int]] = []
+    start = 0
     for key, branch in fe_mod.named_children():
-        n = branch.conv.out_channels
+        n = _conv_channels(branch)
         groups.append((f"front end / {key}", start, start + n))
         start += n
     for i in (1, 2, 3):
-        n = model.net.get_submodule(f"mid_end.layer{i}").conv.out_channels
+        n = _conv_channels(model.net.get_submodule(f"mid_end.layer{i}"))
         groups.append((f"mid end / conv {i}", start, start + n))
         start += n
     return {"W": w, "energy": w.pow(2).mean(dim=-1), "row_groups": groups}

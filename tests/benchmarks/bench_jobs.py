@@ -92,7 +92,7 @@ def main() -> None:
         layer = LAYERS[k % len(LAYERS)]
         t0 = time.perf_counter()
         window.layers.select_layer(layer)
-        shown = wait(app, lambda: window.layers.maps is not None and window.layers.maps.layer == layer,
+        shown = wait(app, lambda layer=layer: window.layers.maps is not None and window.layers.maps.layer == layer,
                      args.timeout)
         dt = time.perf_counter() - t0
         training = not panel.start_button.isEnabled()

@@ -29,8 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from musiclens.core.training.midi import MidiDataset, load_folder, train_midi_lstm  # noqa: E402
 from musiclens.core.models.midi_lstm import NoteFeatureSpec  # noqa: E402
+from musiclens.core.training.midi import MidiDataset, load_folder, train_midi_lstm  # noqa: E402
 
 
 def jazz_dance_folder(root: Path) -> Path:
@@ -42,10 +42,9 @@ def jazz_dance_folder(root: Path) -> Path:
 
 
 def train_eval(data: MidiDataset, args) -> tuple[float, dict]:
-    for step in train_midi_lstm(data, hidden=args.hidden, layers=args.layers, epochs=args.epochs,
-                                lr=args.lr, seed=args.seed):
-        pass
-    m = step.model.provenance["metrics"]
+    *_, last = train_midi_lstm(data, hidden=args.hidden, layers=args.layers, epochs=args.epochs,
+                               lr=args.lr, seed=args.seed)
+    m = last.model.provenance["metrics"]
     return m["test_accuracy"], m
 
 

@@ -62,12 +62,10 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from musiclens.core.models import study  # noqa: E402
 from musiclens.core.training import data, events, probe  # noqa: E402
 from musiclens.core.training import loop as train  # noqa: E402
-from musiclens.core.models import study  # noqa: E402
 from synthetic_data import synthetic  # noqa: E402
-
-
 
 
 def ms(values: list[float]) -> str:
@@ -106,7 +104,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         default = REPO.parent / "shared/data/audio/gtzan-excerpts-zenny126"
-        root = Path(args.data) if args.data else default if default.is_dir() else synthetic(Path(tmp) / "syn", sr=16000, seconds=10.0)
+        if args.data:
+            root = Path(args.data)
+        else:
+            root = default if default.is_dir() else synthetic(Path(tmp) / "syn", sr=16000, seconds=10.0)
         ds = data.scan_folder(root)
         cache = data.FeatureCache(Path(tmp) / "cache")
         for seed in seeds:

@@ -31,13 +31,11 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from musiclens.core.training import data, events  # noqa: E402
-from musiclens.core.training import loop as train  # noqa: E402
 from musiclens.core.device import resolve_device  # noqa: E402
 from musiclens.core.models import study  # noqa: E402
+from musiclens.core.training import data, events  # noqa: E402
+from musiclens.core.training import loop as train  # noqa: E402
 from synthetic_data import synthetic  # noqa: E402
-
-
 
 
 def run_training(ds, split, prepared, epochs: int, seed: int) -> tuple[float, float]:

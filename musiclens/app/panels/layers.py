@@ -14,8 +14,18 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
-    QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from musiclens.app.panels.common import ask_save_path, to_pixmap
@@ -161,7 +171,8 @@ class LayersPanel(QWidget):
                        f"its auralisation is {level[k]:.1f} dBFS, below {m.silent_db:.0f} dBFS")
                 tip = f"filter {k}: silent — {why}"
             else:
-                text = f"#{k} {m.energy[k]:.2g} {level[k]:.0f}dB" if np.isfinite(level[k]) else f"#{k}  {m.energy[k]:.2g}"
+                text = (f"#{k} {m.energy[k]:.2g} {level[k]:.0f}dB" if np.isfinite(level[k])
+                        else f"#{k}  {m.energy[k]:.2g}")
                 tip = f"filter {k}: its auralisation is {level[k]:.1f} dBFS"
             raw = float((m.maps[k].astype(np.float64) ** 2).mean())
             tip += (f"\nenergy heard (mean square of the positive part) {m.energy[k]:.4g}; "

@@ -24,7 +24,15 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
 )
 
 from musiclens.app.panels.common import ask_save_path, save_table
@@ -86,7 +94,7 @@ class BeatAxis(pg.AxisItem):
 class NotesItem(pg.GraphicsObject):
     """All notes as rectangles (pitch row ± 0.5), the beat grid, selection and a flip overlay."""
 
-    def __init__(self, panel: "PianoRollPanel") -> None:
+    def __init__(self, panel: PianoRollPanel) -> None:
         super().__init__()
         self.panel = panel
         self.colors: list[QColor] = []
@@ -618,7 +626,7 @@ class PianoRollPanel(QWidget):
         if self.proposal is not None:  # a proposal is for the notes before this edit
             self.reject_flip()
         self.edit_times[self.editor.revision] = time.perf_counter()
-        self.selection &= set(int(i) for i in self.editor.ids)
+        self.selection &= {int(i) for i in self.editor.ids}
         self._refresh_view()
         self.autosave()
         self.edited.emit()
@@ -632,7 +640,7 @@ class PianoRollPanel(QWidget):
 
     def select_all(self) -> None:
         if self.editor is not None:
-            self.set_selection(set(int(i) for i in self.editor.ids))
+            self.set_selection({int(i) for i in self.editor.ids})
 
     def add_note(self, start: float, pitch: int, duration: float | None = None) -> list[int]:
         if self.editor is None:
@@ -696,7 +704,7 @@ class PianoRollPanel(QWidget):
     def restore_recovery(self) -> None:
         from musiclens.core.errors import MusicLensError
         from musiclens.core.midi_edit import read_recovery
-        from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL
+        from musiclens.core.resources import DEFAULT_MIDI_MODEL
 
         self.restore_bar.hide()
         try:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
-from PySide6.QtCore import Qt
 
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "turbo", "CET-L1")
 

@@ -10,11 +10,23 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import QStandardPaths, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractSpinBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QAbstractSpinBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
-from musiclens.core.training.archs import ARCHITECTURES, names as arch_names
+from musiclens.core.training.archs import ARCHITECTURES
+from musiclens.core.training.archs import names as arch_names
 
 ARCHS = tuple(arch_names())  # the one list of trainable architectures (core.training.archs)
 PROBE_BASES = ("MSD_musicnn", "MTT_musicnn")
@@ -87,7 +99,8 @@ class TrainingPanel(QWidget):
         self.curves = {
             "train loss": self.plot.plot(pen=pg.mkPen("#4c9be8", width=2), name="train loss", symbol="o", symbolSize=5),
             "val loss": self.plot.plot(pen=pg.mkPen("#4c9be8", width=2, style=Qt.DashLine), name="val loss"),
-            "train score": self.plot.plot(pen=pg.mkPen("#2bb673", width=2), name="train acc/AUC", symbol="o", symbolSize=5),
+            "train score": self.plot.plot(pen=pg.mkPen("#2bb673", width=2), name="train acc/AUC",
+                                          symbol="o", symbolSize=5),
             "val score": self.plot.plot(pen=pg.mkPen("#2bb673", width=2, style=Qt.DashLine), name="val acc/AUC"),
         }
         self.history: dict[str, list[float]] = {k: [] for k in self.curves}

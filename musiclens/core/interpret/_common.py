@@ -6,9 +6,11 @@ Private: the public verbs live in the method modules (``cam``, ``saliency``, ...
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence, Union
+from collections.abc import Iterator, Sequence
+from typing import TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -17,7 +19,7 @@ from musiclens.core.features import FrontEnd
 from musiclens.core.models.registry import LoadedModel
 
 #: A class or tag: its index in ``LoadedModel.labels`` or its name.
-Target = Union[int, str]
+Target: TypeAlias = int | str
 
 
 def check_input(m: LoadedModel, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +70,8 @@ def target_indices(m: LoadedModel, target: Target | Sequence[Target], batch: int
         return torch.tensor(idx, dtype=torch.long, device=m.device)
     if isinstance(target, torch.Tensor):
         target = int(target)
-    return torch.full((batch,), target_index(m, target), dtype=torch.long, device=m.device)
+    # a sequence other than a list or a tuple is passed on as is: target_index rejects it
+    return torch.full((batch,), target_index(m, cast(Target, target)), dtype=torch.long, device=m.device)
 
 
 def class_scores(m: LoadedModel, logits: torch.Tensor, targets: torch.Tensor,
@@ -112,7 +115,7 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
             mod.training = flag
 
 
-def to_fe_rate(audio, sample_rate: int | None, fe: FrontEnd, *,
+def to_fe_rate(audio: torch.Tensor | npt.ArrayLike, sample_rate: int | None, fe: FrontEnd, *,
                device: torch.device | str | None = None) -> tuple[torch.Tensor, int, int]:
     """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate, on
     ``device`` (default cpu; pass the model's ``m.device``)."""

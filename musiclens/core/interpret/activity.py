@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ class UnitActivity:
     peak: np.ndarray
     dead: list[int]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "energy": self.energy.tolist(),
                 "active_fraction": self.active_fraction.tolist(), "peak": self.peak.tolist(),
                 "dead": self.dead}

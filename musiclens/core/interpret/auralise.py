@@ -20,9 +20,12 @@ rate for the analysis and the result is resampled back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
+from torch import nn
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import MEL_KINDS, FrontEnd, stft
@@ -88,7 +91,7 @@ def mask_to_linear(mask: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
 
 
 def apply_mask(
-    audio,
+    audio: torch.Tensor | npt.ArrayLike,
     mask: torch.Tensor,
     fe: FrontEnd,
     *,
@@ -153,7 +156,7 @@ def layer_output(m: LoadedModel, x: torch.Tensor, layer: str, *, stop_early: boo
     with torch.no_grad(), eval_mode(m.net), capture(m, layer) as acts:
         handle = None
         if stop_early:
-            def stop(_module, _inputs, _output):
+            def stop(_module: nn.Module, _inputs: Any, _output: Any) -> None:
                 raise _StopForward
 
             handle = module.register_forward_hook(stop)  # runs after capture's hook
@@ -198,7 +201,7 @@ def filter_mask(
 
 def auralise_filter(
     m: LoadedModel,
-    audio,
+    audio: torch.Tensor | npt.ArrayLike,
     *,
     layer: str,
     filter: int,
@@ -235,14 +238,15 @@ def auralise_filter(
 SILENT_DBFS = -40.0  # an auralisation quieter than this (RMS, dB full scale) counts as silent
 
 
-def rms_dbfs(audio) -> float:
+def rms_dbfs(audio: npt.ArrayLike) -> float:
     """RMS level of ``audio`` in dB full scale (1.0 = 0 dBFS); ``-inf`` for digital silence."""
     y = np.asarray(audio, dtype=np.float64)
     rms = float(np.sqrt(np.mean(y ** 2))) if y.size else 0.0
     return 20.0 * float(np.log10(rms)) if rms > 0 else -np.inf
 
 
-def normalise_loudness(audio, *, target_dbfs: float = -20.0, peak: float = 0.99) -> tuple[np.ndarray, float]:
+def normalise_loudness(audio: npt.ArrayLike, *, target_dbfs: float = -20.0,
+                       peak: float = 0.99) -> tuple[np.ndarray, float]:
     """Scale ``audio`` to an RMS of ``target_dbfs``, but never beyond a ``peak`` of full scale.
 
     Returns (scaled float32 audio, the gain applied in dB). Digital silence is returned as it
@@ -280,7 +284,7 @@ class FilterLevels:
 
 def filter_levels(
     m: LoadedModel,
-    audio,
+    audio: torch.Tensor | npt.ArrayLike,
     *,
     layer: str,
     sample_rate: int | None = None,
@@ -304,7 +308,7 @@ def filter_levels(
     x = check_input(m, fe(y))
     act = as_map(layer_output(m, x, layer, stop_early=stop_early))[0]  # (K, F_l, T_l)
     spec = stft(y, fe)  # (1, F_lin, T)
-    levels = []
+    levels: list[float] = []
     with torch.no_grad():
         for a in range(0, act.shape[0], batch):
             chunk = act[a:a + batch].unsqueeze(0)  # (1, k, F_l, T_l)

@@ -15,7 +15,7 @@ References: Zhou et al. 2016 (CAM); Selvaraju et al. 2017 (Grad-CAM); Chattopadh
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +23,18 @@ from torch import nn
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret._common import (
-    Target, check_input, class_scores, eval_mode, target_indices,
+    Target,
+    check_input,
+    class_scores,
+    eval_mode,
+    target_indices,
 )
 from musiclens.core.interpret.hooks import as_map, capture, resolve
 from musiclens.core.interpret.maps import upsample  # noqa: F401  (re-exported for callers)
 from musiclens.core.models.registry import LoadedModel
 
 
-def _find_classifier(m: LoadedModel, channels: int, classifier: str | None) -> nn.Module | None:
+def _find_classifier(m: LoadedModel, channels: int, classifier: str | None) -> nn.Linear | None:
     if classifier is not None:
         mod = resolve(m, classifier)
         if not isinstance(mod, nn.Linear):

@@ -28,15 +28,21 @@ into a mask and :func:`auralise_deconv` plays it through the recording's own STF
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
+import numpy.typing as npt
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret._common import check_input, eval_mode
 from musiclens.core.interpret.hooks import capture, filter_map
 from musiclens.core.models.registry import LoadedModel
+
+if TYPE_CHECKING:
+    from musiclens.core.interpret.auralise import Auralisation
 
 RULES = ("deconvnet", "guided", "gradient")
 
@@ -45,11 +51,11 @@ class _DeconvReLU(torch.autograd.Function):
     """Forward: ReLU. Backward: ReLU of the incoming signal (ignores the forward mask)."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x.clamp_min(0)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return grad.clamp_min(0)
 
 
@@ -57,14 +63,15 @@ class _GuidedReLU(torch.autograd.Function):
     """Forward: ReLU. Backward: ReLU of the signal, masked where the input was positive."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         return x.clamp_min(0)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return grad.clamp_min(0) * (x > 0).to(grad.dtype)
+        out: torch.Tensor = grad.clamp_min(0) * (x > 0).to(grad.dtype)
+        return out
 
 
 @contextlib.contextmanager
@@ -81,11 +88,17 @@ def relu_rule(net: nn.Module, rule: str) -> Iterator[None]:
     fn = _DeconvReLU if rule == "deconvnet" else _GuidedReLU
     relus = [mod for mod in net.modules() if isinstance(mod, nn.ReLU)]
     inplace = [mod.inplace for mod in relus]
-    handles = []
+    handles: list[RemovableHandle] = []
+
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> torch.Tensor:
+        # torch declares Function.apply without annotations
+        out: torch.Tensor = fn.apply(inputs[0])  # type: ignore[no-untyped-call]
+        return out
+
     try:
         for mod in relus:
             mod.inplace = False
-            handles.append(mod.register_forward_hook(lambda _m, inputs, _out: fn.apply(inputs[0])))
+            handles.append(mod.register_forward_hook(hook))
         yield
     finally:
         for h in handles:
@@ -166,7 +179,7 @@ def deconv_mask(d: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
 
 def auralise_deconv(
     m: LoadedModel,
-    audio,
+    audio: torch.Tensor | npt.ArrayLike,
     *,
     layer: str,
     filter: int,
@@ -174,7 +187,7 @@ def auralise_deconv(
     keep: str = "all",
     rule: str = "deconvnet",
     positive: bool = True,
-):
+) -> Auralisation:
     """Hear a filter's deconvolution: its input-space projection masks the recording's STFT.
 
     audio : (samples,) or (B, samples) at ``sample_rate`` (default: the model's rate).

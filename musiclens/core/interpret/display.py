@@ -21,6 +21,7 @@ where the map says nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,11 @@ class OverlayScale:
         v = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0)
         if self.signed:
             u = np.clip(v / np.float32(self.hi), -1.0, 1.0)
-            return np.sign(u) * np.abs(u) ** np.float32(self.gamma)
+            signed: np.ndarray = np.sign(u) * np.abs(u) ** np.float32(self.gamma)
+            return signed
         u = np.clip((v - np.float32(self.lo)) / np.float32(self.hi - self.lo), 0.0, 1.0)
-        return u ** np.float32(self.gamma)
+        out: np.ndarray = u ** np.float32(self.gamma)
+        return out
 
     def describe(self, what: str = "", *, negative: str = "against", positive: str = "toward") -> str:
         """One line for a colour bar, e.g. ``IG attribution: blue −0.033 (against) … 0 … red
@@ -103,7 +106,7 @@ def overlay_scale(values: np.ndarray, *, signed: bool, percentile: float = 99.0,
     return OverlayScale(False, lo, hi, float(percentile), float(gamma))
 
 
-def _ramp(stops, t: np.ndarray) -> np.ndarray:
+def _ramp(stops: Sequence[tuple[float, tuple[int, int, int]]], t: np.ndarray) -> np.ndarray:
     pos = np.array([s[0] for s in stops])
     rgb = np.array([s[1] for s in stops], dtype=np.float64)
     return np.stack([np.interp(t, pos, rgb[:, c]) for c in range(3)], axis=-1)

@@ -36,22 +36,28 @@ start audio's rate.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import FrontEnd, stft
 from musiclens.core.interpret._common import (
-    Target, check_input, eval_mode, from_fe_rate, silence_value, target_index, to_fe_rate,
+    Target,
+    check_input,
+    eval_mode,
+    from_fe_rate,
+    silence_value,
+    target_index,
+    to_fe_rate,
 )
 from musiclens.core.inversion import features_to_audio
 from musiclens.core.models.registry import LoadedModel
-
-Cancel = threading.Event | Callable[[], bool] | None
+from musiclens.core.progress import Cancel, is_cancelled
 
 
 @dataclass
@@ -95,17 +101,8 @@ def sine_sweep(fe: FrontEnd | int, *, seconds: float = 3.0, f0: float = 50.0,
     t = np.arange(int(round(seconds * sr))) / sr
     rate = seconds / np.log(f1 / f0)
     phase = 2 * np.pi * f0 * rate * (np.exp(t / rate) - 1.0)
-    return (amplitude * np.sin(phase)).astype(np.float32)
-
-
-def _is_cancelled(cancel: Cancel) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set()
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
+    sweep: np.ndarray = (amplitude * np.sin(phase)).astype(np.float32)
+    return sweep
 
 
 def dream_audio(m: LoadedModel, x: torch.Tensor, *, phase: torch.Tensor | None = None,
@@ -121,7 +118,7 @@ def dream_audio(m: LoadedModel, x: torch.Tensor, *, phase: torch.Tensor | None =
 
 def dream(
     m: LoadedModel,
-    start,
+    start: torch.Tensor | npt.ArrayLike,
     *,
     target: Target,
     minus: Target | str | None = None,
@@ -245,7 +242,8 @@ def dream(
     if seed is None:
         gen.seed()
 
-    def objective(x: torch.Tensor, shift: int = 0, grad: bool = True):
+    def objective(x: torch.Tensor, shift: int = 0,
+                  grad: bool = True) -> tuple[float, np.ndarray, torch.Tensor | None]:
         xin = torch.roll(x, shift, dims=-1) if shift else x
         xin = xin.detach().requires_grad_(grad)
         with torch.set_grad_enabled(grad):
@@ -267,15 +265,17 @@ def dream(
         else:
             y_out = dream_audio(m, x, phase=phase, length=length, n_iter=n_iter)
         if n_out is None:
-            return y_out[0].detach().cpu().numpy().astype(np.float32)
-        return from_fe_rate(y_out, sr, n_out, fe)[0]
+            audio: np.ndarray = y_out[0].detach().cpu().numpy().astype(np.float32)
+            return audio
+        first: np.ndarray = from_fe_rate(y_out, sr, n_out, fe)[0]
+        return first
 
     x = x0.clone()
     cancelled = False
     done_steps = 0
     with eval_mode(m.net):
         for i in range(steps):
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 cancelled = True
                 break
             shift = int(torch.randint(-jitter, jitter + 1, (1,), generator=gen)) if jitter else 0
@@ -284,9 +284,10 @@ def dream(
             if audio_every and i % audio_every == 0:
                 report.audio = audio_of(x)
             yield report
-            if _is_cancelled(cancel):  # the consumer may have set it while holding the step
+            if is_cancelled(cancel):  # the consumer may have set it while holding the step
                 cancelled = True
                 break
+            assert g is not None  # objective(grad=True) returns the gradient
             g = g * ch_mask
             if normalise_grad:
                 g = g / (g.abs().sum() / (ch_mask.sum() * g[0, 0].numel())).clamp_min(1e-12)
@@ -308,10 +309,10 @@ def dream(
     yield final
 
 
-def run_dream(m: LoadedModel, start, **kwargs) -> DreamStep:
+def run_dream(m: LoadedModel, start: torch.Tensor | npt.ArrayLike, **kwargs: Any) -> DreamStep:
     """Drive :func:`dream` to the end and return its last step (for scripts and the CLI)."""
     last = None
-    for last in dream(m, start, **kwargs):
-        pass
+    for step in dream(m, start, **kwargs):
+        last = step
     assert last is not None
     return last

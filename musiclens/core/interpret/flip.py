@@ -35,21 +35,27 @@ model's prediction on it (``audio_prediction``), since what is heard is what cou
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import FrontEnd, stft
 from musiclens.core.interpret._common import (
-    Target, check_input, eval_mode, from_fe_rate, target_index, to_fe_rate,
+    Target,
+    check_input,
+    from_fe_rate,
+    target_index,
+    to_fe_rate,
 )
+from musiclens.core.interpret.flip_loop import frozen, target_loss
 from musiclens.core.inversion import channels_to_complex, istft, to_power
 from musiclens.core.models.registry import LoadedModel
+from musiclens.core.progress import Cancel, is_cancelled
 
 
 @dataclass
@@ -78,15 +84,7 @@ class FlipStep:
     cancelled: bool = False
     audio: np.ndarray | None = None
     sample_rate: int = 0
-    info: dict = field(default_factory=dict)
-
-
-def _cancelled(cancel) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def change_to_audio(m: LoadedModel, y: torch.Tensor, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +108,7 @@ def change_to_audio(m: LoadedModel, y: torch.Tensor, x0: torch.Tensor, x: torch.
 
 def flip(
     m: LoadedModel,
-    start,
+    start: torch.Tensor | npt.ArrayLike,
     *,
     target: Target,
     steps: int = 200,
@@ -122,7 +120,7 @@ def flip(
     stop_on_flip: bool = True,
     domain: str = "audio",
     sample_rate: int | None = None,
-    cancel: threading.Event | Callable[[], bool] | None = None,
+    cancel: Cancel = None,
 ) -> Iterator[FlipStep]:
     """Optimise the input until the model predicts ``target``.
 
@@ -177,18 +175,16 @@ def flip(
     else:
         delta = torch.zeros_like(x0, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=lr)
-    tgt = torch.tensor([t_idx], device=x0.device)
 
-    def evaluate(x: torch.Tensor):
+    def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, bool]:
         logits = m.net(x)
         if m.multilabel:
             prob = torch.sigmoid(logits[0, t_idx])
-            loss = F.binary_cross_entropy_with_logits(logits[0, t_idx], torch.ones((), device=logits.device))
             flipped = bool(prob >= threshold)
         else:
             prob = torch.softmax(logits, -1)[0, t_idx]
-            loss = F.cross_entropy(logits, tgt)
             flipped = int(logits[0].argmax()) == t_idx
+        loss = target_loss(logits, t_idx, multilabel=m.multilabel)  # written once: flip_loop
         return logits, loss, float(prob.detach()), flipped
 
     def current() -> torch.Tensor:
@@ -209,9 +205,9 @@ def flip(
         return float("inf") if change == 0 else float(10 * np.log10(float(y.pow(2).sum()) / change))
 
     done_steps, cancelled, flipped = 0, False, False
-    with eval_mode(m.net):
+    with frozen(m.net):  # eval mode, weights frozen (flip_loop, as the MIDI flip)
         for i in range(steps):
-            if _cancelled(cancel):
+            if is_cancelled(cancel):
                 cancelled = True
                 break
             with torch.enable_grad():
@@ -222,12 +218,12 @@ def flip(
                                flipped, x.detach().clone(), snr(), sample_rate=sr)
                 if flipped and stop_on_flip:
                     break
-                if _cancelled(cancel):
+                if is_cancelled(cancel):
                     cancelled = True
                     break
                 total = loss + l2 * penalty(x)
                 opt.zero_grad()
-                total.backward()
+                total.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward unannotated
                 opt.step()
             done_steps = i + 1
         with torch.no_grad():
@@ -290,7 +286,8 @@ def splice_change(recording: np.ndarray, before: np.ndarray, after: np.ndarray, 
     k_in, k_out = min(n_fade, start), min(n_fade, total - start - n)
 
     def weight(k: int) -> np.ndarray:  # at distance 1..k from the span: from ~1 down towards 0
-        return np.cos(0.5 * np.pi * np.arange(1, k + 1) / (n_fade + 1)) ** 2
+        w: np.ndarray = np.cos(0.5 * np.pi * np.arange(1, k + 1) / (n_fade + 1)) ** 2
+        return w
 
     if k_in > 0:  # before the span: change[0], change[1], ... mirrored outwards, fading
         out[..., start - k_in:start] += (change[:k_in] * weight(k_in))[::-1].astype(np.float32)

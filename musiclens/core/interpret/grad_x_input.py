@@ -13,7 +13,8 @@ convention (see :mod:`musiclens.core.interpret.methods`), one entry in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def gradient_x_input(
-    m,
+    m: Any,
     x: torch.Tensor,
     *,
     target: Target | Sequence[Target],

@@ -19,10 +19,12 @@ their flags are restored afterwards.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret._common import check_input
@@ -36,7 +38,7 @@ def resolve(m: LoadedModel, layer: str) -> nn.Module:
     return m.module(layer)
 
 
-def _first_tensor(output) -> torch.Tensor:
+def _first_tensor(output: object) -> torch.Tensor:
     """Modules may return tuples (LSTM): the first tensor is the activation."""
     if isinstance(output, torch.Tensor):
         return output
@@ -77,10 +79,10 @@ def capture(
     modules = [resolve(m, name) for name in names]  # raises before any hook is registered
     store: dict[str, torch.Tensor] = {}
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    handles = []
+    handles: list[RemovableHandle] = []
 
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
+    def make_hook(name: str) -> Callable[[nn.Module, Any, object], None]:
+        def hook(_module: nn.Module, _inputs: Any, output: object) -> None:
             t = _first_tensor(output)
             t = t.detach() if detach else t
             if keep == "all":
@@ -94,7 +96,7 @@ def capture(
     inplace = [mod for mod in m.net.modules() if getattr(mod, "inplace", False) is True]
     try:
         for mod in inplace:
-            mod.inplace = False
+            setattr(mod, "inplace", False)  # noqa: B010  (torch types module attributes as Tensor | Module)
         for name, module in zip(names, modules):
             handles.append(module.register_forward_hook(make_hook(name)))
         yield store
@@ -102,7 +104,7 @@ def capture(
         for h in handles:
             h.remove()
         for mod in inplace:
-            mod.inplace = True
+            setattr(mod, "inplace", True)  # noqa: B010
 
 
 def activations(

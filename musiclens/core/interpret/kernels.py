@@ -30,10 +30,11 @@ def _readable(m: LoadedModel) -> dict[str, str]:
     return names
 
 
-def kernel_norms(conv: nn.Module) -> np.ndarray:
+def kernel_norms(conv: nn.Conv1d | nn.Conv2d) -> np.ndarray:
     """(out_channels,) Frobenius norm of each kernel (over input channels and kernel axes)."""
     w = conv.weight.detach().cpu().double()
-    return w.flatten(1).norm(dim=1).numpy()
+    norms: np.ndarray = w.flatten(1).norm(dim=1).numpy()
+    return norms
 
 
 @torch.no_grad()
@@ -70,8 +71,8 @@ def kernel_stats(m: LoadedModel, *, dead_rel_tol: float = 1e-3,
                 "layer": name, "module": path, "eps": mod.eps,
                 "beta": mod.bias.detach().cpu().tolist() if mod.bias is not None else None,
                 "gamma": mod.weight.detach().cpu().tolist() if mod.weight is not None else None,
-                "moving_mean": mod.running_mean.detach().cpu().tolist(),
-                "moving_variance": mod.running_var.detach().cpu().tolist(),
+                "moving_mean": mod.running_mean.detach().cpu().tolist() if mod.running_mean is not None else None,
+                "moving_variance": mod.running_var.detach().cpu().tolist() if mod.running_var is not None else None,
             })
         elif isinstance(mod, nn.Linear):
             rows = mod.weight.detach().cpu().double().norm(dim=1).numpy()

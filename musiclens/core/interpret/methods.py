@@ -31,8 +31,9 @@ and raises one :class:`~musiclens.core.errors.ParameterError` listing the names 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.interpret.grad_x_input import gradient_x_input
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # the table itself imports without torch (the CLI builds its 
     import torch
 
     from musiclens.core.interpret._common import Target
+    from musiclens.core.interpret.midi_saliency import Output
 
 #: what a model reads: a spectrogram front end, MIDI note features, or raw samples
 INPUT_KINDS = ("audio", "midi", "waveform")
@@ -162,25 +164,35 @@ def _no_mask(name: str, mask: torch.Tensor | None) -> None:
         raise ParameterError(f"{name}: mask is for MIDI note sequences, not for audio")
 
 
-def _cam_fn(m, x, *, target, layer=None, relu: bool = False, classifier: str | None = None):
+def _layer(name: str, layer: str | None) -> str:
+    if layer is None:  # Method.__call__ checks first; a direct call of the wrapper may not
+        raise ParameterError(f"{name} needs a layer")
+    return layer
+
+
+def _cam_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
+            relu: bool = False, classifier: str | None = None) -> torch.Tensor:
     from musiclens.core.interpret import cam as _cam
 
-    return _cam.cam(m, x, target=target, layer=layer, relu=relu, classifier=classifier)
+    return _cam.cam(m, x, target=target, layer=_layer("cam", layer), relu=relu, classifier=classifier)
 
 
-def _grad_cam_fn(m, x, *, target, layer=None, relu: bool = False, output: str = "logit"):
+def _grad_cam_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
+                 relu: bool = False, output: str = "logit") -> torch.Tensor:
     from musiclens.core.interpret import cam as _cam
 
-    return _cam.grad_cam(m, x, target=target, layer=layer, relu=relu, output=output)
+    return _cam.grad_cam(m, x, target=target, layer=_layer("grad-cam", layer), relu=relu, output=output)
 
 
-def _grad_cam_pp_fn(m, x, *, target, layer=None, relu: bool = False, output: str = "logit"):
+def _grad_cam_pp_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
+                    relu: bool = False, output: str = "logit") -> torch.Tensor:
     from musiclens.core.interpret import cam as _cam
 
-    return _cam.grad_cam_pp(m, x, target=target, layer=layer, relu=relu, output=output)
+    return _cam.grad_cam_pp(m, x, target=target, layer=_layer("grad-cam++", layer), relu=relu, output=output)
 
 
-def _gradient_fn(m, x, *, target, layer=None, output: str = "logit", mask: torch.Tensor | None = None):
+def _gradient_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
+                 output: Output = "logit", mask: torch.Tensor | None = None) -> torch.Tensor:
     from musiclens.core.interpret import midi_saliency as _midi
     from musiclens.core.interpret import saliency as _saliency
 
@@ -190,33 +202,35 @@ def _gradient_fn(m, x, *, target, layer=None, output: str = "logit", mask: torch
     return _saliency.gradient(m, x, target=target, output=output)
 
 
-def _smoothgrad_fn(m, x, *, target, layer=None, n_samples: int = 25, noise_level: float = 0.15,
-                   squared: bool = False, output: str = "logit", seed: int | None = 0):
+def _smoothgrad_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
+                   n_samples: int = 25, noise_level: float = 0.15,
+                   squared: bool = False, output: str = "logit", seed: int | None = 0) -> torch.Tensor:
     from musiclens.core.interpret import saliency as _saliency
 
     return _saliency.smoothgrad(m, x, target=target, n_samples=n_samples, noise_level=noise_level,
                                 squared=squared, output=output, seed=seed)
 
 
-def _integrated_gradients_fn(m, x, *, target, layer=None, baseline: Any = None, steps: int | None = None,
-                             output: str = "logit", mask: torch.Tensor | None = None,
-                             info: dict | None = None):
+def _integrated_gradients_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target],
+                             layer: str | None = None, baseline: Any = None, steps: int | None = None,
+                             output: Output = "logit", mask: torch.Tensor | None = None,
+                             info: dict[str, Any] | None = None) -> torch.Tensor:
     """Default baseline and steps per kind: audio silence and 32 points, MIDI the average
     note and a budget of 256 gradient evaluations (adaptive)."""
     from musiclens.core.interpret import midi_saliency as _midi
     from musiclens.core.interpret import saliency as _saliency
 
     if input_kind(m) == "midi":
-        r = _midi.integrated_gradients(m, x, mask, target=_midi_target(m, target),
-                                       baseline="mean" if baseline is None else baseline,
-                                       steps=256 if steps is None else steps, output=output)
-        attr, score, base_score, used = r.attributions, r.output, r.baseline_output, 256 if steps is None else steps
+        rm = _midi.integrated_gradients(m, x, mask, target=_midi_target(m, target),
+                                        baseline="mean" if baseline is None else baseline,
+                                        steps=256 if steps is None else steps, output=output)
+        attr, score, base_score, used = rm.attributions, rm.output, rm.baseline_output, 256 if steps is None else steps
     else:
         _no_mask("integrated-gradients", mask)
-        r = _saliency.integrated_gradients(m, x, target=target,
-                                           baseline="silence" if baseline is None else baseline,
-                                           steps=32 if steps is None else steps, output=output)
-        attr, score, base_score, used = r.attributions, r.score, r.baseline_score, r.steps
+        ra = _saliency.integrated_gradients(m, x, target=target,
+                                            baseline="silence" if baseline is None else baseline,
+                                            steps=32 if steps is None else steps, output=output)
+        attr, score, base_score, used = ra.attributions, ra.score, ra.baseline_score, ra.steps
     if info is not None:
         diff = score - base_score
         err = attr.reshape(attr.shape[0], -1).double().sum(1).to(attr.dtype) - diff

@@ -27,13 +27,15 @@ the end.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from musiclens.core.errors import MusicLensError, ParameterError
+from musiclens.core.interpret.flip_loop import frozen, target_loss
 from musiclens.core.interpret.midi_saliency import rnn_grad_context
 from musiclens.core.midi import (
     FEATURES,
@@ -117,13 +119,14 @@ class _Projector:
     note ends) are written, which gives the same window as writing the whole piece.
     """
 
-    def __init__(self, model, notes: Notes, k: int, target: int, min_probability: float, margin: float):
+    def __init__(self, model: Any, notes: Notes, k: int, target: int, min_probability: float,
+                 margin: float) -> None:
         self.model, self.notes, self.k, self.target = model, notes, k, target
         self.window = notes.first(k)
         self.tick = 60.0 / (notes.tempo * notes.resolution)
         self.min_probability, self.margin = min_probability, margin
 
-    def __call__(self, x: np.ndarray):
+    def __call__(self, x: np.ndarray) -> tuple[Notes, Notes, np.ndarray, bool]:
         spec = self.model.spec
         written = realise(x[: self.k], self.window, self.tick, self.notes)
         full = with_window(self.notes, written)
@@ -213,7 +216,7 @@ def with_window(notes: Notes, written: Notes) -> Notes:
     ).sorted()
 
 
-def _changes(before: Notes, written: Notes) -> tuple[list[dict], dict[str, float]]:
+def _changes(before: Notes, written: Notes) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """The notes that changed (row ``i`` of ``before`` -> row ``i`` of ``written``), note by note.
 
     A note is changed when its pitch, start or duration differs; each change lists the
@@ -234,7 +237,7 @@ def _changes(before: Notes, written: Notes) -> tuple[list[dict], dict[str, float
     resized = before.duration != written.duration
     changed_rows = repitch | moved | resized
     names = FEATURES + ("start",)
-    changed = []
+    changed: list[dict[str, Any]] = []
     for i in np.flatnonzero(changed_rows):
         changed.append({"index": int(i),
                         "before": {f: float(v) for f, v in zip(names, b[i])},
@@ -254,7 +257,7 @@ def _changes(before: Notes, written: Notes) -> tuple[list[dict], dict[str, float
 
 
 def flip_steps(
-    model,
+    model: Any,
     notes: Notes,
     *,
     to: str | int,
@@ -316,12 +319,6 @@ def flip_steps(
     torch.manual_seed(seed)
     delta = torch.zeros_like(z0, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=lr)
-    tgt = torch.tensor([target], device=device)
-    was_training = net.training
-    net.eval()
-    grad_flags = [p.requires_grad for p in net.parameters()]
-    for p in net.parameters():
-        p.requires_grad_(False)
 
     project = _Projector(model, notes, k, target, min_probability, margin)
 
@@ -333,9 +330,9 @@ def flip_steps(
 
     best: FlipResult | None = None
     best_x: np.ndarray | None = None
-    best_key = None
-    flipped_at = None
-    try:
+    best_key: tuple[bool, float] | None = None
+    flipped_at: int | None = None
+    with frozen(net):  # eval mode, weights frozen (flip_loop, as the audio flip)
         for step in range(1, steps + 1):
             with rnn_grad_context(device), torch.enable_grad():
                 z = z0 + delta * fmask * nmask
@@ -349,7 +346,7 @@ def flip_steps(
                                     xs[..., 2].clamp_min(tick)], dim=-1)
                 xp = xs + (proj - xs).detach()  # straight-through: forward sees valid MIDI
                 logits = net(torch.where(m[..., None], xp, x0), m)
-                ce = torch.nn.functional.cross_entropy(logits, tgt)
+                ce = target_loss(logits, target)  # written once: flip_loop
                 size = (delta * fmask * nmask).abs().sum()
                 loss = ce + penalty * size
                 opt.zero_grad()
@@ -360,8 +357,8 @@ def flip_steps(
                 xc_now = spec.inverse(z0 + delta * fmask * nmask)[0].cpu().numpy().astype(np.float64)
             written, after, probs, is_flip = project(xc_now)
             key = (is_flip, -float(size.detach()) if is_flip else float(probs[target]))
-            if best_key is None or (is_flip and not best_key[0]) or (is_flip == best_key[0] and (
-                    (is_flip and -float(size.detach()) > best_key[1]) or (not is_flip and float(probs[target]) > best_key[1]))):
+            # a flip beats no flip; among flips the smaller change, else the higher target probability
+            if best_key is None or key > best_key:
                 best_key = key
                 best = result(written, after, probs, step)
                 best_x = xc_now[:k].copy()
@@ -369,16 +366,12 @@ def flip_steps(
                 flipped_at = step
             done = step == steps or (stop_when_flipped and flipped_at is not None
                                      and step >= flipped_at + extra_steps)
-            if done and prune and best is not None and best_key[0]:
+            if done and prune and best is not None and best_x is not None and best_key is not None and best_key[0]:
                 best = _prune(model, project, best, best_x, feats[:k].astype(np.float64), tick)
             yield FlipStep(step, steps, float(loss.detach()), float(probs[target]), bool(is_flip), best, done,
                            {"cross_entropy": float(ce.detach()), "size": float(size.detach())})
             if done:
                 break
-    finally:
-        for p, flag in zip(net.parameters(), grad_flags):
-            p.requires_grad_(flag)
-        net.train(was_training)
 
 
 def _is_flip(p: np.ndarray, target: int, min_probability: float, margin: float) -> bool:
@@ -386,7 +379,7 @@ def _is_flip(p: np.ndarray, target: int, min_probability: float, margin: float) 
     return bool(p[target] >= min_probability and p[target] - others.max() >= margin)
 
 
-def _prune(model, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.ndarray, tick: float,
+def _prune(model: Any, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.ndarray, tick: float,
            bisections: int = 6) -> FlipResult:
     """Make a flipping change smaller while the projected notes still flip.
 
@@ -432,10 +425,10 @@ def _prune(model, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.n
                       best.probabilities_before, probs, changed_list, summary, best.step)
 
 
-def flip(model, notes: Notes, *, to: str | int, **kw) -> FlipResult:
+def flip(model: Any, notes: Notes, *, to: str | int, **kw: Any) -> FlipResult:
     """Run :func:`flip_steps` to the end and return the final :class:`FlipResult`."""
-    last = None
-    for last in flip_steps(model, notes, to=to, **kw):
-        pass
+    last: FlipStep | None = None
+    for step in flip_steps(model, notes, to=to, **kw):
+        last = step
     assert last is not None and last.best is not None
     return last.best

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret import paths
@@ -31,7 +32,7 @@ from musiclens.core.interpret.paths import input_gradient
 Output = Literal["logit", "log_probability", "probability"]
 
 
-def rnn_grad_context(device: torch.device | str):
+def rnn_grad_context(device: torch.device | str) -> contextlib.AbstractContextManager[object]:
     """Context for forward+backward through an RNN in eval mode (cuDNN off on CUDA)."""
     if torch.device(device).type == "cuda":
         return torch.backends.cudnn.flags(enabled=False)
@@ -48,7 +49,7 @@ def _check(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask.to(device=x.device, dtype=torch.bool)
 
 
-def _on_model(net, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _on_model(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """x and its mask (checked; all-True when None) on the network's device."""
     for t in net.parameters():
         x = x.to(t.device)
@@ -56,9 +57,10 @@ def _on_model(net, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Te
     return x, _check(x, mask)
 
 
-def _target_output(net, x, mask, target, output: Output) -> torch.Tensor:
+def _target_output(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, target: int | torch.Tensor,
+                   output: Output) -> torch.Tensor:
     """(B,) the chosen output of class ``target`` (int or (B,) tensor)."""
-    logits = net(x, mask)
+    logits: torch.Tensor = net(x, mask)
     if output == "log_probability":
         logits = torch.log_softmax(logits, dim=-1)
     elif output == "probability":
@@ -69,7 +71,8 @@ def _target_output(net, x, mask, target, output: Output) -> torch.Tensor:
     return logits.gather(1, t.view(-1, 1)).squeeze(1)
 
 
-def gradient_saliency(model, x: torch.Tensor, mask: torch.Tensor | None = None, *, target,
+def gradient_saliency(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None, *,
+                      target: int | torch.Tensor,
                       output: Output = "logit", times_input: bool = False) -> torch.Tensor:
     """Gradient of the target output w.r.t. the raw note features.
 
@@ -119,7 +122,7 @@ class IGResult:
         return self.delta / (self.output - self.baseline_output).abs().clamp_min(1e-12)
 
 
-def make_baseline(model, x: torch.Tensor, mask: torch.Tensor | None = None,
+def make_baseline(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None,
                   kind: Literal["mean", "zeros"] = "mean") -> torch.Tensor:
     """A baseline for Integrated Gradients, same shape as ``x``.
 
@@ -133,13 +136,14 @@ def make_baseline(model, x: torch.Tensor, mask: torch.Tensor | None = None,
         raise ParameterError(f"baseline must be 'mean', 'zeros' or a tensor, got {kind!r}")
     spec = model.spec
     z = torch.zeros_like(x)
-    base = spec.inverse(z).clamp_min(0)
+    base: torch.Tensor = spec.inverse(z).clamp_min(0)
     if mask is not None:
         base = torch.where(mask[..., None].to(x.device), base, x)
     return base
 
 
-def integrated_gradients(model, x: torch.Tensor, mask: torch.Tensor | None = None, *, target,
+def integrated_gradients(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None, *,
+                         target: int | torch.Tensor,
                          baseline: torch.Tensor | Literal["mean", "zeros"] = "mean", steps: int = 256,
                          output: Output = "logit", rtol: float = 1e-3, nodes_per_segment: int = 8,
                          adaptive: bool = True) -> IGResult:

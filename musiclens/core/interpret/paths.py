@@ -20,8 +20,8 @@ on the device of ``x``; the path integral is accumulated in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from musiclens.core.errors import ParameterError
 
 #: score(item index, points (n, *item shape)) -> (n,) differentiable scores
 Score = Callable[[int, torch.Tensor], torch.Tensor]
+#: one item's score at a batch of points (n, *shape) -> (n,)
+_Batched = Callable[[torch.Tensor], torch.Tensor]
 
 QUADRATURES = ("gausslegendre", "trapezoid", "midpoint")
 
@@ -128,14 +130,15 @@ def integrated_gradients(score: Score, x: torch.Tensor, baseline: torch.Tensor, 
     return PathResult(attributions, scores, base_scores, err, rel, used)
 
 
-def _grads(f, base: torch.Tensor, diff: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+def _grads(f: _Batched, base: torch.Tensor, diff: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
     """∇f at base + α·diff for each α: (n, *shape)."""
     points = base + alphas.view((-1,) + (1,) * base.dim()) * diff
     g, _ = input_gradient(f, points)
     return g
 
 
-def _fixed(f, base, x, alphas: np.ndarray, weights: np.ndarray, batch_size: int) -> torch.Tensor:
+def _fixed(f: _Batched, base: torch.Tensor, x: torch.Tensor, alphas: np.ndarray,
+           weights: np.ndarray, batch_size: int) -> torch.Tensor:
     """Σ w_i ∇f(base + α_i (x − base)), float64, shape of x."""
     diff = x - base
     acc = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
@@ -147,7 +150,8 @@ def _fixed(f, base, x, alphas: np.ndarray, weights: np.ndarray, batch_size: int)
     return acc
 
 
-def _adaptive(f, base, x, steps: int, rtol: float, q: int, batch_size: int) -> tuple[torch.Tensor, int]:
+def _adaptive(f: _Batched, base: torch.Tensor, x: torch.Tensor, steps: int,
+              rtol: float, q: int, batch_size: int) -> tuple[torch.Tensor, int]:
     """Adaptive composite Gauss–Legendre: (∫₀¹ ∇f dα float64, evaluations used)."""
     diff = x - base
     nodes, weights = quadrature(q, "gausslegendre")
@@ -155,21 +159,25 @@ def _adaptive(f, base, x, steps: int, rtol: float, q: int, batch_size: int) -> t
     def f_at(alphas: list[float]) -> list[float]:
         with torch.no_grad():
             a = torch.tensor(alphas, device=x.device, dtype=x.dtype)
-            return f(base + a.view((-1,) + (1,) * x.dim()) * diff).tolist()
+            values: list[float] = f(base + a.view((-1,) + (1,) * x.dim()) * diff).tolist()
+            return values
 
     def integrate(a: float, b: float) -> torch.Tensor:
         return _fixed(f, base, x, a + (b - a) * nodes, (b - a) * weights, batch_size)
 
     diff64 = diff.double()
 
-    def gain(seg) -> float:  # Σ (x − base) ⊙ segment integral
+    # a segment: (a, b, f(a), f(b), integral over [a, b])
+    Segment = tuple[float, float, float, float, torch.Tensor]
+
+    def gain(seg: Segment) -> float:  # Σ (x − base) ⊙ segment integral
         return float((diff64 * seg[4]).sum())
 
     n0 = max(1, min(4, steps // q))
     edges = [i / n0 for i in range(n0 + 1)]
     f_edges = f_at(edges)
-    segs = [[edges[i], edges[i + 1], f_edges[i], f_edges[i + 1], integrate(edges[i], edges[i + 1])]
-            for i in range(n0)]  # (a, b, f(a), f(b), integral)
+    segs: list[Segment] = [(edges[i], edges[i + 1], f_edges[i], f_edges[i + 1], integrate(edges[i], edges[i + 1]))
+                           for i in range(n0)]
     used = n0 * q
     tol = rtol * max(abs(f_edges[-1] - f_edges[0]), 1e-12)
     while used + 2 * q <= steps:
@@ -179,6 +187,9 @@ def _adaptive(f, base, x, steps: int, rtol: float, q: int, batch_size: int) -> t
         a, b, fa, fb, _ = segs.pop(max(range(len(segs)), key=errors.__getitem__))
         mid = (a + b) / 2
         (fm,) = f_at([mid])
-        segs += [[a, mid, fa, fm, integrate(a, mid)], [mid, b, fm, fb, integrate(mid, b)]]
+        segs += [(a, mid, fa, fm, integrate(a, mid)), (mid, b, fm, fb, integrate(mid, b))]
         used += 2 * q
-    return sum(sg[4] for sg in segs), used
+    total = segs[0][4]  # the sum of the integrals (0 + the first is the first: as sum() did)
+    for sg in segs[1:]:
+        total = total + sg[4]
+    return total, used

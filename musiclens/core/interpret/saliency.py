@@ -20,15 +20,20 @@ the score is (a class's logit or probability) and what the baseline is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret import paths
 from musiclens.core.interpret._common import (
-    Target, check_input, class_scores, eval_mode, silence_value, target_indices,
+    Target,
+    check_input,
+    class_scores,
+    eval_mode,
+    silence_value,
+    target_indices,
 )
 from musiclens.core.interpret.paths import input_gradient, quadrature
 from musiclens.core.models.registry import LoadedModel
@@ -122,7 +127,7 @@ class IGResult:
     method: str
 
 
-def baseline_tensor(m: LoadedModel, x: torch.Tensor, baseline) -> torch.Tensor:
+def baseline_tensor(m: LoadedModel, x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor:
     """``"silence"``, ``"zeros"``, ``"min"`` (each item's minimum), a number, or a tensor
     broadcastable to x -> a tensor of x's shape."""
     if isinstance(baseline, torch.Tensor):

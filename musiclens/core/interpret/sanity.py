@@ -25,16 +25,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from musiclens.core.errors import ParameterError
-from musiclens.core.interpret._common import Target, check_input
 from musiclens.core.interpret import methods as _methods
+from musiclens.core.interpret._common import Target, check_input
 from musiclens.core.models.registry import LoadedModel
 
 Attribution = Callable[[LoadedModel, torch.Tensor], torch.Tensor]
@@ -59,13 +60,13 @@ class SanityStep:
     ssim: float
     attribution: torch.Tensor | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "layer": self.layer, "spearman": self.spearman,
                 "spearman_signed": self.spearman_signed, "ssim": self.ssim}
 
 
 def attribution_method(name: str, *, target: Target, layer: str | None = None,
-                       **kwargs) -> Attribution:
+                       **kwargs: Any) -> Attribution:
     """A named attribution (a name or alias from the method table) as ``(model, x) -> map``."""
     method = _methods.get(name, among=METHODS)
     if method.needs_layer and layer is None:
@@ -105,7 +106,10 @@ def ssim(a: np.ndarray, b: np.ndarray, *, sigma: float = 1.5, data_range: float 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ParameterError(f"ssim needs maps of the same shape, got {a.shape} and {b.shape}")
-    filt = lambda z: gaussian_filter(z, sigma=sigma, truncate=3.5, mode="reflect")
+    def filt(z: np.ndarray) -> np.ndarray:
+        smooth: np.ndarray = gaussian_filter(z, sigma=sigma, truncate=3.5, mode="reflect")
+        return smooth
+
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = filt(a), filt(b)
     va = filt(a * a) - mu_a ** 2
@@ -146,8 +150,9 @@ def _randomise(mod: nn.Module) -> None:
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         mod.reset_parameters()  # γ = 1, β = 0, running mean 0, variance 1
         return
-    if hasattr(mod, "reset_parameters"):
-        mod.reset_parameters()
+    reset = getattr(mod, "reset_parameters", None)  # conv, linear, …
+    if callable(reset):
+        reset()
         return
     with torch.no_grad():
         for p in mod.parameters(recurse=False):
@@ -174,7 +179,7 @@ def iter_cascading_randomisation(
     seed: int = 0,
     keep_maps: bool = False,
     cancel: threading.Event | Callable[[], bool] | None = None,
-    **method_kwargs,
+    **method_kwargs: Any,
 ) -> Iterator[SanityStep]:
     """Generator form of :func:`cascading_randomisation` (one :class:`SanityStep` per step;
     stops early when ``cancel`` is set)."""
@@ -206,7 +211,7 @@ def iter_cascading_randomisation(
             yield SanityStep(k, _readable(m, path), *compare(reference, attr), attr if keep_maps else None)
 
 
-def cascading_randomisation(m: LoadedModel, x: torch.Tensor, **kwargs) -> list[SanityStep]:
+def cascading_randomisation(m: LoadedModel, x: torch.Tensor, **kwargs: Any) -> list[SanityStep]:
     """Cascading model-weight randomisation from the top layer down.
 
     Parameters

@@ -40,8 +40,9 @@ per metric over the layers (``values[metric]`` is (B, L) for B pairs and L layer
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,8 @@ def nmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     x, y = _flat(a), _flat(b)
     ref = x.pow(2).sum(1)
     err = (x - y).pow(2).sum(1)
-    return torch.where(ref > 0, err / ref.clamp_min(1e-300), torch.where(err > 0, torch.full_like(err, float("nan")), torch.zeros_like(err)))
+    undefined = torch.where(err > 0, torch.full_like(err, float("nan")), torch.zeros_like(err))
+    return torch.where(ref > 0, err / ref.clamp_min(1e-300), undefined)
 
 
 def mse_max(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -127,8 +129,9 @@ def _hsic_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     sum_k = sx.pow(2).sum(1) - dk.sum(1)                                     # 1ᵀK̃1
     sum_l = sy.pow(2).sum(1) - dl.sum(1)                                     # 1ᵀL̃1
     tr_tilde = tr_kl - (dk * dl).sum(1)                                      # tr(K̃L̃)
-    return (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2))
-            - 2.0 / (n - 2) * (k1 * l1).sum(1)) / (n * (n - 3))
+    hsic: torch.Tensor = (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2))
+                          - 2.0 / (n - 2) * (k1 * l1).sum(1)) / (n * (n - 3))
+    return hsic
 
 
 def _cka_debiased_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -187,11 +190,12 @@ class SimilarityCurve:
         """(L,) values of ``metric`` over the layers for pair ``item``."""
         if metric not in self.values:
             raise ParameterError(f"metric {metric!r} was not computed; have {', '.join(self.values)}")
-        return self.values[metric][item]
+        out: np.ndarray = self.values[metric][item]
+        return out
 
-    def to_dict(self, item: int = 0) -> dict:
+    def to_dict(self, item: int = 0) -> dict[str, Any]:
         """JSON-friendly: {"layers": [...], "<metric>": [...], ...} (NaN -> None)."""
-        out: dict = {"layers": list(self.layers)}
+        out: dict[str, Any] = {"layers": list(self.layers)}
         for k, v in self.values.items():
             out[k] = [None if not np.isfinite(x) else float(x) for x in v[item]]
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -14,6 +16,9 @@ class Standardise(nn.Module):
     (:meth:`fit`); an unfitted module is the identity (mean 0, std 1).
     x: (B, C, F, T) -> (B, C, F, T).
     """
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, channels: int = 1) -> None:
         super().__init__()
@@ -39,7 +44,7 @@ class SignedLog(nn.Module):
         return torch.sign(x) * torch.log1p(x.abs())
 
 
-def flat_size(fn, in_shape: tuple[int, int, int]) -> int:
+def flat_size(fn: Callable[[torch.Tensor], torch.Tensor], in_shape: tuple[int, int, int]) -> int:
     """Number of values per item that ``fn`` (a module or a bound method of one) outputs for
     a (C, F, T) input, computed with a zero input in no-grad mode."""
     with torch.no_grad():

@@ -22,6 +22,9 @@ matrices; the training loop adds it to the loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -36,7 +39,7 @@ POOLS = ((2, 4), (3, 4), (2, 5), (2, 2))
 class ConvBlock(nn.Module):
     """3×3 conv (same) -> batch norm -> leaky ReLU -> max-pool. (B, Cin, F, T) -> (B, Cout, F/pf, T/pt)."""
 
-    def __init__(self, c_in: int, c_out: int, pool: tuple[int, int], leak: float) -> None:
+    def __init__(self, c_in: int, c_out: int, pool: Sequence[int], leak: float) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.bn = nn.BatchNorm2d(c_out)
@@ -44,12 +47,14 @@ class ConvBlock(nn.Module):
         self.pool = nn.MaxPool2d(tuple(pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.act(self.bn(self.conv(x))))
+        out: torch.Tensor = self.pool(self.act(self.bn(self.conv(x))))
+        return out
 
 
 class ChoiCNN(nn.Module):
     def __init__(self, *, n_labels: int, in_channels: int = 1, n_bins: int = 80, n_frames: int = 431,
-                 filters=FILTERS, pools=POOLS, dense: tuple[int, int] = (128, 65),
+                 filters: Sequence[int] = FILTERS, pools: Sequence[Sequence[int]] = POOLS,
+                 dense: tuple[int, int] = (128, 65),
                  dropout: float = 0.2, leak: float = 0.3, l2: float = 1e-4) -> None:
         super().__init__()
         pools = [tuple(int(v) for v in p) for p in pools]
@@ -80,21 +85,24 @@ class ChoiCNN(nn.Module):
         h = self.norm(x)
         for i in range(self.n_blocks):
             h = getattr(self, f"block{i + 1}")(h)
-        return h
+        out: torch.Tensor = h
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x).flatten(1)
         h = self.drop1(self.act1(self.dense1(h)))
         h = self.drop2(self.act2(self.dense2(h)))
-        return self.out(h)
+        out: torch.Tensor = self.out(h)
+        return out
 
     def regularisation(self) -> torch.Tensor:
         """L2 penalty on the dense weights (Keras-style ``kernel_regularizer=l2(l2)``)."""
-        return self.l2 * sum(m.weight.pow(2).sum() for m in (self.dense1, self.dense2, self.out))
+        penalty = self.dense1.weight.pow(2).sum() + self.dense2.weight.pow(2).sum() + self.out.weight.pow(2).sum()
+        return self.l2 * penalty
 
 
 @register_family("choi-cnn")
-def build_choi_cnn(**params) -> tuple[nn.Module, list[LayerInfo]]:
+def build_choi_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
     """``ChoiCNN(**params)``: n_labels, in_channels, n_bins, n_frames, filters, pools, dense, dropout, leak, l2."""
     for key in ("filters", "dense"):
         if key in params:

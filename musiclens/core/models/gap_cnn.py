@@ -26,6 +26,8 @@ Network::
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -66,14 +68,16 @@ class GapCNN(nn.Module):
         h = self.pool1(self.relu1(self.bn1(self.conv1(self.norm(x)))))
         h = self.pool2(self.relu2(self.bn2(self.conv2(h))))
         h = self.pool3(self.relu3(self.bn3(self.conv3(h))))
-        return self.deconv_relu(self.deconv(h))
+        out: torch.Tensor = self.deconv_relu(self.deconv(h))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.gap(self.feature_maps(x)).flatten(1)))
+        out: torch.Tensor = self.fc(self.dropout(self.gap(self.feature_maps(x)).flatten(1)))
+        return out
 
 
 @register_family("gap-cnn")
-def build_gap_cnn(**params) -> tuple[nn.Module, list[LayerInfo]]:
+def build_gap_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
     """``GapCNN(**params)``: n_labels, in_channels, n_bins, n_frames, filters, maps, dropout."""
     if "filters" in params:
         params = dict(params, filters=tuple(params["filters"]))

@@ -20,14 +20,20 @@ In ``model.json``: ``"input"`` names the kind (``"audio"`` when absent), and the
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import FrontEnd
+
+if TYPE_CHECKING:
+    from musiclens.core.midi import Notes
 
 INPUT_KINDS: tuple[str, ...] = ("audio", "midi", "waveform")
 #: The key of ``model.json`` that holds each kind's spec.
@@ -80,7 +86,7 @@ class NoteSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NoteSpec":
+    def from_dict(cls, d: dict[str, Any]) -> NoteSpec:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -93,19 +99,19 @@ class NoteSpec:
             d["programs"] = tuple(int(p) for p in d["programs"])
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "NoteSpec":
+    def replace(self, **changes: Any) -> NoteSpec:
         import dataclasses
 
         return dataclasses.replace(self, **changes)
 
     # -------------------------------------------------------------- reading input
-    def read(self, path_or_bytes, **kw):
+    def read(self, path_or_bytes: str | os.PathLike[str] | bytes, **kw: Any) -> Notes:
         """Read a MIDI file with this spec's drum/program choice -> :class:`~musiclens.core.midi.Notes`."""
         from musiclens.core.midi import read_midi
 
         return read_midi(path_or_bytes, drop_drums=self.drop_drums, programs=self.programs, **kw)
 
-    def left_out(self, path_or_bytes):
+    def left_out(self, path_or_bytes: str | os.PathLike[str] | bytes) -> Notes:
         """The notes of a file that :meth:`read` leaves out (drums, other programs), as ``Notes``."""
         from musiclens.core.midi import read_midi
 
@@ -116,7 +122,7 @@ class NoteSpec:
             kept &= ~drum & np.isin(every.program, np.asarray(self.programs))
         return every.select(~kept)
 
-    def window(self, notes) -> tuple[np.ndarray, np.ndarray]:
+    def window(self, notes: Notes) -> tuple[np.ndarray, np.ndarray]:
         """``(features (N, 3) float32, mask (N,) bool)`` for one piece; see :func:`note_window`."""
         from musiclens.core.midi import note_window
 
@@ -163,13 +169,13 @@ class Waveform:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Waveform":
+    def from_dict(cls, d: dict[str, Any]) -> Waveform:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ParameterError(f"unknown waveform fields: {sorted(unknown)}")
         return cls(**{k: int(v) for k, v in d.items()})
 
-    def replace(self, **changes: Any) -> "Waveform":
+    def replace(self, **changes: Any) -> Waveform:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -185,7 +191,12 @@ class Waveform:
             raise ParameterError(f"the number of samples must be positive, got {n_frames}")
         return n
 
-    def frames_to_seconds(self, n_frames):
+    @overload
+    def frames_to_seconds(self, n_frames: float) -> float: ...
+    @overload
+    def frames_to_seconds(self, n_frames: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+
+    def frames_to_seconds(self, n_frames: float | npt.NDArray[Any]) -> float | npt.NDArray[Any]:
         return n_frames / self.sample_rate
 
     def seconds_to_frames(self, seconds: float) -> int:
@@ -203,7 +214,7 @@ class Waveform:
 
 
 #: What ``LoadedModel.input`` holds.
-InputSpec = Union[FrontEnd, NoteSpec, Waveform]
+InputSpec: TypeAlias = FrontEnd | NoteSpec | Waveform
 
 
 def input_kind(spec: InputSpec) -> str:
@@ -224,7 +235,9 @@ def spec_from_meta(meta: dict[str, Any]) -> InputSpec:
     if kind not in SPEC_KEYS:
         raise ParameterError(f"input {kind!r} is unknown; allowed: {', '.join(INPUT_KINDS)}")
     d = meta[SPEC_KEYS[kind]]
-    return {"audio": FrontEnd, "midi": NoteSpec, "waveform": Waveform}[kind].from_dict(d)
+    readers: dict[str, Callable[[dict[str, Any]], InputSpec]] = {
+        "audio": FrontEnd.from_dict, "midi": NoteSpec.from_dict, "waveform": Waveform.from_dict}
+    return readers[kind](d)
 
 
 def spec_to_meta(spec: InputSpec) -> dict[str, Any]:

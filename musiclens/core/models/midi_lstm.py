@@ -76,7 +76,8 @@ class MidiLSTM(nn.Module):
             lengths = mask.to(torch.long).sum(dim=1).clamp_min(1)
             idx = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
             last = out.gather(1, idx).squeeze(1)
-        return self.head(self.dropout(last))
+        logits: torch.Tensor = self.head(self.dropout(last))
+        return logits
 
 
 @register_family("midi_lstm")

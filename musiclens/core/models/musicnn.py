@@ -82,7 +82,8 @@ class FrontEndBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv(self.pad(x))
         if self.training or self._maps_observed():
-            return self.pool(self.bn(self.relu(c)))
+            out: torch.Tensor = self.pool(self.bn(self.relu(c)))
+            return out
         # Fast path, same values: in eval mode ReLU and batch norm are per-channel monotone
         # maps (increasing where gamma >= 0, decreasing where gamma < 0), so the max over
         # frequency can be taken first, on the conv output, and the cheap maps applied to the
@@ -136,7 +137,8 @@ class MidEndLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(self.relu(self.conv(x)))
-        return y + x if self.residual else y
+        out: torch.Tensor = y + x if self.residual else y
+        return out
 
 
 class MusicnnMidEnd(nn.Module):
@@ -179,7 +181,8 @@ class MusicnnBackEnd(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         h = self.bn_dense(self.relu(self.dense(self.bn_pool(self.pool(w)))))
-        return self.output(h)
+        out: torch.Tensor = self.output(h)
+        return out
 
 
 class Musicnn(nn.Module):
@@ -196,7 +199,8 @@ class Musicnn(nn.Module):
         self.back_end = MusicnnBackEnd(front_channels + 3 * midend_filters, backend_units, n_labels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.back_end(self.mid_end(self.front_end(self.input_bn(x))))
+        out: torch.Tensor = self.back_end(self.mid_end(self.front_end(self.input_bn(x))))
+        return out
 
 
 def musicnn_layers(timbral_filters: int = 204, temporal_filters: int = 51,
@@ -279,7 +283,8 @@ class VggBlock(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=pool, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.bn(self.relu(self.conv(x))))
+        out: torch.Tensor = self.pool(self.bn(self.relu(self.conv(x))))
+        return out
 
 
 # (freq, time) pool sizes and strides of musicnn's ``vgg`` (TF's are [time, freq]).
@@ -318,7 +323,8 @@ class MusicnnVgg(nn.Module):
         x = self.input_bn(x)
         for i in range(1, 6):
             x = getattr(self, f"block{i}")(x)
-        return self.output(self.flatten(x))
+        out: torch.Tensor = self.output(self.flatten(x))
+        return out
 
 
 @register_family("musicnn_vgg")

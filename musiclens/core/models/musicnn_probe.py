@@ -32,14 +32,18 @@ representation (:data:`FINETUNE_BLOCKS`); their batch-norm statistics still stay
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from musiclens.core.errors import ParameterError
+from musiclens.core.features import FrontEnd
 from musiclens.core.models.musicnn import (
-    MusicnnBackEnd, MusicnnFrontEnd, MusicnnMidEnd, musicnn_layers,
+    MusicnnBackEnd,
+    MusicnnFrontEnd,
+    MusicnnMidEnd,
+    musicnn_layers,
 )
 from musiclens.core.models.registry import LayerInfo, LoadedModel, register_family
 
@@ -67,6 +71,9 @@ def finetune_blocks(features: str) -> tuple[tuple[str, ...], ...]:
 
 class FeatureStandardise(nn.Module):
     """``(h - mean) / std`` per feature, statistics as buffers. (B, D) -> (B, D)."""
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -106,7 +113,8 @@ class ProbeHead(nn.Module):
         z = self.scale(h)
         if self.kind == "mlp":
             z = self.relu(self.hidden(z))
-        return self.output(z)
+        out: torch.Tensor = self.output(z)
+        return out
 
     def weights(self) -> list[torch.Tensor]:
         """The penalised weight matrices (biases are not penalised)."""
@@ -160,7 +168,8 @@ class MusicnnProbe(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _w(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mid_end(self.front_end(self.input_bn(x)))
+        w: torch.Tensor = self.mid_end(self.front_end(self.input_bn(x)))
+        return w
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """The chosen frozen representation, (B, D)."""
@@ -168,11 +177,14 @@ class MusicnnProbe(nn.Module):
 
     def _from_w(self, w: torch.Tensor, features: str) -> torch.Tensor:
         be = self.back_end
-        pooled = be.pool(w)
+        pooled: torch.Tensor = be.pool(w)
         if features == "pooled":
             return pooled
-        pen = be.bn_dense(be.relu(be.dense(be.bn_pool(pooled))))
-        return pen if features == "penultimate" else be.output(pen)
+        pen: torch.Tensor = be.bn_dense(be.relu(be.dense(be.bn_pool(pooled))))
+        if features == "penultimate":
+            return pen
+        tags: torch.Tensor = be.output(pen)
+        return tags
 
     @torch.no_grad()
     def all_representations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -184,7 +196,8 @@ class MusicnnProbe(nn.Module):
         return {"pooled": pooled, "penultimate": pen, "tags": be.output(pen)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.representation(x))
+        out: torch.Tensor = self.head(self.representation(x))
+        return out
 
     # ------------------------------------------------------------------ training
     def freeze(self, finetune: int = 0) -> None:
@@ -205,7 +218,7 @@ class MusicnnProbe(nn.Module):
         for p in self.head.parameters():
             p.requires_grad_(True)
 
-    def train(self, mode: bool = True) -> "MusicnnProbe":
+    def train(self, mode: bool = True) -> MusicnnProbe:
         super().train(mode)
         for name in BASE_MODULES:  # the base's batch norms and fast paths stay in eval mode
             getattr(self, name).eval()
@@ -213,7 +226,11 @@ class MusicnnProbe(nn.Module):
 
     def regularisation(self) -> torch.Tensor:
         """``l2 / 2 · Σ W²`` over the head's weight matrices (added to the loss by ``train``)."""
-        return 0.5 * self.l2 * sum(w.pow(2).sum() for w in self.head.weights())
+        weights = self.head.weights()
+        total = weights[0].pow(2).sum()  # as sum() but typed: 0 + the first term is that term
+        for w in weights[1:]:
+            total = total + w.pow(2).sum()
+        return 0.5 * self.l2 * total
 
     def base_digest(self) -> str:
         """SHA-256 of the base's tensors (names, shapes and bytes): the cache key of features."""
@@ -271,7 +288,7 @@ _LICENCE_KEYS = ("description", "source", "licence", "licence_file", "copyright"
 def create_probe(labels: list[str], *, base: str = "MSD_musicnn", features: str = "penultimate",
                  head: str = "linear", hidden: int = 64, finetune: int = 0, multilabel: bool = False,
                  patch_seconds: float | None = None, model_name: str | None = None,
-                 front_end=None) -> LoadedModel:
+                 front_end: FrontEnd | None = None) -> LoadedModel:
     """A probe for ``labels`` on the pretrained ``base`` (bundled name or a musicnn folder).
 
     The head is untrained (standardisation = identity); the base holds the pretrained
@@ -299,7 +316,8 @@ def create_probe(labels: list[str], *, base: str = "MSD_musicnn", features: str 
     if head == "linear":
         params.pop("hidden")
     architecture = {"family": "musicnn_probe", "params": params}
-    net, layers = registry.build(architecture)
+    built, layers = registry.build(architecture)
+    net = cast(MusicnnProbe, built)  # the musicnn_probe family builds a MusicnnProbe
     state = net.state_dict()
     base_state = b.net.state_dict()
     if set(base_state) != {k for k in state if not k.startswith("head.")}:

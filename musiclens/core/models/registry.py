@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -40,9 +42,20 @@ from musiclens.core.device import resolve_device
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.features import FrontEnd
 from musiclens.core.models.inputs import (  # noqa: F401  (re-exported)
-    SPEC_KEYS, InputSpec, NoteSpec, Waveform, input_kind, spec_from_meta, spec_to_meta,
+    SPEC_KEYS,
+    InputSpec,
+    NoteSpec,
+    Waveform,
+    input_kind,
+    spec_from_meta,
+    spec_to_meta,
 )
-from musiclens.core.resources import available, bundled_models_dir, resources_dir  # noqa: F401
+from musiclens.core.resources import available as available  # re-exported
+from musiclens.core.resources import bundled_models_dir as bundled_models_dir
+from musiclens.core.resources import resources_dir as resources_dir
+
+if TYPE_CHECKING:
+    from musiclens.core.midi import Notes
 
 FORMAT = "musiclens-model/1"
 WEIGHTS_FILE = "weights.safetensors"
@@ -59,7 +72,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "musiclens.core.models.musicnn_probe",
 )
 
-_FAMILIES: dict[str, Callable[..., tuple[nn.Module, list["LayerInfo"]]]] = {}
+_FAMILIES: dict[str, Callable[..., tuple[nn.Module, list[LayerInfo]]]] = {}
 
 
 @dataclass(frozen=True)
@@ -175,7 +188,7 @@ class LoadedModel:
     @property
     def sample_rate(self) -> int:
         """The audio rate the model listens at (audio and waveform models)."""
-        if self.kind == "midi":
+        if isinstance(self.input, NoteSpec):  # kind == "midi"
             raise MusicLensError(f"model {self.name!r} reads MIDI notes; it has no sample rate")
         return int(self.input.sample_rate)
 
@@ -183,7 +196,7 @@ class LoadedModel:
     @property
     def patch_samples(self) -> int:
         """Samples of audio in one patch: exactly ``patch_frames`` frames of the input spec."""
-        if self.kind == "midi":
+        if isinstance(self.input, NoteSpec):  # kind == "midi"
             raise MusicLensError(f"model {self.name!r} reads a window of {self.patch_frames} MIDI notes, "
                                  "not a length of audio")
         return self.input.frames_to_samples(self.patch_frames)
@@ -192,7 +205,7 @@ class LoadedModel:
     def patch_seconds(self) -> float:
         """A patch's nominal length in seconds (``patch_frames`` frame steps; consecutive
         patches start this far apart)."""
-        if self.kind == "midi":
+        if isinstance(self.input, NoteSpec):  # kind == "midi"
             raise MusicLensError(f"model {self.name!r} reads a window of {self.patch_frames} MIDI notes, "
                                  "not a length of audio")
         return float(self.input.frames_to_seconds(self.patch_frames))
@@ -203,17 +216,17 @@ class LoadedModel:
         """Where the network's weights are (cpu for a network without any)."""
         for t in self.net.parameters():
             return t.device
-        for t in self.net.buffers():
-            return t.device
+        for b in self.net.buffers():
+            return b.device
         return torch.device("cpu")
 
-    def to(self, device: str | torch.device = "auto") -> "LoadedModel":
+    def to(self, device: str | torch.device = "auto") -> LoadedModel:
         """Move the network to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``; see
         :func:`musiclens.core.device.resolve_device`); returns the model itself."""
         self.net.to(resolve_device(device))
         return self
 
-    def tensor(self, array, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
+    def tensor(self, array: npt.ArrayLike | torch.Tensor, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
         """A numpy array or tensor as a tensor on the model's device."""
         if isinstance(array, torch.Tensor):
             return array.to(device=self.device, dtype=dtype or array.dtype)
@@ -251,7 +264,8 @@ class LoadedModel:
     def logits(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The network's output for an input batch (with gradients if enabled); ``mask`` is
         the MIDI note mask (B, N) and is only passed on when given."""
-        return self.net(x) if mask is None else self.net(x, mask)
+        out: torch.Tensor = self.net(x) if mask is None else self.net(x, mask)
+        return out
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -268,7 +282,7 @@ class LoadedModel:
             x, m = x[None], m[None]
         return x, m
 
-    def classify_notes(self, notes) -> dict[str, Any]:
+    def classify_notes(self, notes: Notes) -> dict[str, Any]:
         """MIDI: classify a :class:`~musiclens.core.midi.Notes` piece (already read with the spec).
 
         ``n_notes_read``: the notes the model reads (the first ``spec.n_notes``) of
@@ -286,7 +300,7 @@ class LoadedModel:
                 "notes_used": int(mask.sum()), "padded": bool(mask.sum() < len(mask)),
                 "n_notes_read": int(mask.sum()), "n_notes_total": len(notes)}
 
-    def classify_file(self, path) -> dict[str, Any]:
+    def classify_file(self, path: str | os.PathLike[str] | bytes) -> dict[str, Any]:
         """MIDI: read a file with the model's spec and classify it."""
         from musiclens.core.midi import other_notes
 
@@ -306,17 +320,21 @@ _KIND_HINT = {
 }
 
 
-def register_family(name: str):
+#: A family's builder: ``build(**params) -> (net, layers)``.
+Builder = Callable[..., tuple[nn.Module, list["LayerInfo"]]]
+
+
+def register_family(name: str) -> Callable[[Builder], Builder]:
     """Decorator: ``@register_family("musicnn") def build(**params) -> (net, layers)``."""
 
-    def decorate(builder):
+    def decorate(builder: Builder) -> Builder:
         _FAMILIES[name] = builder
         return builder
 
     return decorate
 
 
-def _family(name: str):
+def _family(name: str) -> Builder:
     if name not in _FAMILIES:
         import importlib
 

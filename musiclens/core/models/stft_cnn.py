@@ -18,6 +18,8 @@ Network (module paths; readable names in brackets)::
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -57,11 +59,12 @@ class StftCNN(nn.Module):
         h = self.pool1(self.relu1(self.bn1(self.conv1(h))))
         h = self.pool2(self.relu2(self.bn2(self.conv2(h))))
         h = self.relu3(self.bn3(self.conv3(h)))
-        return self.fc(self.dropout(self.pool3(h).flatten(1)))
+        out: torch.Tensor = self.fc(self.dropout(self.pool3(h).flatten(1)))
+        return out
 
 
 @register_family("stft-cnn")
-def build_stft_cnn(**params) -> tuple[nn.Module, list[LayerInfo]]:
+def build_stft_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
     """``StftCNN(**params)``: n_labels, in_channels (2 or 1), n_bins, n_frames, filters, dropout."""
     if "filters" in params:
         params = dict(params, filters=tuple(params["filters"]))

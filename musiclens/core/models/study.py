@@ -28,8 +28,9 @@ computing each patch with its STFT context, which the training loop relies on).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import FrontEnd, logmel_frontend, musicnn_frontend, stft_frontend

@@ -37,6 +37,7 @@ between the feature maps of a batch and the templates {T⁻, T_μ}: see the func
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -194,13 +195,15 @@ class VanillaCNN(nn.Module):
         h = self.relu2(self.conv2(self.pool1(self.relu1(self.conv1(self.norm(x))))))
         if self.masked:
             h = self.mask2(h)
-        return self.pool2(h)
+        out: torch.Tensor = self.pool2(h)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x).flatten(1)
-        return self.dense2(self.dropout(self.relu3(self.dense1(h))))
+        out: torch.Tensor = self.dense2(self.dropout(self.relu3(self.dense1(h))))
+        return out
 
-    def filter_loss(self, **kw) -> torch.Tensor:
+    def filter_loss(self, **kw: Any) -> torch.Tensor:
         """Zhang's filter loss of the conv-2 maps of the last training-mode forward pass."""
         if not self.masked:
             raise ParameterError("the filter loss needs the masked CNN (masked-cnn)")
@@ -227,7 +230,7 @@ def _layers(masked: bool) -> list[LayerInfo]:
     return layers
 
 
-def _build(masked: bool, params: dict) -> tuple[nn.Module, list[LayerInfo]]:
+def _build(masked: bool, params: dict[str, Any]) -> tuple[nn.Module, list[LayerInfo]]:
     for key in ("filters", "pool"):
         if key in params:
             params[key] = tuple(params[key])
@@ -235,12 +238,12 @@ def _build(masked: bool, params: dict) -> tuple[nn.Module, list[LayerInfo]]:
 
 
 @register_family("vanilla-cnn")
-def build_vanilla_cnn(**params) -> tuple[nn.Module, list[LayerInfo]]:
+def build_vanilla_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
     """``VanillaCNN(**params)``: n_labels, in_channels, n_bins, n_frames, filters, dense, pool, dropout."""
     return _build(False, dict(params))
 
 
 @register_family("masked-cnn")
-def build_masked_cnn(**params) -> tuple[nn.Module, list[LayerInfo]]:
+def build_masked_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
     """As vanilla-cnn plus ``mask_radius_f``, ``mask_radius_t`` (fractions of the conv-2 map)."""
     return _build(True, dict(params))

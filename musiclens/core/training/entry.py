@@ -13,8 +13,9 @@ Import order (no cycles): ``events`` < ``data`` < ``loop`` < ``probe``, ``midi``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from musiclens.core.training import archs
 from musiclens.core.training.loop import TrainConfig, finish_run, prepare_run, summary_of

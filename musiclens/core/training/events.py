@@ -18,8 +18,12 @@ the GUI worker, the CLI and the tests drive them the same way. (The window's job
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
+
+from musiclens.core.progress import Progress as _Step
+from musiclens.core.progress import is_cancelled
 
 __all__ = ["Progress", "PrepareProgress", "Finished", "is_cancelled", "run"]
 
@@ -27,8 +31,9 @@ Kind = Literal["batch", "epoch", "features", "cv", "done", "cancelled"]
 
 
 @dataclass
-class Progress:
-    """One event of a trainer.
+class Progress(_Step):
+    """One event of a trainer (a :class:`musiclens.core.progress.Progress` step: the core's
+    one progress type, whose ``fraction``/``message``/``payload`` the analyses layer fills).
 
     kind : ``"batch"`` (after each batch: ``loss``), ``"epoch"`` (after each epoch:
         ``metrics`` = {"train": {...}, "val": {...}}), ``"features"`` / ``"cv"`` (the probe:
@@ -88,7 +93,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 @dataclass
-class PrepareProgress:
+class PrepareProgress(_Step):
     """One track (audio) or file (MIDI) read; the last step carries ``data``."""
 
     done: int
@@ -109,15 +114,6 @@ class Finished:
 
     def line(self) -> str:
         return "cancelled" if self.cancelled else "finished"
-
-
-def is_cancelled(cancel: Any) -> bool:
-    """``cancel``: None, a ``threading.Event`` or a callable returning True once cancelled."""
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
 
 
 def run(events: Iterator[Any], callback: Callable[[Any], None] | None = None) -> Any:

@@ -23,8 +23,8 @@ The whole run from a folder (scan, split, prepare, train, evaluate, save) is
   gives the same weights as an uninterrupted run (shuffling and dropout are re-seeded per
   epoch from ``config.seed``).
 * **early stopping** on the validation score (accuracy, or mean ROC-AUC for multi-label;
-  at an equal score, a validation loss lower by more than 0.01 % counts as better) after ``patience`` epochs without improvement; the
-  best weights are restored at the end.
+  at an equal score, a validation loss lower by more than 0.01 % counts as better) after
+  ``patience`` epochs without improvement; the best weights are restored at the end.
 * **metrics** (:func:`evaluate`): accuracy, per-class accuracy, confusion matrix and
   per-track accuracy (mean probability over a track's patches) for single-label models;
   ROC-AUC and PR-AUC (average precision) per class and their means for multi-label ones.
@@ -36,9 +36,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 from musiclens.core.device import resolve_device
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models.registry import LoadedModel
-from musiclens.core.training.data.patches import PatchSet, PreparedData
+from musiclens.core.training.data.patches import PatchSet, PreparedData, PrepareProgress
 from musiclens.core.training.events import Finished, Progress, is_cancelled
 
 __all__ = ["TrainConfig", "train", "evaluate", "predict_set", "metrics_from", "roc_auc", "average_precision",
@@ -164,8 +165,9 @@ def metrics_from(probs: np.ndarray, ps: PatchSet, labels: list[str], loss: float
               for k, lab in enumerate(labels)}
         out["roc_auc"] = roc
         out["pr_auc"] = pr
-        out["roc_auc_mean"] = float(np.nanmean(list(roc.values()))) if any(not math.isnan(v) for v in roc.values()) else float("nan")
-        out["pr_auc_mean"] = float(np.nanmean(list(pr.values()))) if any(not math.isnan(v) for v in pr.values()) else float("nan")
+        for key, per_class in (("roc_auc_mean", roc), ("pr_auc_mean", pr)):
+            values = list(per_class.values())
+            out[key] = float(np.nanmean(values)) if any(not math.isnan(v) for v in values) else float("nan")
         return out
     k = len(labels)
     conf = np.zeros((k, k), dtype=np.int64)
@@ -227,6 +229,7 @@ def fit_input_norm(model: LoadedModel, ps: PatchSet, *, max_patches: int = 2048,
         s = xs.sum(1) if s is None else s + xs.sum(1)
         s2 = (xs * xs).sum(1) if s2 is None else s2 + (xs * xs).sum(1)
         count += xs.shape[1]
+    assert s is not None and s2 is not None  # len(ps) > 0: at least one batch ran
     mean = s / count
     std = (s2 / count - mean * mean).clamp_min(0).sqrt()
     norm.fit(mean.float(), std.float())
@@ -330,9 +333,11 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
     net = model.net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_filter_loss = cfg.filter_loss > 0
-    if use_filter_loss and not (hasattr(net, "filter_loss") and getattr(net, "masked", False)):
+    # the architectures' own extra terms (VanillaCNN.filter_loss, ChoiCNN/MusicnnProbe.regularisation)
+    filter_loss: Callable[[], torch.Tensor] | None = getattr(net, "filter_loss", None)
+    if use_filter_loss and not (filter_loss is not None and getattr(net, "masked", False)):
         raise ParameterError(f"the filter loss needs masked-cnn, not {model.architecture.get('family')}")
-    has_reg = hasattr(net, "regularisation")
+    regularisation: Callable[[], torch.Tensor] | None = getattr(net, "regularisation", None)
 
     history: list[dict[str, Any]] = []
     best_score, best_loss, best_epoch = float("-inf"), float("inf"), 0
@@ -375,12 +380,12 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
             y = train_set.targets(idx, device)
             logits = net(x)
             loss = _loss(logits, y, model.multilabel)
-            if use_filter_loss:
-                loss = loss + cfg.filter_loss * net.filter_loss()
-            if has_reg:
-                loss = loss + net.regularisation()
+            if use_filter_loss and filter_loss is not None:
+                loss = loss + cfg.filter_loss * filter_loss()
+            if regularisation is not None:
+                loss = loss + regularisation()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward unannotated
             opt.step()
             loss_value = float(loss.detach())
             total_loss += loss_value * len(idx)
@@ -434,7 +439,7 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k in ("loss", "accuracy", "track_accuracy", "roc_auc_mean", "pr_auc_mean")}
 
 
-def _finish(model: LoadedModel, history: list, cfg: TrainConfig, stopped: str, best_epoch: int,
+def _finish(model: LoadedModel, history: list[dict[str, Any]], cfg: TrainConfig, stopped: str, best_epoch: int,
             note: str | None = None) -> LoadedModel:
     model.provenance = dict(model.provenance, trained=bool(history), epochs_run=len(history),
                             best_epoch=best_epoch, stopped=stopped,
@@ -480,11 +485,12 @@ def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress
     out["stopped"] = last.stopped if last is not None else None
     out["test_metrics"] = details.get("test")
     out["skipped"] = [{"file": p, "reason": r} for p, r in data.skipped]
-    return _nan_to_none(out)
+    clean: dict[str, Any] = _nan_to_none(out)
+    return clean
 
 
 def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: Any, mode: str,
-                cancel: Any) -> Iterator[Any]:
+                cancel: Any) -> Generator[PrepareProgress | Finished, None, PreparedData | None]:
     """Yield the dataset preparation steps for ``model`` (``yield from`` it); its value is
     the :class:`PreparedData`, or None after yielding a cancelled :class:`Finished`."""
     from musiclens.core.training.data import FeatureCache, prepare
@@ -505,7 +511,8 @@ def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: An
 def finish_run(model: LoadedModel, summary: dict[str, Any], last: Progress | None, *, root: str | Path,
                task: str, ds: Any, split: Any, cfg: TrainConfig, out: str | Path | None) -> Finished:
     """Record where the model came from and how it scored, save it to ``out`` when the run
-    completed or was cancelled after at least one epoch (its best epoch so far), and return the :class:`Finished` event (shared by every architecture)."""
+    completed or was cancelled after at least one epoch (its best epoch so far), and return
+    the :class:`Finished` event (shared by every architecture)."""
     from musiclens.core.models import registry
 
     model.provenance = dict(

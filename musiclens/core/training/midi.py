@@ -21,11 +21,13 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -81,7 +83,7 @@ def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareP
     Unreadable files and pieces too short for ``spec`` are skipped (listed in
     ``data.skipped`` with the reason); the split was made on files first, so skipping never
     moves a piece between splits. The last step carries ``data`` (a :class:`MidiDataset`)."""
-    per: dict[str, dict[str, list]] = {s: {"x": [], "m": [], "y": [], "f": []} for s in SPLITS}
+    per: dict[str, dict[str, list[Any]]] = {s: {"x": [], "m": [], "y": [], "f": []} for s in SPLITS}
     skipped: list[tuple[Path, str]] = []
     total = sum(len(split.tracks[s]) for s in SPLITS)
     done = 0
@@ -103,7 +105,7 @@ def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareP
                 yield PrepareProgress(done, total, track.id, error)
     n = spec.n_notes
 
-    def stack(s: str, key: str, shape, dtype):
+    def stack(s: str, key: str, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
         vals = per[s][key]
         return np.stack(vals).astype(dtype) if vals else np.zeros(shape, dtype=dtype)
 
@@ -157,7 +159,7 @@ def predict_windows(model: LoadedModel, x: np.ndarray, mask: np.ndarray, *,
 
 
 def evaluate(model: LoadedModel, x: np.ndarray, mask: np.ndarray, y: np.ndarray,
-             *, batch_size: int = 256) -> dict:
+             *, batch_size: int = 256) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix (rows = true, columns = predicted)."""
     k = len(model.labels)
     conf = np.zeros((k, k), dtype=np.int64)
@@ -285,7 +287,7 @@ def train_midi_lstm(
             break
     net.load_state_dict(best_state)
     net.eval()
-    metrics_out: dict = {"selected_by": "best validation accuracy", "epochs": epochs, "epochs_run": epoch,
+    metrics_out: dict[str, Any] = {"selected_by": "best validation accuracy", "epochs": epochs, "epochs_run": epoch,
                          "best_epoch": best_epoch, "counts": data.counts(), "skipped_files": len(data.skipped)}
     for split in ("val", "test"):
         if len(data.y[split]):

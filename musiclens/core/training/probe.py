@@ -38,13 +38,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models.registry import LoadedModel
@@ -53,6 +55,12 @@ from musiclens.core.training.data.cache import FeatureCache
 from musiclens.core.training.data.patches import PatchSet, PreparedData
 from musiclens.core.training.events import Progress, is_cancelled
 from musiclens.core.training.loop import TrainConfig, metrics_from
+
+if TYPE_CHECKING:
+    from musiclens.core.models.musicnn_probe import MusicnnProbe, ProbeHead
+
+_Y = TypeVar("_Y")
+_R = TypeVar("_R")
 
 __all__ = ["ProbeSettings", "DEFAULT_L2_GRID", "extract", "representations",
            "group_folds", "fit_head", "cross_validate", "train_probe", "train_on_folder"]
@@ -90,7 +98,7 @@ class ProbeSettings:
 
 
 # ============================================================================ features
-def _probe_net(model: LoadedModel):
+def _probe_net(model: LoadedModel) -> MusicnnProbe:
     from musiclens.core.models.musicnn_probe import MusicnnProbe
 
     if not isinstance(model.net, MusicnnProbe):
@@ -103,12 +111,13 @@ def _array_digest(a: np.ndarray) -> str:
 
     a = np.ascontiguousarray(a)
     h = hashlib.sha256(f"{a.dtype}:{a.shape}".encode())
-    h.update(memoryview(a).cast("B"))
+    h.update(a.data.cast("B"))  # a.data: the array's memoryview
     return h.hexdigest()
 
 
 def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = None,
-            batch_size: int = 16, cancel: Any = None) -> Iterator[tuple[int, int]]:
+            batch_size: int = 16,
+            cancel: Any = None) -> Generator[tuple[int, int], None, dict[str, np.ndarray] | None]:
     """Frozen representations of every patch of ``ps``: a generator of ``(done, total)``
     arrays (source recordings) whose return value (``yield from``) is a dict
     ``{"pooled": (N, 1506), "penultimate": (N, 200), "tags": (N, 50)}`` float32 in the
@@ -132,8 +141,8 @@ def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = No
             rows = np.flatnonzero(arrays == a)
             starts = ps.index[rows, 1].tolist()
 
-            def compute(rows=rows) -> np.ndarray:
-                parts = []
+            def compute(rows: np.ndarray = rows) -> np.ndarray:
+                parts: list[np.ndarray] = []
                 for i in range(0, len(rows), batch_size):
                     x = ps.inputs(rows[i:i + batch_size], device)
                     reps = net.all_representations(x)
@@ -163,25 +172,26 @@ def representations(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | N
         try:
             next(gen)
         except StopIteration as stop:
-            return stop.value
+            value: dict[str, np.ndarray] = stop.value  # not cancelled: never None
+            return value
 
 
 # ============================================================================ folds and fits
-def group_folds(groups: Sequence[str], y: np.ndarray | None, k: int, *, seed: int = 0) -> np.ndarray:
+def group_folds(groups: Sequence[str] | np.ndarray, y: np.ndarray | None, k: int, *, seed: int = 0) -> np.ndarray:
     """A fold number (0..k−1) for every row, the same for all rows of a group (track).
 
     Groups are shuffled (seeded) and dealt round-robin into the folds; with single-label
     ``y`` (N,) this is done label by label (each group's label is its first row's), with
     a running offset so the folds stay balanced. ``k`` is capped at the number of groups.
     """
-    groups = np.asarray(groups)
-    uniq = list(dict.fromkeys(groups.tolist()))
+    group_of = np.asarray(groups)
+    uniq = list(dict.fromkeys(group_of.tolist()))
     k = max(1, min(int(k), len(uniq)))
     rng = np.random.default_rng(seed)
     fold_of: dict[str, int] = {}
     if y is not None and np.asarray(y).ndim == 1:
         y = np.asarray(y)
-        first = {g: int(y[np.flatnonzero(groups == g)[0]]) for g in uniq}
+        first = {g: int(y[np.flatnonzero(group_of == g)[0]]) for g in uniq}
         offset = 0
         for lab in sorted(set(first.values())):
             members = sorted(g for g in uniq if first[g] == lab)
@@ -192,7 +202,7 @@ def group_folds(groups: Sequence[str], y: np.ndarray | None, k: int, *, seed: in
         members = sorted(uniq)
         for i, j in enumerate(rng.permutation(len(members))):
             fold_of[members[j]] = i % k
-    return np.array([fold_of[g] for g in groups.tolist()], dtype=np.int64)
+    return np.array([fold_of[g] for g in group_of.tolist()], dtype=np.int64)
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -203,7 +213,7 @@ def _targets(y: np.ndarray, multilabel: bool) -> torch.Tensor:
     return torch.as_tensor(np.asarray(y, dtype=np.float32 if multilabel else np.int64))
 
 
-def fit_head(head, X: np.ndarray, y: np.ndarray, *, l2: float, multilabel: bool, seed: int = 0,
+def fit_head(head: ProbeHead, X: np.ndarray, y: np.ndarray, *, l2: float, multilabel: bool, seed: int = 0,
              max_iter: int = 300) -> float:
     """Fit a :class:`~musiclens.core.models.musicnn_probe.ProbeHead` on features ``X`` (N, D):
     standardise on X, reset (seeded), then full-batch L-BFGS on ``mean loss + l2/2 · Σ W²``.
@@ -219,21 +229,23 @@ def fit_head(head, X: np.ndarray, y: np.ndarray, *, l2: float, multilabel: bool,
 
     def objective() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        loss = _loss(head(x), t, multilabel) + 0.5 * float(l2) * sum(w.pow(2).sum() for w in head.weights())
-        loss.backward()
+        loss: torch.Tensor = (_loss(head(x), t, multilabel)
+                              + 0.5 * float(l2) * sum(w.pow(2).sum() for w in head.weights()))
+        loss.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward unannotated
         return loss
 
     with torch.enable_grad():
-        opt.step(objective)
+        opt.step(objective)  # type: ignore[no-untyped-call]  # torch declares LBFGS.step unannotated
         final = float(objective().detach())
     head.eval()
     return final
 
 
 @torch.no_grad()
-def _probabilities(head, X: np.ndarray, multilabel: bool) -> np.ndarray:
+def _probabilities(head: ProbeHead, X: np.ndarray, multilabel: bool) -> np.ndarray:
     logits = head(torch.as_tensor(np.asarray(X, dtype=np.float32)))
-    return (torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)).numpy()
+    probs: np.ndarray = (torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)).numpy()
+    return probs
 
 
 def _scores(probs: np.ndarray, y: np.ndarray, groups: np.ndarray, multilabel: bool) -> dict[str, float]:
@@ -249,9 +261,9 @@ def _scores(probs: np.ndarray, y: np.ndarray, groups: np.ndarray, multilabel: bo
     return {"log_loss": ll, "accuracy": acc, "track_accuracy": float(np.mean(hits))}
 
 
-def cross_validate(head_factory, X: np.ndarray, y: np.ndarray, groups: Sequence[str], *,
-                   multilabel: bool, grid: Sequence[float], folds: int = 5, seed: int = 0,
-                   max_iter: int = 300, cancel: Any = None) -> Iterator[tuple[int, int]]:
+def cross_validate(head_factory: Callable[[], ProbeHead], X: np.ndarray, y: np.ndarray, groups: Sequence[str], *,
+                   multilabel: bool, grid: Sequence[float], folds: int = 5, seed: int = 0, max_iter: int = 300,
+                   cancel: Any = None) -> Generator[tuple[int, int], None, dict[str, Any] | None]:
     """Grouped k-fold cross-validation of the L2 strength: a generator of ``(fits done,
     fits)`` whose return value is the CV report (None when cancelled)::
 
@@ -261,8 +273,8 @@ def cross_validate(head_factory, X: np.ndarray, y: np.ndarray, groups: Sequence[
 
     ``head_factory()`` makes a fresh head; ``groups`` (N,) are the rows' track ids.
     """
-    groups = np.asarray(groups)
-    fold = group_folds(groups, None if multilabel else y, folds, seed=seed)
+    group_of = np.asarray(groups)
+    fold = group_folds(group_of, None if multilabel else y, folds, seed=seed)
     k = int(fold.max()) + 1 if len(fold) else 0
     grid = [float(v) for v in grid]
     if k < 2:
@@ -278,7 +290,7 @@ def cross_validate(head_factory, X: np.ndarray, y: np.ndarray, groups: Sequence[
             tr, te = fold != f, fold == f
             head = head_factory()
             fit_head(head, X[tr], y[tr], l2=lam, multilabel=multilabel, seed=seed + f, max_iter=max_iter)
-            for key, v in _scores(_probabilities(head, X[te], multilabel), y[te], groups[te], multilabel).items():
+            for key, v in _scores(_probabilities(head, X[te], multilabel), y[te], group_of[te], multilabel).items():
                 runs.setdefault(key, []).append(v)
             done += 1
             yield done, total
@@ -292,14 +304,14 @@ def cross_validate(head_factory, X: np.ndarray, y: np.ndarray, groups: Sequence[
     means = np.asarray(report["log_loss_mean"])
     best = min(range(len(grid)), key=lambda i: (round(float(means[i]), 12), -grid[i]))
     report["l2"] = grid[best]
-    report["fold_tracks"] = [sorted(set(groups[fold == f].tolist())) for f in range(k)]
+    report["fold_tracks"] = [sorted(set(group_of[fold == f].tolist())) for f in range(k)]
     return report
 
 
 # ============================================================================ training
-def _run(gen):
+def _run(gen: Generator[_Y, None, _R]) -> tuple[list[_Y], _R]:
     """Drive a generator-with-return to its end, collecting what it yields."""
-    items = []
+    items: list[_Y] = []
     while True:
         try:
             items.append(next(gen))
@@ -376,28 +388,29 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     kind, hidden = net.head.kind, getattr(net.head, "hidden", None)
     hidden_units = hidden.out_features if hidden is not None else 0
 
-    def head_factory():
+    def head_factory() -> ProbeHead:
         from musiclens.core.models.musicnn_probe import ProbeHead
 
         return ProbeHead(d, n_labels, kind, hidden_units or 1)
 
     if len(st.l2_grid) == 1:
-        report: dict[str, Any] | None = {"l2": st.l2_grid[0], "grid": list(st.l2_grid),
-                                         "skipped": "a single L2 strength was given"}
+        report: dict[str, Any] = {"l2": st.l2_grid[0], "grid": list(st.l2_grid),
+                                  "skipped": "a single L2 strength was given"}
     else:
-        gen = cross_validate(head_factory, X, y, groups, multilabel=model.multilabel, grid=st.l2_grid,
-                             folds=st.folds, seed=cfg.seed, max_iter=st.max_iter, cancel=cancel)
+        cv_gen = cross_validate(head_factory, X, y, groups, multilabel=model.multilabel, grid=st.l2_grid,
+                                folds=st.folds, seed=cfg.seed, max_iter=st.max_iter, cancel=cancel)
         while True:
             try:
-                fits_done, fits = next(gen)
+                fits_done, fits = next(cv_gen)
             except StopIteration as stop:
-                report = stop.value
+                cv_report: dict[str, Any] | None = stop.value
                 break
             yield Progress("batch", 1, 1, fits_done, fits,
                              text=f"cross-validation: fit {fits_done}/{fits}")
-        if report is None:
+        if cv_report is None:
             yield cancelled()
             return
+        report = cv_report
         if report.get("l2") is None:  # too few tracks for CV and several strengths
             report["l2"] = 1e-2 if 1e-2 in st.l2_grid else st.l2_grid[len(st.l2_grid) // 2]
         for i, lam in enumerate(report.get("grid", []) if "log_loss_mean" in report else []):
@@ -475,7 +488,7 @@ def _mean_loss(probs: np.ndarray, y: np.ndarray, multilabel: bool) -> float:
     return float(-np.mean(np.log(p[np.arange(len(y)), y])))
 
 
-def _check_frozen(net, before: dict[str, torch.Tensor]) -> None:
+def _check_frozen(net: nn.Module, before: dict[str, torch.Tensor]) -> None:
     after = net.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:  # a bug, not a user error

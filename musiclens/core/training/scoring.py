@@ -27,8 +27,8 @@ SPLIT_CHOICES = ("auto", "all", "train", "val", "test")
 VOTES = ("mean", "majority")
 
 
-def _choose(tracks: list, recorded: dict[str, list[str]], which: str, model_name: str, root: Any
-            ) -> tuple[str, list]:
+def _choose(tracks: list[Any], recorded: dict[str, list[str]], which: str, model_name: str, root: Any
+            ) -> tuple[str, list[Any]]:
     if which not in SPLIT_CHOICES:
         raise ParameterError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {which!r}")
     if which == "auto":
@@ -124,8 +124,8 @@ def _file_rows(ids: list[str], truth: list[Any], probs: np.ndarray, labels: list
 def _evaluate_audio(m: Any, data: str | Path, which: str, recorded: dict[str, list[str]], per_file: bool,
                     task: str | None, vote: str, cache: Any) -> dict[str, Any]:
     from musiclens.core.training import data as data_mod
-    from musiclens.core.training.loop import _nan_to_none, metrics_from, predict_set
     from musiclens.core.training.data.splits import _group
+    from musiclens.core.training.loop import _nan_to_none, metrics_from, predict_set
 
     task = task or m.provenance.get("task") or ("instruments" if m.multilabel else "genre")
     ds = data_mod.load_dataset(data, task=task, labels=m.labels)
@@ -185,7 +185,8 @@ def _evaluate_audio(m: Any, data: str | Path, which: str, recorded: dict[str, li
                 row["predicted"] = m.labels[int(d.argmax())]
                 row["correct"] = row["predicted"] == row["label"]
         out["files"] = rows
-    return _nan_to_none(out)
+    clean: dict[str, Any] = _nan_to_none(out)
+    return clean
 
 
 def _evaluate_midi(m: Any, data: str | Path, which: str, recorded: dict[str, list[str]],

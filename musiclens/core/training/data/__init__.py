@@ -13,8 +13,18 @@ and ``data.scan_folder(...)``.
 from musiclens.core.training.data.cache import CACHE_VERSION, FeatureCache, cache_dir, file_hash
 from musiclens.core.training.data.patches import PatchSet, PreparedData, PrepareProgress, prepare, prepare_all
 from musiclens.core.training.data.scan import (
-    DATA_EXTENSIONS, MIX_NAMES, MUSDB_STEMS, TASKS, Dataset, Track, check_label, data_kind, load_dataset,
-    scan_folder, scan_midi_folder, scan_stems,
+    DATA_EXTENSIONS,
+    MIX_NAMES,
+    MUSDB_STEMS,
+    TASKS,
+    Dataset,
+    Track,
+    check_label,
+    data_kind,
+    load_dataset,
+    scan_folder,
+    scan_midi_folder,
+    scan_stems,
 )
 from musiclens.core.training.data.splits import SPLITS, Split, split_by_track
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class FeatureCache:
         self.misses = 0
 
     @staticmethod
-    def key(content: Sequence[str], spec: dict, what: str = "features") -> str:
+    def key(content: Sequence[str], spec: dict[str, Any], what: str = "features") -> str:
         blob = json.dumps({"v": CACHE_VERSION, "content": list(content), "spec": spec, "what": what},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -73,7 +74,8 @@ class FeatureCache:
         if not p.is_file():
             return None
         try:
-            return np.load(p, mmap_mode="r", allow_pickle=False)
+            arr: np.ndarray = np.load(p, mmap_mode="r", allow_pickle=False)
+            return arr
         except (ValueError, OSError, EOFError):
             return None
 
@@ -88,7 +90,9 @@ class FeatureCache:
             raise MusicLensError(f"cannot write the feature cache in {self.root}: {exc.strerror}; "
                                  "set MUSICLENS_CACHE to a writable folder or disable the cache") from None
 
-    def get_or_compute(self, key: str, compute) -> np.ndarray:
+    def get_or_compute(self, key: str, compute: Callable[..., np.ndarray]) -> np.ndarray:
+        # compute() is called without arguments; `...` because callers pass lambdas with bound
+        # defaults (`lambda mix=mix: ...`), which mypy cannot check against a `[]` signature
         arr = self.get(key)
         if arr is not None:
             self.hits += 1

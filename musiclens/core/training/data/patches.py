@@ -8,9 +8,10 @@ as in the instrument study."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -54,8 +55,9 @@ class PatchSet:
         return self.y.ndim == 2
 
     def audio_span(self) -> int:
-        """Samples of padded audio behind one patch: ``(P - 1) · hop + n_fft``."""
-        return (self.patch_frames - 1) * self.front_end.hop + self.front_end.n_fft
+        """Samples of padded audio behind one patch: ``(P - 1) · hop + n_fft`` (the patch
+        length of the un-centred front end, :meth:`FrontEnd.frames_to_samples`)."""
+        return self.front_end.replace(center=False).frames_to_samples(self.patch_frames)
 
     def inputs(self, idx: Sequence[int] | np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
         """Network inputs (b, C, F, P) for the patches ``idx``."""
@@ -100,19 +102,21 @@ def _pad(fe: FrontEnd, y: np.ndarray) -> np.ndarray:
 def _segment_db(y: np.ndarray, fe: FrontEnd, starts: list[int], p: int) -> np.ndarray:
     """RMS in dBFS of the audio under each patch start (frames ``s .. s+p-1``)."""
     out = np.empty(len(starts))
+    length = fe.replace(center=True).frames_to_samples(p)  # (p - 1) · hop + 1: the patch's own samples
     for i, s in enumerate(starts):
-        seg = y[s * fe.hop:(s + p - 1) * fe.hop + 1]
+        seg = y[s * fe.hop:s * fe.hop + length]
         rms = float(np.sqrt(np.mean(np.square(seg, dtype=np.float64)))) if seg.size else 0.0
         out[i] = 20 * np.log10(max(rms, 1e-10))
     return out
 
 
 class _Builder:
-    def __init__(self, kind: str, fe: FrontEnd, p: int, n_labels: int, multilabel: bool):
+    def __init__(self, kind: Literal["features", "audio"], fe: FrontEnd, p: int, n_labels: int,
+                 multilabel: bool) -> None:
         self.kind, self.fe, self.p, self.n_labels, self.multilabel = kind, fe, p, n_labels, multilabel
         self.arrays: list[np.ndarray] = []
         self.index: list[tuple[int, int]] = []
-        self.y: list = []
+        self.y: list[np.ndarray | int] = []  # multi-hot (L,) rows, or class indices
         self.track: list[int] = []
         self.track_ids: list[str] = []
 
@@ -123,6 +127,7 @@ class _Builder:
             self.track_ids.append(track)
         a = len(self.arrays)
         self.arrays.append(array)
+        target: np.ndarray | int
         if self.multilabel:
             target = np.zeros(self.n_labels, dtype=np.float32)
             target[list(labels)] = 1.0
@@ -136,7 +141,7 @@ class _Builder:
     def build(self) -> PatchSet:
         y = (np.asarray(self.y, dtype=np.float32).reshape(-1, self.n_labels) if self.multilabel
              else np.asarray(self.y, dtype=np.int64))
-        return PatchSet(self.kind, self.fe, self.p, self.arrays,  # type: ignore[arg-type]
+        return PatchSet(self.kind, self.fe, self.p, self.arrays,
                         np.asarray(self.index, dtype=np.int64).reshape(-1, 2), y,
                         np.asarray(self.track, dtype=np.int64), self.track_ids)
 
@@ -173,7 +178,7 @@ def prepare(ds: Dataset, split: Split, front_end: FrontEnd, patch_frames: int, *
     skipped = list(ds.skipped)
     total = sum(len(split.tracks[s]) for s in SPLITS)
     done = 0
-    short = []
+    short: list[str] = []
     for s in SPLITS:
         for track in split.tracks[s]:
             error = None
@@ -203,9 +208,9 @@ def prepare(ds: Dataset, split: Split, front_end: FrontEnd, patch_frames: int, *
     yield PrepareProgress(total, total, None, None, data)
 
 
-def prepare_all(*args, **kwargs) -> PreparedData:
+def prepare_all(*args: Any, **kwargs: Any) -> PreparedData:
     """:func:`prepare` run to the end (no progress)."""
-    data = None
+    data: PreparedData | None = None
     for step in prepare(*args, **kwargs):
         data = step.data or data
     assert data is not None
@@ -217,7 +222,7 @@ def _load(path: Path, fe: FrontEnd) -> np.ndarray:
     return y
 
 
-def _add_file_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, spec: dict,
+def _add_file_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, spec: dict[str, Any],
                     cache: FeatureCache | None, mode: str) -> int:
     path = track.files[0]
     if mode == "features":
@@ -237,7 +242,7 @@ def _add_file_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, s
     return len(starts)
 
 
-def _add_stem_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, spec: dict,
+def _add_stem_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, spec: dict[str, Any],
                     cache: FeatureCache | None, mode: str, active_db: float, require_all: bool) -> None:
     hashes = [file_hash(f) for f in track.files] if cache is not None else []
     stems: list[np.ndarray] | None = None
@@ -263,18 +268,20 @@ def _add_stem_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, s
         db = activity()
     active = db > active_db  # (S, n_seg)
     n_seg = active.shape[1]
-    all_active = active.all(axis=0)
+    # numpy's stubs type a reduction over one axis as scalar | array; here it is an array
+    all_active = cast(np.ndarray, active.all(axis=0))
     idx = list(range(len(track.files)))
     for r in range(1, len(idx) + 1):
         for combo in itertools.combinations(idx, r):
-            keep = all_active if require_all else active[list(combo)].all(axis=0)
+            keep = all_active if require_all else cast(np.ndarray, active[list(combo)].all(axis=0))
             starts = [k * hop for k in range(n_seg) if keep[k]]
             if not starts:
                 continue
 
-            def mix(combo=combo) -> np.ndarray:
+            def mix(combo: tuple[int, ...] = combo) -> np.ndarray:
                 ys = load_stems()
-                return np.sum([ys[i] for i in combo], axis=0, dtype=np.float32)
+                mixed = np.sum([ys[i] for i in combo], axis=0, dtype=np.float32)
+                return cast(np.ndarray, mixed)  # an array (see all_active)
 
             if mode == "features":
                 if cache is not None:

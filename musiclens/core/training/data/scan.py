@@ -24,9 +24,10 @@ from __future__ import annotations
 import csv
 import os
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal
 
 from musiclens.core import audio as audio_io
 from musiclens.core.errors import MusicLensError, ParameterError
@@ -89,7 +90,7 @@ class Dataset:
     tracks: list[Track]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"root": str(self.root), "kind": self.kind, "labels": self.labels,
                 "multilabel": self.multilabel, "tracks": len(self.tracks),
                 "skipped": [{"file": p, "reason": r} for p, r in self.skipped]}
@@ -323,7 +324,7 @@ def data_kind(root: str | os.PathLike[str]) -> Literal["audio", "midi"]:
         return "audio"
     midi_exts = _midi_extensions()
     n_audio = n_midi = 0
-    for folder, dirs, files in os.walk(root, followlinks=True):  # label folders may be symlinks
+    for _folder, dirs, files in os.walk(root, followlinks=True):  # label folders may be symlinks
         dirs[:] = [d for d in dirs if not (d.startswith(".") or d in ("__MACOSX", "@eaDir"))]
         for name in files:
             if name.startswith("."):

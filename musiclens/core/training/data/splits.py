@@ -98,4 +98,4 @@ def split_by_track(ds: Dataset, *, fractions: tuple[float, float, float] = (0.8,
             seen[_group(t)] = s
     if not tracks["train"]:
         raise MusicLensError(f"the split left no training tracks ({len(ds.tracks)} tracks in {ds.root})")
-    return Split(tracks, int(seed), fractions)  # type: ignore[arg-type]
+    return Split(tracks, int(seed), fractions)

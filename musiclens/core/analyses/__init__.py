@@ -1,0 +1,99 @@
+"""The use cases, Qt-free: what the window and the ``musiclens`` commands both run.
+
+Each use case is a function that returns a result dataclass (:mod:`.results`), or — when it
+takes long — a generator that yields :class:`musiclens.core.progress.Progress` steps and
+returns its result (drive one with :func:`run`; cancel it by closing it). The window's
+session submits these to its worker and forwards the steps; a command prints them.
+
+=====================  ============================================================
+recording              open_recording, summarise, patch_audio/patch_at, display_of
+predict                predict, predict_file -> Analysis
+attribution            attribute (one input), attribution_over_file -> Attribution
+layers                 layer_maps -> LayerMaps, hear_filter -> Heard, kernels
+similarity             pair_similarity -> Similarity, similarity_of_files ->
+                       PairwiseSimilarity, class_similarity -> ClassSimilarity
+dream                  dream -> Dreamt
+flip                   flip_recording -> RecordingFlip (audio)
+midi                   open_midi, classify_notes, flip -> MidiFlip, render
+training               train -> Trained, evaluate (the evaluate command's dict)
+=====================  ============================================================
+
+No module here imports torch at import time (the window imports the result types before
+torch loads); none imports Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+from musiclens.core.analyses.attribution import attribute, attribution_over_file
+from musiclens.core.analyses.dream import dream
+from musiclens.core.analyses.flip import flip_recording
+from musiclens.core.analyses.layers import hear_filter, kernels, layer_maps
+from musiclens.core.analyses.midi import classify_notes, flip, open_midi, render
+from musiclens.core.analyses.predict import predict, predict_file
+from musiclens.core.analyses.recording import (
+    display_of,
+    layer_kinds,
+    make_recording,
+    open_recording,
+    patch_at,
+    patch_audio,
+    probabilities,
+    summarise,
+)
+from musiclens.core.analyses.results import (
+    Analysis,
+    Attribution,
+    ClassSimilarity,
+    Dreamt,
+    Heard,
+    LayerMaps,
+    MidiClassified,
+    MidiFlip,
+    MidiOpened,
+    ModelSummary,
+    PairwiseSimilarity,
+    Recording,
+    RecordingFlip,
+    Similarity,
+    Trained,
+    mean_curves,
+)
+from musiclens.core.analyses.similarity import (
+    class_similarity,
+    pair_similarity,
+    read_features,
+    similarity_of_files,
+)
+from musiclens.core.analyses.training import epoch_curves, evaluate, train, train_config
+from musiclens.core.progress import Progress
+
+T = TypeVar("T")
+
+__all__ = [
+    "Analysis", "Attribution", "ClassSimilarity", "Dreamt", "Heard", "LayerMaps", "MidiClassified", "MidiFlip",
+    "MidiOpened", "ModelSummary", "PairwiseSimilarity", "Progress", "Recording", "RecordingFlip", "Similarity",
+    "Trained",
+    "attribute", "attribution_over_file", "class_similarity", "classify_notes", "display_of", "dream",
+    "epoch_curves", "evaluate", "flip", "flip_recording", "hear_filter", "kernels", "layer_kinds", "layer_maps",
+    "make_recording", "mean_curves", "open_midi", "open_recording", "pair_similarity", "patch_at", "patch_audio",
+    "predict", "predict_file", "probabilities", "read_features", "render", "run", "similarity_of_files", "summarise",
+    "train", "train_config",
+]
+
+
+def run(steps: Generator[Progress, None, T], callback: Callable[[Progress], Any] | None = None) -> T:
+    """Drive a use-case generator to its end, calling ``callback`` on every step; returns
+    the generator's result. If ``callback`` raises (e.g. to cancel), the generator is closed."""
+    try:
+        while True:
+            step = next(steps)
+            if callback is not None:
+                callback(step)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        steps.close()

@@ -1,0 +1,90 @@
+"""Open a recording, summarise a model, and the small conversions every analysis shares.
+Torch is imported inside the functions (the window imports this module before torch loads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musiclens.core.analyses.results import ModelSummary, Recording
+
+
+def summarise(model: Any) -> ModelSummary:
+    """A LoadedModel -> :class:`ModelSummary` (plain Python)."""
+    fe = model.front_end
+    return ModelSummary(
+        name=model.name,
+        labels=list(model.labels),
+        multilabel=model.multilabel,
+        layers=[(info.name, info.group, info.kind) for info in model.layers.values()],
+        patch_seconds=model.patch_seconds,
+        front_end_kind=fe.kind,
+        sample_rate=fe.sample_rate,
+        source=str(model.source or ""),
+    )
+
+
+def probabilities(model: Any, scores: np.ndarray, output: str = "logit") -> dict[str, float]:
+    """Label -> probability from a model's (L,) logits (or probabilities already)."""
+    import torch
+
+    t = torch.as_tensor(np.asarray(scores))[None]
+    p = model.probabilities(t)[0] if output == "logit" else t[0]
+    return dict(zip(model.labels, (float(v) for v in p)))
+
+
+def display_of(x: Any, fe: Any) -> np.ndarray:
+    """One front-end output (C, F, T) tensor -> the (F, T) image the viewers draw
+    (STFT models: |STFT|² in dB; others: the first channel as it is)."""
+    import torch
+
+    x = x.detach().cpu()
+    if fe.kind == "stft":
+        return (10 * torch.log10((x[0] ** 2 + x[1] ** 2).clamp_min(1e-10))).float().numpy()
+    image: np.ndarray = x[0].float().numpy()
+    return image
+
+
+def layer_kinds(model: Any) -> dict[str, str]:
+    """Layer name -> its kind (conv, batchnorm, block, pool, dense, …) for grouping curves."""
+    return {name: info.kind for name, info in model.layers.items()}
+
+
+def make_recording(path: Path, y: np.ndarray, sr: int, model: Any) -> Recording:
+    """(samples,) at the model's rate -> :class:`Recording`: the front end of the whole file
+    reduced to one (F, T) image for display."""
+    import torch
+
+    fe = model.front_end
+    with torch.no_grad():
+        x = fe(torch.from_numpy(y)[None].to(getattr(model, "device", "cpu")))[0]  # (C, F, T)
+    display = display_of(x, fe)
+    caption = f"{fe.kind} front end, {fe.sample_rate} Hz" + (" (|STFT|² in dB)" if fe.kind == "stft" else "")
+    return Recording(path, y, sr, display.astype(np.float32), fe.bin_frequencies(), len(y) / sr, caption)
+
+
+def open_recording(model: Any, path: str | Path) -> Recording:
+    """Read an audio file (mono, at the model's rate) -> :class:`Recording`."""
+    from musiclens.core import audio
+
+    path = Path(path)
+    y, sr = audio.load(path, sr=model.front_end.sample_rate)
+    return make_recording(path, y, sr, model)
+
+
+def patch_audio(recording: Recording, patch_seconds: float, patch: int) -> tuple[np.ndarray, float]:
+    """(samples,) of patch ``patch`` of ``recording`` at its rate, and its start in s."""
+    start = patch * patch_seconds
+    a = int(round(start * recording.sample_rate))
+    b = a + int(round(patch_seconds * recording.sample_rate))
+    return recording.audio[a:b], start
+
+
+def patch_at(patch_starts_s: np.ndarray, seconds: float) -> int:
+    """Index of the patch that contains ``seconds`` (clamped to the patches; 0 if none)."""
+    if not len(patch_starts_s):
+        return 0
+    i = int(np.searchsorted(patch_starts_s, seconds, side="right") - 1)
+    return int(np.clip(i, 0, len(patch_starts_s) - 1))
