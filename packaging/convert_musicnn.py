@@ -117,13 +117,16 @@ def map_vgg(v: dict, *, n_frames: int = 187, n_mels: int = 96) -> dict:
     # TF flattens pool5 (B, T, F, C) row-major; torch flattens (B, C, F, T).
     k = v.pop("dense:kernel")
     f, t = n_mels, n_frames  # pool5's (F, T): the five (freq, time) max pools of the vgg
-    for (pf, pt), (sf, st) in [((1, 4), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)),
-                               ((2, 2), (2, 2)), ((4, 4), (4, 4))]:
+    for (pf, pt), (sf, st) in [
+        ((1, 4), (2, 2)),
+        ((2, 2), (2, 2)),
+        ((2, 2), (2, 2)),
+        ((2, 2), (2, 2)),
+        ((4, 4), (4, 4)),
+    ]:
         f, t = (f - pf) // sf + 1, (t - pt) // st + 1
     c = k.shape[0] // (f * t)
-    out["output.weight"] = (
-        k.reshape(t, f, c, -1).transpose(2, 1, 0, 3).reshape(c * f * t, -1).T
-    )
+    out["output.weight"] = k.reshape(t, f, c, -1).transpose(2, 1, 0, 3).reshape(c * f * t, -1).T
     out["output.bias"] = v.pop("dense:bias")
     if v:
         raise RuntimeError(f"unmapped TF variables: {sorted(v)}")
@@ -182,13 +185,23 @@ def convert(wheel: Path, tf_python: str, out_root: Path) -> None:
             n_tf = sum(int(a.size) for a in tf_vars.values())
             if arch == "musicnn":
                 state = map_musicnn(dict(tf_vars))
-                architecture = {"family": "musicnn", "params": {
-                    "n_mels": 96, "n_labels": 50, "timbral_filters": 204,
-                    "temporal_filters": 51, "midend_filters": 64, "backend_units": 200}}
+                architecture = {
+                    "family": "musicnn",
+                    "params": {
+                        "n_mels": 96,
+                        "n_labels": 50,
+                        "timbral_filters": 204,
+                        "temporal_filters": 51,
+                        "midend_filters": 64,
+                        "backend_units": 200,
+                    },
+                }
             else:
                 state = map_vgg(dict(tf_vars))
-                architecture = {"family": "musicnn_vgg", "params": {
-                    "n_mels": 96, "n_frames": 187, "n_labels": 50, "filters": 128}}
+                architecture = {
+                    "family": "musicnn_vgg",
+                    "params": {"n_mels": 96, "n_frames": 187, "n_labels": 50, "filters": 128},
+                }
             # (np.ascontiguousarray would turn the 0-d num_batches_tracked into shape (1,))
             state = {k: np.array(a, order="C", copy=True) for k, a in sorted(state.items())}
             dest = out_root / name
@@ -215,20 +228,19 @@ def convert(wheel: Path, tf_python: str, out_root: Path) -> None:
                     "source": "PyPI wheel musicnn==0.1.0 (https://github.com/jordipons/musicnn)",
                     "wheel": WHEEL_NAME,
                     "wheel_sha256": digest,
-                    "source_path": [f"musicnn/{name}/.index",
-                                    f"musicnn/{name}/.data-00000-of-00001"],
+                    "source_path": [f"musicnn/{name}/.index", f"musicnn/{name}/.data-00000-of-00001"],
                     "licence": "ISC",
                     "licence_file": "resources/models/LICENSE-musicnn.txt",
                     "copyright": "Copyright (c) Music Technology Group, Universitat Pompeu "
-                                 "Fabra 2019. Code developed by Jordi Pons.",
+                    "Fabra 2019. Code developed by Jordi Pons.",
                     "paper": "J. Pons, X. Serra: musicnn: pre-trained convolutional neural "
-                             "networks for music audio tagging. ISMIR 2019 LBD, "
-                             "arXiv:1909.06654",
+                    "networks for music audio tagging. ISMIR 2019 LBD, "
+                    "arXiv:1909.06654",
                     "reported_test_metrics": result,
                     "converter": "packaging/convert_musicnn.py",
                     "parameters": n_tf,
                     "notes": "Adam slots dropped; batch-norm eps 1e-3; patches of 187 frames "
-                             "(3 s), no overlap, as musicnn's extractor defaults.",
+                    "(3 s), no overlap, as musicnn's extractor defaults.",
                 },
             }
             (dest / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -237,11 +249,13 @@ def convert(wheel: Path, tf_python: str, out_root: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dump", nargs=2, metavar=("CKPT_FOLDER", "OUT_NPZ"),
-                   help="internal: read one checkpoint with TensorFlow")
+    p.add_argument(
+        "--dump", nargs=2, metavar=("CKPT_FOLDER", "OUT_NPZ"), help="internal: read one checkpoint with TensorFlow"
+    )
     p.add_argument("--wheel", type=Path, help=f"path to {WHEEL_NAME} (downloaded if absent)")
-    p.add_argument("--tf-python", default="/work/tfvenv/bin/python",
-                   help="python with tensorflow-cpu==2.15.1 and numpy<2")
+    p.add_argument(
+        "--tf-python", default="/work/tfvenv/bin/python", help="python with tensorflow-cpu==2.15.1 and numpy<2"
+    )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "resources" / "models")
     args = p.parse_args(argv)
     if args.dump:
@@ -250,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     wheel = args.wheel
     if wheel is None:
         dl = Path(tempfile.mkdtemp(prefix="musicnn-wheel-"))
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
-                        "musicnn==0.1.0", "-d", str(dl)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "musicnn==0.1.0", "-d", str(dl)], check=True
+        )
         wheel = dl / WHEEL_NAME
     convert(wheel, args.tf_python, args.out)
     return 0

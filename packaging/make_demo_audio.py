@@ -79,13 +79,12 @@ def render(seed: int = 2026) -> np.ndarray:
             for half in (0, 0.5):
                 add(out, t0 + (beat + half) * BEAT, 0.12 * noise_hit(rng, 0.08, 0.02, 3))
             for eighth, step in enumerate((0, 12, 0, 7)):
-                add(out, t0 + (beat + eighth / 4) * BEAT,
-                    0.22 * tone(root + step, BEAT / 4, (1.0, 0.3), decay=0.1))
+                add(out, t0 + (beat + eighth / 4) * BEAT, 0.22 * tone(root + step, BEAT / 4, (1.0, 0.3), decay=0.1))
         for note in chord:
             for stab in (0.5, 2.5):
                 add(out, t0 + stab * BEAT, 0.09 * tone(note, BEAT, decay=0.25))
         if bar >= 2:
-            for i, note in enumerate(melody[(bar % 2) * 8:(bar % 2) * 8 + 8]):
+            for i, note in enumerate(melody[(bar % 2) * 8 : (bar % 2) * 8 + 8]):
                 if note is not None:
                     add(out, t0 + i * BEAT / 2, 0.13 * tone(note, BEAT / 2, (1.0, 0.0, 0.2), decay=0.3))
     out /= np.abs(out).max() / 0.89  # peak at -1 dBFS, no clipping

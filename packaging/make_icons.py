@@ -24,8 +24,7 @@ LENS = (108, 108, 64)  # centre x, centre y, radius (in the 256 x 256 view box)
 
 def bar_heights(n: int = 13) -> list[float]:
     """Half-heights of the bars: a loud middle and a quieter outside, like a waveform."""
-    return [14 + 64 * math.exp(-((i - 5.2) / 3.6) ** 2) * (0.7 + 0.3 * math.cos(1.9 * i))
-            for i in range(n)]
+    return [14 + 64 * math.exp(-(((i - 5.2) / 3.6) ** 2)) * (0.7 + 0.3 * math.cos(1.9 * i)) for i in range(n)]
 
 
 def svg() -> str:

@@ -78,7 +78,7 @@ def make_clips() -> dict[str, np.ndarray]:
     chord = np.zeros(n)
     for f0 in (220.0, 261.63, 329.63):  # A3 C4 E4
         for h in range(1, 6):
-            chord += np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi)) / h ** 1.5
+            chord += np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi)) / h**1.5
     bass = np.sin(2 * np.pi * np.where(t % 2 < 1, 55.0, 82.41) * t)
     env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t) ** 2
     noise = np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same")
@@ -95,7 +95,7 @@ def make_clips() -> dict[str, np.ndarray]:
         burst = rng.standard_normal(length)
         if k % 4 == 0:  # a "kick": low sine thump
             burst = np.sin(2 * np.pi * 60 * np.arange(length) / SR) * 3
-        hits[start:start + length] += burst * decay
+        hits[start : start + length] += burst * decay
     y = 0.2 * sweep + 0.25 * hits
     clips["clicks_sweep"] = y
     return {k: (0.9 * v / np.abs(v).max()).astype(np.float32) for k, v in clips.items()}
@@ -103,7 +103,7 @@ def make_clips() -> dict[str, np.ndarray]:
 
 def _next_prime(n: int) -> int:
     n = max(2, n)
-    while any(n % d == 0 for d in range(2, int(n ** 0.5) + 1)):
+    while any(n % d == 0 for d in range(2, int(n**0.5) + 1)):
         n += 1
     return n
 
@@ -142,9 +142,9 @@ def run_layers(musicnn_dir: Path, model: str, inputs: list[np.ndarray]) -> list[
             mids = models.midend(front, is_training, 64)
             dense_in = tf.concat(mids, 2)
             logits, penultimate, mean_pool, max_pool = models.backend(
-                dense_in, is_training, 50, 200, type="globalpool_dense")
-            for key, b in zip(["timbral_38", "timbral_67", "temporal_128", "temporal_64",
-                               "temporal_32"], branches):
+                dense_in, is_training, 50, 200, type="globalpool_dense"
+            )
+            for key, b in zip(["timbral_38", "timbral_67", "temporal_128", "temporal_64", "temporal_32"], branches):
                 fetch[f"front_end.{key}"] = b  # (B, T, C)
             fetch["front_end"] = front
             for i in (1, 2, 3):
@@ -202,14 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         batch, logmel = ex.batch_data(str(wav), N_FRAMES, N_FRAMES)  # (P, 187, 96), (T, 96)
         # the float16 mel power behind it, recomputed the same way as batch_data
         audio, sr = librosa.load(str(wav), sr=SR)
-        mel16 = librosa.feature.melspectrogram(y=audio, sr=sr, hop_length=256, n_fft=512,
-                                               n_mels=96).T.astype(np.float16)
+        mel16 = librosa.feature.melspectrogram(y=audio, sr=sr, hop_length=256, n_fft=512, n_mels=96).T.astype(
+            np.float16
+        )
         assert np.array_equal(np.log10(10000 * mel16 + 1), logmel), "mel16 does not match"
         x_full = np.log10(10000 * mel16.astype(np.float32) + 1).astype(np.float32)
-        print(f"{clip}: {len(y) / SR:.2f} s, {logmel.shape[0]} frames, {batch.shape[0]} patches; "
-              f"max |recomputed - original input| = {np.abs(x_full - logmel).max():.3g}")
+        print(
+            f"{clip}: {len(y) / SR:.2f} s, {logmel.shape[0]} frames, {batch.shape[0]} patches; "
+            f"max |recomputed - original input| = {np.abs(x_full - logmel).max():.3g}"
+        )
         clip_out = {"mel16": mel16.T.copy()}
-        patches = [x_full[p * N_FRAMES:(p + 1) * N_FRAMES] for p in range(batch.shape[0])]
+        patches = [x_full[p * N_FRAMES : (p + 1) * N_FRAMES] for p in range(batch.shape[0])]
         for model in MODELS:
             taggram, labels = ex.extractor(str(wav), model=model, extract_features=False)
             clip_out[f"taggram_{model}"] = taggram.astype(np.float32)

@@ -81,8 +81,7 @@ def piano_roll_shot(app: QApplication, window: MainWindow, out: Path) -> None:
     wait_idle(app, window)
     for title in ("Layers and filters", "Dream", "Similarity", "Kernels", "Training"):
         window.docks[title].hide()  # the piano roll gets the whole left column
-    window.resizeDocks([window.docks["Spectrogram"], window.docks["Predictions"]], [SIZE[0] - 380, 380],
-                       Qt.Horizontal)
+    window.resizeDocks([window.docks["Spectrogram"], window.docks["Predictions"]], [SIZE[0] - 380, 380], Qt.Horizontal)
     for _ in range(5):
         app.processEvents()
     roll.view.setRange(xRange=(9, 21), yRange=(40, 82), padding=0)

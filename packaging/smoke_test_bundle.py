@@ -32,28 +32,38 @@ def program(bundle: Path) -> Path:
 
 def clean_env(tmp: Path, extra: dict | None = None) -> dict:
     """An environment without any Python of ours: the bundle must bring its own."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "VIRTUAL_ENV", "CONDA", "MUSICLENS_"))}
-    env.update(PATH="/usr/local/bin:/usr/bin:/bin" if Path("/usr/local/bin").is_dir() else "/usr/bin:/bin",
-               QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
-               MUSICLENS_SETTINGS=str(tmp / "settings.ini"),
-               XDG_CACHE_HOME=str(tmp / "cache"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "CONDA", "MUSICLENS_"))}
+    env.update(
+        PATH="/usr/local/bin:/usr/bin:/bin" if Path("/usr/local/bin").is_dir() else "/usr/bin:/bin",
+        QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+        MUSICLENS_SETTINGS=str(tmp / "settings.ini"),
+        XDG_CACHE_HOME=str(tmp / "cache"),
+    )
     env.update(extra or {})
     return env
 
 
-def screenshot(command: list[str], out: Path, *, env: dict, cwd: Path,
-               timeout_s: float = 600.0) -> dict:
+def screenshot(command: list[str], out: Path, *, env: dict, cwd: Path, timeout_s: float = 600.0) -> dict:
     """Run ``command + ['gui', '--demo', '--screenshot', out]``; wall time and the app's own
     "window shown after X s, analysed after Y s" line."""
     start = time.perf_counter()
-    proc = subprocess.run([*command, "gui", "--demo", "--screenshot", str(out)], env=env,
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [*command, "gui", "--demo", "--screenshot", str(out)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     wall = time.perf_counter() - start
     m = re.search(r"window shown after ([\d.]+) s, analysed after ([\d.]+) s", proc.stderr)
-    return {"returncode": proc.returncode, "wall_s": wall, "stderr": proc.stderr,
-            "shown_s": float(m.group(1)) if m else None,
-            "analysed_s": float(m.group(2)) if m else None}
+    return {
+        "returncode": proc.returncode,
+        "wall_s": wall,
+        "stderr": proc.stderr,
+        "shown_s": float(m.group(1)) if m else None,
+        "analysed_s": float(m.group(2)) if m else None,
+    }
 
 
 def check_screenshot(path: Path, *, min_size=MIN_SIZE) -> list[str]:
@@ -101,8 +111,11 @@ def main(argv=None) -> int:
         problems = check_screenshot(out)
     for p in problems:
         print(f"smoke test: {p}", file=sys.stderr)
-    print(f"smoke test: {'FAILED' if problems else 'OK'}: window shown after {result['shown_s']} s, "
-          f"analysed after {result['analysed_s']} s, process {result['wall_s']:.1f} s", file=sys.stderr)
+    print(
+        f"smoke test: {'FAILED' if problems else 'OK'}: window shown after {result['shown_s']} s, "
+        f"analysed after {result['analysed_s']} s, process {result['wall_s']:.1f} s",
+        file=sys.stderr,
+    )
     return 1 if problems else 0
 
 

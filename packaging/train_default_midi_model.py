@@ -88,30 +88,36 @@ def train(cache: Path, out: Path, seed: int, epochs: int) -> None:
     assert data is not None
     print(data.summary(), flush=True)
     model = None
-    for step in train_midi_lstm(data, hidden=168, layers=2, epochs=epochs, seed=seed,
-                                name=MODEL_NAME):
+    for step in train_midi_lstm(data, hidden=168, layers=2, epochs=epochs, seed=seed, name=MODEL_NAME):
         if step.kind != "batch":
             print(step.line(), flush=True)
         model = step.model or model
     assert model is not None
-    model.provenance.update({
-        "training_data": (
-            "music21 corpus (pip package music21, shipped offline): Bach chorales "
-            "(corpus/bach/bwv*.mxl), Ryan's Mammoth Collection 1883 (corpus/ryansMammoth/*.abc) "
-            "as 'folk', Palestrina mass movements (corpus/palestrina/*.krn); rendered to MIDI "
-            "by music21 and read by musiclens.core.midi"),
-        "training_script": "packaging/train_default_midi_model.py",
-        "licence_note": "music21 corpus/license.txt: each piece keeps its own terms; the Bach, "
-                        "Ryan's Mammoth (1883) and Palestrina pieces are public-domain music.",
-    })
+    model.provenance.update(
+        {
+            "training_data": (
+                "music21 corpus (pip package music21, shipped offline): Bach chorales "
+                "(corpus/bach/bwv*.mxl), Ryan's Mammoth Collection 1883 (corpus/ryansMammoth/*.abc) "
+                "as 'folk', Palestrina mass movements (corpus/palestrina/*.krn); rendered to MIDI "
+                "by music21 and read by musiclens.core.midi"
+            ),
+            "training_script": "packaging/train_default_midi_model.py",
+            "licence_note": "music21 corpus/license.txt: each piece keeps its own terms; the Bach, "
+            "Ryan's Mammoth (1883) and Palestrina pieces are public-domain music.",
+        }
+    )
     save_midi_model(model, out)
     print(f"saved {out}: test accuracy {model.provenance['metrics']['test_accuracy']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/midi_style_corpus"),
-                    help="folder for the rendered MIDI files (<cache>/<label>/*.mid)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/midi_style_corpus"),
+        help="folder for the rendered MIDI files (<cache>/<label>/*.mid)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "resources" / "models" / MODEL_NAME)
     ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--epochs", type=int, default=20)

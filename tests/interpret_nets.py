@@ -23,12 +23,24 @@ SR = 8000
 torch.set_num_threads(1)
 
 
-def _wrap(name: str, net: nn.Module, fe: FrontEnd, layers: list[LayerInfo], n_labels: int,
-          multilabel: bool = False, patch_frames: int = 32) -> LoadedModel:
+def _wrap(
+    name: str,
+    net: nn.Module,
+    fe: FrontEnd,
+    layers: list[LayerInfo],
+    n_labels: int,
+    multilabel: bool = False,
+    patch_frames: int = 32,
+) -> LoadedModel:
     return LoadedModel(
-        name=name, net=net.eval(), front_end=fe, labels=[f"class{i}" for i in range(n_labels)],
-        patch_frames=patch_frames, multilabel=multilabel,
-        layers={layer.name: layer for layer in layers}, architecture={"family": "test"},
+        name=name,
+        net=net.eval(),
+        front_end=fe,
+        labels=[f"class{i}" for i in range(n_labels)],
+        patch_frames=patch_frames,
+        multilabel=multilabel,
+        layers={layer.name: layer for layer in layers},
+        architecture={"family": "test"},
     )
 
 
@@ -135,8 +147,7 @@ def stft_cnn(seed: int = 2) -> LoadedModel:
     return _wrap("tiny-stft", net, stft_fe(), layers, 3)
 
 
-def signal(seconds: float = 0.5, *, freqs=(300.0, 1200.0, 2500.0), sr: int = SR,
-           seed: int = 0) -> np.ndarray:
+def signal(seconds: float = 0.5, *, freqs=(300.0, 1200.0, 2500.0), sr: int = SR, seed: int = 0) -> np.ndarray:
     """A sum of sines plus a little noise, float32 (samples,)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(sr * seconds)) / sr

@@ -44,8 +44,10 @@ def piano_notes():
     """(start tick, end tick, pitch, velocity) of the piano track, a melody of eighths."""
     melody = [60, 64, 67, 72, 71, 67, 64, 62, 65, 69, 72, 74, 72, 69, 65, 60]
     half = TPB // 2
-    return [(i * half, i * half + half - (i % 3) * 7, melody[i % len(melody)] + (i // 32),
-             60 + (i * 7) % 60) for i in range(N_PIANO)]
+    return [
+        (i * half, i * half + half - (i % 3) * 7, melody[i % len(melody)] + (i // 32), 60 + (i * 7) % 60)
+        for i in range(N_PIANO)
+    ]
 
 
 def bass_notes():
@@ -59,29 +61,39 @@ def drum_notes():
 def make_multitrack(path):
     mf = mido.MidiFile(type=1, ticks_per_beat=TPB)
     conductor = [(t, 0, mido.MetaMessage("set_tempo", tempo=v)) for t, v in TEMPI]
-    conductor += [(0, 0, mido.MetaMessage("time_signature", numerator=3, denominator=4)),
-                  (0, 0, mido.MetaMessage("key_signature", key="G")),
-                  (TPB * 8, 0, mido.MetaMessage("marker", text="B section")),
-                  (0, 0, mido.Message("sysex", data=[0x7E, 0x7F, 0x09, 0x01]))]
+    conductor += [
+        (0, 0, mido.MetaMessage("time_signature", numerator=3, denominator=4)),
+        (0, 0, mido.MetaMessage("key_signature", key="G")),
+        (TPB * 8, 0, mido.MetaMessage("marker", text="B section")),
+        (0, 0, mido.Message("sysex", data=[0x7E, 0x7F, 0x09, 0x01])),
+    ]
     mf.tracks.append(_track(conductor, "conductor"))
 
-    piano = [(0, 0, mido.Message("program_change", channel=0, program=0)),
-             (0, 0, mido.Message("control_change", channel=0, control=7, value=100)),
-             (TPB * 30, 0, mido.Message("program_change", channel=0, program=4)),  # electric piano from here
-             (TPB * 4, 0, mido.Message("control_change", channel=0, control=64, value=127)),
-             (TPB * 6, 0, mido.Message("control_change", channel=0, control=64, value=0))]
+    piano = [
+        (0, 0, mido.Message("program_change", channel=0, program=0)),
+        (0, 0, mido.Message("control_change", channel=0, control=7, value=100)),
+        (TPB * 30, 0, mido.Message("program_change", channel=0, program=4)),  # electric piano from here
+        (TPB * 4, 0, mido.Message("control_change", channel=0, control=64, value=127)),
+        (TPB * 6, 0, mido.Message("control_change", channel=0, control=64, value=0)),
+    ]
     _notes(piano, 0, piano_notes())
     mf.tracks.append(_track(piano, "Piano"))
 
-    bass = [(0, 0, mido.Message("program_change", channel=1, program=33)),
-            (TPB, 0, mido.Message("control_change", channel=1, control=1, value=40))]
-    bass += [(TPB * 2 * i + 240, 0, mido.Message("pitchwheel", channel=1, pitch=(i * 997) % 8000 - 4000))
-             for i in range(N_BASS)]
+    bass = [
+        (0, 0, mido.Message("program_change", channel=1, program=33)),
+        (TPB, 0, mido.Message("control_change", channel=1, control=1, value=40)),
+    ]
+    bass += [
+        (TPB * 2 * i + 240, 0, mido.Message("pitchwheel", channel=1, pitch=(i * 997) % 8000 - 4000))
+        for i in range(N_BASS)
+    ]
     _notes(bass, 1, bass_notes())
     mf.tracks.append(_track(bass, "Bass"))
 
-    drums = [(0, 0, mido.Message("program_change", channel=9, program=0)),
-             (0, 0, mido.Message("control_change", channel=9, control=7, value=90))]
+    drums = [
+        (0, 0, mido.Message("program_change", channel=9, program=0)),
+        (0, 0, mido.Message("control_change", channel=9, control=7, value=90)),
+    ]
     _notes(drums, 9, drum_notes())
     mf.tracks.append(_track(drums, "Drums"))
     mf.save(str(path))
@@ -110,7 +122,8 @@ def track_events(path):
             elif msg.type != "end_of_track":
                 d = msg.dict()
                 d.pop("time", None)
-                other.append((now, tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
-                                                for k, v in d.items()))))
+                other.append(
+                    (now, tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items())))
+                )
         out.append((name, sorted(other), sorted(notes)))
     return mf.ticks_per_beat, out

@@ -55,6 +55,10 @@ def make_folder(root, per_class: int = 10, n_notes: int = 24) -> Path:
     for label in ("high", "low"):
         (root / label).mkdir(parents=True)
         for i in range(per_class):
-            write_piece(root / label / f"{label}{i:02d}.mid", low=label == "low", n_notes=n_notes,
-                        seed=i + (100 if label == "low" else 0))
+            write_piece(
+                root / label / f"{label}{i:02d}.mid",
+                low=label == "low",
+                n_notes=n_notes,
+                seed=i + (100 if label == "low" else 0),
+            )
     return root

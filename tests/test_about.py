@@ -85,19 +85,27 @@ def test_about_shows_the_versions_of_the_libraries_that_do_the_work(qtbot, setti
     assert about.versions()["PyTorch"] == metadata.version("torch")
 
 
-def test_about_reads_the_provenance_of_whatever_resources_the_app_uses(qtbot, tmp_path, monkeypatch,
-                                                                       settings_file):
+def test_about_reads_the_provenance_of_whatever_resources_the_app_uses(qtbot, tmp_path, monkeypatch, settings_file):
     """A bundle or a user's copy of resources/: the About box shows its own files."""
     res = tmp_path / "resources"
     (res / "models" / "tiny_net").mkdir(parents=True)
     (res / "models" / "orphan").mkdir()
     (res / "demo").mkdir()
-    (res / "models" / "tiny_net" / "model.json").write_text(json.dumps({"provenance": {
-        "description": "a tiny test net", "licence": "Apache-2.0",
-        "licence_file": "resources/models/LICENSE-tiny.txt"}}))
+    (res / "models" / "tiny_net" / "model.json").write_text(
+        json.dumps(
+            {
+                "provenance": {
+                    "description": "a tiny test net",
+                    "licence": "Apache-2.0",
+                    "licence_file": "resources/models/LICENSE-tiny.txt",
+                }
+            }
+        )
+    )
     (res / "models" / "LICENSE-tiny.txt").write_text("Tiny licence: be nice to tiny nets.")
-    (res / "models" / "orphan" / "model.json").write_text(json.dumps({"provenance": {
-        "licence": "MIT", "licence_file": "resources/models/LICENSE-gone.txt"}}))
+    (res / "models" / "orphan" / "model.json").write_text(
+        json.dumps({"provenance": {"licence": "MIT", "licence_file": "resources/models/LICENSE-gone.txt"}})
+    )
     (res / "demo" / "README.md").write_text("# Demo input\n\nA made-up demo, licence WTFPL.\n")
     monkeypatch.setenv("MUSICLENS_RESOURCES", str(res))
     dialog = about.AboutDialog()
@@ -138,10 +146,11 @@ def test_about_asks_the_worker_which_device_runs(qtbot, settings_file):
 
 
 def test_device_line_says_which_device_and_whether_a_gpu_sits_unused():
-    assert about.describe_device({"model_device": "cuda:0", "gpu": "RTX 9000", "cuda_available": True,
-                                  "threads": 1}) == "GPU (RTX 9000)"
-    line = about.describe_device({"model_device": "cpu", "gpu": "RTX 9000", "cuda_available": True,
-                                  "threads": 2})
+    assert (
+        about.describe_device({"model_device": "cuda:0", "gpu": "RTX 9000", "cuda_available": True, "threads": 1})
+        == "GPU (RTX 9000)"
+    )
+    line = about.describe_device({"model_device": "cpu", "gpu": "RTX 9000", "cuda_available": True, "threads": 2})
     assert line.startswith("CPU (2 torch thread(s)") and "RTX 9000" in line and "runs on the CPU" in line
     line = about.describe_device({"model_device": None, "gpu": None, "cuda_available": False, "threads": 1})
     assert "no model loaded yet" in line and "no CUDA GPU available" in line
@@ -162,10 +171,14 @@ def test_device_info_reads_the_device_of_the_model_weights():
 def test_help_menu_code_does_not_import_torch():
     """The About box may ask torch only when opened (in the worker): importing the module
     and building its text must not load torch on the GUI thread."""
-    code = ("import sys; from musiclens.app import about; about.about_markdown(); "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    code = "import sys; from musiclens.app import about; about.about_markdown(); print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -196,8 +209,9 @@ def test_closing_the_guide_window_counts_as_dismissal(qtbot, plain_window, setti
     assert about.guide_dismissed()
 
 
-def test_guide_is_never_shown_in_screenshot_mode_or_with_the_env_switch(qtbot, plain_window,
-                                                                       settings_file, monkeypatch):
+def test_guide_is_never_shown_in_screenshot_mode_or_with_the_env_switch(
+    qtbot, plain_window, settings_file, monkeypatch
+):
     assert about.maybe_show_first_run_guide(plain_window, screenshot=True) is None
     monkeypatch.setenv(about.NO_GUIDE_ENV, "1")
     assert about.maybe_show_first_run_guide(plain_window) is None

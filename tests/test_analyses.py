@@ -44,8 +44,10 @@ def classes(tmp_path_factory, tiny) -> Path:
     """folder/<class>/<file>.wav at the model's rate, each longer than one patch."""
     d = tmp_path_factory.mktemp("classes")
     seconds = 1.5 * tiny.patch_seconds
-    for label, freqs in (("low", ((200.0, 400.0), (250.0, 500.0), (220.0, 330.0))),
-                         ("high", ((2500.0, 3300.0), (2800.0, 3600.0)))):
+    for label, freqs in (
+        ("low", ((200.0, 400.0), (250.0, 500.0), (220.0, 330.0))),
+        ("high", ((2500.0, 3300.0), (2800.0, 3600.0))),
+    ):
         (d / label).mkdir()
         for i, f in enumerate(freqs):
             audio.save(d / label / f"{i}.wav", nets.signal(seconds, freqs=f, sr=nets.SR, seed=i + 1), nets.SR)
@@ -57,12 +59,15 @@ def _session_stub(model, audio_y=None):
     from musiclens.app.session import Session
 
     results: list = []
-    rec = None if audio_y is None else SimpleNamespace(audio=audio_y, sample_rate=model.sample_rate,
-                                                        path=Path("a.wav"))
-    stub = SimpleNamespace(recording=rec, summary=SimpleNamespace(patch_seconds=model.patch_seconds),
-                           _require_model=lambda: model,
-                           submit=lambda _name, work, on_result, **_kw: on_result(work(SimpleNamespace(
-                               progress=lambda *a, **k: None, cancelled=False))))
+    rec = None if audio_y is None else SimpleNamespace(audio=audio_y, sample_rate=model.sample_rate, path=Path("a.wav"))
+    stub = SimpleNamespace(
+        recording=rec,
+        summary=SimpleNamespace(patch_seconds=model.patch_seconds),
+        _require_model=lambda: model,
+        submit=lambda _name, work, on_result, **_kw: on_result(
+            work(SimpleNamespace(progress=lambda *a, **k: None, cancelled=False))
+        ),
+    )
     return Session, stub, results
 
 
@@ -110,11 +115,13 @@ def test_every_use_case_runs_without_qt(tmp_path):
 
 def test_the_bundled_model_predicts_the_demo_headless():
     demo = str(REPO / "resources/demo/demo.ogg")
-    code = ("import sys\nfrom musiclens.core import analyses\nfrom musiclens.core.models import registry\n"
-            "from musiclens.core.resources import DEFAULT_MODEL\n"
-            f"m = registry.load(DEFAULT_MODEL, device='cpu')\nrec = analyses.open_recording(m, {demo!r})\n"
-            "a = analyses.predict(m, rec.audio)\nassert a.probabilities.shape[1] == len(m.labels)\n"
-            "assert 'PySide6' not in sys.modules\nprint('ok', a.top[0][0])")
+    code = (
+        "import sys\nfrom musiclens.core import analyses\nfrom musiclens.core.models import registry\n"
+        "from musiclens.core.resources import DEFAULT_MODEL\n"
+        f"m = registry.load(DEFAULT_MODEL, device='cpu')\nrec = analyses.open_recording(m, {demo!r})\n"
+        "a = analyses.predict(m, rec.audio)\nassert a.probabilities.shape[1] == len(m.labels)\n"
+        "assert 'PySide6' not in sys.modules\nprint('ok', a.top[0][0])"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok ")
@@ -158,15 +165,26 @@ def test_generators_yield_progress_and_stop_when_closed(tiny):
         next(dream)
 
     stopped = [False]
-    dreamt = analyses.run(analyses.dream(tiny, None, target=0, steps=50, stop=lambda: stopped[0]),
-                          lambda p: stopped.__setitem__(0, True))
+    dreamt = analyses.run(
+        analyses.dream(tiny, None, target=0, steps=50, stop=lambda: stopped[0]), lambda p: stopped.__setitem__(0, True)
+    )
     assert dreamt.stopped and dreamt.steps < 50 and "stopped at step" in dreamt.label
 
 
 # ---------------------------------------------------------------------- CLI and session agree
 def test_class_similarity_is_the_same_in_the_cli_and_the_session(run_cli, tiny, tiny_dir, classes):
-    status, text, err = run_cli("similarity", "--model", tiny_dir, classes / "low", classes / "high",
-                                "--pairs", "within-class", "--labels-from-folders", "--json", "--quiet")
+    status, text, err = run_cli(
+        "similarity",
+        "--model",
+        tiny_dir,
+        classes / "low",
+        classes / "high",
+        "--pairs",
+        "within-class",
+        "--labels-from-folders",
+        "--json",
+        "--quiet",
+    )
     assert status == 0, err
     cli = json.loads(text)
     Session, stub, results = _session_stub(tiny)
@@ -185,8 +203,19 @@ def test_attribution_over_a_file_is_the_same_in_the_cli_and_the_session(run_cli,
     wav = tmp_path / "one-patch.wav"
     audio.save(wav, y, nets.SR)
     y_read, _ = audio.load(wav, sr=tiny.sample_rate)
-    status, _, err = run_cli("saliency", wav, "--model", tiny_dir, "--method", "gradient", "--target", "1",
-                             "-o", tmp_path / "g.npz", "--json")
+    status, _, err = run_cli(
+        "saliency",
+        wav,
+        "--model",
+        tiny_dir,
+        "--method",
+        "gradient",
+        "--target",
+        "1",
+        "-o",
+        tmp_path / "g.npz",
+        "--json",
+    )
     assert status == 0, err
     cli = np.load(tmp_path / "g.npz")["attribution"]  # (C, F, T)
     Session, stub, results = _session_stub(tiny, y_read)
@@ -206,7 +235,12 @@ def test_session_midi_classify_uses_the_method_table():
 
 
 def test_the_session_is_a_thin_adapter():
+    import ast
+
     src = (REPO / "musiclens/app/session.py").read_text()
-    assert len(src.splitlines()) <= 250
+    # measured in statements, not lines (the formatter decides the lines): the session that
+    # held the use cases had 494 statements; a thin adapter has about a third of that
+    statements = sum(isinstance(node, ast.stmt) for node in ast.walk(ast.parse(src)))
+    assert statements <= 494 // 2.5, statements
     for engine in ("audio_to_patches", "pairwise_similarity", "flip_steps", "entry.train", "taggram"):
         assert engine not in src, engine

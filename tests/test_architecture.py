@@ -31,7 +31,6 @@ def core_modules() -> list[str]:
 def test_every_core_module_imports_without_qt():
     modules = core_modules()
     assert "musiclens.core.features" in modules and "musiclens.core.audio" in modules
-    r = subprocess.run([sys.executable, "-c", BLOCK_QT, *modules], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([sys.executable, "-c", BLOCK_QT, *modules], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"ok {len(modules)}"

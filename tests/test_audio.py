@@ -78,7 +78,7 @@ def test_offset_and_duration_read_only_that_part(tmp_path):
     y = np.arange(SR * 4, dtype=np.float32) / (SR * 4)
     path = write(tmp_path / "ramp.wav", y, subtype="FLOAT")
     part, _ = audio.load(path, offset=1.0, duration=0.5)
-    np.testing.assert_array_equal(part, y[SR: SR + SR // 2])
+    np.testing.assert_array_equal(part, y[SR : SR + SR // 2])
 
 
 def test_stream_yields_the_whole_file_in_blocks(tmp_path):
@@ -101,14 +101,18 @@ def test_gtzan_clip_cuts_into_ten_three_second_patches():
     y = np.arange(30 * SR, dtype=np.float32)
     patches = audio.segment(y, length=3.0, rate=SR)
     assert patches.shape == (10, 3 * SR)
-    np.testing.assert_array_equal(patches[3], y[9 * SR: 12 * SR])
+    np.testing.assert_array_equal(patches[3], y[9 * SR : 12 * SR])
 
 
 def test_segment_hop_drop_and_pad():
     x = np.arange(11)
     assert audio.segment(x, length=4, hop=3).tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
     assert audio.segment(x, length=4, hop=3, pad_last=True).tolist() == [
-        [0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9], [9, 10, 0, 0]]
+        [0, 1, 2, 3],
+        [3, 4, 5, 6],
+        [6, 7, 8, 9],
+        [9, 10, 0, 0],
+    ]
     assert audio.segment(x, length=4, pad_last=True).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 0]]
     assert audio.segment(np.arange(8), length=4, pad_last=True).shape == (2, 4)  # nothing left over
     assert audio.segment(np.arange(3), length=4).shape == (0, 4)
@@ -197,8 +201,7 @@ def test_save_refuses_nan(tmp_path):
 # --------------------------------------------------------------------- real data
 @pytest.mark.realdata
 def test_every_shared_recording_loads(shared_data):
-    files = [p for p in (shared_data / "audio").rglob("*")
-             if p.suffix.lower() in (".wav", ".ogg", ".mp3", ".flac")]
+    files = [p for p in (shared_data / "audio").rglob("*") if p.suffix.lower() in (".wav", ".ogg", ".mp3", ".flac")]
     assert len(files) > 150
     for path in files:
         y, sr = audio.load(path, sr=16000)

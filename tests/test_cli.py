@@ -16,8 +16,9 @@ from musiclens import __version__
 
 
 def musiclens(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "musiclens", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "musiclens", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,11 @@ def test_info_json(low_tone_wav):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert {k: got[k] for k in ("duration_s", "sample_rate", "channels", "frames")} == {
-        "duration_s": 2.0, "sample_rate": 22050, "channels": 2, "frames": 44100}
+        "duration_s": 2.0,
+        "sample_rate": 22050,
+        "channels": 2,
+        "frames": 44100,
+    }
 
 
 def test_spectrogram_png_has_low_frequencies_at_the_bottom(low_tone_wav, tmp_path):
@@ -51,8 +56,9 @@ def test_spectrogram_png_has_low_frequencies_at_the_bottom(low_tone_wav, tmp_pat
     assert np.argmax(rows) > 100  # a 100 Hz tone lights up one of the bottom rows
 
 
-@pytest.mark.parametrize("frontend,shape", [("logmel", (1, 128, 87)), ("stft", (2, 513, 173)),
-                                            ("musicnn", (1, 96, 126))])
+@pytest.mark.parametrize(
+    "frontend,shape", [("logmel", (1, 128, 87)), ("stft", (2, 513, 173)), ("musicnn", (1, 96, 126))]
+)
 def test_spectrogram_npy(low_tone_wav, tmp_path, frontend, shape):
     out = tmp_path / f"{frontend}.npy"
     r = musiclens("spectrogram", low_tone_wav, "--frontend", frontend, "-o", out)
@@ -73,8 +79,7 @@ def test_spectrogram_npy(low_tone_wav, tmp_path, frontend, shape):
 def test_errors_are_one_line_without_traceback(tmp_path, low_tone_wav, args, message):
     (tmp_path / "bad.wav").write_text("not audio at all\n" * 10)
     (tmp_path / "empty.mp3").write_bytes(b"")
-    subst = {"bad": tmp_path / "bad.wav", "empty": tmp_path / "empty.mp3", "tmp": tmp_path,
-             "good": low_tone_wav}
+    subst = {"bad": tmp_path / "bad.wav", "empty": tmp_path / "empty.mp3", "tmp": tmp_path, "good": low_tone_wav}
     r = musiclens(*[a.format(**subst) for a in args])
     assert r.returncode == 2
     assert r.stdout == ""

@@ -35,8 +35,7 @@ def test_layers_json(run):
 
 
 def test_tag_json_matches_original_taggram(run):
-    status, out, _ = run("tag", str(GOLDEN / "chord_noise.flac"), "--model", "MSD_musicnn",
-                         "--json")
+    status, out, _ = run("tag", str(GOLDEN / "chord_noise.flac"), "--model", "MSD_musicnn", "--json")
     assert status == 0
     d = json.loads(out)
     expected = np.load(GOLDEN / "chord_noise.npz")["taggram_MSD_musicnn"]
@@ -81,8 +80,17 @@ def test_kernels_json(run):
 
 def test_activations_npz_with_dense_matrix(run, tmp_path):
     out = tmp_path / "acts.npz"
-    status, stdout, _ = run("activations", str(GOLDEN / "chord_noise.flac"), "--model",
-                            "MTT_musicnn", "--layer", "mid end / conv 2", "-o", str(out), "--json")
+    status, stdout, _ = run(
+        "activations",
+        str(GOLDEN / "chord_noise.flac"),
+        "--model",
+        "MTT_musicnn",
+        "--layer",
+        "mid end / conv 2",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert status == 0 and json.loads(stdout)["W_shape"] == [2, 753, 187]
     z = np.load(out)
     assert z["activations"].shape == (2, 64, 187)
@@ -91,13 +99,22 @@ def test_activations_npz_with_dense_matrix(run, tmp_path):
     assert np.array_equal(z["W"][:, 625:689], z["activations"])  # mid 2 rows of W
     assert z["row_group_bounds"][-1].tolist() == [689, 753]
     # a front-end layer has no W
-    status, _, _ = run("activations", str(GOLDEN / "clicks_sweep.flac"), "--model", "MTT_vgg",
-                       "--layer", "conv 5 / pool", "-o", str(out))
+    status, _, _ = run(
+        "activations",
+        str(GOLDEN / "clicks_sweep.flac"),
+        "--model",
+        "MTT_vgg",
+        "--layer",
+        "conv 5 / pool",
+        "-o",
+        str(out),
+    )
     z = np.load(out)
     assert status == 0 and z["activations"].shape == (1, 128, 1, 2) and "W" not in z.files
 
 
 def test_activations_unknown_layer(run, tmp_path):
-    status, _, err = run("activations", str(GOLDEN / "clicks_sweep.flac"), "--layer", "nope",
-                         "-o", str(tmp_path / "a.npz"))
+    status, _, err = run(
+        "activations", str(GOLDEN / "clicks_sweep.flac"), "--layer", "nope", "-o", str(tmp_path / "a.npz")
+    )
     assert status == 2 and "has no layer 'nope'" in err

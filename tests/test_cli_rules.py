@@ -42,27 +42,25 @@ _OUT = {
     "spectrogram": ("png", lambda d, t, b: ["spectrogram", d / "chord.wav", "--frontend", "logmel"]),
     "activations": ("npz", lambda d, t, b: ["activations", d / "chord.wav", "--model", t, "--layer", "conv 2"]),
     "cam": ("npz", lambda d, t, b: ["cam", d / "chord.wav", "--model", t, "--layer", "conv 2"]),
-    "auralise": ("wav", lambda d, t, b: ["auralise", d / "chord.wav", "--model", t, "--layer", "conv 2",
-                                         "--filter", "1"]),
-    "deconv": ("npz", lambda d, t, b: ["deconv", d / "chord.wav", "--model", t, "--layer", "conv 2",
-                                       "--filter", "1"]),
+    "auralise": (
+        "wav",
+        lambda d, t, b: ["auralise", d / "chord.wav", "--model", t, "--layer", "conv 2", "--filter", "1"],
+    ),
+    "deconv": ("npz", lambda d, t, b: ["deconv", d / "chord.wav", "--model", t, "--layer", "conv 2", "--filter", "1"]),
     "saliency": ("npz", lambda d, t, b: ["saliency", d / "chord.wav", "--model", t]),
-    "dream": ("wav", lambda d, t, b: ["dream", d / "chord.wav", "--model", t, "--target", "class1",
-                                      "--steps", "2"]),
+    "dream": ("wav", lambda d, t, b: ["dream", d / "chord.wav", "--model", t, "--target", "class1", "--steps", "2"]),
     "flip": ("wav", lambda d, t, b: ["flip", d / "chord.wav", "--model", b, "--to", "high", "--steps", "2"]),
-    "midi-flip": ("mid", lambda d, t, b: ["midi-flip", folk_tune(d / "tune.mid"), "--to", "bach",
-                                          "--steps", "1"]),
+    "midi-flip": ("mid", lambda d, t, b: ["midi-flip", folk_tune(d / "tune.mid"), "--to", "bach", "--steps", "1"]),
 }
 
 
 def test_the_output_rule_covers_every_command_that_takes_an_output():
-    takes_o = {name for name, p in _subparsers().items()
-               if any("-o" in a.option_strings for a in p._actions)}
+    takes_o = {name for name, p in _subparsers().items() if any("-o" in a.option_strings for a in p._actions)}
     assert takes_o == set(_OUT)
 
 
 @pytest.mark.parametrize("name", list(_OUT))
-def test_every_command_creates_a_missing_output_folder(run, name, wavs, tiny_dir, bands_dir, tmp_path):  # noqa: F811
+def test_every_command_creates_a_missing_output_folder(run, name, wavs, tiny_dir, bands_dir, tmp_path):
     ext, make = _OUT[name]
     out = tmp_path / "missing" / "deeper" / f"x.{ext}"
     status, _, err = run(*make(wavs, tiny_dir, bands_dir), "-o", out)
@@ -72,8 +70,14 @@ def test_every_command_creates_a_missing_output_folder(run, name, wavs, tiny_dir
 
 
 @pytest.mark.parametrize("name", ["spectrogram", "auralise", "dream"])
-def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(run, name, wavs, tiny_dir, bands_dir,  # noqa: F811
-                                                                 tmp_path):
+def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(
+    run,
+    name,
+    wavs,
+    tiny_dir,
+    bands_dir,
+    tmp_path,
+):
     (tmp_path / "afile").write_text("in the way")
     ext, make = _OUT[name]
     status, text, err = run(*make(wavs, tiny_dir, bands_dir), "-o", tmp_path / "afile" / f"x.{ext}")
@@ -82,7 +86,7 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(run, name, wavs
     assert len(lines) == 1 and lines[0].startswith("musiclens: error:") and "afile" in lines[0], err
 
 
-def test_an_unexpected_error_is_one_line_exit_2(run, monkeypatch, wavs):  # noqa: F811
+def test_an_unexpected_error_is_one_line_exit_2(run, monkeypatch, wavs):
     from musiclens.cli import info
 
     def boom(args):
@@ -94,16 +98,30 @@ def test_an_unexpected_error_is_one_line_exit_2(run, monkeypatch, wavs):  # noqa
     assert err.count("\n") == 1 and err.startswith("musiclens: error:") and "something inside broke" in err
 
 
-def test_usage_errors_are_one_line_in_a_real_process(wavs, tmp_path):  # noqa: F811
-    r = subprocess.run([sys.executable, "-m", "musiclens", "spectrogram", str(wavs / "chord.wav"),
-                        "--frontend", "nope", "-o", str(tmp_path / "x.png")],
-                       capture_output=True, text=True, timeout=120)
+def test_usage_errors_are_one_line_in_a_real_process(wavs, tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "musiclens",
+            "spectrogram",
+            str(wavs / "chord.wav"),
+            "--frontend",
+            "nope",
+            "-o",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "nope" in lines[0] and "--help" in lines[0], r.stderr
 
 
 # ------------------------------------------------------------------ --help shows every default
+
 
 def _shown(default) -> list[str]:
     if isinstance(default, (list, tuple)):
@@ -117,7 +135,7 @@ def _option_help(help_text: str, option: str) -> str | None:
     for i, line in enumerate(lines):
         if re.match(rf"^ {{1,4}}{re.escape(option)}([ ,=]|$)", line):
             block = [line]
-            for nxt in lines[i + 1:]:
+            for nxt in lines[i + 1 :]:
                 if not nxt.strip() or re.match(r"^ {0,4}\S", nxt):
                     break
                 block.append(nxt)
@@ -130,8 +148,13 @@ def test_help_shows_every_default():
     for name, p in _subparsers().items():
         help_text = p.format_help()
         for a in p._actions:
-            if (not a.option_strings or a.default is None or a.default is False or a.default == argparse.SUPPRESS
-                    or a.help == argparse.SUPPRESS):
+            if (
+                not a.option_strings
+                or a.default is None
+                or a.default is False
+                or a.default == argparse.SUPPRESS
+                or a.help == argparse.SUPPRESS
+            ):
                 continue
             shown = _option_help(help_text, a.option_strings[0])
             assert shown is not None, (name, a.option_strings)
@@ -143,19 +166,56 @@ def test_help_shows_every_default():
 # ------------------------------------------------------------------ progress on stderr
 
 _PROGRESS = {
-    "dream": lambda d, t, b, tmp: ["dream", d / "chord.wav", "--model", t, "--target", "class1",
-                                   "--steps", "3", "-o", tmp / "d.wav", "--json"],
+    "dream": lambda d, t, b, tmp: [
+        "dream",
+        d / "chord.wav",
+        "--model",
+        t,
+        "--target",
+        "class1",
+        "--steps",
+        "3",
+        "-o",
+        tmp / "d.wav",
+        "--json",
+    ],
     "sanity": lambda d, t, b, tmp: ["sanity", d / "chord.wav", "--model", t, "--method", "grad,input", "--json"],
-    "similarity": lambda d, t, b, tmp: ["similarity", d / "low", d / "high", "--model", t,
-                                        "--permutations", "0", "--json"],
-    "flip": lambda d, t, b, tmp: ["flip", d / "chord.wav", "--model", b, "--to", "high", "--steps", "3",
-                                  "--keep-going", "-o", tmp / "f.wav", "--json"],
+    "similarity": lambda d, t, b, tmp: [
+        "similarity",
+        d / "low",
+        d / "high",
+        "--model",
+        t,
+        "--permutations",
+        "0",
+        "--json",
+    ],
+    "flip": lambda d, t, b, tmp: [
+        "flip",
+        d / "chord.wav",
+        "--model",
+        b,
+        "--to",
+        "high",
+        "--steps",
+        "3",
+        "--keep-going",
+        "-o",
+        tmp / "f.wav",
+        "--json",
+    ],
 }
 
 
 @pytest.mark.parametrize("name", list(_PROGRESS))
-def test_long_commands_show_progress_on_stderr_unless_quiet(run, name, wavs, tiny_dir, bands_dir,  # noqa: F811
-                                                            tmp_path):
+def test_long_commands_show_progress_on_stderr_unless_quiet(
+    run,
+    name,
+    wavs,
+    tiny_dir,
+    bands_dir,
+    tmp_path,
+):
     argv = _PROGRESS[name](wavs, tiny_dir, bands_dir, tmp_path)
     status, text, err = run(*argv)
     assert status == 0, err
@@ -200,6 +260,7 @@ def test_progress_is_throttled(capsys, monkeypatch):
 
 # ------------------------------------------------------------------ mp3 decoder chatter
 
+
 def _corrupt_mp3(path: Path) -> Path:
     """MPEG-1 layer III frames (valid headers) whose bodies are noise: mpg123 complains."""
     rng = np.random.default_rng(0)
@@ -234,6 +295,7 @@ def test_audio_load_of_a_corrupt_mp3_writes_nothing_to_fd_2(tmp_path, capfd):
 
 # ------------------------------------------------------------------ README CLI tour
 
+
 def test_readme_cli_tour_covers_every_command():
     text = (REPO / "README.md").read_text()
     tour = text.split("## CLI tour", 1)[1].split("\n## ", 1)[0]
@@ -242,6 +304,7 @@ def test_readme_cli_tour_covers_every_command():
 
 
 # ------------------------------------------------------------------ midi-flip: one probability
+
 
 def test_midi_flip_prints_the_probability_its_json_reports(run, tmp_path):
     tune = folk_tune(tmp_path / "tune.mid")

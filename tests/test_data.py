@@ -21,8 +21,16 @@ FE = logmel_frontend(sample_rate=SR, n_fft=256, hop=128, n_mels=16, top_db=None)
 P = 16  # frames per patch (~0.25 s)
 
 
-def write_tone(path: Path, freq: float, seconds: float = 1.0, *, sr: int = SR, amp: float = 0.3,
-               seed: int = 0, fmt: str | None = None) -> Path:
+def write_tone(
+    path: Path,
+    freq: float,
+    seconds: float = 1.0,
+    *,
+    sr: int = SR,
+    amp: float = 0.3,
+    seed: int = 0,
+    fmt: str | None = None,
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(sr * seconds)) / sr
     noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.01
@@ -181,7 +189,7 @@ def musdb_folder(root: Path, tracks: dict[str, str], seconds: float = 2.0) -> Pa
             write_tone(path, f, seconds, seed=k)
             if stem == "vocals" and name.endswith("0"):  # silent from the 3rd 31-frame segment on
                 y, sr = sf.read(str(path), dtype="float32")
-                y[62 * 128:] = 0.0
+                y[62 * 128 :] = 0.0
                 sf.write(str(path), y, sr)
         write_tone(root / split / name / "mixture.wav", 440.0, seconds)
     return root
@@ -275,7 +283,8 @@ def test_feature_cache_is_keyed_by_content_and_front_end(tmp_path, monkeypatch):
     assert (changed.hits, changed.misses) == (5, 1)
     # a damaged cache file is recomputed, not trusted
     victim = healed_path = data.FeatureCache().path(
-        data.FeatureCache.key([data.file_hash(root / "low" / "low.00001.wav")], FE.to_dict()))
+        data.FeatureCache.key([data.file_hash(root / "low" / "low.00001.wav")], FE.to_dict())
+    )
     assert healed_path.is_file()
     victim.write_bytes(b"garbage")
     healed = data.FeatureCache()

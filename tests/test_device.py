@@ -16,10 +16,29 @@ from musiclens.core.models import registry
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "needs a CUDA GPU (none on this machine); runs where one exists"
-DEVICES = [pytest.param("cpu", id="cpu"),
-           pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not CUDA, reason=NO_CUDA))]
-MODEL_COMMANDS = ("tag", "layers", "kernels", "activations", "cam", "saliency", "dream", "flip", "similarity",
-                  "sanity", "deconv", "auralise", "predict", "evaluate", "midi-classify", "midi-flip", "train")
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not CUDA, reason=NO_CUDA)),
+]
+MODEL_COMMANDS = (
+    "tag",
+    "layers",
+    "kernels",
+    "activations",
+    "cam",
+    "saliency",
+    "dream",
+    "flip",
+    "similarity",
+    "sanity",
+    "deconv",
+    "auralise",
+    "predict",
+    "evaluate",
+    "midi-classify",
+    "midi-flip",
+    "train",
+)
 
 
 def _subparsers():
@@ -44,8 +63,10 @@ def test_importing_the_device_words_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from musiclens.core.device import DEVICE_CHOICES; import musiclens.cli._model; "
-            "print('torch' in sys.modules, DEVICE_CHOICES)")
+    code = (
+        "import sys; from musiclens.core.device import DEVICE_CHOICES; import musiclens.cli._model; "
+        "print('torch' in sys.modules, DEVICE_CHOICES)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False ('auto', 'cpu', 'cuda')"
 
@@ -80,9 +101,15 @@ def test_predict_and_midi_classify_run_on_the_device_asked_for(run_cli, monkeypa
         assert json.loads(out)["kind"] == "midi" and loaded[-1] == ("auto", device_mod.resolve_device("auto"))
 
 
-@pytest.mark.parametrize("argv", [("predict", "{demo}"), ("midi-classify", "{mid}"),
-                                  ("evaluate", "--model", resources.DEFAULT_MIDI_MODEL, "--data", "{tmp}"),
-                                  ("gui", "--demo")])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("predict", "{demo}"),
+        ("midi-classify", "{mid}"),
+        ("evaluate", "--model", resources.DEFAULT_MIDI_MODEL, "--data", "{tmp}"),
+        ("gui", "--demo"),
+    ],
+)
 def test_cuda_without_a_gpu_is_one_line(run_cli, monkeypatch, tmp_path, argv):
     from musiclens.core.resources import demo_recording
 
@@ -144,7 +171,7 @@ def test_predict_attribution_and_layer_maps_agree_on_every_device(device, on_cpu
     want = meth(on_cpu, audio_to_patches(on_cpu, recording)[:1], target=target, layer=layer)
     torch.testing.assert_close(got.detach().cpu(), want.detach(), rtol=1e-4, atol=1e-5)
     # one layer-maps computation (the Layers panel's grid)
-    one = recording[:m.patch_samples]
+    one = recording[: m.patch_samples]
     lv, lv_ref = filter_levels(m, one, layer=layer), filter_levels(on_cpu, one, layer=layer)
     np.testing.assert_allclose(lv.maps, lv_ref.maps, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(lv.level_db, lv_ref.level_db, rtol=1e-4, atol=1e-3)

@@ -30,8 +30,16 @@ def synthetic(sr: int, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
 
 
 def librosa_logmel(y, fe: F.FrontEnd, ref=1.0):
-    S = librosa.feature.melspectrogram(y=y, sr=fe.sample_rate, n_fft=fe.n_fft, hop_length=fe.hop,
-                                       n_mels=fe.n_mels, fmin=fe.fmin, fmax=fe.fmax, power=fe.power)
+    S = librosa.feature.melspectrogram(
+        y=y,
+        sr=fe.sample_rate,
+        n_fft=fe.n_fft,
+        hop_length=fe.hop,
+        n_mels=fe.n_mels,
+        fmin=fe.fmin,
+        fmax=fe.fmax,
+        power=fe.power,
+    )
     return librosa.power_to_db(S, ref=np.max if ref == "max" else ref, amin=fe.amin, top_db=fe.top_db)
 
 
@@ -168,19 +176,22 @@ def test_our_mel_filterbank_is_librosas(htk, norm):
     ours = F.mel_basis(fe).numpy()
     theirs = librosa.filters.mel(sr=22050, n_fft=1024, n_mels=64, fmin=30.0, fmax=10000.0, htk=htk, norm=norm)
     np.testing.assert_array_equal(ours, theirs)
-    np.testing.assert_allclose(fe.bin_frequencies(),
-                               librosa.mel_frequencies(n_mels=66, fmin=30.0, fmax=10000.0, htk=htk)[1:-1])
+    np.testing.assert_allclose(
+        fe.bin_frequencies(), librosa.mel_frequencies(n_mels=66, fmin=30.0, fmax=10000.0, htk=htk)[1:-1]
+    )
 
 
 def test_core_runs_without_importing_librosa():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np, torch\n"
-            "from musiclens.core import features, audio\n"
-            "y = audio.resample(np.ones(4410, np.float32), orig_sr=44100, target_sr=16000)\n"
-            "x = features.musicnn_frontend()(torch.from_numpy(y)[None])\n"
-            "print(tuple(x.shape), 'librosa' in sys.modules)\n")
+    code = (
+        "import sys, numpy as np, torch\n"
+        "from musiclens.core import features, audio\n"
+        "y = audio.resample(np.ones(4410, np.float32), orig_sr=44100, target_sr=16000)\n"
+        "x = features.musicnn_frontend()(torch.from_numpy(y)[None])\n"
+        "print(tuple(x.shape), 'librosa' in sys.modules)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "False"

@@ -86,8 +86,7 @@ def window(qtbot, isolated, fake_audio):
 
 def show_layer(qtbot, win, layer: str):
     assert win.layers.select_layer(layer)
-    qtbot.waitUntil(lambda: win.layers.maps is not None and win.layers.maps.layer == layer,
-                    timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: win.layers.maps is not None and win.layers.maps.layer == layer, timeout=TIMEOUT_MS)
     return win.layers.maps
 
 
@@ -124,7 +123,7 @@ def test_silent_filters_are_marked_and_ranked_by_what_is_heard(qtbot, window):
 
     layer = "mid end / conv 2 / conv"
     maps = show_layer(qtbot, window, layer)
-    raw = (maps.maps ** 2).mean(axis=(1, 2))
+    raw = (maps.maps**2).mean(axis=(1, 2))
     assert {24, 57, 18} <= set(np.argsort(-raw)[:5].tolist())  # what the old ranking put first
     grid = window.layers.grid
     order = [int(grid.item(i).data(Qt.UserRole)) for i in range(grid.count())]
@@ -132,7 +131,7 @@ def test_silent_filters_are_marked_and_ranked_by_what_is_heard(qtbot, window):
 
     def level(k: int) -> float:
         y = auralise_filter(window.session.model, audio, layer=layer, filter=k).audio[0].astype(np.float64)
-        rms = float(np.sqrt(np.mean(y ** 2)))
+        rms = float(np.sqrt(np.mean(y**2)))
         return 20 * np.log10(rms) if rms > 0 else -np.inf
 
     top = order[0]

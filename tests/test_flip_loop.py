@@ -18,8 +18,10 @@ def test_target_loss_is_the_old_objective_of_both_flips():
     # softmax models (audio and MIDI): cross-entropy towards the target
     torch.testing.assert_close(flip_loop.target_loss(logits, 1), F.cross_entropy(logits, torch.tensor([1])))
     # multi-label audio models: −log σ(logit_target)
-    torch.testing.assert_close(flip_loop.target_loss(logits, 2, multilabel=True),
-                               F.binary_cross_entropy_with_logits(logits[0, 2], torch.ones(())))
+    torch.testing.assert_close(
+        flip_loop.target_loss(logits, 2, multilabel=True),
+        F.binary_cross_entropy_with_logits(logits[0, 2], torch.ones(())),
+    )
 
 
 def test_frozen_restores_flags_and_leaves_no_weight_gradients():
@@ -73,5 +75,4 @@ def test_both_kinds_of_flip_run_the_shared_loop(monkeypatch, tmp_path):
     assert all(p.grad is None and p.requires_grad for p in model.net.parameters())
     assert not model.net.training
     kinds = {(mod.rsplit(".", 1)[-1], what) for mod, what in calls}
-    assert kinds == {("flip", "target_loss"), ("flip", "frozen"), ("midi_flip", "target_loss"),
-                     ("midi_flip", "frozen")}
+    assert kinds == {("flip", "target_loss"), ("flip", "frozen"), ("midi_flip", "target_loss"), ("midi_flip", "frozen")}

@@ -46,14 +46,12 @@ def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatc
     start_and_wait(qtbot, window)
     layer = "mid end / conv 1"
     assert window.layers.select_layer(layer)
-    qtbot.waitUntil(lambda: window.layers.maps is not None and window.layers.maps.layer == layer,
-                    timeout=60_000)
+    qtbot.waitUntil(lambda: window.layers.maps is not None and window.layers.maps.layer == layer, timeout=60_000)
     assert window.layers.grid.count() == 64
     item = window.layers.grid.item(0)  # the most energetic filter
     k = int(item.data(Qt.UserRole))
     rect = window.layers.grid.visualItemRect(item)
-    with qtbot.waitSignal(window.player.state_changed, timeout=60_000,
-                          check_params_cb=lambda playing: playing):
+    with qtbot.waitSignal(window.player.state_changed, timeout=60_000, check_params_cb=lambda playing: playing):
         qtbot.mouseClick(window.layers.grid.viewport(), Qt.LeftButton, pos=rect.center())
     heard = window.last_heard
     assert heard.label.startswith(f"{layer} #{k}")
@@ -73,7 +71,7 @@ def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatc
     from scipy.signal import correlate
 
     lag = int(np.argmax(correlate(played, expected, mode="valid", method="fft")))
-    error = np.abs(played[lag:lag + len(expected)] - expected).max()
+    error = np.abs(played[lag : lag + len(expected)] - expected).max()
     assert error <= 2 / 32768  # equal up to the 16-bit quantisation of what we asked
 
 
@@ -82,8 +80,7 @@ def test_gradcam_overlay_covers_the_analysed_file(qtbot, window):
     panel = window.attribution
     panel.method.setCurrentIndex(panel.method.findData("grad-cam"))
     panel.layer.setCurrentText("mid end / conv 3")
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000,
-                          check_params_cb=lambda busy, _name: not busy):
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000, check_params_cb=lambda busy, _name: not busy):
         qtbot.mouseClick(panel.run_button, Qt.LeftButton)
     result = panel.result
     assert result is not None and result.target == window.session.analysis.top[0][0]
@@ -160,8 +157,7 @@ def test_no_audio_device_is_a_message_not_a_crash(qtbot, window, monkeypatch):
 
 def test_kernels_panel_shows_norms_and_dead_kernels(qtbot, window):
     start_and_wait(qtbot, window)
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000,
-                          check_params_cb=lambda busy, _name: not busy):
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=60_000, check_params_cb=lambda busy, _name: not busy):
         qtbot.mouseClick(window.kernels.refresh_button, Qt.LeftButton)
     stats = window.kernels.stats
     assert stats["model"] == "MSD_musicnn" and stats["totals"]["kernels"] > 600
@@ -172,8 +168,7 @@ def test_kernels_panel_shows_norms_and_dead_kernels(qtbot, window):
 
 def test_similarity_of_a_recording_with_itself_is_one(qtbot, window):
     start_and_wait(qtbot, window)
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=120_000,
-                          check_params_cb=lambda busy, _name: not busy):
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=120_000, check_params_cb=lambda busy, _name: not busy):
         window.similarity.requested.emit(str(demo_path()))
     r = window.similarity.result
     assert r is not None and len(r.layers) > 10 and r.maps[0][0] == "input"
@@ -195,8 +190,10 @@ def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path
     rng = np.random.default_rng(0)
     sr = 22050
     t = np.arange(4 * sr) / sr
-    for label, make in (("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
-                        ("noise", lambda i: 0.1 * rng.standard_normal(len(t)))):
+    for label, make in (
+        ("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
+        ("noise", lambda i: 0.1 * rng.standard_normal(len(t))),
+    ):
         (tmp_path / "ds" / label).mkdir(parents=True)
         for i in range(5):
             sf.write(tmp_path / "ds" / label / f"{label}{i}.wav", make(i).astype(np.float32), sr)
@@ -239,8 +236,7 @@ def test_similarity_within_classes_of_a_folder(qtbot, window, tmp_path):
     sf.write(tmp_path / "mixed" / "tone.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 16000)
     (tmp_path / "lonely").mkdir()  # a class with one file has no pair and is left out
     sf.write(tmp_path / "lonely" / "x.wav", np.zeros(16000 * 4, np.float32), 16000)
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=180_000,
-                          check_params_cb=lambda busy, _name: not busy):
+    with qtbot.waitSignal(window.worker.busy_changed, timeout=180_000, check_params_cb=lambda busy, _name: not busy):
         window.similarity.folder_requested.emit(str(tmp_path))
     r = window.similarity.classes
     assert r is not None and set(r.per_class) == {"same", "mixed"} and r.pairs == {"same": 1, "mixed": 1}

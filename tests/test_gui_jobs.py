@@ -24,8 +24,10 @@ def make_folder(root: Path, *, files: int = 6, seconds: float = 6.0) -> Path:
     rng = np.random.default_rng(0)
     sr = 22050
     t = np.arange(int(seconds * sr)) / sr
-    for label, make in (("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
-                        ("noise", lambda i: 0.1 * rng.standard_normal(len(t)))):
+    for label, make in (
+        ("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
+        ("noise", lambda i: 0.1 * rng.standard_normal(len(t))),
+    ):
         (root / label).mkdir(parents=True)
         for i in range(files):
             sf.write(root / label / f"{label}{i}.wav", make(i).astype(np.float32), sr)

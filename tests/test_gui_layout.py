@@ -68,8 +68,13 @@ def test_screenshot_geometry_is_exact(isolated):
 
     out = isolated / "missing" / "folder" / "shot.png"  # the output rule: folders are made
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")  # a process of its own: it quits its app
-    r = subprocess.run([sys.executable, "-m", "musiclens", "gui", "--demo", "--screenshot", str(out),
-                        "--geometry", "1366x768"], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "musiclens", "gui", "--demo", "--screenshot", str(out), "--geometry", "1366x768"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     with Image.open(out) as image:
         assert image.size == (1366, 768)

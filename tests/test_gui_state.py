@@ -47,8 +47,9 @@ def test_switching_models_keeps_one_picker_entry_each_and_clears_old_results(qtb
     assert len(listed) == len(set(listed)) == 4, listed  # the 4 bundled audio models, once each
     assert window.model_picker.currentText() == "MSD_musicnn"
     assert window.attribution.result is not None and window.attribution.note.text()  # the first Grad-CAM
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=GUI_TIMEOUT_MS,
-                          check_params_cb=lambda busy, _name: not busy):
+    with qtbot.waitSignal(
+        window.worker.busy_changed, timeout=GUI_TIMEOUT_MS, check_params_cb=lambda busy, _name: not busy
+    ):
         window.similarity.requested.emit(str(demo_path()))
     assert similarity_shown(window)
 
@@ -67,8 +68,9 @@ def test_opening_another_recording_clears_cam_and_similarity(qtbot, window, isol
     import soundfile as sf
 
     start_and_wait(qtbot, window)
-    with qtbot.waitSignal(window.worker.busy_changed, timeout=GUI_TIMEOUT_MS,
-                          check_params_cb=lambda busy, _name: not busy):
+    with qtbot.waitSignal(
+        window.worker.busy_changed, timeout=GUI_TIMEOUT_MS, check_params_cb=lambda busy, _name: not busy
+    ):
         window.similarity.requested.emit(str(demo_path()))
     assert window.attribution.note.text() and similarity_shown(window)
     other = isolated / "tone.wav"
@@ -109,8 +111,7 @@ def test_shift_click_selection_can_be_cleared(qtbot):
     view.resize(900, 400)
     view.show()
     qtbot.waitExposed(view)
-    view.set_spectrogram(np.random.default_rng(0).random((96, 500)).astype(np.float32), 10.0,
-                         np.linspace(0, 8000, 96))
+    view.set_spectrogram(np.random.default_rng(0).random((96, 500)).astype(np.float32), 10.0, np.linspace(0, 8000, 96))
     qtbot.wait(50)
     seeks = []
     view.seek_requested.connect(lambda t: (seeks.append(t), view.set_playhead(t)))

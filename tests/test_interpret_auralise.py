@@ -46,7 +46,7 @@ def test_mel_mask_maps_to_linear_as_a_weighted_mean():
     one_band[:, 7] = 1.0
     lin = mask_to_linear(one_band, fe)[0, :, 0]
     freqs = np.arange(fe.n_fft // 2 + 1) * SR / fe.n_fft
-    lo, hi = (fe.bin_frequencies()[[6, 8]])  # band 7 spans its neighbours' centres
+    lo, hi = fe.bin_frequencies()[[6, 8]]  # band 7 spans its neighbours' centres
     assert float(lin[(freqs < lo - 1) | (freqs > hi + 1)].abs().max()) == 0.0
     assert float(lin.max()) > 0.5
 
@@ -73,8 +73,9 @@ def test_band_mask_keeps_the_band_and_removes_the_others(fe_factory):
     bands = {f: (f - 60, f + 60) for f in TONES}
     kept = band_energy(out, SR, *bands[1200.0]) / band_energy(y, SR, *bands[1200.0])
     gone = [band_energy(out, SR, *bands[f]) / band_energy(y, SR, *bands[f]) for f in (300.0, 2500.0)]
-    print(f"band mask ({fe.kind}): 1200 Hz keeps {kept:.3f} of its energy; 300/2500 Hz keep "
-          f"{gone[0]:.1e}/{gone[1]:.1e}")
+    print(
+        f"band mask ({fe.kind}): 1200 Hz keeps {kept:.3f} of its energy; 300/2500 Hz keep {gone[0]:.1e}/{gone[1]:.1e}"
+    )
     assert kept > 0.8
     assert max(gone) < 1e-3
 
@@ -90,16 +91,17 @@ def test_auralise_at_the_file_rate():
     assert corr > 0.99
 
 
-@pytest.mark.parametrize("make, layer", [(stft_cnn, "relu 1"), (stft_cnn, "conv 2"),
-                                         (logmel_cnn, "relu 1"), (logmel_cnn, "bn 2")])
+@pytest.mark.parametrize(
+    "make, layer", [(stft_cnn, "relu 1"), (stft_cnn, "conv 2"), (logmel_cnn, "relu 1"), (logmel_cnn, "bn 2")]
+)
 def test_auralise_filter_gives_finite_audible_audio(make, layer):
     m = make()
     y = signal(0.5, freqs=TONES, sr=11025)
     out = auralise_filter(m, y, layer=layer, filter=1, sample_rate=11025)
     assert out.sample_rate == 11025 and out.audio.shape == (1, len(y))
     assert np.isfinite(out.audio).all()
-    rms = float(np.sqrt(np.mean(out.audio ** 2)))
-    assert rms > 1e-3 * float(np.sqrt(np.mean(y ** 2)))
+    rms = float(np.sqrt(np.mean(out.audio**2)))
+    assert rms > 1e-3 * float(np.sqrt(np.mean(y**2)))
     assert out.mask.min() >= 0 and abs(float(out.mask.max()) - 1.0) < 1e-6
     # the mask is the filter's activation, resized: where the filter is silent, so is the mask
     x = m.front_end(torch.from_numpy(signal(0.5, freqs=TONES)).unsqueeze(0))
@@ -132,8 +134,7 @@ def test_without_a_recording_griffin_lim_or_istft_is_used():
     assert float((exact[0].numpy() - y).__abs__().max()) < 1e-4  # STFT kind: exact iSTFT
     mel = logmel_cnn()
     xm = features(mel, y)
-    gl = apply_mask_to_features(xm, torch.ones(1, 16, xm.shape[-1]), mel.front_end, n_iter=8,
-                                length=len(y))
+    gl = apply_mask_to_features(xm, torch.ones(1, 16, xm.shape[-1]), mel.front_end, n_iter=8, length=len(y))
     assert torch.isfinite(gl).all() and gl.abs().max() > 1e-3
 
 
@@ -198,8 +199,7 @@ def test_filter_levels_are_the_levels_of_each_filters_auralisation(make, layer):
         assert got == want or abs(got - want) < 0.01, (f, got, want)
         assert bool(levels.silent[f]) == (want < SILENT_DBFS)
     # energy: mean square of the positive part of the activation (what the mask is made of)
-    np.testing.assert_allclose(levels.energy, (np.clip(levels.maps, 0, None) ** 2).mean(axis=(1, 2)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(levels.energy, (np.clip(levels.maps, 0, None) ** 2).mean(axis=(1, 2)), rtol=1e-6)
     if layer == "conv 2":
         raw = (levels.maps[0] ** 2).mean()
         assert raw > np.max((levels.maps[1:] ** 2).mean(axis=(1, 2)))  # first by raw energy...

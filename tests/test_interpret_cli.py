@@ -28,9 +28,20 @@ def wavs(tmp_path_factory):
 
 def test_cam_json_and_npz(run, wavs, tmp_path):
     out = tmp_path / "cam.npz"
-    status, text, _ = run("cam", str(wavs / "chord.wav"), "--model", "MTT_musicnn",
-                          "--layer", "front end / timbral 7x38 / feature maps", "--target", "piano", "--upsample",
-                          "-o", str(out), "--json")
+    status, text, _ = run(
+        "cam",
+        str(wavs / "chord.wav"),
+        "--model",
+        "MTT_musicnn",
+        "--layer",
+        "front end / timbral 7x38 / feature maps",
+        "--target",
+        "piano",
+        "--upsample",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert status == 0
     res = json.loads(text)
     assert res["target"] == "piano" and res["shape"] == [96, 187]
@@ -39,8 +50,17 @@ def test_cam_json_and_npz(run, wavs, tmp_path):
 
 def test_auralise_writes_audio_at_the_file_rate(run, wavs, tmp_path):
     out = tmp_path / "f.wav"
-    status, text, _ = run("auralise", str(wavs / "chord.wav"), "--layer",
-                          "front end / timbral 7x38 / conv", "--filter", "3", "-o", str(out), "--json")
+    status, text, _ = run(
+        "auralise",
+        str(wavs / "chord.wav"),
+        "--layer",
+        "front end / timbral 7x38 / conv",
+        "--filter",
+        "3",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert status == 0
     y, sr = audio.load(out, sr=None)
     assert sr == 22050 and len(y) == int(3.1 * 22050) and np.isfinite(y).all()
@@ -49,20 +69,42 @@ def test_auralise_writes_audio_at_the_file_rate(run, wavs, tmp_path):
 
 def test_dream_json(run, wavs, tmp_path):
     out = tmp_path / "d.wav"
-    status, text, err = run("dream", str(wavs / "chord.wav"), "--model", "MTT_musicnn", "--target", "piano", "--minus",
-                            "others", "--steps", "3", "--lr", "0.1", "-o", str(out), "--json")
+    status, text, err = run(
+        "dream",
+        str(wavs / "chord.wav"),
+        "--model",
+        "MTT_musicnn",
+        "--target",
+        "piano",
+        "--minus",
+        "others",
+        "--steps",
+        "3",
+        "--lr",
+        "0.1",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert status == 0, err
     res = json.loads(text)
     assert res["objective_end"] > res["objective_start"] and res["steps"] == 3
     assert "dream: 0/3 steps" in err and "dream: 3/3 steps" in err
     y, sr = audio.load(out, sr=None)
-    assert sr == 22050 and np.sqrt(np.mean(y ** 2)) > 1e-3
+    assert sr == 22050 and np.sqrt(np.mean(y**2)) > 1e-3
 
 
 def test_similarity_json_and_errors(run, wavs):
-    status, text, _ = run("similarity", str(wavs / "mix.wav"), str(wavs / "chord.wav"),
-                          "--layers", "front end / timbral 7x38,mid end / conv 1,back end / penultimate",
-                          "--permutations", "2", "--json")
+    status, text, _ = run(
+        "similarity",
+        str(wavs / "mix.wav"),
+        str(wavs / "chord.wav"),
+        "--layers",
+        "front end / timbral 7x38,mid end / conv 1,back end / penultimate",
+        "--permutations",
+        "2",
+        "--json",
+    )
     assert status == 0
     res = json.loads(text)
     assert len(res["pearson"]) == 3 and all(0 < v < 1 for v in res["pearson"][:2])

@@ -62,9 +62,16 @@ def _build_bands(**_params):
 
 @pytest.fixture(scope="module")
 def bands_dir(tmp_path_factory) -> Path:
-    m = LoadedModel("bands", BandNet().eval(), nets.logmel_fe(), ["low", "mid", "high"], 32, False,
-                    {"output": LayerInfo("output", "fc", "output", "output")},
-                    {"family": "interpret-test-bands"})
+    m = LoadedModel(
+        "bands",
+        BandNet().eval(),
+        nets.logmel_fe(),
+        ["low", "mid", "high"],
+        32,
+        False,
+        {"output": LayerInfo("output", "fc", "output", "output")},
+        {"family": "interpret-test-bands"},
+    )
     return registry.save(m, tmp_path_factory.mktemp("models") / "bands")
 
 
@@ -109,14 +116,26 @@ def _patch_features(m, path: Path) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- deconv
 
+
 def test_deconv_npz_png_and_wav_match_the_engine(run, tiny, tiny_dir, wavs, tmp_path):
     layer, k = "conv 2", 1
     x, y, sr = _patch_features(tiny, wavs / "chord.wav")
     want = deconv(tiny, x, layer=layer, filter=k)[0].numpy()
     assert np.abs(want).max() > 0  # the filter is active on this input
 
-    status, text, err = run("deconv", wavs / "chord.wav", "--model", tiny_dir, "--layer", layer,
-                            "--filter", k, "-o", tmp_path / "d.npz", "--json")
+    status, text, err = run(
+        "deconv",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--layer",
+        layer,
+        "--filter",
+        k,
+        "-o",
+        tmp_path / "d.npz",
+        "--json",
+    )
     assert status == 0, err
     res = json.loads(text)
     saved = np.load(tmp_path / "d.npz")
@@ -124,8 +143,9 @@ def test_deconv_npz_png_and_wav_match_the_engine(run, tiny, tiny_dir, wavs, tmp_
     assert saved["mask"].shape == want.shape[1:] and saved["mask"].max() == pytest.approx(1.0)
     assert res["shape"] == list(want.shape) and res["max"] == pytest.approx(float(want.max()), rel=1e-5)
 
-    status, _, err = run("deconv", wavs / "chord.wav", "--model", tiny_dir, "--layer", layer,
-                         "--filter", k, "-o", tmp_path / "d.png")
+    status, _, err = run(
+        "deconv", wavs / "chord.wav", "--model", tiny_dir, "--layer", layer, "--filter", k, "-o", tmp_path / "d.png"
+    )
     assert status == 0, err
     png = np.asarray(Image.open(tmp_path / "d.png"))
     assert png.dtype == np.uint8 and png.shape == want.shape[1:]
@@ -134,8 +154,19 @@ def test_deconv_npz_png_and_wav_match_the_engine(run, tiny, tiny_dir, wavs, tmp_
     band0 = (want[0, 0] - want.min()) / (want.max() - want.min()) * 255
     np.testing.assert_allclose(png[-1].astype(float), band0, atol=1.0)
 
-    status, text, err = run("deconv", wavs / "chord.wav", "--model", tiny_dir, "--layer", layer,
-                            "--filter", k, "-o", tmp_path / "d.wav", "--json")
+    status, text, err = run(
+        "deconv",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--layer",
+        layer,
+        "--filter",
+        k,
+        "-o",
+        tmp_path / "d.wav",
+        "--json",
+    )
     assert status == 0, err
     heard, hsr = audio.load(tmp_path / "d.wav", sr=None)
     direct = auralise_deconv(tiny, y, layer=layer, filter=k, sample_rate=sr).audio[0]
@@ -145,26 +176,70 @@ def test_deconv_npz_png_and_wav_match_the_engine(run, tiny, tiny_dir, wavs, tmp_
 
 
 def test_deconv_errors_are_one_line_exit_2(run, tiny_dir, wavs, tmp_path):
-    status, _, err = run("deconv", wavs / "chord.wav", "--model", tiny_dir, "--layer", "conv 2",
-                         "--filter", "1", "-o", tmp_path / "d.jpg")
+    status, _, err = run(
+        "deconv",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--layer",
+        "conv 2",
+        "--filter",
+        "1",
+        "-o",
+        tmp_path / "d.jpg",
+    )
     assert status == 2 and err.count("\n") == 1 and ".npz" in err
-    status, _, err = run("deconv", wavs / "chord.wav", "--model", tiny_dir, "--layer", "conv 9",
-                         "--filter", "1", "-o", tmp_path / "d.npz")
+    status, _, err = run(
+        "deconv",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--layer",
+        "conv 9",
+        "--filter",
+        "1",
+        "-o",
+        tmp_path / "d.npz",
+    )
     assert status == 2 and err.startswith("musiclens: error:") and "conv 9" in err
 
 
 # ----------------------------------------------------------------------------- saliency
 
+
 def test_saliency_grad_npz_equals_the_engine_and_png_is_the_magnitude(run, tiny, tiny_dir, wavs, tmp_path):
     x, _, _ = _patch_features(tiny, wavs / "chord.wav")
     want = saliency.gradient(tiny, x, target="class2")[0].numpy()
-    status, text, err = run("saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "grad",
-                            "--target", "class2", "-o", tmp_path / "g.npz", "--json")
+    status, text, err = run(
+        "saliency",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--method",
+        "grad",
+        "--target",
+        "class2",
+        "-o",
+        tmp_path / "g.npz",
+        "--json",
+    )
     assert status == 0, err
     np.testing.assert_allclose(np.load(tmp_path / "g.npz")["attribution"], want, rtol=1e-5, atol=1e-7)
     assert json.loads(text)["target"] == "class2" and "integrated_gradients" not in json.loads(text)
-    status, _, err = run("saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "smoothgrad",
-                         "--samples", "4", "--target", "0", "-o", tmp_path / "s.png")
+    status, _, err = run(
+        "saliency",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--method",
+        "smoothgrad",
+        "--samples",
+        "4",
+        "--target",
+        "0",
+        "-o",
+        tmp_path / "s.png",
+    )
     assert status == 0, err
     png = np.asarray(Image.open(tmp_path / "s.png"))
     sg = saliency.smoothgrad(tiny, x, target=0, n_samples=4)[0].numpy()
@@ -172,30 +247,57 @@ def test_saliency_grad_npz_equals_the_engine_and_png_is_the_magnitude(run, tiny,
 
 
 def test_saliency_ig_reports_its_completeness_error(run, tiny, tiny_dir, wavs, tmp_path):
-    status, text, err = run("saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "ig",
-                            "--steps", "64", "--target", "class1", "-o", tmp_path / "ig.npz", "--json")
+    status, text, err = run(
+        "saliency",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--method",
+        "ig",
+        "--steps",
+        "64",
+        "--target",
+        "class1",
+        "-o",
+        tmp_path / "ig.npz",
+        "--json",
+    )
     assert status == 0, err
     ig = json.loads(text)["integrated_gradients"]
     attr = np.load(tmp_path / "ig.npz")["attribution"].astype(np.float64)
     # the reported error is Σ attributions − (score at input − score at baseline)
     assert ig["completeness_error"] == pytest.approx(
-        attr.sum() - (ig["score_at_input"] - ig["score_at_baseline"]), abs=1e-4)
+        attr.sum() - (ig["score_at_input"] - ig["score_at_baseline"]), abs=1e-4
+    )
     assert ig["score_at_input"] != ig["score_at_baseline"]
     assert ig["relative_error"] == pytest.approx(
-        abs(ig["completeness_error"]) / abs(ig["score_at_input"] - ig["score_at_baseline"]), rel=1e-4)
-    status, text, _ = run("saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "ig",
-                          "--steps", "8", "--target", "class1")
+        abs(ig["completeness_error"]) / abs(ig["score_at_input"] - ig["score_at_baseline"]), rel=1e-4
+    )
+    status, text, _ = run(
+        "saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "ig", "--steps", "8", "--target", "class1"
+    )
     assert status == 0 and "completeness" in text and "error" in text
-    status, _, err = run("saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "ig",
-                         "--baseline", "noise")
+    status, _, err = run("saliency", wavs / "chord.wav", "--model", tiny_dir, "--method", "ig", "--baseline", "noise")
     assert status == 2 and "baseline" in err
 
 
 # ----------------------------------------------------------------------------- sanity
 
+
 def test_sanity_flags_the_input_control_but_not_the_gradient(run, tiny_dir, wavs):
-    status, text, err = run("sanity", wavs / "chord.wav", "--model", tiny_dir, "--method", "grad,input,ig",
-                            "--target", "class0", "--steps", "8", "--json")
+    status, text, err = run(
+        "sanity",
+        wavs / "chord.wav",
+        "--model",
+        tiny_dir,
+        "--method",
+        "grad,input,ig",
+        "--target",
+        "class0",
+        "--steps",
+        "8",
+        "--json",
+    )
     assert status == 0, err
     res = json.loads(text)["methods"]
     assert list(res) == ["grad", "input", "ig"]
@@ -210,8 +312,7 @@ def test_sanity_flags_the_input_control_but_not_the_gradient(run, tiny_dir, wavs
 
 
 def test_sanity_text_and_errors(run, tiny_dir, wavs):
-    status, text, _ = run("sanity", wavs / "chord.wav", "--model", tiny_dir, "--method", "input",
-                          "--layers", "conv 2")
+    status, text, _ = run("sanity", wavs / "chord.wav", "--model", tiny_dir, "--method", "input", "--layers", "conv 2")
     assert status == 0 and "conv 2" in text and "-> does not reflect the model" in text
     status, _, err = run("sanity", wavs / "chord.wav", "--model", tiny_dir, "--method", "grad,lime")
     assert status == 2 and "lime" in err
@@ -221,13 +322,28 @@ def test_sanity_text_and_errors(run, tiny_dir, wavs):
 
 # ----------------------------------------------------------------------------- flip
 
+
 def test_flip_reports_before_after_and_the_change_it_wrote(run, bands_dir, wavs, tmp_path):
     m = registry.load(bands_dir)
     x, y, sr = _patch_features(m, wavs / "chord.wav")
     assert int(m.predict(x).argmax()) == 0  # a low chord is "low"
     out = tmp_path / "flip.wav"
-    status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "high",
-                            "--lr", "0.05", "--steps", "300", "-o", out, "--json", "--patch-only")
+    status, text, err = run(
+        "flip",
+        wavs / "chord.wav",
+        "--model",
+        bands_dir,
+        "--to",
+        "high",
+        "--lr",
+        "0.05",
+        "--steps",
+        "300",
+        "-o",
+        out,
+        "--json",
+        "--patch-only",
+    )
     assert status == 0, err
     res = json.loads(text)
     assert res["before"]["prediction"] == "low" and res["flipped"] and res["after"]["prediction"] == "high"
@@ -238,16 +354,29 @@ def test_flip_reports_before_after_and_the_change_it_wrote(run, bands_dir, wavs,
     written, wsr = audio.load(out, sr=None)
     assert wsr == FILE_SR and len(written) == len(y)
     change = written.astype(np.float64) - y
-    snr = 10 * np.log10(np.sum(y.astype(np.float64) ** 2) / np.sum(change ** 2))
+    snr = 10 * np.log10(np.sum(y.astype(np.float64) ** 2) / np.sum(change**2))
     assert res["perturbation"]["snr_db"] == pytest.approx(snr, abs=0.3) and snr > 0
-    assert res["perturbation"]["rms"] == pytest.approx(np.sqrt(np.mean(change ** 2)), rel=0.05)
+    assert res["perturbation"]["rms"] == pytest.approx(np.sqrt(np.mean(change**2)), rel=0.05)
     # what the model says to the written file is the reported "after"; it got brighter
     heard = m.predict(to_fe_rate_features(m, written, wsr))[0].numpy()
     assert int(heard.argmax()) == 2
     assert res["after"]["target_probability"] == pytest.approx(float(heard[2]), abs=0.02)
     assert nets.band_energy(written, wsr, 2500, 4000) > 10 * nets.band_energy(y, sr, 2500, 4000)
-    status, text, _ = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "high",
-                          "--lr", "0.05", "--steps", "300", "-o", tmp_path / "f2.wav", "--patch-only")
+    status, text, _ = run(
+        "flip",
+        wavs / "chord.wav",
+        "--model",
+        bands_dir,
+        "--to",
+        "high",
+        "--lr",
+        "0.05",
+        "--steps",
+        "300",
+        "-o",
+        tmp_path / "f2.wav",
+        "--patch-only",
+    )
     assert status == 0 and "before: 'low'" in text and "after:  'high'" in text and "SNR" in text
 
 
@@ -266,8 +395,24 @@ def test_flip_writes_the_whole_recording_with_the_changed_span(run, bands_dir, l
     patch = ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
     original, sr = audio.load(long_stereo, sr=None, mono=False)
     out = tmp_path / "whole.wav"
-    status, text, err = run("flip", long_stereo, "--model", bands_dir, "--to", "high", "--offset", "0.3",
-                            "--lr", "0.05", "--steps", "300", "-o", out, "--json", "--quiet")
+    status, text, err = run(
+        "flip",
+        long_stereo,
+        "--model",
+        bands_dir,
+        "--to",
+        "high",
+        "--offset",
+        "0.3",
+        "--lr",
+        "0.05",
+        "--steps",
+        "300",
+        "-o",
+        out,
+        "--json",
+        "--quiet",
+    )
     assert status == 0, err
     res = json.loads(text)
     written, wsr = audio.load(out, sr=None, mono=False)
@@ -277,8 +422,8 @@ def test_flip_writes_the_whole_recording_with_the_changed_span(run, bands_dir, l
     assert res["span"]["end_s"] == pytest.approx(end / sr, abs=2e-3) and not res["patch_only"]
     # changed inside the span; untouched more than the 10 ms crossfade away from it
     fade = int(round(0.01 * sr))
-    np.testing.assert_allclose(written[:, :start - fade], original[:, :start - fade], atol=1e-6)
-    np.testing.assert_allclose(written[:, end + fade:], original[:, end + fade:], atol=1e-6)
+    np.testing.assert_allclose(written[:, : start - fade], original[:, : start - fade], atol=1e-6)
+    np.testing.assert_allclose(written[:, end + fade :], original[:, end + fade :], atol=1e-6)
     assert np.abs(written[:, start:end] - original[:, start:end]).max() > 1e-3
     # no click: the change continues across the span's edges and fades to nothing outside it
     change = written[0] - original[0]
@@ -294,16 +439,17 @@ def test_flip_writes_the_whole_recording_with_the_changed_span(run, bands_dir, l
 
 def test_flip_when_the_model_already_says_the_target(run, bands_dir, wavs, tmp_path):
     out = tmp_path / "same.wav"
-    status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "low",
-                            "-o", out, "--quiet")
+    status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "low", "-o", out, "--quiet")
     assert status == 0, err
     assert "already 'low'" in text and "flipped" not in text and "0 steps" not in text
-    status, text, err = run("flip", wavs / "chord.wav", "--model", bands_dir, "--to", "low",
-                            "-o", out, "--json", "--quiet")
+    status, text, err = run(
+        "flip", wavs / "chord.wav", "--model", bands_dir, "--to", "low", "-o", out, "--json", "--quiet"
+    )
     res = json.loads(text)
     assert res["already"] and res["steps"] == 0 and res["flipped"]
-    np.testing.assert_allclose(audio.load(out, sr=None)[0], audio.load(wavs / "chord.wav", sr=None)[0],
-                               atol=1e-6)  # written unchanged
+    np.testing.assert_allclose(
+        audio.load(out, sr=None)[0], audio.load(wavs / "chord.wav", sr=None)[0], atol=1e-6
+    )  # written unchanged
 
 
 def to_fe_rate_features(m, y, sr):
@@ -312,22 +458,42 @@ def to_fe_rate_features(m, y, sr):
 
 
 def test_flip_errors(run, tiny_dir, wavs, tmp_path):
-    status, _, err = run("flip", wavs / "chord.wav", "--model", tiny_dir, "--to", "class7",
-                         "-o", tmp_path / "f.wav")
+    status, _, err = run("flip", wavs / "chord.wav", "--model", tiny_dir, "--to", "class7", "-o", tmp_path / "f.wav")
     assert status == 2 and "class7" in err
 
 
 # ----------------------------------------------------------------------------- dream
 
+
 def test_dream_issue_spellings_equal_the_existing_ones(run, tiny, tiny_dir, wavs, tmp_path):
     fe = tiny.front_end
     patch = ((tiny.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
     common = ("--model", tiny_dir, "--target", "class1", "--steps", "3", "--json")
-    status, text_a, err = run("dream", "--init", "sweep", "--minus-all", "--update", "subtract",
-                              "--normalize-grad", *common, "-o", tmp_path / "a.wav")
+    status, text_a, err = run(
+        "dream",
+        "--init",
+        "sweep",
+        "--minus-all",
+        "--update",
+        "subtract",
+        "--normalize-grad",
+        *common,
+        "-o",
+        tmp_path / "a.wav",
+    )
     assert status == 0, err
-    status, text_b, err = run("dream", "--sweep", str(patch), "--minus", "others", "--update",
-                              "subtractive", *common, "-o", tmp_path / "b.wav")
+    status, text_b, err = run(
+        "dream",
+        "--sweep",
+        str(patch),
+        "--minus",
+        "others",
+        "--update",
+        "subtractive",
+        *common,
+        "-o",
+        tmp_path / "b.wav",
+    )
     assert status == 0, err
     a, b = json.loads(text_a), json.loads(text_b)
     assert a["minus"] == "others" and a["objective_end"] == pytest.approx(b["objective_end"], rel=1e-6)
@@ -335,8 +501,7 @@ def test_dream_issue_spellings_equal_the_existing_ones(run, tiny, tiny_dir, wavs
     assert len(ya) == len(sine_sweep(fe, seconds=patch))
     np.testing.assert_array_equal(ya, yb)
     # --init FILE is the positional FILE; --update add is additive
-    status, text_c, _ = run("dream", "--init", wavs / "chord.wav", "--update", "add", *common,
-                            "-o", tmp_path / "c.wav")
+    status, text_c, _ = run("dream", "--init", wavs / "chord.wav", "--update", "add", *common, "-o", tmp_path / "c.wav")
     status_d, text_d, _ = run("dream", wavs / "chord.wav", *common, "-o", tmp_path / "d.wav")
     assert status == status_d == 0
     assert json.loads(text_c)["objective_end"] == pytest.approx(json.loads(text_d)["objective_end"], rel=1e-6)
@@ -364,24 +529,48 @@ def test_dream_is_normalised_to_a_099_peak_unless_keep_level(run, tiny_dir, tmp_
 
 def test_dream_conflicting_spellings_are_refused(run, tiny_dir, wavs, tmp_path):
     out = tmp_path / "x.wav"
-    status, _, err = run("dream", wavs / "chord.wav", "--init", "sweep", "--model", tiny_dir,
-                         "--target", "0", "-o", out)
+    status, _, err = run(
+        "dream", wavs / "chord.wav", "--init", "sweep", "--model", tiny_dir, "--target", "0", "-o", out
+    )
     assert status == 2 and "only one start" in err
-    status, _, err = run("dream", "--init", "sweep", "--model", tiny_dir, "--target", "0",
-                         "--minus", "class1", "--minus-all", "-o", out)
+    status, _, err = run(
+        "dream", "--init", "sweep", "--model", tiny_dir, "--target", "0", "--minus", "class1", "--minus-all", "-o", out
+    )
     assert status == 2 and "--minus-all" in err
     with pytest.raises(SystemExit) as exc:
-        run("dream", "--init", "sweep", "--model", tiny_dir, "--target", "0", "--raw-gradient",
-            "--normalize-grad", "-o", out)
+        run(
+            "dream",
+            "--init",
+            "sweep",
+            "--model",
+            tiny_dir,
+            "--target",
+            "0",
+            "--raw-gradient",
+            "--normalize-grad",
+            "-o",
+            out,
+        )
     assert exc.value.code == 2
 
 
 # ----------------------------------------------------------------------------- similarity
 
+
 def test_similarity_within_class_pairs_give_a_curve_per_class(run, tiny, tiny_dir, wavs):
     files = [wavs / "low" / "a.wav", wavs / "low" / "b.wav", wavs / "high" / "a.wav", wavs / "high" / "b.wav"]
-    status, text, err = run("similarity", "--model", tiny_dir, *files, "--pairs", "within-class",
-                            "--labels-from-folders", "--permutations", "3", "--json")
+    status, text, err = run(
+        "similarity",
+        "--model",
+        tiny_dir,
+        *files,
+        "--pairs",
+        "within-class",
+        "--labels-from-folders",
+        "--permutations",
+        "3",
+        "--json",
+    )
     assert status == 0, err
     res = json.loads(text)
     assert res["n_pairs"] == 2 and res["labels"] == ["low", "low", "high", "high"]
@@ -409,40 +598,88 @@ def test_similarity_within_class_pairs_give_a_curve_per_class(run, tiny, tiny_di
 
 
 def test_similarity_all_pairs_folders_and_errors(run, tiny_dir, wavs):
-    status, text, err = run("similarity", "--model", tiny_dir, wavs / "low", wavs / "high",
-                            "--metrics", "pearson,mse_max", "--permutations", "0", "--json")
+    status, text, err = run(
+        "similarity",
+        "--model",
+        tiny_dir,
+        wavs / "low",
+        wavs / "high",
+        "--metrics",
+        "pearson,mse_max",
+        "--permutations",
+        "0",
+        "--json",
+    )
     assert status == 0, err
     res = json.loads(text)
     assert len(res["files"]) == 4 and res["n_pairs"] == 6 and "classes" not in res
     assert set(res) >= {"pearson", "mse_max"} and "cka" not in res
-    status, text, _ = run("similarity", "--model", tiny_dir, wavs / "low" / "a.wav", wavs / "high" / "a.wav",
-                          "--permutations", "0", "--json")
+    status, text, _ = run(
+        "similarity",
+        "--model",
+        tiny_dir,
+        wavs / "low" / "a.wav",
+        wavs / "high" / "a.wav",
+        "--permutations",
+        "0",
+        "--json",
+    )
     two = json.loads(text)
     assert status == 0 and two["a"].endswith("a.wav") and two["n_pairs"] == 1
-    status, text, _ = run("similarity", "--model", tiny_dir, wavs / "low", wavs / "high", "--pairs",
-                          "within-class", "--labels-from-folders", "--permutations", "0")
+    status, text, _ = run(
+        "similarity",
+        "--model",
+        tiny_dir,
+        wavs / "low",
+        wavs / "high",
+        "--pairs",
+        "within-class",
+        "--labels-from-folders",
+        "--permutations",
+        "0",
+    )
     assert status == 0 and "class 'low'" in text and "mean over 2 within-class pairs" in text
     status, _, err = run("similarity", "--model", tiny_dir, wavs / "low", "--pairs", "within-class")
     assert status == 2 and "--labels-from-folders" in err
     status, _, err = run("similarity", "--model", tiny_dir, wavs / "chord.wav")
     assert status == 2 and "at least two" in err
-    status, _, err = run("similarity", "--model", tiny_dir, wavs / "low" / "a.wav", wavs / "high" / "a.wav",
-                         "--pairs", "within-class", "--labels-from-folders")
+    status, _, err = run(
+        "similarity",
+        "--model",
+        tiny_dir,
+        wavs / "low" / "a.wav",
+        wavs / "high" / "a.wav",
+        "--pairs",
+        "within-class",
+        "--labels-from-folders",
+    )
     assert status == 2 and "no class has two files" in err
 
 
 # ----------------------------------------------------------------------------- MusiCNN
 
+
 def test_musicnn_deconv_png_and_saliency_on_the_demo(run, tmp_path):
     demo = REPO / "resources" / "demo" / "demo.ogg"
-    status, text, err = run("deconv", demo, "--model", "MTT_musicnn", "--layer", "front end / timbral 7x38 / conv",
-                            "--filter", "1",
-                            "-o", tmp_path / "d.png", "--json")
+    status, text, err = run(
+        "deconv",
+        demo,
+        "--model",
+        "MTT_musicnn",
+        "--layer",
+        "front end / timbral 7x38 / conv",
+        "--filter",
+        "1",
+        "-o",
+        tmp_path / "d.png",
+        "--json",
+    )
     assert status == 0, err
     png = np.asarray(Image.open(tmp_path / "d.png"))
     assert png.shape == (96, 187) and png.max() == 255 and png.min() == 0
-    status, text, err = run("saliency", demo, "--model", "MTT_musicnn", "--method", "grad", "--target", "techno",
-                            "--json")
+    status, text, err = run(
+        "saliency", demo, "--model", "MTT_musicnn", "--method", "grad", "--target", "techno", "--json"
+    )
     assert status == 0, err
     res = json.loads(text)
     assert res["shape"] == [1, 96, 187] and res["max"] > 0 > res["min"]
@@ -450,9 +687,25 @@ def test_musicnn_deconv_png_and_saliency_on_the_demo(run, tmp_path):
 
 def test_subprocess_once_wired(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "musiclens", "deconv", str(REPO / "resources/demo/demo.ogg"),
-                           "--layer", "front end / timbral 7x38 / conv", "--filter", "1",
-                           "-o", str(tmp_path / "d.txt")], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "musiclens",
+            "deconv",
+            str(REPO / "resources/demo/demo.ogg"),
+            "--layer",
+            "front end / timbral 7x38 / conv",
+            "--filter",
+            "1",
+            "-o",
+            str(tmp_path / "d.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("musiclens: error:") and proc.stderr.count("\n") == 1
 
 
@@ -463,8 +716,24 @@ def test_flip_command_and_the_analyses_layer_give_the_same_flip(run, bands_dir, 
     from musiclens.core.progress import Progress
 
     out = tmp_path / "cli.wav"
-    status, text, err = run("flip", long_stereo, "--model", bands_dir, "--to", "high", "--offset", "0.3",
-                            "--lr", "0.05", "--steps", "300", "-o", out, "--json", "--quiet")
+    status, text, err = run(
+        "flip",
+        long_stereo,
+        "--model",
+        bands_dir,
+        "--to",
+        "high",
+        "--offset",
+        "0.3",
+        "--lr",
+        "0.05",
+        "--steps",
+        "300",
+        "-o",
+        out,
+        "--json",
+        "--quiet",
+    )
     assert status == 0, err
     res = json.loads(text)
     m = registry.load(bands_dir)
@@ -472,8 +741,10 @@ def test_flip_command_and_the_analyses_layer_give_the_same_flip(run, bands_dir, 
     patch = ((m.patch_frames - 1) * fe.hop + 1) / fe.sample_rate
     y, sr = audio.load(long_stereo, sr=None, offset=0.3, duration=patch)
     steps: list = []
-    result = analyses.run(analyses.flip_recording(m, long_stereo, y, sr, start=int(round(0.3 * sr)),
-                                                  target=2, steps=300, lr=0.05), steps.append)
+    result = analyses.run(
+        analyses.flip_recording(m, long_stereo, y, sr, start=int(round(0.3 * sr)), target=2, steps=300, lr=0.05),
+        steps.append,
+    )
     assert steps and all(isinstance(s, Progress) for s in steps)
     assert result.flipped == res["flipped"] and result.steps == res["steps"]
     assert float(result.after[2]) == pytest.approx(res["after"]["target_probability"], abs=1e-4)

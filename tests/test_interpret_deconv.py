@@ -28,10 +28,10 @@ def _by_hand(net, x, k, *, keep_max=False, positive=False):
         i = flat.argmax(1)
         only[0, i] = flat[0, i]
         seed[:, k] = only.view_as(seed[:, k])
-    down = F.conv_transpose2d(seed, net.conv2.weight, padding=1)        # flipped, transposed
-    up = F.max_unpool2d(down, switches, 2, output_size=r.shape[-2:])    # switches
-    up = F.relu(up)                                                     # deconvnet ReLU
-    return F.conv_transpose2d(up, net.conv1.weight, padding=1) / 40.0   # then the input scaling
+    down = F.conv_transpose2d(seed, net.conv2.weight, padding=1)  # flipped, transposed
+    up = F.max_unpool2d(down, switches, 2, output_size=r.shape[-2:])  # switches
+    up = F.relu(up)  # deconvnet ReLU
+    return F.conv_transpose2d(up, net.conv1.weight, padding=1) / 40.0  # then the input scaling
 
 
 @pytest.mark.parametrize("keep", ["all", "max"])
@@ -85,7 +85,7 @@ def test_deconv_of_stft_model_and_its_auralisation():
     assert mask.shape == (1, 65, x.shape[-1]) and float(mask.max()) == pytest.approx(1.0)
     out = auralise_deconv(m, y, layer="relu 2", filter=0)
     assert out.audio.shape == (1, len(y)) and np.isfinite(out.audio).all()
-    assert np.sqrt(np.mean(out.audio ** 2)) > 1e-4
+    assert np.sqrt(np.mean(out.audio**2)) > 1e-4
     mel = auralise_deconv(logmel_cnn(), y, layer="conv 2", filter=0, sample_rate=8000)
     assert np.isfinite(mel.audio).all() and np.abs(mel.audio).max() > 1e-4
 

@@ -36,7 +36,7 @@ def test_objective_increases_and_matches_the_definition(make, lr, minus):
     np.testing.assert_allclose(last.scores, z.numpy(), atol=1e-6)
     # audio out: same length and rate as the start, finite, not silent
     assert last.sample_rate == SR and last.audio.shape == (len(y),)
-    assert np.isfinite(last.audio).all() and np.sqrt(np.mean(last.audio ** 2)) > 1e-3
+    assert np.isfinite(last.audio).all() and np.sqrt(np.mean(last.audio**2)) > 1e-3
 
 
 def test_minimise_lowers_the_target():
@@ -153,6 +153,6 @@ def test_mask_resynthesis_keeps_the_recording_where_nothing_changed():
     np.testing.assert_allclose(nothing.audio, y, atol=1e-4)  # no change -> the recording
     sub = run_dream(m, y, target=1, steps=10, lr=0.5, update="subtractive", resynthesis="mask")
     assert np.isfinite(sub.audio).all()
-    assert np.sum(sub.audio ** 2) <= np.sum(y ** 2) * 1.001  # subtractive: energy only removed
+    assert np.sum(sub.audio**2) <= np.sum(y**2) * 1.001  # subtractive: energy only removed
     gl = run_dream(m, y, target=0, steps=0, n_iter=8)
     assert np.abs(gl.audio - y).max() > 1e-3  # Griffin-Lim is only an approximation

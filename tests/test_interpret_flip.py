@@ -30,8 +30,16 @@ class BandNet(nn.Module):
 
 
 def band_model() -> LoadedModel:
-    return LoadedModel("bands", BandNet().eval(), logmel_fe(), ["low", "mid", "high"], 32, False,
-                       {"output": LayerInfo("output", "fc", "output", "output")}, {"family": "test"})
+    return LoadedModel(
+        "bands",
+        BandNet().eval(),
+        logmel_fe(),
+        ["low", "mid", "high"],
+        32,
+        False,
+        {"output": LayerInfo("output", "fc", "output", "output")},
+        {"family": "test"},
+    )
 
 
 def _predict(m, y):
@@ -45,8 +53,10 @@ def test_audio_flip_adds_high_energy_and_is_heard():
     assert _predict(m, y) == 0  # low
     steps = list(flip(m, y, target="high", steps=300, lr=0.05))
     last = steps[-1]
-    print(f"flip low->high (audio): {last.step} steps, SNR {last.snr_db:.1f} dB, "
-          f"p(high) {steps[0].target_probability:.3f} -> {last.target_probability:.3f}")
+    print(
+        f"flip low->high (audio): {last.step} steps, SNR {last.snr_db:.1f} dB, "
+        f"p(high) {steps[0].target_probability:.3f} -> {last.target_probability:.3f}"
+    )
     assert last.done and last.flipped and not last.cancelled
     assert last.step < 300 and all(not s.flipped for s in steps[:-2])
     assert last.info["audio_prediction"] == "high"

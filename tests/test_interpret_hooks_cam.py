@@ -66,10 +66,12 @@ def test_hooks_are_removed_when_the_forward_pass_raises(monkeypatch):
         raise RuntimeError("forward failed")
 
     monkeypatch.setattr(m.net.fc, "forward", broken)
-    for call in (lambda: cam_mod.grad_cam(m, x, layer="conv 2", target=0),
-                 lambda: cam_mod.grad_cam_pp(m, x, layer="conv 2", target=0),
-                 lambda: cam_mod.cam(m, x, layer="feature maps", target=0),
-                 lambda: activations(m, x, ["conv 1", "conv 2"])):
+    for call in (
+        lambda: cam_mod.grad_cam(m, x, layer="conv 2", target=0),
+        lambda: cam_mod.grad_cam_pp(m, x, layer="conv 2", target=0),
+        lambda: cam_mod.cam(m, x, layer="feature maps", target=0),
+        lambda: activations(m, x, ["conv 1", "conv 2"]),
+    ):
         with pytest.raises(RuntimeError, match="forward failed"):
             call()
         assert active_hooks(m.net) == before

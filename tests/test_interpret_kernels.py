@@ -58,8 +58,7 @@ def test_unit_energies_are_mean_squares_of_the_positive_part(planted):
 def test_dead_units_by_both_criteria(planted):
     x = features(planted, signal(0.4))
     dead = dead_units(planted, x)
-    assert dead == {"conv 1": {"norm": [2], "activation": [2]},
-                    "conv 2": {"norm": [], "activation": [4]}}
+    assert dead == {"conv 1": {"norm": [2], "activation": [2]}, "conv 2": {"norm": [], "activation": [4]}}
     assert dead_units(planted) == {"conv 1": {"norm": [2]}, "conv 2": {"norm": []}}
 
 

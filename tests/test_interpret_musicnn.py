@@ -15,8 +15,9 @@ from musiclens.core.interpret.hooks import activations, active_hooks
 from musiclens.core.interpret.maps import upsample
 from musiclens.core.models import available, load
 
-pytestmark = pytest.mark.skipif("MTT_musicnn" not in available(),
-                                reason="the bundled MTT_musicnn model is not in resources/models")
+pytestmark = pytest.mark.skipif(
+    "MTT_musicnn" not in available(), reason="the bundled MTT_musicnn model is not in resources/models"
+)
 
 TIMBRAL = "front end / timbral 7x38"
 
@@ -51,8 +52,10 @@ def test_activations_and_grad_cam_shapes(mtt, x):
 def test_integrated_gradients_completeness_on_musicnn(mtt, x):
     res = saliency.integrated_gradients(mtt, x, target="piano", steps=8, batch_size=8)
     diff = float(res.score[0] - res.baseline_score[0])
-    print(f"IG MTT_musicnn 'piano' 8 steps: f(x)-f(silence)={diff:.4f} "
-          f"error={float(res.completeness_error[0]):.4f} relative={float(res.relative_error[0]):.3f}")
+    print(
+        f"IG MTT_musicnn 'piano' 8 steps: f(x)-f(silence)={diff:.4f} "
+        f"error={float(res.completeness_error[0]):.4f} relative={float(res.relative_error[0]):.3f}"
+    )
     assert abs(diff) > 0.1
     assert float(res.relative_error[0]) < 0.1
 
@@ -64,7 +67,7 @@ def test_auralise_and_deconv_timbral_filter(mtt, x):
     k = int(act.clamp_min(0).mean(dim=(0, 2, 3)).argmax())
     out = auralise.auralise_filter(mtt, y22, sample_rate=22050, layer=f"{TIMBRAL} / conv", filter=k)
     assert out.sample_rate == 22050 and out.audio.shape == (1, len(y22))
-    assert np.isfinite(out.audio).all() and np.sqrt(np.mean(out.audio ** 2)) > 1e-3
+    assert np.isfinite(out.audio).all() and np.sqrt(np.mean(out.audio**2)) > 1e-3
     d = deconv.deconv(mtt, x, layer=f"{TIMBRAL} / conv", filter=k)
     assert d.shape == x.shape and d.abs().max() > 0
     # from its strongest position only, the projection is the filter's 38 bands x 7 frames
@@ -98,10 +101,11 @@ def test_sanity_cascade_on_musicnn_top_layers(mtt, x):
 
     order = sanity.cascade_layers(mtt)
     assert order[0] == "back_end.output" and order[-1] == "input_bn"
-    steps = sanity.cascading_randomisation(mtt, x, method="gradient", target="piano",
-                                           layers=order[:3])
+    steps = sanity.cascading_randomisation(mtt, x, method="gradient", target="piano", layers=order[:3])
     assert [s.layer for s in steps] == ["", "output", "back end / penultimate", "back end / dense"]
     for s in steps:
-        print(f"sanity MTT_musicnn gradient step {s.step} {s.layer or '(trained)'}: "
-              f"spearman {s.spearman:.3f} ssim {s.ssim:.3f}")
+        print(
+            f"sanity MTT_musicnn gradient step {s.step} {s.layer or '(trained)'}: "
+            f"spearman {s.spearman:.3f} ssim {s.ssim:.3f}"
+        )
     assert steps[-1].spearman < 0.9

@@ -15,8 +15,10 @@ from musiclens.core.interpret import cam, saliency
 from musiclens.core.interpret.auralise import auralise_filter
 from musiclens.core.models import available, load
 
-pytestmark = [pytest.mark.realdata,
-              pytest.mark.skipif("MTT_musicnn" not in available(), reason="MTT_musicnn not bundled")]
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif("MTT_musicnn" not in available(), reason="MTT_musicnn not bundled"),
+]
 CLIP = "audio/musicnn/joram-moments_of_clarity-08-solipsism-59-88.mp3"
 
 

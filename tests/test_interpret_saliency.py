@@ -38,12 +38,15 @@ def test_ig_of_a_linear_model_is_exact():
     assert abs(float(res.completeness_error[0])) < 1e-5
 
 
-@pytest.mark.parametrize("make, method, steps, tol", [
-    (logmel_cnn, "gausslegendre", 64, 0.02),
-    (logmel_cnn, "trapezoid", 64, 0.02),
-    (gap_cnn, "gausslegendre", 64, 0.02),
-    (stft_cnn, "gausslegendre", 64, 0.02),
-])
+@pytest.mark.parametrize(
+    "make, method, steps, tol",
+    [
+        (logmel_cnn, "gausslegendre", 64, 0.02),
+        (logmel_cnn, "trapezoid", 64, 0.02),
+        (gap_cnn, "gausslegendre", 64, 0.02),
+        (stft_cnn, "gausslegendre", 64, 0.02),
+    ],
+)
 def test_ig_completeness_error_is_small(make, method, steps, tol):
     m = make()
     x = features(m, signal(0.4))
@@ -51,11 +54,12 @@ def test_ig_completeness_error_is_small(make, method, steps, tol):
     diff = float(res.score[0] - res.baseline_score[0])
     assert abs(diff) > 1e-3  # the check below is not vacuous
     assert res.attributions.shape == x.shape
-    print(f"IG {m.name} {method} {steps} steps: f(x)-f(x0)={diff:.5f} "
-          f"error={float(res.completeness_error[0]):.2e} relative={float(res.relative_error[0]):.2e}")
+    print(
+        f"IG {m.name} {method} {steps} steps: f(x)-f(x0)={diff:.5f} "
+        f"error={float(res.completeness_error[0]):.2e} relative={float(res.relative_error[0]):.2e}"
+    )
     assert float(res.relative_error[0]) < tol
-    torch.testing.assert_close(res.attributions.sum() - diff, res.completeness_error[0],
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(res.attributions.sum() - diff, res.completeness_error[0], rtol=1e-4, atol=1e-5)
 
 
 def test_ig_error_shrinks_with_more_steps():

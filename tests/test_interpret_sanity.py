@@ -16,7 +16,7 @@ def test_ssim_and_spearman_by_hand():
     a = rng.random((12, 20))
     assert sanity.ssim(a, a) == pytest.approx(1.0)
     assert sanity.ssim(a, rng.random((12, 20))) < 0.3
-    assert sanity.spearman(a, a ** 3) == pytest.approx(1.0)  # monotone map: same ranks
+    assert sanity.spearman(a, a**3) == pytest.approx(1.0)  # monotone map: same ranks
     assert sanity.spearman(a, -a) == pytest.approx(-1.0)
     # 5 values, one swap of neighbours: rho = 1 - 6·Σd²/(n(n²-1)) = 1 - 12/120
     assert sanity.spearman(np.array([1, 2, 3, 4, 5.0]), np.array([2, 1, 3, 4, 5.0])) == pytest.approx(0.9)
@@ -30,8 +30,10 @@ def test_cascade_from_the_top_down_changes_the_gradient_and_spares_the_model():
     assert [s.layer for s in steps] == ["", "output", "bn 2", "conv 2", "conv 1"]
     assert steps[0].spearman == pytest.approx(1.0) and steps[0].ssim == pytest.approx(1.0)
     for s in steps:
-        print(f"sanity gradient step {s.step} {s.layer or '(trained)'}: spearman {s.spearman:.3f} "
-              f"signed {s.spearman_signed:.3f} ssim {s.ssim:.3f}")
+        print(
+            f"sanity gradient step {s.step} {s.layer or '(trained)'}: spearman {s.spearman:.3f} "
+            f"signed {s.spearman_signed:.3f} ssim {s.ssim:.3f}"
+        )
     assert steps[-1].spearman < 0.5 and steps[-1].ssim < 0.8  # sparse maps keep SSIM high-ish
     assert all(torch.equal(v, m.net.state_dict()[k]) for k, v in before.items())
     assert steps[1].attribution.shape == x.shape

@@ -26,13 +26,14 @@ def test_metrics_on_small_hand_computed_vectors():
 
 def test_linear_cka_matches_the_hsic_formula_and_its_invariances():
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(1, 5, 4, 6, generator=g)   # 24 positions x 5 channels
-    b = torch.randn(1, 3, 4, 6, generator=g)   # 24 positions x 3 channels
+    a = torch.randn(1, 5, 4, 6, generator=g)  # 24 positions x 5 channels
+    b = torch.randn(1, 3, 4, 6, generator=g)  # 24 positions x 3 channels
     x = a[0].reshape(5, -1).T.double()
     y = b[0].reshape(3, -1).T.double()
     n = x.shape[0]
     h = torch.eye(n, dtype=torch.float64) - 1.0 / n
     k, l = x @ x.T, y @ y.T
+
     def hsic(p, q):
         return torch.trace(p @ h @ q @ h)
 
@@ -91,6 +92,7 @@ def test_dense_layers_get_nan_cka_and_bad_metric_is_refused():
 
 # ---------------------------------------------------------------- mse_max, debiased CKA
 
+
 def test_mse_max_is_normalised_by_the_pairs_maximum():
     a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
     b = torch.tensor([[2.0, 1.0, 4.0, 8.0]])
@@ -115,21 +117,27 @@ def _hsic_unbiased_gram(k: np.ndarray, l: np.ndarray) -> float:
     np.fill_diagonal(kt, 0.0)
     np.fill_diagonal(lt, 0.0)
     one = np.ones(n)
-    return float((np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-                  - 2.0 / (n - 2) * one @ kt @ lt @ one) / (n * (n - 3)))
+    return float(
+        (
+            np.trace(kt @ lt)
+            + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * one @ kt @ lt @ one
+        )
+        / (n * (n - 3))
+    )
 
 
 def test_unbiased_hsic_matches_the_gram_matrix_formula():
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((9, 3)) + 0.5     # uncentred on purpose: the estimator
-    y = rng.standard_normal((9, 2)) * 2.0     # is implemented in feature space
+    x = rng.standard_normal((9, 3)) + 0.5  # uncentred on purpose: the estimator
+    y = rng.standard_normal((9, 2)) * 2.0  # is implemented in feature space
     got = sim._hsic_unbiased(torch.from_numpy(x)[None], torch.from_numpy(y)[None])
     assert float(got) == pytest.approx(_hsic_unbiased_gram(x @ x.T, y @ y.T), rel=1e-10)
 
 
 def test_debiased_cka_matches_the_gram_formula_and_rotations_give_one():
     g = torch.Generator().manual_seed(1)
-    a = torch.randn(1, 5, 3, 4, generator=g)   # 12 positions x 5 channels
+    a = torch.randn(1, 5, 3, 4, generator=g)  # 12 positions x 5 channels
     b = torch.randn(1, 2, 3, 4, generator=g)
     x = a[0].reshape(5, -1).T.double().numpy()
     y = b[0].reshape(2, -1).T.double().numpy()
@@ -166,8 +174,9 @@ def test_layer_similarity_with_the_new_metrics_and_pairs():
     conv = c.layers.index("conv 2")
     assert 0 < c.curve("mse_max")[conv] < 4
     assert c.curve("cka_debiased")[conv] > c.curve("cka_debiased_baseline")[conv]
-    assert np.isnan(sim.layer_similarity(m, xs[0], xs[1], layers=["output"],
-                                         metrics=["cka_debiased"]).curve("cka_debiased")[0])
+    assert np.isnan(
+        sim.layer_similarity(m, xs[0], xs[1], layers=["output"], metrics=["cka_debiased"]).curve("cka_debiased")[0]
+    )
     # default metrics unchanged for existing callers
     assert set(sim.layer_similarity(m, xs[0], xs[1], n_permutations=0).values) == set(sim.DEFAULT_METRICS)
     # pairwise = the pair-by-pair function, row for row

@@ -40,8 +40,7 @@ def test_griffin_lim_equals_librosa_with_the_same_start():
     y = music_like()
     mag = F.stft(torch.tensor(y)[None], fe).abs()
     ours = inv.griffin_lim(mag, fe, n_iter=32, init_phase="zeros", length=len(y))
-    ref = librosa.griffinlim(mag[0].numpy(), n_iter=32, hop_length=256, n_fft=1024, init=None,
-                             length=len(y))
+    ref = librosa.griffinlim(mag[0].numpy(), n_iter=32, hop_length=256, n_fft=1024, init=None, length=len(y))
     sc_ours = inv.spectral_convergence(mag, ours, fe).item()
     sc_ref = inv.spectral_convergence(mag, torch.tensor(ref)[None], fe).item()
     print(f"Griffin-Lim spectral convergence after 32 iterations: ours {sc_ours:.4f}, librosa {sc_ref:.4f}")
@@ -54,10 +53,11 @@ def test_griffin_lim_converges_and_momentum_helps():
     fe = F.FrontEnd("magnitude", 22050, 1024, 256, power=1.0, compression="none")
     mag = F.stft(torch.tensor(music_like())[None], fe).abs()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    sc = {n: inv.spectral_convergence(mag, inv.griffin_lim(mag, fe, n_iter=n, generator=g()), fe).item()
-          for n in (0, 8, 32)}
-    classic = inv.spectral_convergence(
-        mag, inv.griffin_lim(mag, fe, n_iter=32, momentum=0.0, generator=g()), fe).item()
+    sc = {
+        n: inv.spectral_convergence(mag, inv.griffin_lim(mag, fe, n_iter=n, generator=g()), fe).item()
+        for n in (0, 8, 32)
+    }
+    classic = inv.spectral_convergence(mag, inv.griffin_lim(mag, fe, n_iter=32, momentum=0.0, generator=g()), fe).item()
     assert sc[0] > sc[8] > sc[32]
     assert sc[32] < classic
 
@@ -109,15 +109,17 @@ def test_bad_inputs():
         inv.channels_to_complex(torch.zeros(1, 1, 513, 10))
 
 
-@pytest.mark.parametrize("n_fft,hop,win_length", [(2048, 512, None), (1024, 256, 800), (512, 128, None),
-                                                  (1024, 300, None)])
+@pytest.mark.parametrize(
+    "n_fft,hop,win_length", [(2048, 512, None), (1024, 256, 800), (512, 128, None), (1024, 300, None)]
+)
 @pytest.mark.parametrize("length", [None, 22050, 21000])
 def test_istft_equals_torch_istft(n_fft, hop, win_length, length):
     fe = F.FrontEnd("stft", 22050, n_fft, hop, win_length=win_length, compression="none", top_db=None)
     spec = F.stft(torch.tensor(music_like(seconds=1.0))[None].repeat(2, 1), fe)
     ours = inv.istft(spec, fe, length=length)
-    theirs = torch.istft(spec, n_fft, hop, win_length=win_length or n_fft, window=F.window(fe, "cpu"),
-                         center=True, length=length)
+    theirs = torch.istft(
+        spec, n_fft, hop, win_length=win_length or n_fft, window=F.window(fe, "cpu"), center=True, length=length
+    )
     assert ours.shape == theirs.shape
     assert (ours - theirs).abs().max().item() < 1e-6
 

@@ -50,6 +50,7 @@ def _method_action(p: argparse.ArgumentParser) -> argparse.Action:
 
 # ------------------------------------------------------------------ the table itself
 
+
 def test_table_entries_are_complete_and_names_unique():
     seen = set()
     for m in methods.METHODS:
@@ -64,15 +65,18 @@ def test_table_entries_are_complete_and_names_unique():
     assert "gradient-x-input" in methods.names()
 
 
-@pytest.mark.parametrize("spellings, canonical", [
-    (("grad-cam", "gradcam", "grad_cam", "Grad-CAM", " GRADCAM "), "grad-cam"),
-    (("grad-cam++", "gradcam++", "grad_cam_pp"), "grad-cam++"),
-    (("gradient", "grad"), "gradient"),
-    (("gradient-x-input", "grad-x-input", "gradient_x_input"), "gradient-x-input"),
-    (("integrated-gradients", "ig", "integrated_gradients", "IG"), "integrated-gradients"),
-    (("smoothgrad",), "smoothgrad"),
-    (("cam",), "cam"),
-])
+@pytest.mark.parametrize(
+    "spellings, canonical",
+    [
+        (("grad-cam", "gradcam", "grad_cam", "Grad-CAM", " GRADCAM "), "grad-cam"),
+        (("grad-cam++", "gradcam++", "grad_cam_pp"), "grad-cam++"),
+        (("gradient", "grad"), "gradient"),
+        (("gradient-x-input", "grad-x-input", "gradient_x_input"), "gradient-x-input"),
+        (("integrated-gradients", "ig", "integrated_gradients", "IG"), "integrated-gradients"),
+        (("smoothgrad",), "smoothgrad"),
+        (("cam",), "cam"),
+    ],
+)
 def test_every_old_spelling_maps_to_one_canonical_name(spellings, canonical):
     assert {methods.get(s).name for s in spellings} == {canonical}
     assert {methods.canonical(s) for s in spellings} == {canonical}
@@ -86,8 +90,9 @@ def test_an_unknown_name_gives_one_error_listing_the_choices():
     assert isinstance(e.value, MusicLensError) and "\n" not in text and "'lime'" in text
     assert all(name in text for name in methods.names())
     assert "gradcam" in text  # the old spellings are said to work
-    with pytest.raises(ParameterError, match="'gradient' cannot be used here; choose one of grad-cam, "
-                                             "grad-cam\\+\\+, cam \\(old"):
+    with pytest.raises(
+        ParameterError, match="'gradient' cannot be used here; choose one of grad-cam, grad-cam\\+\\+, cam \\(old"
+    ):
         methods.get("gradient", among=methods.names(needs_layer=True))  # known, but not allowed here
     assert methods.find("lime") is None and methods.label("lime") == "lime"
 
@@ -105,6 +110,7 @@ def test_the_call_checks_layer_kind_and_options(gap, x):
 
 
 # ------------------------------------------------------------------ the calling convention
+
 
 @pytest.mark.parametrize("name", AUDIO)
 def test_one_calling_convention_with_documented_shapes(name, gap, x):
@@ -138,14 +144,18 @@ def test_the_table_wraps_the_verbs_unchanged(gap, x):
     from musiclens.core.interpret import cam
 
     get = methods.get
-    torch.testing.assert_close(get("grad-cam")(gap, x, target=1, layer=LAYER),
-                               cam.grad_cam(gap, x, target=1, layer=LAYER))
-    torch.testing.assert_close(get("gradcam++")(gap, x, target=1, layer=LAYER, relu=True),
-                               cam.grad_cam_pp(gap, x, target=1, layer=LAYER, relu=True))
+    torch.testing.assert_close(
+        get("grad-cam")(gap, x, target=1, layer=LAYER), cam.grad_cam(gap, x, target=1, layer=LAYER)
+    )
+    torch.testing.assert_close(
+        get("gradcam++")(gap, x, target=1, layer=LAYER, relu=True),
+        cam.grad_cam_pp(gap, x, target=1, layer=LAYER, relu=True),
+    )
     torch.testing.assert_close(get("cam")(gap, x, target=1, layer=LAYER), cam.cam(gap, x, target=1, layer=LAYER))
     torch.testing.assert_close(get("grad")(gap, x, target=1), saliency.gradient(gap, x, target=1))
-    torch.testing.assert_close(get("smoothgrad")(gap, x, target=1, n_samples=4),
-                               saliency.smoothgrad(gap, x, target=1, n_samples=4))
+    torch.testing.assert_close(
+        get("smoothgrad")(gap, x, target=1, n_samples=4), saliency.smoothgrad(gap, x, target=1, n_samples=4)
+    )
     info: dict = {}
     ig = get("ig")(gap, x, target=1, steps=8, info=info)
     want = saliency.integrated_gradients(gap, x, target=1, steps=8)
@@ -157,6 +167,7 @@ def test_the_table_wraps_the_verbs_unchanged(gap, x):
 
 # ------------------------------------------------------------------ every consumer reads the table
 
+
 def test_every_entry_is_in_the_gui_list(qtbot):
     from musiclens.app.panels.attribution import METHODS as PANEL_METHODS
     from musiclens.app.panels.attribution import AttributionPanel
@@ -165,8 +176,7 @@ def test_every_entry_is_in_the_gui_list(qtbot):
     qtbot.addWidget(panel)
     listed = [panel.method.itemData(i) for i in range(panel.method.count())]
     assert listed == AUDIO == [name for _label, name in PANEL_METHODS]
-    assert [panel.method.itemText(i) for i in range(panel.method.count())] == \
-        [methods.get(n).label for n in AUDIO]
+    assert [panel.method.itemText(i) for i in range(panel.method.count())] == [methods.get(n).label for n in AUDIO]
     for i, name in enumerate(listed):  # the layer box follows needs_layer
         panel.method.setCurrentIndex(i)
         assert panel.layer.isEnabled() == methods.get(name).needs_layer
@@ -187,8 +197,12 @@ def test_every_entry_is_a_cli_choice_and_old_spellings_still_parse():
     assert "gradient-x-input" in sal_choices
     for text, want in (("gradcam", "grad-cam"), ("grad_cam", "grad-cam"), ("gradcam++", "grad-cam++")):
         assert parsers["cam"].parse_args(["f.wav", "--layer", "l", "--method", text]).method == want
-    for text, want in (("grad", "gradient"), ("ig", "integrated-gradients"),
-                       ("grad-x-input", "gradient-x-input"), ("smoothgrad", "smoothgrad")):
+    for text, want in (
+        ("grad", "gradient"),
+        ("ig", "integrated-gradients"),
+        ("grad-x-input", "gradient-x-input"),
+        ("smoothgrad", "smoothgrad"),
+    ):
         assert parsers["saliency"].parse_args(["f.wav", "--method", text]).method == want
     help_text = parsers["sanity"].format_help()
     for name in AUDIO:
@@ -198,8 +212,10 @@ def test_every_entry_is_a_cli_choice_and_old_spellings_still_parse():
 def test_a_wrong_cli_method_is_one_line_listing_the_choices(capsys):
     from musiclens import cli
 
-    for argv, allowed in ((["saliency", "f.wav", "--method", "lime"], methods.names(needs_layer=False)),
-                          (["cam", "f.wav", "--layer", "l", "--method", "ig"], methods.names(needs_layer=True))):
+    for argv, allowed in (
+        (["saliency", "f.wav", "--method", "lime"], methods.names(needs_layer=False)),
+        (["cam", "f.wav", "--layer", "l", "--method", "ig"], methods.names(needs_layer=True)),
+    ):
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         err = capsys.readouterr().err
@@ -212,8 +228,15 @@ def test_every_entry_runs_in_the_sanity_check(gap, x):
     assert list(sanity.METHODS) == AUDIO
     for name in AUDIO + ["grad_cam", "gradient_x_input", "ig"]:  # old spellings work too
         m = methods.get(name)
-        steps = sanity.cascading_randomisation(gap, x[:1], method=name, target=0, layer=LAYER,
-                                               layers=["fc", "conv2"], **m.supported({"n_samples": 2, "steps": 4}))
+        steps = sanity.cascading_randomisation(
+            gap,
+            x[:1],
+            method=name,
+            target=0,
+            layer=LAYER,
+            layers=["fc", "conv2"],
+            **m.supported({"n_samples": 2, "steps": 4}),
+        )
         assert [s.step for s in steps] == [0, 1, 2] and steps[0].spearman == pytest.approx(1.0)
     with pytest.raises(ParameterError, match="unknown method 'lime'"):
         sanity.cascading_randomisation(gap, x[:1], method="lime", target=0)
@@ -228,11 +251,14 @@ def test_every_entry_runs_in_the_window_session(name, gap):
     audio = nets.signal(2.2 * seconds_per_patch, freqs=(300.0, 1200.0), sr=nets.SR)
     results = []
     stub = SimpleNamespace(
-        recording=SimpleNamespace(audio=audio), summary=SimpleNamespace(patch_seconds=seconds_per_patch),
+        recording=SimpleNamespace(audio=audio),
+        summary=SimpleNamespace(patch_seconds=seconds_per_patch),
         _require_model=lambda: gap,
-        submit=lambda _name, work, on_result, **_kw: on_result(work(SimpleNamespace(progress=lambda *a, **k: None))))
-    Session.attribution(stub, methods.get(name).aliases[0] if methods.get(name).aliases else name,
-                        "class1", LAYER, results.append)
+        submit=lambda _name, work, on_result, **_kw: on_result(work(SimpleNamespace(progress=lambda *a, **k: None))),
+    )
+    Session.attribution(
+        stub, methods.get(name).aliases[0] if methods.get(name).aliases else name, "class1", LAYER, results.append
+    )
     (r,) = results
     m = methods.get(name)
     assert r.method == name and r.signed == m.shown_signed and r.layer == (LAYER if m.needs_layer else None)
@@ -241,6 +267,7 @@ def test_every_entry_runs_in_the_window_session(name, gap):
 
 
 # ------------------------------------------------------------------ gradient x input, the worked example
+
 
 class _Linear(torch.nn.Module):
     """logit_c = Σ_f w[c, f] · mean_t x[f, t]: d logit_c / d x[f, t] = w[c, f] / T."""
@@ -259,8 +286,16 @@ def test_gradient_x_input_is_gradient_times_input_by_hand():
     n_bins, t = 16, 4
     w = torch.zeros(2, n_bins)
     w[0, 0], w[0, 1], w[1, 2] = 2.0, -1.0, 0.5
-    m = LoadedModel("linear", _Linear(w).eval(), nets.logmel_fe(), ["a", "b"], t, False,
-                    {"output": LayerInfo("output", "fc", "output", "output")}, {"family": "test"})
+    m = LoadedModel(
+        "linear",
+        _Linear(w).eval(),
+        nets.logmel_fe(),
+        ["a", "b"],
+        t,
+        False,
+        {"output": LayerInfo("output", "fc", "output", "output")},
+        {"family": "test"},
+    )
     x = torch.zeros(1, 1, n_bins, t)
     x[0, 0, 0] = torch.tensor([-10.0, -20.0, -30.0, -40.0])
     x[0, 0, 1] = torch.tensor([-8.0, -8.0, -8.0, -8.0])
@@ -281,8 +316,9 @@ def test_gradient_x_input_is_gradient_times_input_by_hand():
     xg = -80 + 60 * torch.rand(2, 1, 16, 20)
     grad = methods.get("gradient")(gap, xg, target=2)
     torch.testing.assert_close(methods.get("gradient-x-input")(gap, xg, target=2), grad * xg)
-    torch.testing.assert_close(methods.get("gradient-x-input")(gap, xg, target=2),
-                               saliency.gradient(gap, xg, target=2, times_input=True))
+    torch.testing.assert_close(
+        methods.get("gradient-x-input")(gap, xg, target=2), saliency.gradient(gap, xg, target=2, times_input=True)
+    )
 
 
 def test_gradient_x_input_on_midi_notes():
@@ -311,6 +347,7 @@ def test_gradient_x_input_appears_everywhere_without_touching_the_consumers():
 
 # ------------------------------------------------------------------ MIDI entries
 
+
 def _midi_model():
     from musiclens.core.models import midi_lstm
 
@@ -321,14 +358,14 @@ def _midi_model():
     arch = {"family": "midi_lstm", "params": {}}
     if hasattr(midi_lstm, "LoadedMidiModel"):  # before the one LoadedModel
         return midi_lstm.LoadedMidiModel("random", net.eval(), spec, ["a", "b", "c"], layers, arch)
-    return LoadedModel("random", net.eval(), spec=spec, labels=["a", "b", "c"], layers=layers,
-                       architecture=arch)
+    return LoadedModel("random", net.eval(), spec=spec, labels=["a", "b", "c"], layers=layers, architecture=arch)
 
 
 def _notes():
     g = torch.Generator().manual_seed(0)
-    return torch.cat([torch.randint(40, 90, (2, 12, 1), generator=g).float(),
-                      torch.rand(2, 12, 2, generator=g) * 0.5 + 0.05], dim=-1)
+    return torch.cat(
+        [torch.randint(40, 90, (2, 12, 1), generator=g).float(), torch.rand(2, 12, 2, generator=g) * 0.5 + 0.05], dim=-1
+    )
 
 
 def test_midi_methods_are_the_per_note_saliency_functions():
@@ -336,8 +373,9 @@ def test_midi_methods_are_the_per_note_saliency_functions():
 
     model, notes = _midi_model(), _notes()
     assert methods.names(kind="midi") == ["gradient", "gradient-x-input", "integrated-gradients"]
-    torch.testing.assert_close(methods.get("gradient")(model, notes, target=2),
-                               midi_saliency.gradient_saliency(model, notes, target=2))
+    torch.testing.assert_close(
+        methods.get("gradient")(model, notes, target=2), midi_saliency.gradient_saliency(model, notes, target=2)
+    )
     info: dict = {}
     ig = methods.get("ig")(model, notes, target=0, steps=32, info=info)
     want = midi_saliency.integrated_gradients(model, notes, target=0, steps=32)

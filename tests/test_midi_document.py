@@ -122,8 +122,9 @@ def test_recovery_keeps_the_document(tmp_path):
     assert back.notes.equals(ed.notes)
     out = write_midi(back.notes, tmp_path / "restored.mid")
     assert read_midi(out).is_drum.sum() == N_DRUMS
-    assert [(round(t, 6), round(b, 3)) for t, b in zip(*read_midi(out).document.pm.get_tempo_changes())] == \
-        [(round(t, 6), round(b, 3)) for t, b in zip(*view(src).document.pm.get_tempo_changes())]
+    assert [(round(t, 6), round(b, 3)) for t, b in zip(*read_midi(out).document.pm.get_tempo_changes())] == [
+        (round(t, 6), round(b, 3)) for t, b in zip(*view(src).document.pm.get_tempo_changes())
+    ]
     assert len(TEMPI) == 3
 
 

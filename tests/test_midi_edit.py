@@ -25,9 +25,16 @@ from musiclens.core.synth import additive, midi_to_hz, synthesise
 def piece(n=12, seed=0) -> Notes:
     rng = np.random.default_rng(seed)
     start = np.round(np.cumsum(rng.choice([0.0, 0.25, 0.5], n)), 9)
-    return Notes(pitch=rng.integers(55, 80, n), start=start, duration=rng.choice([0.25, 0.5, 1.0], n),
-                 velocity=rng.integers(40, 110, n), instrument=np.zeros(n),
-                 instruments=[Instrument(40, False, "fiddle")], tempo=100.0, resolution=480).sorted()
+    return Notes(
+        pitch=rng.integers(55, 80, n),
+        start=start,
+        duration=rng.choice([0.25, 0.5, 1.0], n),
+        velocity=rng.integers(40, 110, n),
+        instrument=np.zeros(n),
+        instruments=[Instrument(40, False, "fiddle")],
+        tempo=100.0,
+        resolution=480,
+    ).sorted()
 
 
 def same(a: Notes, b: Notes) -> bool:
@@ -68,8 +75,9 @@ def test_every_edit_undoes_and_redoes_exactly():
 
     # moved notes keep their id; the others are unchanged
     assert ed.note(ids[2]).pitch == int(notes.pitch[2]) + 3
-    assert ed.note(ids[9]) == Note(int(notes.pitch[9]), float(notes.start[9]), float(notes.duration[9]),
-                                   int(notes.velocity[9]), 0)
+    assert ed.note(ids[9]) == Note(
+        int(notes.pitch[9]), float(notes.start[9]), float(notes.duration[9]), int(notes.velocity[9]), 0
+    )
     for expected in reversed(states[:-1]):
         ed.undo()
         assert same(ed.notes, expected)
@@ -160,18 +168,17 @@ def test_diff_marks_moved_added_removed():
 
 
 def test_additive_synth_is_deterministic_and_in_tune():
-    notes = Notes(pitch=[69, 81], start=[0.0, 1.0], duration=[0.5, 0.5], velocity=[100, 100],
-                  instrument=[0, 0])
+    notes = Notes(pitch=[69, 81], start=[0.0, 1.0], duration=[0.5, 0.5], velocity=[100, 100], instrument=[0, 0])
     sr = 22050
     y = additive(notes, sr)
     assert y.dtype == np.float32 and np.array_equal(y, additive(notes, sr))
     assert len(y) == int(np.ceil((1.5 + 0.08 + 0.3) * sr)) and np.abs(y).max() <= 1.0
     for start, f0 in ((0.0, 440.0), (1.0, 880.0)):
-        seg = y[int((start + 0.05) * sr):int((start + 0.45) * sr)]
+        seg = y[int((start + 0.05) * sr) : int((start + 0.45) * sr)]
         spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
         peak = np.fft.rfftfreq(len(seg), 1 / sr)[np.argmax(spec)]
         assert peak == pytest.approx(f0, abs=3.0)
-    assert np.abs(y[int(1.7 * sr):]).max() < 1e-6  # silent after the release
+    assert np.abs(y[int(1.7 * sr) :]).max() < 1e-6  # silent after the release
     assert midi_to_hz(60) == pytest.approx(261.6256, abs=1e-3)
     audio, how = synthesise(notes, sr, soundfont=None)
     assert how == "additive" and np.array_equal(audio, y)

@@ -34,8 +34,14 @@ def random_model(seed=0, dtype=torch.float32, n_notes=12) -> LoadedModel:
     spec = NoteFeatureSpec(n_notes=n_notes, short="pad", mean=(60.0, 1.0, 1.0), std=(12.0, 1.0, 1.0))
     net, layers = build_midi_lstm(n_labels=3, hidden=16, layers=2, note_features=spec.to_dict())
     net.to(dtype).eval()
-    return LoadedModel("random", net, spec=spec, labels=["a", "b", "c"], layers={x.name: x for x in layers},
-                       architecture={"family": "midi_lstm", "params": {}})
+    return LoadedModel(
+        "random",
+        net,
+        spec=spec,
+        labels=["a", "b", "c"],
+        layers={x.name: x for x in layers},
+        architecture={"family": "midi_lstm", "params": {}},
+    )
 
 
 def random_notes(b=2, n=12, seed=0, dtype=torch.float32):
@@ -83,8 +89,10 @@ def test_integrated_gradients_completeness(record_property):
     rel = res.relative_delta.max().item()
     record_property("ig_completeness_abs_error", err)
     record_property("ig_completeness_rel_error", rel)
-    print(f"IG completeness: max |sum(attr) - (f(x) - f(baseline))| = {err:.2e} (relative {rel:.2e}), "
-          f"f(x) - f(baseline) = {gap.tolist()}")
+    print(
+        f"IG completeness: max |sum(attr) - (f(x) - f(baseline))| = {err:.2e} (relative {rel:.2e}), "
+        f"f(x) - f(baseline) = {gap.tolist()}"
+    )
     assert rel < 1e-3
     # the same with a zeros baseline and the log-probability output
     res0 = integrated_gradients(model, x, mask, target=0, baseline="zeros", steps=32, output="log_probability")
@@ -139,9 +147,11 @@ def test_saliency_and_ig_on_the_bundled_model(bundled, tmp_path, record_property
     record_property("ig_bundled_abs_error", err)
     record_property("ig_bundled_rel_error", rel)
     record_property("ig_bundled_fixed64_rel_error", fixed.relative_delta.item())
-    print(f"IG on the bundled model (folk logit, mean baseline): f(x) - f(b) = {gap:.4f}; adaptive "
-          f"(<= 256 gradients) completeness error {err:.2e} (relative {rel:.2e}); fixed 64-node "
-          f"Gauss-Legendre relative error {fixed.relative_delta.item():.2e}")
+    print(
+        f"IG on the bundled model (folk logit, mean baseline): f(x) - f(b) = {gap:.4f}; adaptive "
+        f"(<= 256 gradients) completeness error {err:.2e} (relative {rel:.2e}); fixed 64-node "
+        f"Gauss-Legendre relative error {fixed.relative_delta.item():.2e}"
+    )
     assert abs(gap) > 0.5 and rel < 2e-3
     assert fixed.relative_delta.item() > rel  # the sharp switch along the path needs the adaptive rule
     notes_sal = per_note(res.attributions)[0, :60]
@@ -152,8 +162,13 @@ def test_flip_bundled_model_holds_after_rounding(bundled, tmp_path):
     notes = bundled.spec.read(folk_tune(tmp_path / "tune.mid"))
     result = flip(bundled, notes, to="bach", steps=300)
     d = result.to_dict()
-    print("flip:", {k: d[k] for k in ("predicted_before", "predicted_after", "probabilities_before",
-                                      "probabilities_after", "change")})
+    print(
+        "flip:",
+        {
+            k: d[k]
+            for k in ("predicted_before", "predicted_after", "probabilities_before", "probabilities_after", "change")
+        },
+    )
     assert d["predicted_before"] == "folk" and result.flipped, d
     # the after-notes are valid MIDI ...
     after = result.after
@@ -210,8 +225,9 @@ def test_cli_midi_flip_json(tmp_path, capsys):
 
     path = folk_tune(tmp_path / "tune.mid", drums=True)
     out_path = tmp_path / "out.mid"
-    args = _parser(midi_flip).parse_args(["midi-flip", str(path), "--to", "bach", "-o", str(out_path),
-                                          "--json", "--quiet"])
+    args = _parser(midi_flip).parse_args(
+        ["midi-flip", str(path), "--to", "bach", "-o", str(out_path), "--json", "--quiet"]
+    )
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["flipped"] and out["flip_holds_in_output"]
@@ -240,8 +256,15 @@ def test_cli_errors_are_musiclens_errors(tmp_path):
 def _note_rows(notes):
     from collections import Counter
 
-    return Counter(zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist(), notes.velocity.tolist(),
-                       notes.program.tolist()))
+    return Counter(
+        zip(
+            notes.pitch.tolist(),
+            notes.start.tolist(),
+            notes.end.tolist(),
+            notes.velocity.tolist(),
+            notes.program.tolist(),
+        )
+    )
 
 
 def test_flip_changes_only_the_notes_it_reports_and_keeps_the_other_tracks(bundled, tmp_path):
@@ -262,8 +285,10 @@ def test_flip_changes_only_the_notes_it_reports_and_keeps_the_other_tracks(bundl
     assert len(full) == len(notes)
     gone = _note_rows(notes) - _note_rows(full)
     new = _note_rows(full) - _note_rows(notes)
-    print(f"flip to {target}: {n_changed} notes changed; notes with another start/end/pitch: {sum(gone.values())} "
-          f"of {len(notes)}")
+    print(
+        f"flip to {target}: {n_changed} notes changed; notes with another start/end/pitch: {sum(gone.values())} "
+        f"of {len(notes)}"
+    )
     assert sum(gone.values()) == sum(new.values()) == n_changed  # the others keep their exact times
     window_rows = _note_rows(notes.first(bundled.spec.n_notes))
     assert not gone - window_rows  # only notes the model reads change
@@ -310,8 +335,10 @@ def test_flip_real_jazz_file_with_drums_changes_only_reported_notes(bundled, sha
     d = result.to_dict()
     full = result.full_notes(notes)
     gone = _note_rows(notes) - _note_rows(full)
-    print(f"real jazz (10).mid -> {target}: flipped {result.flipped}, {d['change']['notes_changed']} notes "
-          f"changed, {sum(gone.values())} of {len(notes)} notes differ")
+    print(
+        f"real jazz (10).mid -> {target}: flipped {result.flipped}, {d['change']['notes_changed']} notes "
+        f"changed, {sum(gone.values())} of {len(notes)} notes differ"
+    )
     assert sum(gone.values()) == d["change"]["notes_changed"] == len(d["changed_notes"])
     out = write_midi(full, tmp_path / "jazz10_flipped.mid")
     assert read_midi(out).is_drum.sum() == 1019

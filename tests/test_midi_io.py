@@ -58,9 +58,10 @@ def test_read_features_by_hand(tmp_path):
     np.testing.assert_allclose(notes.start, [0, 0, beat, 2 * beat, 2 * beat, 3 * beat, 4 * beat, 5 * beat], atol=1e-9)
     f = notes.features()
     assert f.shape == (8, 3) and f.dtype == np.float32
-    np.testing.assert_allclose(f[:, 1], [0, 0, beat, beat, 0, beat, beat, beat], atol=1e-6)   # step
-    np.testing.assert_allclose(f[:, 2], [2 * beat, .5 * beat, .5 * beat, 2 * beat, .5 * beat, .5 * beat,
-                                         .5 * beat, .5 * beat], atol=1e-6)                   # duration
+    np.testing.assert_allclose(f[:, 1], [0, 0, beat, beat, 0, beat, beat, beat], atol=1e-6)  # step
+    np.testing.assert_allclose(
+        f[:, 2], [2 * beat, 0.5 * beat, 0.5 * beat, 2 * beat, 0.5 * beat, 0.5 * beat, 0.5 * beat, 0.5 * beat], atol=1e-6
+    )  # duration
     assert notes.program.tolist() == [33, 0, 0, 33, 0, 0, 0, 0]
     assert notes.velocity.tolist() == [70, 90, 91, 70, 92, 93, 94, 95]
 
@@ -80,11 +81,16 @@ def test_drums_instruments_and_programs(tmp_path):
 
 def test_round_trip_notes_to_file_to_notes_exact(tmp_path):
     # hand-made notes on a 0.125 s grid (tick = 60 / (120 * 480) s), two programs
-    notes = Notes(pitch=[60, 64, 67, 40, 72], start=[0.0, 0.0, 0.5, 0.75, 1.125],
-                  duration=[0.5, 0.25, 0.375, 1.0, 0.125], velocity=[100, 80, 60, 90, 127],
-                  instrument=[0, 0, 0, 1, 0],
-                  instruments=[Instrument(0, False, "piano"), Instrument(40, False, "violin")],
-                  tempo=120.0, resolution=480)
+    notes = Notes(
+        pitch=[60, 64, 67, 40, 72],
+        start=[0.0, 0.0, 0.5, 0.75, 1.125],
+        duration=[0.5, 0.25, 0.375, 1.0, 0.125],
+        velocity=[100, 80, 60, 90, 127],
+        instrument=[0, 0, 0, 1, 0],
+        instruments=[Instrument(0, False, "piano"), Instrument(40, False, "violin")],
+        tempo=120.0,
+        resolution=480,
+    )
     out = write_midi(notes, tmp_path / "rt.mid")
     back = read_midi(out)
     assert back.equals(notes), (back.to_records(), notes.to_records())
@@ -109,11 +115,13 @@ def _simple_smf(track_bytes: bytes) -> bytes:
     return header + b"MTrk" + struct.pack(">I", len(track_bytes)) + track_bytes
 
 
-NOTE_TRACK = (b"\x00\x90\x3c\x64"      # note on C4
-              b"\x60\x80\x3c\x40"      # note off after 96 ticks
-              b"\x00\x90\x40\x64"
-              b"\x60\x80\x40\x40"
-              b"\x00\xff\x2f\x00")     # end of track
+NOTE_TRACK = (
+    b"\x00\x90\x3c\x64"  # note on C4
+    b"\x60\x80\x3c\x40"  # note off after 96 ticks
+    b"\x00\x90\x40\x64"
+    b"\x60\x80\x40\x40"
+    b"\x00\xff\x2f\x00"
+)  # end of track
 
 
 def test_minimal_smf_reads():
@@ -207,8 +215,8 @@ def test_notes_from_features_and_replace_window(tmp_path):
     feats = notes.features(np.float64)[:4]
     rebuilt = notes_from_features(feats, notes)
     assert rebuilt.equals(notes.first(4))
-    feats[1, 0] = 61.4      # rounds to 61
-    feats[2, 1] += 0.25     # third note 0.25 s later -> everything after shifts by 0.25
+    feats[1, 0] = 61.4  # rounds to 61
+    feats[2, 1] += 0.25  # third note 0.25 s later -> everything after shifts by 0.25
     edited = notes_from_features(feats, notes)
     assert edited.pitch.tolist()[:3] == [36, 61, 62]
     full = replace_window(notes, edited)
@@ -218,8 +226,15 @@ def test_notes_from_features_and_replace_window(tmp_path):
 
 
 def test_quantise_snaps_to_ticks():
-    notes = Notes(pitch=[60, 62], start=[0.0, 0.1003], duration=[0.0, 0.2], velocity=[80, 80],
-                  instrument=[0, 0], tempo=120.0, resolution=10)  # tick = 0.05 s
+    notes = Notes(
+        pitch=[60, 62],
+        start=[0.0, 0.1003],
+        duration=[0.0, 0.2],
+        velocity=[80, 80],
+        instrument=[0, 0],
+        tempo=120.0,
+        resolution=10,
+    )  # tick = 0.05 s
     q = quantise(notes)
     np.testing.assert_allclose(q.start, [0.0, 0.1])
     np.testing.assert_allclose(q.duration, [0.05, 0.2])  # zero duration -> one tick
@@ -227,8 +242,7 @@ def test_quantise_snaps_to_ticks():
 
 # ------------------------------------------------------------------------ piano roll
 def test_piano_roll_by_hand():
-    notes = Notes(pitch=[60, 64], start=[0.0, 0.05], duration=[0.1, 0.02], velocity=[100, 50],
-                  instrument=[0, 0])
+    notes = Notes(pitch=[60, 64], start=[0.0, 0.05], duration=[0.1, 0.02], velocity=[100, 50], instrument=[0, 0])
     roll = piano_roll(notes, fs=100)
     assert roll.shape == (128, 10)
     assert roll[60].tolist() == [100.0] * 10
@@ -256,10 +270,12 @@ def test_more_than_ten_million_ticks_is_read(tmp_path):
 
     mf = mido.MidiFile(ticks_per_beat=10080)
     track = mido.MidiTrack()
-    track += [mido.Message("note_on", note=60, velocity=80, time=0),
-              mido.Message("note_off", note=60, velocity=0, time=10080),
-              mido.Message("note_on", note=62, velocity=80, time=1100 * 10080),   # beat 1101
-              mido.Message("note_off", note=62, velocity=0, time=5040)]
+    track += [
+        mido.Message("note_on", note=60, velocity=80, time=0),
+        mido.Message("note_off", note=60, velocity=0, time=10080),
+        mido.Message("note_on", note=62, velocity=80, time=1100 * 10080),  # beat 1101
+        mido.Message("note_off", note=62, velocity=0, time=5040),
+    ]
     mf.tracks.append(track)
     path = tmp_path / "long.mid"
     mf.save(str(path))

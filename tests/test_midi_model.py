@@ -26,7 +26,7 @@ SPEC = NoteFeatureSpec(n_notes=16, short="drop", drop_drums=True)
 def folder(tmp_path_factory):
     root = make_folder(tmp_path_factory.mktemp("midi_ds"))
     (root / "low" / "short.mid").parent.mkdir(exist_ok=True)
-    write_piece(root / "low" / "short.mid", low=True, n_notes=5, seed=7)   # too short for 16 notes
+    write_piece(root / "low" / "short.mid", low=True, n_notes=5, seed=7)  # too short for 16 notes
     (root / "high" / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00")  # truncated header
     (root / "high" / "notes.txt").write_text("not a midi file, ignored by extension")
     return root
@@ -41,8 +41,11 @@ def dataset(folder):
 @pytest.fixture(scope="module")
 def trained(dataset):
     torch.manual_seed(0)
-    steps = [ev for ev in train_midi_lstm(dataset[1], hidden=16, layers=1, epochs=12, lr=1e-2, seed=0, name="tiny")
-             if ev.kind != "batch"]  # one "epoch" event per epoch, the last one "done"
+    steps = [
+        ev
+        for ev in train_midi_lstm(dataset[1], hidden=16, layers=1, epochs=12, lr=1e-2, seed=0, name="tiny")
+        if ev.kind != "batch"
+    ]  # one "epoch" event per epoch, the last one "done"
     return steps
 
 

@@ -57,20 +57,28 @@ def test_malformed_real_files_read_leniently(genre_root, shared_data):
 def test_jazz_vs_dance_lstm_held_out_accuracy(jazz_dance, record_property):
     data = jazz_dance
     assert data.skipped == []  # every file has more than 100 notes and reads
-    assert data.counts() == {"train": {"dance": 48, "jazz": 48}, "val": {"dance": 6, "jazz": 6},
-                             "test": {"dance": 6, "jazz": 6}}
+    assert data.counts() == {
+        "train": {"dance": 48, "jazz": 48},
+        "val": {"dance": 6, "jazz": 6},
+        "test": {"dance": 6, "jazz": 6},
+    }
     files = [f for s in ("train", "val", "test") for f in data.files[s]]
     assert len(set(files)) == len(files) == 120  # by-file split
     torch.manual_seed(0)
-    steps = [ev for ev in train_midi_lstm(data, hidden=168, layers=2, epochs=40, lr=3e-3, seed=0, name="jazz_dance")
-             if ev.kind != "batch"]
+    steps = [
+        ev
+        for ev in train_midi_lstm(data, hidden=168, layers=2, epochs=40, lr=3e-3, seed=0, name="jazz_dance")
+        if ev.kind != "batch"
+    ]
     m = steps[-1].model.provenance["metrics"]
     record_property("jazz_dance_test_accuracy", m["test_accuracy"])
     record_property("jazz_dance_val_accuracy", m["val_accuracy"])
-    print(f"jazz vs dance (first 100 notes, drums dropped): test accuracy {m['test_accuracy']:.3f} on 12 "
-          f"held-out files, val {m['val_accuracy']:.3f}, "
-          f"final train accuracy {steps[-1].metrics['train']['accuracy']:.3f}; "
-          f"test confusion {m['test_confusion']} (rows: dance, jazz)")
+    print(
+        f"jazz vs dance (first 100 notes, drums dropped): test accuracy {m['test_accuracy']:.3f} on 12 "
+        f"held-out files, val {m['val_accuracy']:.3f}, "
+        f"final train accuracy {steps[-1].metrics['train']['accuracy']:.3f}; "
+        f"test confusion {m['test_confusion']} (rows: dance, jazz)"
+    )
     assert steps[-1].metrics["train"]["loss"] < steps[0].metrics["train"]["loss"]  # it learns something from real data
     assert sum(map(sum, m["test_confusion"])) == 12
 
@@ -89,9 +97,11 @@ def test_bundled_model_on_real_folk_tunes(shared_data):
     melody = [model.classify_notes(read_midi(f, instruments=[0]))["predicted"] for f in files]
     full = [model.classify_file(f)["predicted"] for f in files]
     share = melody.count("folk") / len(melody)
-    print(f"bundled model on {len(files)} Nottingham tunes: melody track {share:.0%} folk "
-          f"({ {k: melody.count(k) for k in model.labels} }); with chords "
-          f"{ {k: full.count(k) for k in model.labels} }")
+    print(
+        f"bundled model on {len(files)} Nottingham tunes: melody track {share:.0%} folk "
+        f"({ {k: melody.count(k) for k in model.labels} }); with chords "
+        f"{ {k: full.count(k) for k in model.labels} }"
+    )
     assert share >= 0.7
 
 

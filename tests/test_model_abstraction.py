@@ -81,8 +81,7 @@ def test_dataclasses_replace_and_constructor_aliases(audio_model):
     copy = dataclasses.replace(audio_model, architecture={"family": "other"})
     assert type(copy) is LoadedModel and copy.input is audio_model.input and copy.net is audio_model.net
     assert copy.architecture == {"family": "other"} and copy.patch_frames == audio_model.patch_frames
-    by_alias = LoadedModel("x", nn.Linear(2, 2), front_end=audio_model.front_end, labels=["a", "b"],
-                           patch_frames=10)
+    by_alias = LoadedModel("x", nn.Linear(2, 2), front_end=audio_model.front_end, labels=["a", "b"], patch_frames=10)
     assert by_alias.kind == "audio" and by_alias.patch_frames == 10
     with pytest.raises(ParameterError, match="exactly one input spec"):
         LoadedModel("x", nn.Linear(2, 2), labels=["a"], patch_frames=1)
@@ -97,8 +96,14 @@ def test_a_midi_model_trained_by_the_midi_trainer_loads_through_the_registry(tmp
 
     root = make_folder(tmp_path / "data", per_class=8)
     out = tmp_path / "tiny-midi"
-    events = list(train_on_folder(root, out=out, config={"epochs": 2, "batch_size": 8, "device": "cpu"},
-                                  model_params={"n_notes": 16, "short": "drop", "hidden": 8, "layers": 1}))
+    events = list(
+        train_on_folder(
+            root,
+            out=out,
+            config={"epochs": 2, "batch_size": 8, "device": "cpu"},
+            model_params={"n_notes": 16, "short": "drop", "hidden": 8, "layers": 1},
+        )
+    )
     trained = events[-1].model
     meta = json.loads((out / "model.json").read_text())
     assert meta["input"] == "midi" and meta["note_features"]["n_notes"] == 16
@@ -135,9 +140,14 @@ def test_waveform_spec_saves_and_loads(tmp_path):
     assert Waveform.from_dict(spec.to_dict()) == spec
     with pytest.raises(ParameterError):
         Waveform(sample_rate=0, patch_samples=10)
-    m = LoadedModel("wave", _build_energy()[0], spec, ["quiet", "loud"],
-                    layers={"output": LayerInfo("output", "head", "back end", "output")},
-                    architecture={"family": "test_waveform_energy", "params": {"n_labels": 2}})
+    m = LoadedModel(
+        "wave",
+        _build_energy()[0],
+        spec,
+        ["quiet", "loud"],
+        layers={"output": LayerInfo("output", "head", "back end", "output")},
+        architecture={"family": "test_waveform_energy", "params": {"n_labels": 2}},
+    )
     assert m.kind == "waveform" and m.patch_frames == 4000 and m.patch_samples == 4000
     assert m.patch_seconds == 0.5 and m.sample_rate == 8000
     with pytest.raises(MusicLensError, match="waveform model: it has no audio front end"):
@@ -156,8 +166,13 @@ def _assignments(name: str) -> list[str]:
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
-            targets = (node.targets if isinstance(node, ast.Assign)
-                       else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+                else []
+            )
             for t in targets:
                 if isinstance(t, ast.Name) and t.id == name:
                     found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
@@ -184,8 +199,20 @@ def test_the_window_and_the_cli_share_the_default_model():
         assert module.DEFAULT_MODEL is resources.DEFAULT_MODEL
     parser = __import__("musiclens.cli", fromlist=["build_parser"]).build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
-    for command in ("tag", "layers", "kernels", "activations", "cam", "saliency", "dream", "flip",
-                    "similarity", "sanity", "deconv", "auralise"):
+    for command in (
+        "tag",
+        "layers",
+        "kernels",
+        "activations",
+        "cam",
+        "saliency",
+        "dream",
+        "flip",
+        "similarity",
+        "sanity",
+        "deconv",
+        "auralise",
+    ):
         options = {a.dest: a for a in sub[command]._actions}
         assert options["model"].default == resources.DEFAULT_MODEL, command
         assert options["device"].default == "auto" and tuple(options["device"].choices) == ("auto", "cpu", "cuda")
@@ -197,10 +224,10 @@ def test_patch_length_conversions_agree_with_the_old_formulas(name):
     m = registry.load(name)
     fe, p = m.front_end, m.patch_frames
     # the four formulas the code used before, each in the places that used it
-    old_patch_seconds = p * fe.hop / fe.sample_rate                 # session, tagging, activations
+    old_patch_seconds = p * fe.hop / fe.sample_rate  # session, tagging, activations
     old_one_patch_seconds = ((p - 1) * fe.hop + 1) / fe.sample_rate  # CLI --duration default, dream sweep
-    old_min_samples = (p - 1) * fe.hop                              # tagging: shortest audio
-    old_span = (p - 1) * fe.hop + fe.n_fft                          # training: padded audio per patch
+    old_min_samples = (p - 1) * fe.hop  # tagging: shortest audio
+    old_span = (p - 1) * fe.hop + fe.n_fft  # training: padded audio per patch
     assert m.patch_seconds == old_patch_seconds == fe.frames_to_seconds(p)
     assert m.patch_samples / m.sample_rate == old_one_patch_seconds
     assert fe.n_frames(m.patch_samples) == p
@@ -226,13 +253,19 @@ def test_training_patches_use_the_one_definition(name):
 
     m = registry.load(name)
     fe, p = m.front_end, m.patch_frames
-    ps = patches.PatchSet("audio", fe, p, [], np.zeros((0, 2), np.int64), np.zeros(0, np.int64),
-                          np.zeros(0, np.int64), [])
+    ps = patches.PatchSet(
+        "audio", fe, p, [], np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    )
     assert ps.audio_span() == (p - 1) * fe.hop + fe.n_fft  # the old formula
     y = np.random.default_rng(0).standard_normal(8 * p * fe.hop).astype(np.float32)
     starts = [0, p, 3 * p + 5]
-    old = [20 * np.log10(max(float(np.sqrt(np.mean(np.square(y[s * fe.hop:(s + p - 1) * fe.hop + 1],
-                                                              dtype=np.float64)))), 1e-10)) for s in starts]
+    old = [
+        20
+        * np.log10(
+            max(float(np.sqrt(np.mean(np.square(y[s * fe.hop : (s + p - 1) * fe.hop + 1], dtype=np.float64)))), 1e-10)
+        )
+        for s in starts
+    ]
     np.testing.assert_array_equal(patches._segment_db(y, fe, starts, p), old)
 
 
@@ -243,9 +276,9 @@ def test_taggram_patches_use_the_one_definition(audio_model):
     y = np.zeros(2 * audio_model.patch_frames * fe.hop, dtype=np.float32)  # 2 patches (2p + 1 frames)
     tg = taggram(audio_model, y)
     assert tg.patch_seconds == audio_model.patch_seconds and len(tg.probabilities) == 2
-    assert audio_to_patches(audio_model, y[:(audio_model.patch_frames - 1) * fe.hop]).shape[0] == 1
+    assert audio_to_patches(audio_model, y[: (audio_model.patch_frames - 1) * fe.hop]).shape[0] == 1
     with pytest.raises(ParameterError, match=r"needs at least 2\.98 s"):
-        audio_to_patches(audio_model, y[:(audio_model.patch_frames - 1) * fe.hop - 1])
+        audio_to_patches(audio_model, y[: (audio_model.patch_frames - 1) * fe.hop - 1])
 
 
 # ------------------------------------------------------------------ devices
@@ -322,8 +355,12 @@ def test_the_default_model_runs_on_cuda_like_on_the_cpu():  # pragma: no cover -
     assert g_gpu.device.type == "cuda"
     torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-3, atol=1e-4)
     layer = next(n for n, info in cpu.layers.items() if info.kind == "conv")
-    torch.testing.assert_close(cam.grad_cam(gpu, x, layer=layer, target=0).cpu(),
-                               cam.grad_cam(cpu, x, layer=layer, target=0), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(
+        cam.grad_cam(gpu, x, layer=layer, target=0).cpu(),
+        cam.grad_cam(cpu, x, layer=layer, target=0),
+        rtol=1e-3,
+        atol=1e-4,
+    )
     midi = registry.load(resources.DEFAULT_MIDI_MODEL, device="cuda")
     assert midi.device.type == "cuda"
 
@@ -331,9 +368,13 @@ def test_the_default_model_runs_on_cuda_like_on_the_cpu():  # pragma: no cover -
 @needs_cuda
 def test_cli_commands_run_on_cuda(run_cli, tmp_path):  # pragma: no cover - no GPU on the CI machines
     demo = resources.demo_recording()
-    for argv in (["tag", demo, "--json"], ["kernels", "--json"], ["layers", "--json"],
-                 ["saliency", demo, "--method", "gradient", "--json"],
-                 ["cam", demo, "--layer", "mid end / conv 1", "--json"],
-                 ["dream", "--init", "sweep", "--target", "rock", "--steps", "2", "-o", tmp_path / "d.wav", "--json"]):
+    for argv in (
+        ["tag", demo, "--json"],
+        ["kernels", "--json"],
+        ["layers", "--json"],
+        ["saliency", demo, "--method", "gradient", "--json"],
+        ["cam", demo, "--layer", "mid end / conv 1", "--json"],
+        ["dream", "--init", "sweep", "--target", "rock", "--steps", "2", "-o", tmp_path / "d.wav", "--json"],
+    ):
         status, _, err = run_cli(*argv, "--device", "cuda")
         assert status == 0, (argv, err)

@@ -131,20 +131,20 @@ def test_mask_template_against_a_hand_computed_example():
     x[0, 0, 1, 4] = 4.0
     x[0, 0, 3, 7] = -2.0  # negative input far away: x·T = (-2)(-1) = 2
     t = mask_templates(x, radius_f=0.25, radius_t=0.25)[0, 0]
-    assert t[1, 2] == pytest.approx(1.0)                      # d = 0
-    assert t[1, 3] == pytest.approx(0.5)                      # d = 1/2
-    assert t[1, 4] == pytest.approx(0.0, abs=1e-7)            # d = 2/2 = 1: on the ellipse
-    assert t[2, 2] == pytest.approx(0.0, abs=1e-7)            # d = 1/1
+    assert t[1, 2] == pytest.approx(1.0)  # d = 0
+    assert t[1, 3] == pytest.approx(0.5)  # d = 1/2
+    assert t[1, 4] == pytest.approx(0.0, abs=1e-7)  # d = 2/2 = 1: on the ellipse
+    assert t[2, 2] == pytest.approx(0.0, abs=1e-7)  # d = 1/1
     assert t[2, 3] == pytest.approx(1 - math.sqrt(1 + 0.25))  # d = sqrt(1² + (1/2)²)
-    assert t[0, 0] == pytest.approx(1 - math.sqrt(1 + 1))     # d = sqrt(1 + 1)
-    assert t[3, 2] == pytest.approx(-1.0)                     # d = 2 -> 1 - 2 = -1
-    assert t[3, 7] == pytest.approx(-1.0)                     # floored at -1
+    assert t[0, 0] == pytest.approx(1 - math.sqrt(1 + 1))  # d = sqrt(1 + 1)
+    assert t[3, 2] == pytest.approx(-1.0)  # d = 2 -> 1 - 2 = -1
+    assert t[3, 7] == pytest.approx(-1.0)  # floored at -1
     out = InterpretableMask(0.25, 0.25)(x)[0, 0]
     assert out[1, 2] == pytest.approx(5.0)
-    assert out[1, 3] == pytest.approx(1.0)    # 2 × 0.5
-    assert out[1, 4] == pytest.approx(0.0)    # 4 × 0
-    assert out[2, 3] == pytest.approx(0.0)    # 3 × (-0.118) -> ReLU
-    assert out[3, 7] == pytest.approx(2.0)    # max(x ∘ T, 0) keeps (-2)(-1)
+    assert out[1, 3] == pytest.approx(1.0)  # 2 × 0.5
+    assert out[1, 4] == pytest.approx(0.0)  # 4 × 0
+    assert out[2, 3] == pytest.approx(0.0)  # 3 × (-0.118) -> ReLU
+    assert out[3, 7] == pytest.approx(2.0)  # max(x ∘ T, 0) keeps (-2)(-1)
 
 
 def test_mask_centres_each_item_and_filter_separately_and_breaks_ties_first():

@@ -59,12 +59,23 @@ def test_labels_start_like_musicnn(mtt):
 
 def test_musicnn_shapes(mtt):
     x = torch.randn(2, 1, 96, 187)
-    names = ["front end / timbral 7x38", "front end / timbral 7x67",
-             "front end / temporal 128x1", "front end / temporal 64x1",
-             "front end / temporal 32x1", "front end", "mid end / conv 1", "mid end / conv 2",
-             "mid end / conv 3", "mid end", "back end / pool", "back end / penultimate",
-             "output", "front end / timbral 7x38 / feature maps",
-             "front end / timbral 7x67 / feature maps"]
+    names = [
+        "front end / timbral 7x38",
+        "front end / timbral 7x67",
+        "front end / temporal 128x1",
+        "front end / temporal 64x1",
+        "front end / temporal 32x1",
+        "front end",
+        "mid end / conv 1",
+        "mid end / conv 2",
+        "mid end / conv 3",
+        "mid end",
+        "back end / pool",
+        "back end / penultimate",
+        "output",
+        "front end / timbral 7x38 / feature maps",
+        "front end / timbral 7x67 / feature maps",
+    ]
     out = tagging.layer_outputs(mtt, x, names)
     shapes = {k: tuple(v.shape[1:]) for k, v in out.items()}
     assert shapes["front end / timbral 7x38"] == (204, 187)
@@ -130,8 +141,9 @@ def test_interleaved_pool_hand_computed():
 
 def test_residual_connections(mtt):
     x = torch.randn(1, 1, 96, 187)
-    out = tagging.layer_outputs(mtt, x, ["mid_end.layer1", "mid_end.layer2", "mid_end.layer2.bn",
-                                         "mid_end.layer3", "mid_end.layer3.bn"])
+    out = tagging.layer_outputs(
+        mtt, x, ["mid_end.layer1", "mid_end.layer2", "mid_end.layer2.bn", "mid_end.layer3", "mid_end.layer3.bn"]
+    )
     assert torch.allclose(out["mid_end.layer2"], out["mid_end.layer2.bn"] + out["mid_end.layer1"])
     assert torch.allclose(out["mid_end.layer3"], out["mid_end.layer3.bn"] + out["mid_end.layer2"])
 
@@ -141,7 +153,12 @@ def test_vgg_pool_shapes():
     layers = [f"conv {i} / pool" for i in range(1, 6)]
     out = tagging.layer_outputs(m, torch.randn(1, 1, 96, 187), layers + ["output"])
     assert [tuple(out[k].shape[1:]) for k in layers] == [
-        (128, 48, 92), (128, 24, 46), (128, 12, 23), (128, 6, 11), (128, 1, 2)]
+        (128, 48, 92),
+        (128, 24, 46),
+        (128, 12, 23),
+        (128, 6, 11),
+        (128, 1, 2),
+    ]
     assert tuple(out["output"].shape) == (1, 50)
 
 
@@ -205,6 +222,7 @@ def test_fast_front_end_equals_the_layer_by_layer_path(name):
     with torch.no_grad():
         fast = fe(m.net.input_bn(x))
     # a hook on every feature-map layer forces the layer-by-layer path
-    slow = tagging.layer_outputs(m, x, ["front end"] + [
-        f"front_end.{k}.bn" for k, _ in fe.named_children()])["front end"]
+    slow = tagging.layer_outputs(m, x, ["front end"] + [f"front_end.{k}.bn" for k, _ in fe.named_children()])[
+        "front end"
+    ]
     assert torch.allclose(fast, slow, atol=1e-5, rtol=0)

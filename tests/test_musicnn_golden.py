@@ -69,8 +69,7 @@ def _compare(ours: np.ndarray, ref: dict[str, np.ndarray]) -> float:
     assert sub.shape == ref["sub"].shape, "layer shape differs from the original"
     chanmean = ours.reshape(ours.shape[0], -1).mean(axis=1)
     assert chanmean.shape == ref["chanmean"].shape
-    return max(float(np.abs(sub - ref["sub"]).max()),
-               float(np.abs(chanmean - ref["chanmean"]).max()))
+    return max(float(np.abs(sub - ref["sub"]).max()), float(np.abs(chanmean - ref["chanmean"]).max()))
 
 
 @pytest.mark.parametrize("model_name", MODELS)

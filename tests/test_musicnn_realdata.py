@@ -22,8 +22,17 @@ def test_joram_top10_as_published(shared_data, mtt):
     tg = tagging.tag_file(shared_data / JORAM, mtt)
     assert tg.probabilities.shape == (9, 50)  # 29.3 s -> 9 full 3 s patches
     assert [t for t, _ in tg.top(10)] == [
-        "techno", "electronic", "synth", "fast", "beat", "drums", "no vocals", "no vocal",
-        "dance", "ambient"]
+        "techno",
+        "electronic",
+        "synth",
+        "fast",
+        "beat",
+        "drums",
+        "no vocals",
+        "no vocal",
+        "dance",
+        "ambient",
+    ]
 
 
 def test_trwjazw_top3_as_published(shared_data, mtt):

@@ -109,8 +109,9 @@ def test_desktop_entry_mime_types_are_known_to_shared_mime_info():
 def test_desktop_entry_passes_desktop_file_validate(tmp_path):
     tool = shutil.which("desktop-file-validate")
     if tool is None:
-        pytest.skip("desktop-file-validate is not installed (Debian: desktop-file-utils); "
-                    "the key check above still ran")
+        pytest.skip(
+            "desktop-file-validate is not installed (Debian: desktop-file-utils); the key check above still ran"
+        )
     out = subprocess.run([tool, str(DESKTOP)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "error" not in out.stdout.lower()
@@ -146,8 +147,7 @@ def fake_program(folder: Path) -> Path:
 
 
 def run_install(args: list[str], *, data: Path, home: Path, path: str | None = None) -> subprocess.CompletedProcess:
-    env = {"HOME": str(home), "XDG_DATA_HOME": str(data), "PATH": path or os.environ["PATH"],
-           "LANG": "C.UTF-8"}
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(data), "PATH": path or os.environ["PATH"], "LANG": "C.UTF-8"}
     out = subprocess.run([BASH, str(INSTALL), *args], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out
@@ -205,7 +205,8 @@ def test_install_runs_update_desktop_database_when_present_and_uninstall_cleans_
         f'echo "$@" >> {log}\n'
         'dir=${@: -1}; out="[MIME Cache]"\n'
         'for f in "$dir"/*.desktop; do [ -e "$f" ] && out="$out\naudio/midi=$(basename "$f");"; done\n'
-        'printf "%b\\n" "$out" > "$dir/mimeinfo.cache"\n')
+        'printf "%b\\n" "$out" > "$dir/mimeinfo.cache"\n'
+    )
     (bin_dir / "update-desktop-database").chmod(0o755)
     run_install(["--exec", str(prog)], data=data, home=home, path=str(bin_dir))
     assert log.read_text().split() == ["-q", str(data / "applications")]
@@ -230,8 +231,12 @@ def test_real_desktop_tools_register_the_file_types(tmp_path):
     if xdg_mime:  # the type a desktop gives a .mid file is one we registered
         song = tmp_path / "song.mid"
         song.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x04\x00\xff\x2f\x00")
-        kind = subprocess.run([xdg_mime, "query", "filetype", str(song)], capture_output=True, text=True,
-                              env=dict(os.environ, XDG_DATA_HOME=str(data), HOME=str(home))).stdout.strip()
+        kind = subprocess.run(
+            [xdg_mime, "query", "filetype", str(song)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, XDG_DATA_HOME=str(data), HOME=str(home)),
+        ).stdout.strip()
         assert kind.split(";")[0] in MIDI_TYPES
     run_install(["--uninstall"], data=data, home=home)
     assert not data.exists()
@@ -261,7 +266,7 @@ def test_open_with_passes_the_file_to_a_program_in_an_awkward_folder(tmp_path):
     """Spaces, quotes and $ in the program's path survive the Exec quoting."""
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
-    prog = fake_program(tmp_path / 'My Apps' / 'it\'s "$HOME"')
+    prog = fake_program(tmp_path / "My Apps" / 'it\'s "$HOME"')
     run_install(["--exec", str(prog)], data=data, home=home, path=minimal_path(tmp_path))
     entry = check_installed(data, prog)
     song = tmp_path / "my song (live).wav"
@@ -270,8 +275,9 @@ def test_open_with_passes_the_file_to_a_program_in_an_awkward_folder(tmp_path):
     assert (prog.parent / "argv.txt").read_text().splitlines() == ["gui", str(song)]
     desktop_file_validate = shutil.which("desktop-file-validate")
     if desktop_file_validate:
-        out = subprocess.run([desktop_file_validate, str(data / "applications" / "musiclens.desktop")],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [desktop_file_validate, str(data / "applications" / "musiclens.desktop")], capture_output=True, text=True
+        )
         assert out.returncode == 0, out.stdout
 
 
@@ -281,8 +287,9 @@ def test_install_honours_xdg_data_home_and_falls_back_to_local_share(tmp_path):
     prog = fake_program(tmp_path / "app")
     for value in ("", "relative/path"):  # empty or relative means ~/.local/share (XDG spec)
         env = {"HOME": str(home), "XDG_DATA_HOME": value, "PATH": minimal_path(tmp_path)}
-        out = subprocess.run([BASH, str(INSTALL), "--exec", str(prog)], env=env, capture_output=True,
-                             text=True, cwd=tmp_path)
+        out = subprocess.run(
+            [BASH, str(INSTALL), "--exec", str(prog)], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
         assert out.returncode == 0, out.stderr
         assert (home / ".local" / "share" / "applications" / "musiclens.desktop").is_file()
         assert not (tmp_path / "relative").exists()
@@ -292,8 +299,9 @@ def test_install_honours_xdg_data_home_and_falls_back_to_local_share(tmp_path):
 
 def test_install_refuses_a_missing_program(tmp_path):
     env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "PATH": os.environ["PATH"]}
-    out = subprocess.run([BASH, str(INSTALL), "--exec", str(tmp_path / "nope")], env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [BASH, str(INSTALL), "--exec", str(tmp_path / "nope")], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 1 and "is not an executable program" in out.stderr
     assert not (tmp_path / "data").exists()
 
@@ -379,8 +387,9 @@ def built_bundle() -> Path | None:
 def test_built_bundle_starts_and_shows_the_demo(tmp_path):
     bundle = built_bundle()
     if bundle is None:
-        pytest.skip("no app bundle built: run packaging/build_bundle.sh (minutes, ~1 GB) "
-                    "or point $MUSICLENS_BUNDLE at one")
+        pytest.skip(
+            "no app bundle built: run packaging/build_bundle.sh (minutes, ~1 GB) or point $MUSICLENS_BUNDLE at one"
+        )
     out = tmp_path / "bundle.png"
     assert smoke_test_bundle.main([str(bundle), "--out", str(out)]) == 0
     assert smoke_test_bundle.check_screenshot(out) == []

@@ -41,9 +41,9 @@ def open_and_classify(qtbot, win, path):
 
 def drag(qtbot, widget, a: QPoint, b: QPoint, steps: int = 8, modifiers=Qt.NoModifier) -> None:
     """Press at ``a``, move to ``b`` in steps, release (real QMouseEvents to the viewport)."""
+
     def send(kind, pos, buttons):
-        ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), Qt.LeftButton, buttons,
-                         modifiers)
+        ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), Qt.LeftButton, buttons, modifiers)
         QApplication.sendEvent(widget, ev)
 
     send(QEvent.MouseButtonPress, a, Qt.LeftButton)
@@ -86,8 +86,10 @@ def test_mouse_move_reclassifies_and_undo_restores_exactly(qtbot, window, tmp_pa
     after_p = roll.result.probabilities.copy()
     assert np.abs(after_p - before_p).max() > 1e-3  # the model saw the edit
     assert roll.last_latency_s is not None and roll.last_latency_s < 1.0
-    print(f"re-classification {roll.last_latency_s * 1000:.0f} ms after the mouse edit "
-          f"(model + saliency {roll.result.elapsed_s * 1000:.0f} ms)")
+    print(
+        f"re-classification {roll.last_latency_s * 1000:.0f} ms after the mouse edit "
+        f"(model + saliency {roll.result.elapsed_s * 1000:.0f} ms)"
+    )
 
     viewport.setFocus()
     with qtbot.waitSignal(roll.classified, timeout=TIMEOUT_MS):
@@ -137,8 +139,13 @@ def test_keyboard_editing_save_and_exports(qtbot, window, tmp_path):
     t_end = float(n.start[3]) + 0.01
     with qtbot.assertNotEmitted(roll.edited):
         (x0, _), (y0, y1) = roll.view.viewRange()
-        drag(qtbot, viewport, to_widget(roll, max(x0, 0.0) + 0.01, y1 - 0.3), to_widget(roll, t_end, y0 + 0.3),
-             modifiers=Qt.ShiftModifier)
+        drag(
+            qtbot,
+            viewport,
+            to_widget(roll, max(x0, 0.0) + 0.01, y1 - 0.3),
+            to_widget(roll, t_end, y0 + 0.3),
+            modifiers=Qt.ShiftModifier,
+        )
     assert roll.selection == set(first)
     viewport.setFocus()
     qtbot.keyClick(viewport, Qt.Key_C, Qt.ControlModifier)
@@ -260,8 +267,7 @@ def test_play_midi_through_the_player_with_a_moving_playhead(qtbot, window, tmp_
     monkeypatch.setenv("AUDIO_CAPTURE_FILE", str(capture))
     monkeypatch.setenv("MUSICLENS_SOUNDFONT", str(tmp_path / "none.sf2"))  # the built-in synth
     roll = open_and_classify(qtbot, window, folk_tune(tmp_path / "tune.mid", n=16))
-    with qtbot.waitSignal(window.player.state_changed, timeout=TIMEOUT_MS,
-                          check_params_cb=lambda playing: playing):
+    with qtbot.waitSignal(window.player.state_changed, timeout=TIMEOUT_MS, check_params_cb=lambda playing: playing):
         roll.play_button.click()
     assert window.player.label == roll.play_label and "additive" in roll.play_label
     qtbot.waitUntil(lambda: roll.playhead.value() > 0.3, timeout=10_000)  # the playhead moves
@@ -277,7 +283,7 @@ def test_play_midi_through_the_player_with_a_moving_playhead(qtbot, window, tmp_
     from scipy.signal import correlate
 
     lag = int(np.argmax(correlate(played, expected, mode="valid", method="fft")))
-    assert np.abs(played[lag:lag + len(expected)] - expected).max() <= 2 / 32768
+    assert np.abs(played[lag : lag + len(expected)] - expected).max() <= 2 / 32768
 
 
 def test_multitrack_file_keeps_its_drums_and_shows_which_notes_the_model_reads(qtbot, window, tmp_path):

@@ -91,15 +91,20 @@ def test_the_probe_is_one_model_whose_base_is_the_pretrained_musicnn():
     assert list(m.layers)[:2] == ["input / batch norm", "front end / timbral 7x38 / conv"]
     assert list(m.layers)[-3:] == ["back end / tag logits", "probe / standardised features", "output"]
     pooled = study.create("musicnn-probe", ["a", "b"], features="pooled", head="mlp", hidden=8)
-    assert list(pooled.layers)[-4:] == ["back end / pool", "probe / standardised features", "probe / hidden",
-                                        "output"]
+    assert list(pooled.layers)[-4:] == ["back end / pool", "probe / standardised features", "probe / hidden", "output"]
     assert "back end / dense" not in pooled.layers  # does not run for pooled features
     assert pooled.net.head.hidden.in_features == 1506
     # fine-tuning unfreezes the top blocks below the representation only
     ft = study.create("musicnn-probe", ["a", "b"], features="penultimate", finetune=2)
     trainable = {n.rsplit(".", 1)[0] for n, p in ft.net.named_parameters() if p.requires_grad}
-    assert trainable == {"back_end.bn_pool", "back_end.dense", "back_end.bn_dense", "mid_end.layer3.conv",
-                         "mid_end.layer3.bn", "head.output"}
+    assert trainable == {
+        "back_end.bn_pool",
+        "back_end.dense",
+        "back_end.bn_dense",
+        "mid_end.layer3.conv",
+        "mid_end.layer3.bn",
+        "head.output",
+    }
     assert finetune_blocks("pooled")[0] == ("mid_end.layer3",)
     with pytest.raises(ParameterError, match="finetune must be between 0 and 3"):
         study.create("musicnn-probe", ["a", "b"], features="pooled", finetune=4)
@@ -143,8 +148,11 @@ def test_cached_features_give_exactly_what_the_combined_net_computes(fitted, pre
     m2, done2, events = fit(prepared, cache, features="penultimate")
     n_sources = sum(len(np.unique(prepared.sets[s].index[:, 0])) for s in data.SPLITS)
     assert cache.hits - hits == n_sources
-    assert m2.provenance["probe"]["feature_cache"] == {"read": n_sources, "computed": 0,
-                                                       "seconds": m2.provenance["probe"]["feature_cache"]["seconds"]}
+    assert m2.provenance["probe"]["feature_cache"] == {
+        "read": n_sources,
+        "computed": 0,
+        "seconds": m2.provenance["probe"]["feature_cache"]["seconds"],
+    }
     assert torch.equal(m2.net.head.output.weight, m.net.head.output.weight)
 
 
@@ -186,8 +194,14 @@ def test_cross_validation_sees_training_tracks_only(prepared, cache, monkeypatch
     assert set().union(*folds) == set(ids["train"]) and sum(len(f) for f in folds) == len(ids["train"])
     assert m.provenance["probe"]["cv_tracks"] == sorted(ids["train"])
     # the CV's own guard: handing it validation tracks as training data is refused
-    bad = data.PreparedData(dict(prepared.sets, train=prepared.sets["val"]), prepared.labels,
-                            prepared.multilabel, prepared.split, [], prepared.dataset)
+    bad = data.PreparedData(
+        dict(prepared.sets, train=prepared.sets["val"]),
+        prepared.labels,
+        prepared.multilabel,
+        prepared.split,
+        [],
+        prepared.dataset,
+    )
     with pytest.raises(AssertionError, match="validation/test tracks"):
         fit(bad, None, features="tags", l2_grid=(0.01, 1.0))
 
@@ -209,8 +223,14 @@ def test_finetuning_changes_only_the_unfrozen_block(prepared, cache):
     fresh = study.create("musicnn-probe", LABELS)
     before, after = base_state(fresh), m.net.state_dict()
     changed = {k for k, v in before.items() if not torch.equal(v, after[k])}
-    assert changed and changed <= {"back_end.dense.weight", "back_end.dense.bias", "back_end.bn_dense.weight",
-                                   "back_end.bn_dense.bias", "back_end.bn_pool.weight", "back_end.bn_pool.bias"}
+    assert changed and changed <= {
+        "back_end.dense.weight",
+        "back_end.dense.bias",
+        "back_end.bn_dense.weight",
+        "back_end.bn_dense.bias",
+        "back_end.bn_pool.weight",
+        "back_end.bn_pool.bias",
+    }
     assert "back_end.dense.weight" in changed
     assert done.kind == "done" and len(done.history) == 2 and m.provenance["probe"]["finetuned"]
     assert any(e.kind == "batch" and e.loss is not None for e in events)  # train()'s own batches
@@ -309,9 +329,36 @@ def cli(monkeypatch, tmp_path):
 
 def test_cli_trains_a_probe_and_predicts(cli, folder, tmp_path, capsys):
     out = tmp_path / "probe"
-    assert cli(["train", "--arch", "musicnn-probe", "--base", "MTT_musicnn", "--features", "pooled",
-                "--head", "mlp", "--hidden", "8", "--l2", "0.01,1", "--cv-folds", "3", "--data", str(folder),
-                "--epochs", "1", "--out", str(out), "--json", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--arch",
+                "musicnn-probe",
+                "--base",
+                "MTT_musicnn",
+                "--features",
+                "pooled",
+                "--head",
+                "mlp",
+                "--hidden",
+                "8",
+                "--l2",
+                "0.01,1",
+                "--cv-folds",
+                "3",
+                "--data",
+                str(folder),
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["arch"] == "musicnn-probe" and res["classes"] == LABELS
     assert res["split"] == {"train": 6, "val": 2, "test": 2}
@@ -324,8 +371,24 @@ def test_cli_trains_a_probe_and_predicts(cli, folder, tmp_path, capsys):
     assert cli(["predict", str(folder / "dark" / "dark0.wav"), "--model", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["prediction"] == "dark"
     # probe options with another architecture: one line, exit 2
-    assert cli(["train", "--arch", "vanilla-cnn", "--features", "tags", "--data", str(folder), "--epochs", "1",
-                "--out", str(tmp_path / "x")]) == 2
+    assert (
+        cli(
+            [
+                "train",
+                "--arch",
+                "vanilla-cnn",
+                "--features",
+                "tags",
+                "--data",
+                str(folder),
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "--features is for --arch musicnn-probe" in capsys.readouterr().err
 
 
@@ -355,9 +418,11 @@ def test_gtzan_excerpts_probe_by_track(shared_data, tmp_path, capsys):
     cv = m.provenance["probe"]["cv"]
     assert set(m.provenance["probe"]["cv_tracks"]) == set(split.ids()["train"])
     with capsys.disabled():
-        print(f"\nGTZAN excerpts, by-track split 30/10/10, MSD_musicnn penultimate + logistic head "
-              f"(l2 {cv['l2']:g}): test track accuracy {test['track_accuracy']:.2f}, "
-              f"patch accuracy {test['accuracy']:.3f} (chance 0.10)")
+        print(
+            f"\nGTZAN excerpts, by-track split 30/10/10, MSD_musicnn penultimate + logistic head "
+            f"(l2 {cv['l2']:g}): test track accuracy {test['track_accuracy']:.2f}, "
+            f"patch accuracy {test['accuracy']:.3f} (chance 0.10)"
+        )
     assert test["track_accuracy"] >= 0.5  # measured 0.80 with seed 0; vanilla-cnn from scratch ~0.4
 
 
@@ -388,8 +453,9 @@ def test_multi_label_probe_on_stem_mixes(tmp_path):
     for split, tracks in (("train", range(4)), ("test", range(4, 5))):
         for i in tracks:
             for k, (stem, f) in enumerate(freqs.items()):
-                write_tone(tmp_path / "musdb" / split / f"t{i}" / f"{stem}.wav", f * (1 + 0.03 * i), 3.2,
-                           seed=k + 7 * i)
+                write_tone(
+                    tmp_path / "musdb" / split / f"t{i}" / f"{stem}.wav", f * (1 + 0.03 * i), 3.2, seed=k + 7 * i
+                )
     ds = data.load_dataset(tmp_path / "musdb", task="instruments")
     split = data.split_by_track(ds, seed=0)
     m = study.create("musicnn-probe", ds.labels, multilabel=True, features="tags")

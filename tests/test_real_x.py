@@ -31,9 +31,12 @@ def xvfb():
             pytest.fail("Xvfb is not installed (Debian: xvfb)")
         pytest.skip("Xvfb is not installed (Debian: xvfb; .ci/run installs it)")
     read, write = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(write), "-screen", "0", f"{SIZE[0]}x{SIZE[1]}x24",
-                             "-nolisten", "tcp"], pass_fds=(write,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(write), "-screen", "0", f"{SIZE[0]}x{SIZE[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write)
     try:
         with os.fdopen(read) as f:
@@ -49,11 +52,16 @@ def xvfb():
 def test_run_app_on_a_real_x_server_takes_a_screenshot(tmp_path, xvfb):
     shot = tmp_path / "window.png"
     env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
-    env.update(QT_QPA_PLATFORM="xcb", DISPLAY=xvfb, MUSICLENS_NO_APT="1",
-               MUSICLENS_SETTINGS=str(tmp_path / "settings.ini"))
-    out = subprocess.run([str(REPO / "run-app"), "gui", "--demo", "--geometry", "{}x{}".format(*SIZE),
-                          "--screenshot", str(shot)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    env.update(
+        QT_QPA_PLATFORM="xcb", DISPLAY=xvfb, MUSICLENS_NO_APT="1", MUSICLENS_SETTINGS=str(tmp_path / "settings.ini")
+    )
+    out = subprocess.run(
+        [str(REPO / "run-app"), "gui", "--demo", "--geometry", "{}x{}".format(*SIZE), "--screenshot", str(shot)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, f"exit status {out.returncode}:\n{out.stderr[-3000:]}"
     assert "qt.qpa" not in out.stderr, out.stderr[-3000:]
     image = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)

@@ -15,18 +15,30 @@ from musiclens.core.models import registry
 
 @registry.register_family("test_tiny")
 def _tiny(width: int = 4, n_labels: int = 3):
-    net = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(width, n_labels))
-    layers = [registry.LayerInfo("conv", "0", "front end", "conv"),
-              registry.LayerInfo("output", "4", "back end", "dense")]
+    net = nn.Sequential(
+        nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, n_labels)
+    )
+    layers = [
+        registry.LayerInfo("conv", "0", "front end", "conv"),
+        registry.LayerInfo("output", "4", "back end", "dense"),
+    ]
     return net, layers
 
 
 def tiny_model(width=4) -> registry.LoadedModel:
     arch = {"family": "test_tiny", "params": {"width": width, "n_labels": 3}}
     net, layers = registry.build(arch)
-    return registry.LoadedModel("tiny", net, logmel_frontend(n_mels=16), ["a", "b", "c"], 20, False,
-                                {l.name: l for l in layers}, arch, {"note": "test"})
+    return registry.LoadedModel(
+        "tiny",
+        net,
+        logmel_frontend(n_mels=16),
+        ["a", "b", "c"],
+        20,
+        False,
+        {l.name: l for l in layers},
+        arch,
+        {"note": "test"},
+    )
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -31,8 +31,14 @@ def tool(bindir: Path, name: str, body: str) -> Path:
     return path
 
 
-def fake_bin(tmp_path: Path, *, installed: set[str] | frozenset[str] = frozenset(), uid: int = 0,
-             sudo: str | None = None, apt_ok: bool = True) -> Path:
+def fake_bin(
+    tmp_path: Path,
+    *,
+    installed: set[str] | frozenset[str] = frozenset(),
+    uid: int = 0,
+    sudo: str | None = None,
+    apt_ok: bool = True,
+) -> Path:
     """A PATH of fakes: dpkg-query (``installed`` are installed), apt-get (logs its argv),
     id (prints ``uid``) and, when ``sudo`` is given, sudo (``"ok"``: runs its command,
     ``"password"``: ``sudo -n`` fails). Plus bash itself, which the scripts run under."""
@@ -41,12 +47,16 @@ def fake_bin(tmp_path: Path, *, installed: set[str] | frozenset[str] = frozenset
     (b).mkdir(parents=True, exist_ok=True)
     os.symlink(BASH, b / "bash")
     listed = " ".join(sorted(installed))
-    tool(b, "dpkg-query", f"""
+    tool(
+        b,
+        "dpkg-query",
+        f"""
 for a in "$@"; do case "$a" in -*|'${{'*) ;; *)
   case " {listed} " in *" $a "*) echo "install ok installed $a";;
     *) echo "dpkg-query: no packages found matching $a" >&2; echo "unknown ok not-installed $a";; esac;;
 esac; done
-exit 0""")
+exit 0""",
+    )
     tool(b, "apt-get", f'echo "apt-get $*" >> {log}; exit {0 if apt_ok else 100}')
     tool(b, "id", f'[ "$1" = -u ] && echo {uid}')
     if sudo == "ok":
@@ -61,8 +71,9 @@ def calls(tmp_path: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def run_system_deps(tmp_path: Path, bindir: Path, *args: str, env: dict | None = None,
-                    venv_ok: bool = True) -> subprocess.CompletedProcess:
+def run_system_deps(
+    tmp_path: Path, bindir: Path, *args: str, env: dict | None = None, venv_ok: bool = True
+) -> subprocess.CompletedProcess:
     """scripts/system-deps in a copy of scripts/ whose checkout has (or lacks) a working .venv."""
     root = tmp_path / "checkout"
     if not root.exists():
@@ -70,13 +81,32 @@ def run_system_deps(tmp_path: Path, bindir: Path, *args: str, env: dict | None =
         if venv_ok:
             tool(root / ".venv" / "bin", "python", "exit 0")
     e = {"PATH": str(bindir), "HOME": str(tmp_path), **(env or {})}
-    return subprocess.run([BASH, str(root / "scripts" / "system-deps"), *args], env=e,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [BASH, str(root / "scripts" / "system-deps"), *args],
+        env=e,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-ALL_WANTED = {"libportaudio2", "libsndfile1", *XCB_PACKAGES, "libxcb-image0", "libxcb-render-util0",
-              "libxcb-randr0", "libxcb-shape0", "libxcb-xkb1", "libxkbcommon0", "libegl1", "libgl1",
-              "libfontconfig1", "libdbus-1-3", "libx11-xcb1"}
+ALL_WANTED = {
+    "libportaudio2",
+    "libsndfile1",
+    *XCB_PACKAGES,
+    "libxcb-image0",
+    "libxcb-render-util0",
+    "libxcb-randr0",
+    "libxcb-shape0",
+    "libxcb-xkb1",
+    "libxkbcommon0",
+    "libegl1",
+    "libgl1",
+    "libfontconfig1",
+    "libdbus-1-3",
+    "libx11-xcb1",
+}
 
 
 # ------------------------------------------------------------------ system packages
@@ -110,13 +140,15 @@ def test_system_deps_uses_sudo_without_a_password_when_not_root(tmp_path):
 
 @pytest.mark.parametrize("sudo", [None, "password"])
 def test_system_deps_without_root_stops_with_the_exact_command(tmp_path, sudo):
-    b = fake_bin(tmp_path, installed=ALL_WANTED - {"libxcb-icccm4", "libxcb-keysyms1"}, uid=1000,
-                 sudo=sudo)
+    b = fake_bin(tmp_path, installed=ALL_WANTED - {"libxcb-icccm4", "libxcb-keysyms1"}, uid=1000, sudo=sudo)
     out = run_system_deps(tmp_path, b)
     assert out.returncode == 1
     assert not [c for c in calls(tmp_path) if c.startswith("apt-get")]
-    expected = ("sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1" if sudo else
-                "su -c 'apt-get update && apt-get install -y libxcb-icccm4 libxcb-keysyms1'")
+    expected = (
+        "sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1"
+        if sudo
+        else "su -c 'apt-get update && apt-get install -y libxcb-icccm4 libxcb-keysyms1'"
+    )
     assert expected in out.stderr, out.stderr
     assert "MUSICLENS_NO_APT=1" in out.stderr
 
@@ -148,12 +180,15 @@ def test_system_deps_does_nothing_off_debian(tmp_path):
     assert out.returncode == 0 and out.stderr == ""
 
 
-@pytest.mark.parametrize("python3, expected", [
-    ("echo 3.12 1 0", "python3.12-venv"),        # Ubuntu 24.04 without python3-venv
-    ("echo 3.13 1 0", "python3.13-venv"),        # Debian 13
-    ("echo 3.10 0 1", "python3.11 python3.11-venv"),  # Ubuntu 22.04: python3 is 3.10
-    (None, "python3 python3-venv"),              # no Python at all
-])
+@pytest.mark.parametrize(
+    "python3, expected",
+    [
+        ("echo 3.12 1 0", "python3.12-venv"),  # Ubuntu 24.04 without python3-venv
+        ("echo 3.13 1 0", "python3.13-venv"),  # Debian 13
+        ("echo 3.10 0 1", "python3.11 python3.11-venv"),  # Ubuntu 22.04: python3 is 3.10
+        (None, "python3 python3-venv"),  # no Python at all
+    ],
+)
 def test_system_deps_adds_the_venv_package_when_no_python_can_make_the_venv(tmp_path, python3, expected):
     b = fake_bin(tmp_path, installed=ALL_WANTED, uid=0)
     if python3:
@@ -175,29 +210,33 @@ def fake_pythons(tmp_path: Path, versions: dict[str, str]) -> Path:
     return b
 
 
-@pytest.mark.parametrize("versions, chosen", [
-    ({"python3.11": "3.11 1 1", "python3.13": "3.13 1 1", "python3": "3.13 1 1"}, "python3.11"),
-    ({"python3.12": "3.12 1 1", "python3": "3.12 1 1"}, "python3.12"),   # Ubuntu 24.04
-    ({"python3": "3.13 1 1"}, "python3"),                                 # Debian 13
-    ({"python3.11": "3.11 1 0", "python3.13": "3.13 1 1"}, "python3.13"),  # 3.11 has no venv
-])
+@pytest.mark.parametrize(
+    "versions, chosen",
+    [
+        ({"python3.11": "3.11 1 1", "python3.13": "3.13 1 1", "python3": "3.13 1 1"}, "python3.11"),
+        ({"python3.12": "3.12 1 1", "python3": "3.12 1 1"}, "python3.12"),  # Ubuntu 24.04
+        ({"python3": "3.13 1 1"}, "python3"),  # Debian 13
+        ({"python3.11": "3.11 1 0", "python3.13": "3.13 1 1"}, "python3.13"),  # 3.11 has no venv
+    ],
+)
 def test_find_python_picks_a_supported_interpreter(tmp_path, versions, chosen):
     b = fake_pythons(tmp_path, versions)
-    out = subprocess.run([BASH, str(SCRIPTS / "find-python")], env={"PATH": str(b)},
-                         capture_output=True, text=True)
+    out = subprocess.run([BASH, str(SCRIPTS / "find-python")], env={"PATH": str(b)}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == chosen
 
 
-@pytest.mark.parametrize("versions, says", [
-    ({"python3": "3.10 0 1"}, "3.11, 3.12 or 3.13"),
-    ({"python3": "3.12 1 0"}, "python3.12-venv"),
-    ({}, "3.11, 3.12 or 3.13"),
-])
+@pytest.mark.parametrize(
+    "versions, says",
+    [
+        ({"python3": "3.10 0 1"}, "3.11, 3.12 or 3.13"),
+        ({"python3": "3.12 1 0"}, "python3.12-venv"),
+        ({}, "3.11, 3.12 or 3.13"),
+    ],
+)
 def test_find_python_explains_what_is_missing(tmp_path, versions, says):
     b = fake_pythons(tmp_path, versions)
-    out = subprocess.run([BASH, str(SCRIPTS / "find-python")], env={"PATH": str(b)},
-                         capture_output=True, text=True)
+    out = subprocess.run([BASH, str(SCRIPTS / "find-python")], env={"PATH": str(b)}, capture_output=True, text=True)
     assert out.returncode == 1 and out.stdout == ""
     assert says in out.stderr and "PYTHON=" in out.stderr
 
@@ -208,8 +247,9 @@ def test_find_python_accepts_real_newer_interpreters(version):
     exe = exe or shutil.which(f"python{version}")
     if not exe or subprocess.run([exe, "-c", ""], capture_output=True).returncode:
         pytest.skip(f"no Python {version} on this machine")
-    out = subprocess.run([BASH, str(SCRIPTS / "find-python")], env={**os.environ, "PYTHON": str(exe)},
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [BASH, str(SCRIPTS / "find-python")], env={**os.environ, "PYTHON": str(exe)}, capture_output=True, text=True
+    )
     assert out.returncode == 0 and out.stdout.strip() == str(exe), out.stderr
 
 
@@ -245,26 +285,30 @@ def fake_checkout(tmp_path: Path, version: str, *, local_torch: bool) -> tuple[P
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     b = tmp_path / "bin"
     log = tmp_path / "pip.log"
-    tool(b, f"python{version}", FAKE_PYTHON.format(version=version, log=log,
-                                                   local_torch=0 if local_torch else 1))
+    tool(b, f"python{version}", FAKE_PYTHON.format(version=version, log=log, local_torch=0 if local_torch else 1))
     for t in ("bash", "sha256sum", "mkdir", "cp", "touch"):
         if shutil.which(t) and not (b / t).exists():
             os.symlink(shutil.which(t), b / t)
     return root, b, log
 
 
-@pytest.mark.parametrize("version, local_torch, torch_args", [
-    ("3.11", True, "torch==2.13.0"),      # the local CPU wheel on these machines
-    ("3.12", False, "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
-    ("3.13", False, "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
-    ("3.11", False, "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
-])
+@pytest.mark.parametrize(
+    "version, local_torch, torch_args",
+    [
+        ("3.11", True, "torch==2.13.0"),  # the local CPU wheel on these machines
+        ("3.12", False, "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
+        ("3.13", False, "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
+        ("3.11", False, "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
+    ],
+)
 def test_setup_venv_installs_the_cpu_torch_for_the_interpreter_and_shows_progress(
-        tmp_path, version, local_torch, torch_args):
+    tmp_path, version, local_torch, torch_args
+):
     root, b, log = fake_checkout(tmp_path, version, local_torch=local_torch)
     env = {"PATH": str(b), "HOME": str(tmp_path)}
-    out = subprocess.run([BASH, str(root / "scripts" / "setup-venv")], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [BASH, str(root / "scripts" / "setup-venv")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     pip = log.read_text().splitlines()
     installs = [p for p in pip if " install " in p and "--dry-run" not in p]
@@ -276,18 +320,23 @@ def test_setup_venv_installs_the_cpu_torch_for_the_interpreter_and_shows_progres
     assert "MusicLens set-up: installing MusicLens" in progress
     assert "MusicLens set-up: ready" in progress
     # the second start has nothing to do, and says nothing
-    again = subprocess.run([BASH, str(root / "scripts" / "setup-venv")], env=env,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [BASH, str(root / "scripts" / "setup-venv")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0 and again.stderr == ""
     assert len(log.read_text().splitlines()) == len(pip)
 
 
 def test_setup_venv_keeps_the_users_torch_requirement(tmp_path):
     root, b, log = fake_checkout(tmp_path, "3.12", local_torch=False)
-    env = {"PATH": str(b), "HOME": str(tmp_path),
-           "MUSICLENS_TORCH": "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124"}
-    out = subprocess.run([BASH, str(root / "scripts" / "setup-venv")], env=env,
-                         capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": str(b),
+        "HOME": str(tmp_path),
+        "MUSICLENS_TORCH": "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124",
+    }
+    out = subprocess.run(
+        [BASH, str(root / "scripts" / "setup-venv")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     installs = [p for p in log.read_text().splitlines() if " install " in p and "--dry-run" not in p]
     assert installs[0].endswith("torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124")
@@ -302,8 +351,9 @@ def test_run_app_installs_system_packages_then_sets_up_then_starts(tmp_path):
     tool(root / "scripts", "system-deps", f'echo "system-deps $*" >> {log}')
     tool(root / "scripts", "setup-venv", f'echo "setup-venv" >> {log}; echo noise')
     tool(root / ".venv" / "bin", "musiclens", f'echo "musiclens $*" >> {log}')
-    out = subprocess.run([BASH, str(root / "run-app"), "gui", "--demo"], capture_output=True, text=True,
-                         env={**os.environ})
+    out = subprocess.run(
+        [BASH, str(root / "run-app"), "gui", "--demo"], capture_output=True, text=True, env={**os.environ}
+    )
     assert out.returncode == 0, out.stderr
     assert log.read_text().splitlines() == ["system-deps ", "setup-venv", "musiclens gui --demo"]
     assert out.stdout == ""
@@ -358,16 +408,19 @@ def test_preflight_names_the_debian_packages_and_the_exact_command():
     assert preflight.parse_ldd(LDD_MISSING.replace("not found", "/lib/x.so (0x1)")) == []
 
 
-@pytest.mark.parametrize("env, xcb", [
-    ({"DISPLAY": ":0"}, True),
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"}, True),
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb:nomitshm"}, True),
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland"}, False),
-    ({"QT_QPA_PLATFORM": "xcb"}, False),   # no display: Qt says so itself
-    ({}, False),
-    ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"}, False),
-])
+@pytest.mark.parametrize(
+    "env, xcb",
+    [
+        ({"DISPLAY": ":0"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb:nomitshm"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland"}, False),
+        ({"QT_QPA_PLATFORM": "xcb"}, False),  # no display: Qt says so itself
+        ({}, False),
+        ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"}, False),
+    ],
+)
 def test_preflight_runs_only_when_qt_will_use_xcb(env, xcb):
     from musiclens.app import preflight
 
@@ -375,8 +428,10 @@ def test_preflight_runs_only_when_qt_will_use_xcb(env, xcb):
 
 
 def test_preflight_finds_the_real_plugin_without_importing_qt():
-    code = ("import sys; from musiclens.app import preflight; p = preflight.find_qxcb(); "
-            "print(p.is_file(), p.name, [m for m in sys.modules if m.startswith('PySide6')])")
+    code = (
+        "import sys; from musiclens.app import preflight; p = preflight.find_qxcb(); "
+        "print(p.is_file(), p.name, [m for m in sys.modules if m.startswith('PySide6')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "libqxcb.so", "[]"]

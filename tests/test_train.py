@@ -128,7 +128,11 @@ def test_resume_reproduces_an_uninterrupted_run(tones, tmp_path):
     saved = json.loads((tmp_path / "b" / train.CHECKPOINT_STATE).read_text())
     assert saved["epoch"] == 2 and len(saved["history"]) == 2
     assert {p.name for p in (tmp_path / "b").iterdir()} == {
-        "model.safetensors", "best.safetensors", "optimizer.safetensors", "state.json"}
+        "model.safetensors",
+        "best.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    }
     resumed = new_model(seed=99)  # different initial weights: everything comes from the checkpoint
     b = last(train.train(resumed, tones, cfg(epochs=4, checkpoint_dir=str(tmp_path / "b")), resume=tmp_path / "b"))
     sa, sb = state(straight), state(resumed)
@@ -270,14 +274,23 @@ def test_metrics_match_scikit_learn_on_random_scores():
 
 def _patchset(y, track, multilabel=False):
     y = np.asarray(y, dtype=np.float32 if multilabel else np.int64)
-    return data.PatchSet("features", FE, 16, [np.zeros((1, 16, 16), np.float32)],
-                         np.zeros((len(y), 2), np.int64), y, np.asarray(track),
-                         [f"t{i}" for i in range(max(track) + 1)])
+    return data.PatchSet(
+        "features",
+        FE,
+        16,
+        [np.zeros((1, 16, 16), np.float32)],
+        np.zeros((len(y), 2), np.int64),
+        y,
+        np.asarray(track),
+        [f"t{i}" for i in range(max(track) + 1)],
+    )
 
 
 def test_confusion_matrix_per_class_and_track_accuracy_by_hand():
     ps = _patchset([0, 0, 0, 1, 1, 2], [0, 0, 1, 2, 2, 3])
-    probs = np.array([[.8, .1, .1], [.2, .7, .1], [.6, .3, .1], [.1, .8, .1], [.1, .3, .6], [.5, .1, .4]])
+    probs = np.array(
+        [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.1, 0.3, 0.6], [0.5, 0.1, 0.4]]
+    )
     m = train.metrics_from(probs, ps, ["a", "b", "c"])
     assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [1, 0, 0]]
     assert m["accuracy"] == pytest.approx(3 / 6)
@@ -286,7 +299,7 @@ def test_confusion_matrix_per_class_and_track_accuracy_by_hand():
     assert m["track_accuracy"] == pytest.approx(3 / 4)
     ml = _patchset([[1, 0], [0, 1], [1, 1], [0, 0]], [0, 1, 2, 3], multilabel=True)
     # bass: positives .8, .15 vs negatives .2, .1 -> 3 of 4 pairs ranked right
-    mm = train.metrics_from(np.array([[.9, .2], [.3, .8], [.6, .15], [.1, .1]]), ml, ["drums", "bass"])
+    mm = train.metrics_from(np.array([[0.9, 0.2], [0.3, 0.8], [0.6, 0.15], [0.1, 0.1]]), ml, ["drums", "bass"])
     assert mm["roc_auc"]["drums"] == pytest.approx(1.0) and mm["roc_auc"]["bass"] == pytest.approx(0.75)
     assert mm["roc_auc_mean"] == pytest.approx(0.875) and "accuracy" not in mm
 
@@ -334,8 +347,25 @@ def test_cli_train_evaluate_predict_json(cli, tmp_path, capsys):
     root = genre_22k(tmp_path / "g")
     (root / "dark" / "broken.wav").write_bytes(b"not audio")
     out = tmp_path / "model"
-    assert cli(["train", "--arch", "vanilla-cnn", "--data", str(root), "--epochs", "2", "--out", str(out),
-                "--json", "--batch-size", "4"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--arch",
+                "vanilla-cnn",
+                "--data",
+                str(root),
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["arch"] == "vanilla-cnn" and res["classes"] == ["bright", "dark"]
     assert res["split"] == {"train": 6, "val": 2, "test": 2} and res["epochs_run"] == 2
@@ -362,8 +392,22 @@ def test_cli_train_evaluate_predict_json(cli, tmp_path, capsys):
 
 def test_cli_bad_input_gives_one_line_and_exit_2(cli, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert cli(["train", "--arch", "vanilla-cnn", "--data", str(tmp_path / "empty"), "--epochs", "1",
-                "--out", str(tmp_path / "m")]) == 2
+    assert (
+        cli(
+            [
+                "train",
+                "--arch",
+                "vanilla-cnn",
+                "--data",
+                str(tmp_path / "empty"),
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("musiclens: error: no audio files found") and "\n" not in err
     one = tmp_path / "one"
@@ -413,8 +457,10 @@ def test_gtzan_excerpts_three_architectures_by_track(shared_data, tmp_path, caps
         assert ev.history[-1]["train"]["loss"] < ev.history[0]["train"]["loss"]
         assert test["n_tracks"] == 10 and np.array(test["confusion"]).sum() == len(prepared.sets["test"])
     with capsys.disabled():
-        print("\nGTZAN excerpts, by-track split 30/10/10, 3 epochs, test accuracy (chance 0.10): "
-              + ", ".join(f"{a} {v:.3f}" for a, v in results.items()))
+        print(
+            "\nGTZAN excerpts, by-track split 30/10/10, 3 epochs, test accuracy (chance 0.10): "
+            + ", ".join(f"{a} {v:.3f}" for a, v in results.items())
+        )
     assert results["vanilla-cnn"] > 0.2  # measured 0.39 with seed 0; chance is 0.10
 
 
@@ -438,8 +484,7 @@ def test_choi_cnn_smoke_on_real_stems(shared_data, tmp_path):
     ps = prepared.sets["train"]
     assert len(ps) == 7 * 2 and ps.y.shape == (14, 3)  # 2 segments × 7 stem combinations
     rows = [tuple(r) for r in ps.y.astype(int).tolist()]
-    assert sorted(set(rows)) == sorted(
-        [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)])
+    assert sorted(set(rows)) == sorted([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)])
     assert all(rows.count(r) == 2 for r in set(rows))  # each combination in both segments
     ev = last(train.train(m, prepared, train.TrainConfig(epochs=3, batch_size=7, seed=0, patience=None)))
     assert ev.kind == "done" and len(ev.history) == 3
@@ -452,11 +497,36 @@ def test_cli_choi_cnn_for_instruments_and_for_mood(cli, tmp_path, capsys):
     for split, tracks in (("train", range(3)), ("test", range(3, 4))):
         for i in tracks:
             for k, (stem, f) in enumerate(freqs.items()):
-                write_tone(tmp_path / "musdb" / split / f"t{i}" / f"{stem}.wav", f * (1 + 0.03 * i), 4.2,
-                           sr=22050, seed=k + 7 * i)
+                write_tone(
+                    tmp_path / "musdb" / split / f"t{i}" / f"{stem}.wav",
+                    f * (1 + 0.03 * i),
+                    4.2,
+                    sr=22050,
+                    seed=k + 7 * i,
+                )
     out = tmp_path / "inst"
-    assert cli(["train", "--arch", "choi-cnn", "--task", "instruments", "--data", str(tmp_path / "musdb"),
-                "--epochs", "1", "--patch-seconds", "4", "--out", str(out), "--json", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--arch",
+                "choi-cnn",
+                "--task",
+                "instruments",
+                "--data",
+                str(tmp_path / "musdb"),
+                "--epochs",
+                "1",
+                "--patch-seconds",
+                "4",
+                "--out",
+                str(out),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["classes"] == ["drums", "bass", "vocals", "other"] and res["multilabel"] is True
     assert res["split"] == {"train": 2, "val": 1, "test": 1} and res["patches"]["test"] == 15
@@ -470,8 +540,28 @@ def test_cli_choi_cnn_for_instruments_and_for_mood(cli, tmp_path, capsys):
     for k, q in enumerate(("Q1 happy", "Q2 angry", "Q3 sad")):
         for i in range(3):
             write_tone(tmp_path / "mood" / q / f"{i}.wav", 200.0 * (k + 1) * (1 + 0.05 * i), 4.2, sr=22050, seed=i)
-    assert cli(["train", "--arch", "choi-cnn", "--task", "mood", "--data", str(tmp_path / "mood"), "--epochs", "1",
-                "--patch-seconds", "4", "--out", str(tmp_path / "mood_model"), "--json", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--arch",
+                "choi-cnn",
+                "--task",
+                "mood",
+                "--data",
+                str(tmp_path / "mood"),
+                "--epochs",
+                "1",
+                "--patch-seconds",
+                "4",
+                "--out",
+                str(tmp_path / "mood_model"),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     mood = json.loads(capsys.readouterr().out)
     assert mood["multilabel"] is False and mood["chance"] == pytest.approx(1 / 3) and "test_accuracy" in mood
     assert registry.load(tmp_path / "mood_model").multilabel is False

@@ -109,8 +109,22 @@ def midi_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("midi_cli")
     root = make_folder(tmp / "data", per_class=10, n_notes=24)
     out = tmp / "model"
-    argv = ["train", "--data", str(root), "--out", str(out), "--epochs", "1", "--n-notes", "16",
-            "--hidden", "16", "--layers", "1", "--json"]
+    argv = [
+        "train",
+        "--data",
+        str(root),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--n-notes",
+        "16",
+        "--hidden",
+        "16",
+        "--layers",
+        "1",
+        "--json",
+    ]
     return root, out, argv, cli
 
 
@@ -150,8 +164,9 @@ def test_cli_evaluates_and_predicts_midi(midi_run, capsys):
     assert "training split" not in e
     assert len(ev["confusion"]) == 2 and set(ev["per_class_accuracy"]) == {"high", "low"}
     # every file: the 16 training files are reported, on stderr and in the JSON
-    status, o, e = _run(cli, ["evaluate", "--model", out, "--data", root, "--split", "all", "--per-file",
-                              "--json"], capsys)
+    status, o, e = _run(
+        cli, ["evaluate", "--model", out, "--data", root, "--split", "all", "--per-file", "--json"], capsys
+    )
     ev = json.loads(o)
     assert ev["n_files"] == 20 and ev["training_overlap"]["train"] == 16 and ev["training_overlap"]["val"] == 2
     assert "16 in its training split" in e and "not held-out" in e
@@ -190,8 +205,9 @@ def test_cli_audio_evaluate_reports_overlap_votes_and_files(tmp_path, monkeypatc
     monkeypatch.setenv("MUSICLENS_CACHE", str(tmp_path / "cache"))
     root = genre_22k(tmp_path / "g", n=5, seconds=6.5)  # 2 patches of 3 s per file
     out = tmp_path / "model"
-    status, o, e = _run(cli, ["train", "--data", root, "--out", out, "--epochs", "1", "--batch-size", "4",
-                              "--json", "--quiet"], capsys)
+    status, o, e = _run(
+        cli, ["train", "--data", root, "--out", out, "--epochs", "1", "--batch-size", "4", "--json", "--quiet"], capsys
+    )
     assert status == 0, e
     res = json.loads(o)
     assert res["arch"] == "vanilla-cnn" and res["kind"] == "audio"  # the audio default
@@ -200,8 +216,11 @@ def test_cli_audio_evaluate_reports_overlap_votes_and_files(tmp_path, monkeypatc
     assert AUDIO_EVAL_KEYS <= set(ev) and ev["split"] == "test" and ev["n_files"] == 2 and ev["n_tracks"] == 2
     assert ev["training_overlap"]["train"] == 0 and e == ""
     assert ev["vote"] == "mean" and ev["track_accuracy"] == ev["track_accuracy_mean"]
-    status, o, e = _run(cli, ["evaluate", "--model", out, "--data", root, "--split", "all", "--vote", "majority",
-                              "--per-file", "--json"], capsys)
+    status, o, e = _run(
+        cli,
+        ["evaluate", "--model", out, "--data", root, "--split", "all", "--vote", "majority", "--per-file", "--json"],
+        capsys,
+    )
     ev = json.loads(o)
     assert ev["n_files"] == 10 and ev["training_overlap"]["train"] == 6
     assert "6 in its training split" in e
@@ -242,16 +261,20 @@ def test_saliency_and_flip_accept_midi_files(tmp_path, capsys):
     assert len(sal["per_note"]) == 40 and len(sal["top_notes"]) == 5
     with np.load(tmp_path / "s.npz") as z:
         assert z["attribution"].shape == (40, 3) and z["per_note"].shape == (40,)
-    status, o, e = _run(cli, ["saliency", piece, "--method", "integrated-gradients", "--target", "bach",
-                              "-o", tmp_path / "s.csv", "--json"], capsys)
+    status, o, e = _run(
+        cli,
+        ["saliency", piece, "--method", "integrated-gradients", "--target", "bach", "-o", tmp_path / "s.csv", "--json"],
+        capsys,
+    )
     assert status == 0, e
     ig = json.loads(o)
     assert ig["target"] == "bach" and abs(ig["integrated_gradients"]["relative_error"]) < 0.05
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 41
     status, _, e = _run(cli, ["saliency", piece, "--method", "smoothgrad"], capsys)
     assert status == 2 and "does not apply to MIDI" in e
-    status, o, e = _run(cli, ["flip", piece, "--to", "bach", "--steps", "20", "-o", tmp_path / "f.mid",
-                              "--json", "--quiet"], capsys)
+    status, o, e = _run(
+        cli, ["flip", piece, "--to", "bach", "--steps", "20", "-o", tmp_path / "f.mid", "--json", "--quiet"], capsys
+    )
     assert status == 0, e
     fl = json.loads(o)
     assert fl["target"] == "bach" and (tmp_path / "f.mid").is_file() and "probabilities_after" in fl
@@ -270,8 +293,9 @@ def test_cli_jazz_vs_dance_train_evaluate_predict(shared_data, tmp_path, capsys)
     for label in ("dance", "jazz"):
         (root / label).symlink_to(genre / label, target_is_directory=True)
     out = tmp_path / "model"
-    status, o, e = _run(cli, ["train", "--data", root, "--out", out, "--epochs", "3", "--hidden", "32",
-                              "--json", "--quiet"], capsys)
+    status, o, e = _run(
+        cli, ["train", "--data", root, "--out", out, "--epochs", "3", "--hidden", "32", "--json", "--quiet"], capsys
+    )
     assert status == 0, e
     res = json.loads(o)
     assert res["arch"] == "midi-lstm" and res["split"] == {"train": 96, "val": 12, "test": 12}

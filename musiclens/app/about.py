@@ -166,13 +166,25 @@ def about_markdown(device: str | None = None) -> str:
 
     ``device``: the device line, or None while the worker has not answered yet.
     """
-    lines = [f"# MusicLens {__version__}",
-             "See, hear and edit what neural networks do with music.", "",
-             "## Versions", "", "| Component | Version |", "|---|---|"]
+    lines = [
+        f"# MusicLens {__version__}",
+        "See, hear and edit what neural networks do with music.",
+        "",
+        "## Versions",
+        "",
+        "| Component | Version |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in versions().items()]
-    lines += ["", f"**Device in use:** {device or 'asking the worker…'}", "",
-              "MusicLens itself is MIT-licensed. Its icon is our own work (CC0 1.0).", "",
-              "## Bundled models", ""]
+    lines += [
+        "",
+        f"**Device in use:** {device or 'asking the worker…'}",
+        "",
+        "MusicLens itself is MIT-licensed. Its icon is our own work (CC0 1.0).",
+        "",
+        "## Bundled models",
+        "",
+    ]
     models = bundled_models()
     if not models:
         lines.append("No bundled models were found in this installation.")
@@ -181,12 +193,19 @@ def about_markdown(device: str | None = None) -> str:
         licence = p.get("licence") or p.get("licence_note") or "not stated"
         lines.append(f"### {md_escape(m['name'])}")
         lines.append("")
-        for label, key in (("What", "description"), ("Source", "source"), ("Trained on", "training_data"),
-                           ("Copyright", "copyright"), ("Paper", "paper")):
+        for label, key in (
+            ("What", "description"),
+            ("Source", "source"),
+            ("Trained on", "training_data"),
+            ("Copyright", "copyright"),
+            ("Paper", "paper"),
+        ):
             if p.get(key):
                 lines.append(f"- {label}: {md_escape(p[key])}")
-        lines.append(f"- Licence: {md_escape(licence)}" + (f" (full text below: {Path(p['licence_file']).name})"
-                                                 if p.get("licence_file") else ""))
+        lines.append(
+            f"- Licence: {md_escape(licence)}"
+            + (f" (full text below: {Path(p['licence_file']).name})" if p.get("licence_file") else "")
+        )
         made_by = p.get("converter") or p.get("training_script")
         if made_by:
             lines.append(f"- Made by: `{made_by}`")
@@ -197,8 +216,11 @@ def about_markdown(device: str | None = None) -> str:
         lines += [f"### Licence text: {name}", ""] + [f"> {line}" for line in text.splitlines()] + [""]
     lines += ["## Demo input", ""]
     # its own Markdown, without its title (ours says the same), headings under ours
-    lines += ["###" + line[1:] if line.startswith("#") else line
-              for line in demo_readme().splitlines() if not line.startswith("# ")]
+    lines += [
+        "###" + line[1:] if line.startswith("#") else line
+        for line in demo_readme().splitlines()
+        if not line.startswith("# ")
+    ]
     return "\n".join(lines)
 
 
@@ -240,9 +262,12 @@ def show_about(window) -> AboutDialog:
     session = getattr(window, "session", None)
     worker = getattr(window, "worker", None)
     if worker is not None:
-        worker.run("about: device", lambda ctx: describe_device(device_info(getattr(session, "model", None))),
-                   on_result=dialog.set_device,
-                   on_error=lambda message: dialog.set_device(f"unknown ({message})"))
+        worker.run(
+            "about: device",
+            lambda ctx: describe_device(device_info(getattr(session, "model", None))),
+            on_result=dialog.set_device,
+            on_error=lambda message: dialog.set_device(f"unknown ({message})"),
+        )
     else:  # no worker (a bare window): asking torch here is fine at About time
         dialog.set_device(describe_device(device_info()))
     dialog.show()
@@ -276,14 +301,16 @@ This guide stays in <b>Help &gt; What am I looking at?</b></p>
 class GuideDialog(QDialog):
     """A small non-modal panel; dismissing it (button or window close) is remembered."""
 
-    def __init__(self, parent: QWidget | None = None, *, model: str | None = None,
-                 opened: str | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, model: str | None = None, opened: str | None = None) -> None:
         super().__init__(parent, Qt.Tool)
         self.setWindowTitle("MusicLens: what you are looking at")
         self.setModal(False)
-        self.label = QLabel(GUIDE_HTML.format(
-            model=html.escape(model or "a model"),
-            opened=f"<b>{html.escape(opened)}</b>" if opened else "a 30-second demo groove"))
+        self.label = QLabel(
+            GUIDE_HTML.format(
+                model=html.escape(model or "a model"),
+                opened=f"<b>{html.escape(opened)}</b>" if opened else "a 30-second demo groove",
+            )
+        )
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.RichText)
         self.ok_button = QPushButton("Got it")
@@ -327,8 +354,11 @@ def show_guide(window, *, model: str | None = None, opened: str | None = None) -
         session = getattr(window, "session", None)
         summary = getattr(session, "summary", None)
         recording = getattr(session, "recording", None)
-        dialog = GuideDialog(window, model=model or getattr(summary, "name", None),
-                             opened=opened or (recording.path.name if recording is not None else None))
+        dialog = GuideDialog(
+            window,
+            model=model or getattr(summary, "name", None),
+            opened=opened or (recording.path.name if recording is not None else None),
+        )
         window._guide_dialog = dialog
     dialog.adjustSize()
     top_right = window.mapToGlobal(window.rect().topRight())
@@ -338,8 +368,9 @@ def show_guide(window, *, model: str | None = None, opened: str | None = None) -
     return dialog
 
 
-def maybe_show_first_run_guide(window, *, screenshot: bool = False, model: str | None = None,
-                               opened: str | None = None) -> GuideDialog | None:
+def maybe_show_first_run_guide(
+    window, *, screenshot: bool = False, model: str | None = None, opened: str | None = None
+) -> GuideDialog | None:
     """On a first start only: never in --screenshot mode, with ``$MUSICLENS_NO_GUIDE`` set,
     or once the user has dismissed it. ``opened``: the file's name (None: the demo)."""
     if screenshot or os.environ.get(NO_GUIDE_ENV) or guide_dismissed():

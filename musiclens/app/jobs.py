@@ -81,8 +81,9 @@ def describe(jobs: list[tuple[Job, str]]) -> str:
     """One line for the status bar; "" when nothing runs or waits."""
     if not jobs:
         return ""
-    parts = [running_text(job) + (" (cancelling)" if job.is_cancelled else "")
-             for job, state in jobs if state == "running"]
+    parts = [
+        running_text(job) + (" (cancelling)" if job.is_cancelled else "") for job, state in jobs if state == "running"
+    ]
     queued = [job.name for job, state in jobs if state == "queued" and not job.is_cancelled]
     if queued:
         named = ", ".join(queued[:QUEUED_NAMED])

@@ -15,9 +15,16 @@ def demo_path() -> Path:
     return demo_recording()
 
 
-def run(*, file: str | None = None, model: str | None = None, demo: bool = False,
-        screenshot: str | None = None, timeout_s: float = 300.0,
-        geometry: tuple[int, int] | None = None, device: str | None = None) -> int:
+def run(
+    *,
+    file: str | None = None,
+    model: str | None = None,
+    demo: bool = False,
+    screenshot: str | None = None,
+    timeout_s: float = 300.0,
+    geometry: tuple[int, int] | None = None,
+    device: str | None = None,
+) -> int:
     """Open the main window with ``model`` and ``file`` (the bundled demo by default).
 
     ``screenshot``: wait until the first analysis has finished, save a PNG of the whole
@@ -47,8 +54,9 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
             window.collector.stop()
             from musiclens.core.errors import MusicLensError
 
-            raise MusicLensError(f"--geometry {geometry[0]}x{geometry[1]}: the window needs at least "
-                                 f"{least.width()}x{least.height()}")
+            raise MusicLensError(
+                f"--geometry {geometry[0]}x{geometry[1]}: the window needs at least {least.width()}x{least.height()}"
+            )
         window.setWindowState(Qt.WindowNoState)  # not maximised: exactly that size
         window.resize(*geometry)
     window.show()
@@ -58,23 +66,32 @@ def run(*, file: str | None = None, model: str | None = None, demo: bool = False
     from musiclens.app.about import app_icon, maybe_show_first_run_guide
 
     app.setWindowIcon(app_icon())
-    QTimer.singleShot(0, lambda: maybe_show_first_run_guide(
-        window, screenshot=bool(screenshot), model=model or DEFAULT_MODEL,
-        opened=Path(file).name if file else None))
+    QTimer.singleShot(
+        0,
+        lambda: maybe_show_first_run_guide(
+            window, screenshot=bool(screenshot), model=model or DEFAULT_MODEL, opened=Path(file).name if file else None
+        ),
+    )
     status = {"code": 0}
     if screenshot:
+
         def shoot(code: int) -> None:
             picture = window.grab()
             if geometry is not None and (picture.width(), picture.height()) != geometry:
                 if (window.width(), window.height()) != geometry:  # e.g. a window manager said no
-                    print(f"musiclens: the window is {window.width()}x{window.height()}, "
-                          f"not {geometry[0]}x{geometry[1]}", file=sys.stderr)
+                    print(
+                        f"musiclens: the window is {window.width()}x{window.height()}, not {geometry[0]}x{geometry[1]}",
+                        file=sys.stderr,
+                    )
                     code = code or 1
                 else:  # a high-DPI screen: device pixels -> the asked size
                     picture = picture.scaled(*geometry, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
             if picture.save(screenshot):
-                print(f"window shown after {shown_s:.2f} s, analysed after "
-                      f"{time.perf_counter() - T0:.2f} s; screenshot {screenshot}", file=sys.stderr)
+                print(
+                    f"window shown after {shown_s:.2f} s, analysed after "
+                    f"{time.perf_counter() - T0:.2f} s; screenshot {screenshot}",
+                    file=sys.stderr,
+                )
             else:  # never claim a file that is not there
                 print(f"musiclens: could not write the screenshot {screenshot}", file=sys.stderr)
                 code = 2

@@ -76,8 +76,9 @@ class Player(QObject):
             self._pos = 0
         self.label = label
 
-    def play(self, audio: np.ndarray | None = None, sr: int | None = None, *, start_s: float = 0.0,
-             label: str = "") -> bool:
+    def play(
+        self, audio: np.ndarray | None = None, sr: int | None = None, *, start_s: float = 0.0, label: str = ""
+    ) -> bool:
         """Start playing (new audio if given) from ``start_s``. False if no device."""
         if audio is not None:
             self.load(audio, int(sr), label=label)
@@ -115,15 +116,17 @@ class Player(QObject):
         try:
             import sounddevice as sd
 
-            self._stream = sd.OutputStream(samplerate=self.rate, channels=1, dtype="float32",
-                                           callback=self._callback, finished_callback=None)
+            self._stream = sd.OutputStream(
+                samplerate=self.rate, channels=1, dtype="float32", callback=self._callback, finished_callback=None
+            )
             self._stream.start()
         # no PortAudio (OSError), no device (PortAudioError) or anything else: a message, never a crash
         except Exception as exc:  # noqa: BLE001
             self._stream = None
             detail = " ".join(str(exc).split())
-            self.error.emit(f"no audio output: {detail}. Everything else works; "
-                            "export the audio as WAV to listen elsewhere.")
+            self.error.emit(
+                f"no audio output: {detail}. Everything else works; export the audio as WAV to listen elsewhere."
+            )
             self.state_changed.emit(False)
             return False
         self._timer.start()
@@ -132,11 +135,11 @@ class Player(QObject):
 
     def _callback(self, outdata, frames, _time, _status) -> None:  # PortAudio thread
         with self._lock:
-            chunk = self._buffer[self._pos:self._pos + frames]
+            chunk = self._buffer[self._pos : self._pos + frames]
             self._pos += len(chunk)
         outdata[: len(chunk), 0] = chunk
         if len(chunk) < frames:
-            outdata[len(chunk):, 0] = 0.0
+            outdata[len(chunk) :, 0] = 0.0
             import sounddevice as sd
 
             raise sd.CallbackStop()

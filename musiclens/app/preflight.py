@@ -103,8 +103,10 @@ def find_qxcb() -> Path | None:
     if bundle:
         roots.append(Path(bundle) / "PySide6")
     for root in roots:
-        for candidate in (root / "Qt" / "plugins" / "platforms" / "libqxcb.so",
-                          root / "plugins" / "platforms" / "libqxcb.so"):
+        for candidate in (
+            root / "Qt" / "plugins" / "platforms" / "libqxcb.so",
+            root / "plugins" / "platforms" / "libqxcb.so",
+        ):
             if candidate.is_file():
                 return candidate
     return None
@@ -163,8 +165,10 @@ def message(missing: Sequence[str], *, root: bool | None = None, apt: bool | Non
     if apt is None:
         apt = shutil.which("apt-get") is not None
     libs = ", ".join(missing)
-    head = (f"cannot open a window on this X display: Qt's xcb platform plugin needs "
-            f"system libraries that are missing ({libs}).")
+    head = (
+        f"cannot open a window on this X display: Qt's xcb platform plugin needs "
+        f"system libraries that are missing ({libs})."
+    )
     packages = debian_packages(missing)
     tail = " Or run without a window: QT_QPA_PLATFORM=offscreen."
     if any(debian_package(s) is None for s in missing):

@@ -39,8 +39,7 @@ class Session(QObject):
     error = Signal(str)
     progress = Signal(object)  # JobProgress of the running job
 
-    def __init__(self, worker: Worker, parent: QObject | None = None, *,
-                 long_worker: Worker | None = None) -> None:
+    def __init__(self, worker: Worker, parent: QObject | None = None, *, long_worker: Worker | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
         self.long_worker = long_worker or worker  # training runs here, so analyses never wait behind it
@@ -53,9 +52,18 @@ class Session(QObject):
         self._dream_stop: threading.Event | None = None
 
     # ------------------------------------------------------------------ plumbing
-    def submit(self, name: str, fn: Callable[[JobContext], Any], on_result: Callable[[Any], None], *,
-               on_progress: OnProgress = None, on_error: OnError = None, worker: Worker | None = None) -> Job:
+    def submit(
+        self,
+        name: str,
+        fn: Callable[[JobContext], Any],
+        on_result: Callable[[Any], None],
+        *,
+        on_progress: OnProgress = None,
+        on_error: OnError = None,
+        worker: Worker | None = None,
+    ) -> Job:
         """Run ``fn`` in the worker (or ``worker``); results and errors come back on the GUI thread."""
+
         def failed(message: str) -> None:
             self.error.emit(f"{name}: {message}")
             if on_error:
@@ -66,13 +74,12 @@ class Session(QObject):
             if on_progress:
                 on_progress(p)
 
-        return (worker or self.worker).run(name, fn, on_result=on_result, on_error=failed,
-                                           on_progress=progressed)
+        return (worker or self.worker).run(name, fn, on_result=on_result, on_error=failed, on_progress=progressed)
 
     # ------------------------------------------------------------------ model and recording
-    def load_model(self, name_or_dir: str, *, then: Callable[[], None] | None = None,
-                   device: str = "auto") -> Job:
+    def load_model(self, name_or_dir: str, *, then: Callable[[], None] | None = None, device: str = "auto") -> Job:
         """Load a model on ``device`` (``"auto"``: the GPU when there is one; ``"cpu"``, ``"cuda"``)."""
+
         def work(ctx: JobContext) -> ModelSummary:
             ctx.progress(None, "loading PyTorch")
             import torch  # noqa: F401  (the heavy import happens here, off the GUI thread)
@@ -125,28 +132,54 @@ class Session(QObject):
     def layer_maps(self, layer: str, patch: int, on_result: Callable[[LayerMaps], None]) -> Job:
         """Per-filter activation maps of ``layer`` on one patch and their auralisations' levels."""
         audio, start = self.patch_audio(patch)
-        return self.submit(f"activations of {layer}", lambda ctx: analyses.layer_maps(
-            self._require_model(), audio, layer, patch=patch, start_s=start), on_result)
+        return self.submit(
+            f"activations of {layer}",
+            lambda ctx: analyses.layer_maps(self._require_model(), audio, layer, patch=patch, start_s=start),
+            on_result,
+        )
 
-    def hear_filter(self, layer: str, k: int, patch: int, how: str, on_result: Callable[[Heard], None], *,
-                    normalise_to: float | None = None) -> Job:
+    def hear_filter(
+        self,
+        layer: str,
+        k: int,
+        patch: int,
+        how: str,
+        on_result: Callable[[Heard], None],
+        *,
+        normalise_to: float | None = None,
+    ) -> Job:
         """Hear filter ``k`` on a patch (``how``: "activation" or "deconv"; ``normalise_to``: dBFS)."""
         audio, start = self.patch_audio(patch)
-        return self.submit(f"{how} of {layer} #{k}", lambda ctx: analyses.hear_filter(
-            self._require_model(), audio, layer, k, how=how, start_s=start, normalise_to=normalise_to), on_result)
+        return self.submit(
+            f"{how} of {layer} #{k}",
+            lambda ctx: analyses.hear_filter(
+                self._require_model(), audio, layer, k, how=how, start_s=start, normalise_to=normalise_to
+            ),
+            on_result,
+        )
 
-    def attribution(self, method: str, target: str, layer: str | None,
-                    on_result: Callable[[Attribution], None]) -> Job:
+    def attribution(self, method: str, target: str, layer: str | None, on_result: Callable[[Attribution], None]) -> Job:
         """A method of the table over every analysed patch, joined along time."""
         rec = self.recording
-        return self.submit(f"{method} for {target}", lambda ctx: _drive(ctx, analyses.attribution_over_file(
-            self._require_model(), rec.audio, method, target, layer=layer)), on_result)
+        return self.submit(
+            f"{method} for {target}",
+            lambda ctx: _drive(
+                ctx, analyses.attribution_over_file(self._require_model(), rec.audio, method, target, layer=layer)
+            ),
+            on_result,
+        )
 
     def kernels(self, on_result: Callable[[dict], None]) -> Job:
         return self.submit("kernel statistics", lambda ctx: analyses.kernels(self._require_model()), on_result)
 
-    def dream(self, options: dict, on_result: Callable[[Dreamt], None], *, on_progress: OnProgress = None,
-              on_error: OnError = None) -> Job:
+    def dream(
+        self,
+        options: dict,
+        on_result: Callable[[Dreamt], None],
+        *,
+        on_progress: OnProgress = None,
+        on_error: OnError = None,
+    ) -> Job:
         """:func:`musiclens.core.analyses.dream` with ``options`` + ``start``: "patch" (at ``patch``) or "sweep"."""
         options = dict(options)
         start_kind, patch = options.pop("start", "sweep"), options.pop("patch", 0)
@@ -154,8 +187,12 @@ class Session(QObject):
         stop = self._dream_stop = threading.Event()  # stop_dream(): finish with the dream so far
 
         def work(ctx: JobContext) -> Dreamt:
-            result = _drive(ctx, analyses.dream(self._require_model(), start_audio,
-                                                stop=lambda: ctx.cancelled or stop.is_set(), **options))
+            result = _drive(
+                ctx,
+                analyses.dream(
+                    self._require_model(), start_audio, stop=lambda: ctx.cancelled or stop.is_set(), **options
+                ),
+            )
             if ctx.cancelled:  # cancelled (not stopped): nothing to keep
                 raise Cancelled()
             return result
@@ -171,32 +208,61 @@ class Session(QObject):
     def similarity(self, other: str | Path, patch: int, on_result: Callable[[Similarity], None]) -> Job:
         """Compare the current recording's patch with the same patch of ``other``, layer by layer."""
         (audio_a, start), name_a = self.patch_audio(patch), self.recording.path.name
-        return self.submit(f"similarity with {Path(other).name}", lambda ctx: _drive(ctx, analyses.pair_similarity(
-            self._require_model(), audio_a, other, start_s=start, name_a=name_a)), on_result)
+        return self.submit(
+            f"similarity with {Path(other).name}",
+            lambda ctx: _drive(
+                ctx, analyses.pair_similarity(self._require_model(), audio_a, other, start_s=start, name_a=name_a)
+            ),
+            on_result,
+        )
 
     def class_similarity(self, folder: str | Path, on_result: Callable[[ClassSimilarity], None]) -> Job:
         """Within-class similarity over ``folder/<label>/*.wav`` (first patch of each file)."""
         folder = Path(folder)
-        return self.submit(f"similarity within the classes of {folder.name}", lambda ctx: _drive(
-            ctx, analyses.class_similarity(self._require_model(), folder, pad=True)), on_result)
+        return self.submit(
+            f"similarity within the classes of {folder.name}",
+            lambda ctx: _drive(ctx, analyses.class_similarity(self._require_model(), folder, pad=True)),
+            on_result,
+        )
 
     # ------------------------------------------------------------------ training
-    def train(self, options: dict, out: Path, on_result: Callable[[dict], None], *, on_progress: OnProgress = None,
-              on_error: OnError = None) -> Job:
+    def train(
+        self,
+        options: dict,
+        out: Path,
+        on_result: Callable[[dict], None],
+        *,
+        on_progress: OnProgress = None,
+        on_error: OnError = None,
+    ) -> Job:
         """Train on :attr:`long_worker` (``options``: root, arch, task, epochs, optionally lr, batch_size,
         patience, val_fraction, test_fraction, model_params); a cancelled run's summary is ``partial``."""
+
         def work(ctx: JobContext) -> dict:
             val, test = float(options.get("val_fraction", 0.1)), float(options.get("test_fraction", 0.1))
-            run = analyses.train(options["root"], out, options.get("arch"), task=options["task"],
-                                 config=analyses.train_config(options), cancel=lambda: ctx.cancelled,
-                                 fractions=(1.0 - val - test, val, test), model_params=options.get("model_params"))
+            run = analyses.train(
+                options["root"],
+                out,
+                options.get("arch"),
+                task=options["task"],
+                config=analyses.train_config(options),
+                cancel=lambda: ctx.cancelled,
+                fractions=(1.0 - val - test, val, test),
+                model_params=options.get("model_params"),
+            )
             trained = _drive(ctx, run, check=False)  # a cancelled run ends its own way, keeping its best epoch
             if trained.cancelled:
                 raise Cancelled(partial=trained.summary)
             return trained.summary
 
-        return self.submit(f"train {options['arch']}", work, on_result, on_progress=on_progress,
-                           on_error=on_error, worker=self.long_worker)
+        return self.submit(
+            f"train {options['arch']}",
+            work,
+            on_result,
+            on_progress=on_progress,
+            on_error=on_error,
+            worker=self.long_worker,
+        )
 
     # ------------------------------------------------------------------ MIDI (piano roll)
     def _midi_model(self, name: str | None = None):
@@ -208,21 +274,46 @@ class Session(QObject):
             self.midi_model = load_midi_model(name)
         return self.midi_model
 
-    def open_midi(self, path: str | Path, on_result: Callable[[MidiOpened], None], *, on_error: OnError = None,
-                  model: str | None = None) -> Job:
+    def open_midi(
+        self,
+        path: str | Path,
+        on_result: Callable[[MidiOpened], None],
+        *,
+        on_error: OnError = None,
+        model: str | None = None,
+    ) -> Job:
         """Read a MIDI file with the (bundled) MIDI model's spec."""
-        return self.submit(f"open {Path(path).name}", lambda ctx: analyses.open_midi(self._midi_model(model), path),
-                           on_result, on_error=on_error)
+        return self.submit(
+            f"open {Path(path).name}",
+            lambda ctx: analyses.open_midi(self._midi_model(model), path),
+            on_result,
+            on_error=on_error,
+        )
 
-    def midi_classify(self, notes, target: int | None, revision: int,
-                      on_result: Callable[[MidiClassified], None]) -> Job:
+    def midi_classify(
+        self, notes, target: int | None, revision: int, on_result: Callable[[MidiClassified], None]
+    ) -> Job:
         """Probabilities and per-note gradient saliency (``target``: class index, None = top)."""
-        return self.submit(MIDI_CLASSIFY_JOB, lambda ctx: analyses.classify_notes(
-            self._midi_model(), notes, target=target, revision=revision, method="gradient"), on_result)
+        return self.submit(
+            MIDI_CLASSIFY_JOB,
+            lambda ctx: analyses.classify_notes(
+                self._midi_model(), notes, target=target, revision=revision, method="gradient"
+            ),
+            on_result,
+        )
 
-    def midi_flip(self, notes, to: str | int, on_result: Callable[[MidiFlip], None], *, steps: int = 300,
-                  on_progress: OnProgress = None, on_error: OnError = None) -> Job:
+    def midi_flip(
+        self,
+        notes,
+        to: str | int,
+        on_result: Callable[[MidiFlip], None],
+        *,
+        steps: int = 300,
+        on_progress: OnProgress = None,
+        on_error: OnError = None,
+    ) -> Job:
         """Input optimisation: the smallest change to the window that makes the model say ``to``."""
+
         def work(ctx: JobContext) -> MidiFlip:
             if (result := _drive(ctx, analyses.flip(self._midi_model(), notes, to, steps=steps))) is None:
                 raise Cancelled()
@@ -230,8 +321,9 @@ class Session(QObject):
 
         return self.submit(MIDI_FLIP_JOB, work, on_result, on_progress=on_progress, on_error=on_error)
 
-    def midi_audio(self, notes, on_result: Callable[[tuple[np.ndarray, int, str]], None], sample_rate: int = 22050
-                   ) -> Job:
+    def midi_audio(
+        self, notes, on_result: Callable[[tuple[np.ndarray, int, str]], None], sample_rate: int = 22050
+    ) -> Job:
         """Render notes (and the file's other tracks) to audio: :func:`musiclens.core.analyses.render`."""
         return self.submit("synthesise MIDI", lambda ctx: analyses.render(notes, sample_rate), on_result)
 

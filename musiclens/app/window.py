@@ -26,8 +26,10 @@ from musiclens.app.player import Player
 from musiclens.app.session import DEFAULT_MODEL, Analysis, ModelSummary, Recording, Session
 from musiclens.app.worker import Worker
 
-AUDIO_FILTER = ("Audio or MIDI (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff *.mid *.midi *.rmi *.kar);;"
-                "MIDI (*.mid *.midi *.rmi *.kar);;All files (*)")
+AUDIO_FILTER = (
+    "Audio or MIDI (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aif *.aiff *.mid *.midi *.rmi *.kar);;"
+    "MIDI (*.mid *.midi *.rmi *.kar);;All files (*)"
+)
 MAX_RECENT = 10
 # failures the user must see (a dialog as well as the status bar): session job names
 MUST_SEE_FAILURES = ("open ", "load model ", "use the GPU")
@@ -159,8 +161,9 @@ class MainWindow(QMainWindow):
         self.similarity = SimilarityPanel()
         self.training = TrainingPanel()
         self.piano_roll = PianoRollPanel()
-        self.piano_roll.attach(self.session, self.player,
-                               lambda audio, sr, label: self.play(audio, sr, label, on_recording=False))
+        self.piano_roll.attach(
+            self.session, self.player, lambda audio, sr, label: self.play(audio, sr, label, on_recording=False)
+        )
         spec = self.add_dock("Spectrogram", self.spectrogram, Qt.LeftDockWidgetArea)
         layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
@@ -181,13 +184,16 @@ class MainWindow(QMainWindow):
         spec.raise_()
         layers.raise_()
         self._default_sizes = lambda: (
-            self.resizeDocks([spec, preds], [self.width() - min(500, max(360, self.width() // 3)),
-                                             min(500, max(360, self.width() // 3))], Qt.Horizontal),
+            self.resizeDocks(
+                [spec, preds],
+                [self.width() - min(500, max(360, self.width() // 3)), min(500, max(360, self.width() // 3))],
+                Qt.Horizontal,
+            ),
             self.resizeDocks([spec, layers], [430, 420], Qt.Vertical),
-            self.resizeDocks([preds, cam], [560, 290], Qt.Vertical))
+            self.resizeDocks([preds, cam], [560, 290], Qt.Vertical),
+        )
 
-    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *,
-                 scroll: bool = False) -> QDockWidget:
+    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *, scroll: bool = False) -> QDockWidget:
         """``scroll``: the panel scrolls inside its dock when the dock is smaller than it."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")  # for saveState
@@ -196,8 +202,9 @@ class MainWindow(QMainWindow):
             dock.setWidget(FitScrollArea(widget))
         else:
             dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
-                         | QDockWidget.DockWidgetFloatable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable | QDockWidget.DockWidgetFloatable
+        )
         self.addDockWidget(area, dock)
         self.docks[title] = dock
         return dock
@@ -290,36 +297,40 @@ class MainWindow(QMainWindow):
         for worker in (self.worker, self.train_worker):
             worker.changed.connect(self._on_jobs)
         self.player.position_changed.connect(self._on_position)
-        self.player.state_changed.connect(
-            lambda playing: self.play_button.setText("❚❚ Pause" if playing else "▶ Play"))
+        self.player.state_changed.connect(lambda playing: self.play_button.setText("❚❚ Pause" if playing else "▶ Play"))
         self.player.error.connect(self.show_error)
         self.piano_roll.status.connect(lambda m: self.statusBar().showMessage(m, 15000))
         self.spectrogram.seek_requested.connect(self.seek)
         self.layers.layer_selected.connect(self._layer_selected)
         self.layers.filter_activated.connect(self._hear_filter)
         self.attribution.requested.connect(
-            lambda method, target, layer: s.attribution(method, target, layer, self._show_attribution))
+            lambda method, target, layer: s.attribution(method, target, layer, self._show_attribution)
+        )
         self.attribution.cleared.connect(self.spectrogram.clear_overlay)
         self.dream.start_requested.connect(self._start_dream)
         self.kernels.requested.connect(lambda: s.kernels(self.kernels.set_stats))
         self.training.start_requested.connect(self._start_training)
         self.training.cancel_requested.connect(self._cancel_training)  # the training only
         self.similarity.requested.connect(
-            lambda path: s.similarity(path, self.current_patch(), self.similarity.set_result))
-        self.similarity.folder_requested.connect(
-            lambda folder: s.class_similarity(folder, self.similarity.set_classes))
+            lambda path: s.similarity(path, self.current_patch(), self.similarity.set_result)
+        )
+        self.similarity.folder_requested.connect(lambda folder: s.class_similarity(folder, self.similarity.set_classes))
         self.dream.stop_requested.connect(self.session.stop_dream)  # ends with the dream so far
         self.attribution.display_changed.connect(
-            lambda: self.attribution.result is not None and self._show_attribution(self.attribution.result))
-        for a, b in ((self.attribution.opacity, self.spectrogram.opacity),
-                     (self.attribution.contrast, self.spectrogram.contrast)):  # one control, two places
+            lambda: self.attribution.result is not None and self._show_attribution(self.attribution.result)
+        )
+        for a, b in (
+            (self.attribution.opacity, self.spectrogram.opacity),
+            (self.attribution.contrast, self.spectrogram.contrast),
+        ):  # one control, two places
             a.valueChanged.connect(b.setValue)
             b.valueChanged.connect(a.setValue)
         self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label, on_recording=False))
         self.model_picker.activated.connect(self._picked_model)
         self.piano_roll.opened.connect(lambda path: self._remember(Path(path)))  # only what opened
         self.piano_roll.discard_button.clicked.connect(  # nothing restored: back to the recording
-            lambda: self.piano_roll.editor is None and self.docks["Spectrogram"].raise_())
+            lambda: self.piano_roll.editor is None and self.docks["Spectrogram"].raise_()
+        )
 
     # ------------------------------------------------------------------ state
     def start(self, *, model: str = DEFAULT_MODEL, path: str | Path | None = None) -> None:
@@ -343,8 +354,9 @@ class MainWindow(QMainWindow):
                 self.piano_roll.classified.disconnect(shown)
                 self.ready.emit()
 
-            self.piano_roll.opened.connect(lambda _p: self.piano_roll.classified.connect(shown),
-                                           Qt.SingleShotConnection)
+            self.piano_roll.opened.connect(
+                lambda _p: self.piano_roll.classified.connect(shown), Qt.SingleShotConnection
+            )
         else:
             if self.piano_roll.restore_bar.isHidden():  # the recording to the front
                 self.docks["Spectrogram"].raise_()
@@ -374,8 +386,7 @@ class MainWindow(QMainWindow):
         self.model_picker.setCurrentIndex(i)
 
     def _on_recording(self, rec: Recording) -> None:
-        self.spectrogram.set_spectrogram(rec.display, rec.duration_s, rec.bin_hz,
-                                         f"{rec.path.name} · {rec.caption}")
+        self.spectrogram.set_spectrogram(rec.display, rec.duration_s, rec.bin_hz, f"{rec.path.name} · {rec.caption}")
         self.predictions.clear()
         if self.similarity.result is not None:  # a comparison of the previous recording
             self.similarity.clear()
@@ -436,6 +447,7 @@ class MainWindow(QMainWindow):
 
     def _layer_selected(self, layer: str) -> None:
         if self.session.analysis is not None:
+
             def show(maps) -> None:  # the user may have picked another layer meanwhile
                 if maps.layer == self.layers.selected_layer():
                     self.layers.set_maps(maps)
@@ -450,9 +462,13 @@ class MainWindow(QMainWindow):
         self.session.hear_filter(layer, k, patch, how, self._play_heard, normalise_to=target)
 
     def _play_heard(self, heard) -> None:
-        self.spectrogram.set_overlay(heard.mask, start_s=heard.start_s, end_s=heard.end_s,
-                                     caption=f"overlay: {heard.label}",
-                                     what=f"{heard.label}: mask (positive part, max 1)")
+        self.spectrogram.set_overlay(
+            heard.mask,
+            start_s=heard.start_s,
+            end_s=heard.end_s,
+            caption=f"overlay: {heard.label}",
+            what=f"{heard.label}: mask (positive part, max 1)",
+        )
         self.last_heard = heard
         self.layers.show_heard(heard)
         self.play(heard.audio, heard.sample_rate, heard.label, offset_s=heard.start_s)
@@ -472,9 +488,11 @@ class MainWindow(QMainWindow):
         if options.get("channels") is None:
             options.pop("channels")
         job = self.session.dream(
-            options, lambda d: self.dream.finished(d),
+            options,
+            lambda d: self.dream.finished(d),
             on_progress=lambda p: self.dream.show_progress(p.fraction, p.message, p.payload),
-            on_error=lambda message: self.dream.finished(None, message))
+            on_error=lambda message: self.dream.finished(None, message),
+        )
         job.cancelled.connect(lambda: self.dream.finished(None, "cancelled"))
 
     def _start_training(self, options: dict) -> None:
@@ -495,9 +513,12 @@ class MainWindow(QMainWindow):
             self.training.cancelled(summary)
 
         job = self.session.train(
-            options, out, done,
+            options,
+            out,
+            done,
             on_progress=lambda p: self.training.show_event(p.fraction, p.message, p.payload),
-            on_error=lambda message: self.training.finished(None, message))
+            on_error=lambda message: self.training.finished(None, message),
+        )
         job.cancelled.connect(cancelled)
         self._training_job = job
 
@@ -510,9 +531,15 @@ class MainWindow(QMainWindow):
     def _show_attribution(self, result) -> None:
         self.attribution.set_result(result)
         values, signed, what, ends = self.attribution.display(result)
-        self.spectrogram.set_overlay(values, start_s=result.start_s, end_s=result.end_s,
-                                     symmetric=signed, caption=f"overlay: {result.method} for {result.target}",
-                                     what=what, ends=ends)
+        self.spectrogram.set_overlay(
+            values,
+            start_s=result.start_s,
+            end_s=result.end_s,
+            symmetric=signed,
+            caption=f"overlay: {result.method} for {result.target}",
+            what=what,
+            ends=ends,
+        )
 
     def _on_jobs(self) -> None:
         """Status bar: the job list, and the progress of the job the user waits for (a
@@ -557,8 +584,12 @@ class MainWindow(QMainWindow):
         rec, selection = self.session.recording, self.spectrogram.selected_range()
         if selection is not None and rec is not None and not self.player.playing:
             a, b = (int(round(t * rec.sample_rate)) for t in selection)
-            self.play(rec.audio[a:b], rec.sample_rate, f"{rec.path.name} {selection[0]:.1f}–{selection[1]:.1f} s",
-                      offset_s=selection[0])
+            self.play(
+                rec.audio[a:b],
+                rec.sample_rate,
+                f"{rec.path.name} {selection[0]:.1f}–{selection[1]:.1f} s",
+                offset_s=selection[0],
+            )
             return
         self.player.toggle()
 
@@ -623,8 +654,9 @@ class MainWindow(QMainWindow):
     def export_panel_png(self, title: str, path: str | None = None) -> None:
         """Save what a dock shows, as the user sees it, to a PNG."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, f"Export {title}", f"{title.lower().replace(' ', '-')}.png",
-                                                  "PNG (*.png)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, f"Export {title}", f"{title.lower().replace(' ', '-')}.png", "PNG (*.png)"
+            )
         if path:
             self.panels[title].grab().save(path)
             self.statusBar().showMessage(f"saved {path}", 10000)
@@ -661,8 +693,9 @@ class MainWindow(QMainWindow):
 
     def _picked_model(self, index: int) -> None:
         name = self.model_picker.itemData(index)
-        if name and (self.session.summary is None or name not in (self.session.summary.name,
-                                                                    self.session.summary.source)):
+        if name and (
+            self.session.summary is None or name not in (self.session.summary.name, self.session.summary.source)
+        ):
             self._load_model(name)
 
     def open_model_dialog(self) -> None:
@@ -772,8 +805,9 @@ class MainWindow(QMainWindow):
         problem = cuda_problem()
         cuda = self.device_actions["cuda"]
         cuda.setEnabled(problem is None)
-        cuda.setToolTip(f"Run the model on the GPU ({info.get('gpu')})" if problem is None
-                        else f"Not available: {problem}")
+        cuda.setToolTip(
+            f"Run the model on the GPU ({info.get('gpu')})" if problem is None else f"Not available: {problem}"
+        )
 
     # ------------------------------------------------------------------ layout
     def _restore_layout(self) -> None:
@@ -801,10 +835,12 @@ class MainWindow(QMainWindow):
 
     def about(self) -> None:  # versions, device, licences: musiclens.app.about
         from musiclens.app.about import show_about
+
         return show_about(self)
 
     def show_guide(self) -> None:  # the first-run guide, again
         from musiclens.app.about import show_guide
+
         return show_guide(self)
 
     def closeEvent(self, event) -> None:  # noqa: N802

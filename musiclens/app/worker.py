@@ -62,8 +62,7 @@ class JobContext:
         if self.cancelled:
             raise Cancelled()
 
-    def progress(self, fraction: float | None, message: str = "", payload: Any = None, *,
-                 check: bool = True) -> None:
+    def progress(self, fraction: float | None, message: str = "", payload: Any = None, *, check: bool = True) -> None:
         """Report progress; raises :class:`Cancelled` once cancelled unless ``check=False``
         (for jobs that must finish their own way, e.g. save what they have)."""
         if check:
@@ -194,10 +193,15 @@ class Worker(QObject):
         self.changed.emit()
         return job
 
-    def run(self, name: str, fn: Callable[[JobContext], Any], *,
-            on_result: Callable[[Any], None] | None = None,
-            on_error: Callable[[str], None] | None = None,
-            on_progress: Callable[[JobProgress], None] | None = None) -> Job:
+    def run(
+        self,
+        name: str,
+        fn: Callable[[JobContext], Any],
+        *,
+        on_result: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[JobProgress], None] | None = None,
+    ) -> Job:
         """Convenience: make a job, connect the callbacks, submit it."""
         job = Job(name, fn)
         if on_result:

@@ -49,8 +49,14 @@ class _ShowDefaults(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = (action.help or "").strip()
         default = action.default
-        if (default is None or default is False or default is argparse.SUPPRESS or "%(default)" in text
-                or not action.option_strings or text == argparse.SUPPRESS):
+        if (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or "%(default)" in text
+            or not action.option_strings
+            or text == argparse.SUPPRESS
+        ):
             return text
         if isinstance(default, (list, tuple)):
             shown = ",".join(str(v) for v in default)
@@ -61,8 +67,11 @@ class _ShowDefaults(argparse.HelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
 
     def _format_action(self, action: argparse.Action) -> str:
-        if not (action.help and action.help.strip()) and action.help != argparse.SUPPRESS \
-                and self._get_help_string(action):  # an option without help still shows its default
+        if (
+            not (action.help and action.help.strip())
+            and action.help != argparse.SUPPRESS
+            and self._get_help_string(action)
+        ):  # an option without help still shows its default
             import copy
 
             action = copy.copy(action)
@@ -120,8 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:  # no sub-command: open the window
         from musiclens.cli import gui
 
-        args = parser.parse_args(["gui", *(argv or [])]) if argv else argparse.Namespace(
-            file=None, model=None, demo=True, screenshot=None)
+        args = (
+            parser.parse_args(["gui", *(argv or [])])
+            if argv
+            else argparse.Namespace(file=None, model=None, demo=True, screenshot=None)
+        )
         return gui.run(args)
     try:
         return int(args.func(args) or 0)

@@ -7,8 +7,9 @@ import argparse
 from musiclens.cli._model import DEFAULT_MODEL, add_model_argument, load_model  # noqa: F401  (one place)
 
 
-def add_method_argument(p: argparse.ArgumentParser, *, default: str, needs_layer: bool | None = None,
-                        kind: str = "audio") -> list[str]:
+def add_method_argument(
+    p: argparse.ArgumentParser, *, default: str, needs_layer: bool | None = None, kind: str = "audio"
+) -> list[str]:
     """``--method`` with the method table's names (for ``kind``, with or without a layer) as
     its choices; old spellings (``gradcam``, ``ig``, ...) are turned into the canonical name.
     Returns the choices."""
@@ -25,18 +26,21 @@ def add_method_argument(p: argparse.ArgumentParser, *, default: str, needs_layer
 
     method_name.__name__ = "method"
     olds = [a for m in methods.select(kind=kind, needs_layer=needs_layer) for a in m.aliases]
-    p.add_argument("--method", type=method_name, choices=choices, default=default,
-                   help="; ".join(f"{m.name}: {m.description}"
-                                  for m in methods.select(kind=kind, needs_layer=needs_layer))
-                   + (f" (old spellings {', '.join(olds)} work too)" if olds else ""))
+    p.add_argument(
+        "--method",
+        type=method_name,
+        choices=choices,
+        default=default,
+        help="; ".join(f"{m.name}: {m.description}" for m in methods.select(kind=kind, needs_layer=needs_layer))
+        + (f" (old spellings {', '.join(olds)} work too)" if olds else ""),
+    )
     return choices
 
 
 def add_segment_arguments(p: argparse.ArgumentParser, *, default_duration: float | None) -> None:
     p.add_argument("--offset", type=float, default=0.0, help="start reading at this time (s)")
     what = "one model patch" if default_duration is None else f"{default_duration} s"
-    p.add_argument("--duration", type=float, default=None,
-                   help=f"seconds to read (default {what}; 0 = the whole file)")
+    p.add_argument("--duration", type=float, default=None, help=f"seconds to read (default {what}; 0 = the whole file)")
 
 
 def read_audio(path: str, m, *, offset: float, duration: float | None):

@@ -48,8 +48,10 @@ def saliency(args: argparse.Namespace) -> int:
     if meth.name == "gradient" and getattr(args, "times_input", False):
         meth = methods.get("gradient-x-input")
     if "midi" not in meth.input_kinds:
-        raise ParameterError(f"--method {meth.name} does not apply to MIDI models; MIDI saliency offers "
-                             + ", ".join(methods.names(kind="midi")))
+        raise ParameterError(
+            f"--method {meth.name} does not apply to MIDI models; MIDI saliency offers "
+            + ", ".join(methods.names(kind="midi"))
+        )
     method = meth.name
     out_path = getattr(args, "output", None)
     if out_path is not None and Path(out_path).suffix.lower() not in (".npz", ".csv"):
@@ -61,7 +63,8 @@ def saliency(args: argparse.Namespace) -> int:
     probs = m.predict(x, mk)[0].cpu().numpy()
     target = int(np.argmax(probs)) if getattr(args, "target", None) is None else m.label_index(args.target)
     score: Literal["logit", "probability"] = (
-        "probability" if getattr(args, "output_score", "logit") == "probability" else "logit")
+        "probability" if getattr(args, "output_score", "logit") == "probability" else "logit"
+    )
     options: dict[str, Any] = {"output": score, "mask": mk}
     info: dict[str, Any] = {}
     if method == "integrated-gradients":
@@ -69,41 +72,68 @@ def saliency(args: argparse.Namespace) -> int:
     attr = meth(m, x, target=target, **options)
     extra: dict[str, float] = {}
     if info:
-        extra = {"score_at_input": float(info["score_at_input"][0]),
-                 "score_at_baseline": float(info["score_at_baseline"][0]),
-                 "completeness_error": float(info["completeness_error"][0]),
-                 "relative_error": float(info["relative_error"][0])}
+        extra = {
+            "score_at_input": float(info["score_at_input"][0]),
+            "score_at_baseline": float(info["score_at_baseline"][0]),
+            "completeness_error": float(info["completeness_error"][0]),
+            "relative_error": float(info["relative_error"][0]),
+        }
     k = int(mask.sum())
     a = attr[0].detach().cpu().numpy().astype(np.float32)[:k]
     per = ms.per_note(attr.detach())[0].cpu().numpy().astype(np.float32)[:k]
     order = np.argsort(-per)[:5]
-    top = [{"index": int(i), "pitch": int(notes.pitch[i]), "start_s": float(notes.start[i]),
-            "saliency": float(per[i])} for i in order]
-    summary = {"model": m.name, "file": str(args.file), "kind": "midi", "method": method,
-               "target": m.labels[target], "score": score, "probability": float(probs[target]),
-               "n_notes": k, "shape": list(a.shape), "min": float(a.min()) if k else 0.0,
-               "max": float(a.max()) if k else 0.0, "sum": float(a.astype(np.float64).sum()),
-               "per_note": per.astype(float).tolist(), "top_notes": top, "output": out_path}
+    top = [
+        {"index": int(i), "pitch": int(notes.pitch[i]), "start_s": float(notes.start[i]), "saliency": float(per[i])}
+        for i in order
+    ]
+    summary = {
+        "model": m.name,
+        "file": str(args.file),
+        "kind": "midi",
+        "method": method,
+        "target": m.labels[target],
+        "score": score,
+        "probability": float(probs[target]),
+        "n_notes": k,
+        "shape": list(a.shape),
+        "min": float(a.min()) if k else 0.0,
+        "max": float(a.max()) if k else 0.0,
+        "sum": float(a.astype(np.float64).sum()),
+        "per_note": per.astype(float).tolist(),
+        "top_notes": top,
+        "output": out_path,
+    }
     if extra:
         summary["integrated_gradients"] = extra
     if out_path is not None:
         prepare_output(out_path)
         if str(out_path).lower().endswith(".npz"):
-            np.savez_compressed(out_path, attribution=a, per_note=per, features=feats[:k].astype(np.float32),
-                                method=np.array(method), target=np.array(m.labels[target]), model=np.array(m.name))
+            np.savez_compressed(
+                out_path,
+                attribution=a,
+                per_note=per,
+                features=feats[:k].astype(np.float32),
+                method=np.array(method),
+                target=np.array(m.labels[target]),
+                model=np.array(m.name),
+            )
         else:
             with open(out_path, "w", encoding="utf-8") as f:
                 f.write("index,start_s,pitch,step_s,duration_s,saliency,d_pitch,d_step,d_duration\n")
                 for i in range(k):
-                    f.write(f"{i},{notes.start[i]:.6f},{int(notes.pitch[i])},{feats[i, 1]:.6f},{feats[i, 2]:.6f},"
-                            f"{per[i]:.6g},{a[i, 0]:.6g},{a[i, 1]:.6g},{a[i, 2]:.6g}\n")
+                    f.write(
+                        f"{i},{notes.start[i]:.6f},{int(notes.pitch[i])},{feats[i, 1]:.6f},{feats[i, 2]:.6f},"
+                        f"{per[i]:.6g},{a[i, 0]:.6g},{a[i, 1]:.6g},{a[i, 2]:.6g}\n"
+                    )
     if getattr(args, "json", False):
         print_json(summary)
     else:
-        print(f"{method} saliency of {m.labels[target]!r} (p = {probs[target]:.3f}) on the first {k} notes of "
-              f"{args.file}; most salient notes: "
-              + ", ".join(f"#{t['index']} (pitch {t['pitch']}, {t['start_s']:.2f} s)" for t in top)
-              + (f"; wrote {out_path}" if out_path else ""))
+        print(
+            f"{method} saliency of {m.labels[target]!r} (p = {probs[target]:.3f}) on the first {k} notes of "
+            f"{args.file}; most salient notes: "
+            + ", ".join(f"#{t['index']} (pitch {t['pitch']}, {t['start_s']:.2f} s)" for t in top)
+            + (f"; wrote {out_path}" if out_path else "")
+        )
     return 0
 
 
@@ -113,10 +143,19 @@ def flip(args: argparse.Namespace) -> int:
     from musiclens.cli import midi_flip
 
     lr = getattr(args, "lr", None)
-    ns = argparse.Namespace(file=args.file, to=args.to, model=midi_model_name(getattr(args, "model", None)),
-                            output=args.output, steps=getattr(args, "steps", 300),
-                            lr=0.05 if lr is None else lr, penalty=0.001, features="pitch,step,duration",
-                            window_only=bool(getattr(args, "patch_only", False)), model_notes_only=False,
-                            json=getattr(args, "json", False), quiet=getattr(args, "quiet", False),
-                            device=getattr(args, "device", "auto"))
+    ns = argparse.Namespace(
+        file=args.file,
+        to=args.to,
+        model=midi_model_name(getattr(args, "model", None)),
+        output=args.output,
+        steps=getattr(args, "steps", 300),
+        lr=0.05 if lr is None else lr,
+        penalty=0.001,
+        features="pitch,step,duration",
+        window_only=bool(getattr(args, "patch_only", False)),
+        model_notes_only=False,
+        json=getattr(args, "json", False),
+        quiet=getattr(args, "quiet", False),
+        device=getattr(args, "device", "auto"),
+    )
     return midi_flip.run(ns)

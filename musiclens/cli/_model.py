@@ -12,18 +12,29 @@ import argparse
 from musiclens.core.device import DEVICE_CHOICES  # torch-free to import
 from musiclens.core.resources import DEFAULT_MIDI_MODEL, DEFAULT_MODEL
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_MIDI_MODEL", "DEVICE_CHOICES", "add_model_argument",
-           "add_device_argument", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_MIDI_MODEL",
+    "DEVICE_CHOICES",
+    "add_model_argument",
+    "add_device_argument",
+    "load_model",
+]
 
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` (default auto: the GPU when one is present)."""
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
-                   help="where the model runs: auto = the GPU when one is present, else the CPU")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICE_CHOICES,
+        help="where the model runs: auto = the GPU when one is present, else the CPU",
+    )
 
 
-def add_model_argument(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL,
-                       required: bool = False, help: str | None = None) -> None:
+def add_model_argument(
+    p: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL, required: bool = False, help: str | None = None
+) -> None:
     """``--model NAME|FOLDER`` (default :data:`DEFAULT_MODEL`) and ``--device``."""
     if help is None:
         help = "bundled model name or model folder"

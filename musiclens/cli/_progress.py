@@ -21,15 +21,24 @@ def add_quiet_argument(p: argparse.ArgumentParser) -> None:
 class Progress:
     """``update(done)`` prints ``"<what>: done/total <unit>[, detail], N s elapsed, ETA M s"``."""
 
-    def __init__(self, what: str, unit: str, *, total: int | None = None, quiet: bool = False,
-                 every: float = 2.0) -> None:
+    def __init__(
+        self, what: str, unit: str, *, total: int | None = None, quiet: bool = False, every: float = 2.0
+    ) -> None:
         self.what, self.unit, self.total, self.quiet, self.every = what, unit, total, quiet, every
         self.start = time.monotonic()
         self._last_print: float | None = None
         self._last_done = 0
 
-    def update(self, done: int, *, total: int | None = None, detail: str = "", unit: str | None = None,
-               force: bool = False, finished: bool = False) -> None:
+    def update(
+        self,
+        done: int,
+        *,
+        total: int | None = None,
+        detail: str = "",
+        unit: str | None = None,
+        force: bool = False,
+        finished: bool = False,
+    ) -> None:
         """``finished``: the last update of a job that stopped before ``total`` (printed, no ETA)."""
         if total is not None:
             self.total = total

@@ -19,8 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("activations", help="save a layer's output per patch as .npz")
     p.add_argument("file", help="an audio file (wav, flac, ogg, mp3, aiff)")
     add_model_argument(p)
-    p.add_argument("--layer", required=True,
-                   help="a layer name from `musiclens layers` (or a module path)")
+    p.add_argument("--layer", required=True, help="a layer name from `musiclens layers` (or a module path)")
     p.add_argument("-o", "--output", required=True, help="the .npz file to write")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     m = registry.load(args.model, device=args.device)
     info = m.layers.get(args.layer)
     if info is None and args.layer not in dict(m.net.named_modules()):
-        raise ParameterError(f"model {m.name!r} has no layer {args.layer!r}; layers are: "
-                             + ", ".join(m.layers))
+        raise ParameterError(f"model {m.name!r} has no layer {args.layer!r}; layers are: " + ", ".join(m.layers))
     out = Path(args.output)
     if out.suffix != ".npz":
         raise ParameterError(f"the output must be a .npz file, got {out}")
@@ -70,9 +68,14 @@ def run(args: argparse.Namespace) -> int:
         data["row_group_bounds"] = np.array([[g[1], g[2]] for g in d["row_groups"]])
     prepare_output(out)
     np.savez_compressed(out, **data)
-    summary = {"model": m.name, "layer": str(data["layer"]), "output": str(out),
-               "patches": len(patches), "shape": list(acts.shape),
-               "W_shape": list(data["W"].shape) if "W" in data else None}
+    summary = {
+        "model": m.name,
+        "layer": str(data["layer"]),
+        "output": str(out),
+        "patches": len(patches),
+        "shape": list(acts.shape),
+        "W_shape": list(data["W"].shape) if "W" in data else None,
+    }
     if args.json:
         print_json(summary)
     else:

@@ -49,22 +49,38 @@ def run(args: argparse.Namespace) -> int:
     maps = heat[0].cpu().numpy().astype(np.float32)
     f, t = np.unravel_index(int(np.abs(maps).argmax()), maps.shape)
     fe = m.front_end
-    summary = {"model": m.name, "file": str(args.file), "layer": args.layer,
-               "method": args.method, "target": m.labels[target], "shape": list(maps.shape),
-               "min": float(maps.min()), "max": float(maps.max()),
-               "peak": {"row": int(f), "frame": int(t)}, "output": args.output}
+    summary = {
+        "model": m.name,
+        "file": str(args.file),
+        "layer": args.layer,
+        "method": args.method,
+        "target": m.labels[target],
+        "shape": list(maps.shape),
+        "min": float(maps.min()),
+        "max": float(maps.max()),
+        "peak": {"row": int(f), "frame": int(t)},
+        "output": args.output,
+    }
     if args.output:
         out = Path(args.output)
         if out.suffix != ".npz":
             raise ParameterError(f"the output must be a .npz file, got {out}")
         prepare_output(out)
-        np.savez_compressed(out, map=maps, layer=np.array(args.layer), target=np.array(m.labels[target]),
-                            method=np.array(args.method), model=np.array(m.name),
-                            frame_seconds=np.array(fe.hop / fe.sample_rate))
+        np.savez_compressed(
+            out,
+            map=maps,
+            layer=np.array(args.layer),
+            target=np.array(m.labels[target]),
+            method=np.array(args.method),
+            model=np.array(m.name),
+            frame_seconds=np.array(fe.hop / fe.sample_rate),
+        )
     if args.json:
         print_json(summary)
     else:
-        print(f"{args.method} of {m.labels[target]!r} at {args.layer!r}: map {tuple(maps.shape)}, "
-              f"range [{maps.min():.4g}, {maps.max():.4g}], peak at row {f}, frame {t}"
-              + (f"; wrote {args.output}" if args.output else ""))
+        print(
+            f"{args.method} of {m.labels[target]!r} at {args.layer!r}: map {tuple(maps.shape)}, "
+            f"range [{maps.min():.4g}, {maps.max():.4g}], peak at row {f}, frame {t}"
+            + (f"; wrote {args.output}" if args.output else "")
+        )
     return 0

@@ -21,19 +21,29 @@ AUDIO = (".wav", ".flac", ".ogg")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("deconv", help="deconvolve one filter back to the spectrogram",
-                              description=__doc__.split("\n\n", 1)[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "deconv",
+        help="deconvolve one filter back to the spectrogram",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", help="an audio file")
     add_model_argument(p)
     p.add_argument("--layer", required=True, help="a layer name from `musiclens layers`")
     p.add_argument("--filter", type=int, required=True, help="the filter (channel) index")
-    p.add_argument("--keep", choices=("all", "max"), default="all",
-                   help="keep the filter's whole map (Choi et al., default) or its strongest position")
-    p.add_argument("--rule", choices=("deconvnet", "guided", "gradient"), default="deconvnet",
-                   help="how ReLUs pass the signal back (default deconvnet)")
-    p.add_argument("--signed", action="store_true",
-                   help="send the signed activation down (default: its positive part)")
+    p.add_argument(
+        "--keep",
+        choices=("all", "max"),
+        default="all",
+        help="keep the filter's whole map (Choi et al., default) or its strongest position",
+    )
+    p.add_argument(
+        "--rule",
+        choices=("deconvnet", "guided", "gradient"),
+        default="deconvnet",
+        help="how ReLUs pass the signal back (default deconvnet)",
+    )
+    p.add_argument("--signed", action="store_true", help="send the signed activation down (default: its positive part)")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("-o", "--output", required=True, help="OUT.npz, OUT.png or OUT.wav")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -62,38 +72,59 @@ def run(args: argparse.Namespace) -> int:
     yy, _, _ = to_fe_rate(y, sr, fe)
     with torch.no_grad():
         x = fe(yy)
-    d = deconv(m, x, layer=args.layer, filter=args.filter, keep=args.keep, rule=args.rule,
-               positive=not args.signed)
+    d = deconv(m, x, layer=args.layer, filter=args.filter, keep=args.keep, rule=args.rule, positive=not args.signed)
     mask = deconv_mask(d)
     maps = d[0].cpu().numpy().astype(np.float32)
     out = Path(args.output)
-    summary = {"model": m.name, "file": str(args.file), "layer": args.layer, "filter": args.filter,
-               "keep": args.keep, "rule": args.rule, "shape": list(maps.shape),
-               "min": float(maps.min()), "max": float(maps.max()),
-               "peak": peak_of(maps, fe), "output": str(out)}
+    summary = {
+        "model": m.name,
+        "file": str(args.file),
+        "layer": args.layer,
+        "filter": args.filter,
+        "keep": args.keep,
+        "rule": args.rule,
+        "shape": list(maps.shape),
+        "min": float(maps.min()),
+        "max": float(maps.max()),
+        "peak": peak_of(maps, fe),
+        "output": str(out),
+    }
     if float(np.abs(maps).max()) == 0.0:
         summary["note"] = "the filter is silent on this input: the deconvolution is all zeros"
     if kind == ".npz":
         prepare_output(out)
-        np.savez_compressed(out, deconv=maps, mask=mask[0].cpu().numpy().astype(np.float32),
-                            layer=np.array(args.layer), filter=np.array(args.filter),
-                            keep=np.array(args.keep), rule=np.array(args.rule), model=np.array(m.name),
-                            frame_seconds=np.array(fe.hop / fe.sample_rate),
-                            bin_hz=np.asarray(fe.bin_frequencies(), dtype=np.float32))
+        np.savez_compressed(
+            out,
+            deconv=maps,
+            mask=mask[0].cpu().numpy().astype(np.float32),
+            layer=np.array(args.layer),
+            filter=np.array(args.filter),
+            keep=np.array(args.keep),
+            rule=np.array(args.rule),
+            model=np.array(m.name),
+            frame_seconds=np.array(fe.hop / fe.sample_rate),
+            bin_hz=np.asarray(fe.bin_frequencies(), dtype=np.float32),
+        )
     elif kind == ".png":
         write_png(str(out), maps)
     else:
         res = apply_mask(y, mask, fe, sample_rate=sr)
         out = audio.save(prepare_output(out), res.audio[0], res.sample_rate)
-        rms_in = float(np.sqrt(np.mean(y ** 2)))
+        rms_in = float(np.sqrt(np.mean(y**2)))
         rms_out = float(np.sqrt(np.mean(res.audio[0] ** 2)))
-        summary |= {"output": str(out), "sample_rate": res.sample_rate, "seconds": len(y) / sr,
-                    "kept_db": float(20 * np.log10(max(rms_out, 1e-12) / max(rms_in, 1e-12)))}
+        summary |= {
+            "output": str(out),
+            "sample_rate": res.sample_rate,
+            "seconds": len(y) / sr,
+            "kept_db": float(20 * np.log10(max(rms_out, 1e-12) / max(rms_in, 1e-12))),
+        }
     if args.json:
         print_json(summary)
     else:
         pk = summary["peak"]
-        print(f"deconvolution of filter {args.filter} of {args.layer!r}: {tuple(maps.shape)}, "
-              f"range [{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, "
-              f"{pk['seconds']:.2f} s; wrote {out}")
+        print(
+            f"deconvolution of filter {args.filter} of {args.layer!r}: {tuple(maps.shape)}, "
+            f"range [{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, "
+            f"{pk['seconds']:.2f} s; wrote {out}"
+        )
     return 0

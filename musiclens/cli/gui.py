@@ -22,14 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help=f"bundled model name or model folder (default: {DEFAULT_MODEL})")
     from musiclens.core.device import DEVICE_CHOICES  # torch-free
 
-    p.add_argument("--device", default=None, choices=DEVICE_CHOICES,
-                   help="where the model runs: auto = the GPU when one is present (default: the "
-                        "window's Model > Device setting, auto at first)")
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=DEVICE_CHOICES,
+        help="where the model runs: auto = the GPU when one is present (default: the "
+        "window's Model > Device setting, auto at first)",
+    )
     p.add_argument("--demo", action="store_true", help="open the bundled demo recording")
-    p.add_argument("--screenshot", metavar="OUT.png",
-                   help="wait for the analysis, save a screenshot of the window and exit")
-    p.add_argument("--geometry", metavar="WxH",
-                   help="the window's size in pixels, e.g. 1280x800 (a --screenshot is exactly that size)")
+    p.add_argument(
+        "--screenshot", metavar="OUT.png", help="wait for the analysis, save a screenshot of the window and exit"
+    )
+    p.add_argument(
+        "--geometry",
+        metavar="WxH",
+        help="the window's size in pixels, e.g. 1280x800 (a --screenshot is exactly that size)",
+    )
 
 
 def parse_geometry(text: str) -> tuple[int, int]:
@@ -67,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
             return fail(problem)
         from musiclens.app.main import run as run_gui
 
-        return run_gui(file=args.file, model=args.model, demo=args.demo, screenshot=args.screenshot,
-                       geometry=geometry, device=device)
+        return run_gui(
+            file=args.file,
+            model=args.model,
+            demo=args.demo,
+            screenshot=args.screenshot,
+            geometry=geometry,
+            device=device,
+        )
     except MusicLensError as exc:  # also when no sub-command was given (outside cli.main's handler)
         return fail(str(exc))

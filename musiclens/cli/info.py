@@ -17,11 +17,17 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.audio import info
 
     meta = info(args.file)
-    summary = {"duration_s": round(meta.duration_s, 6), "sample_rate": meta.sample_rate,
-               "channels": meta.channels, "frames": meta.frames}
+    summary = {
+        "duration_s": round(meta.duration_s, 6),
+        "sample_rate": meta.sample_rate,
+        "channels": meta.channels,
+        "frames": meta.frames,
+    }
     if args.json:
         print_json(summary | {"format": meta.format, "subtype": meta.subtype})
     else:
-        print(f"{meta.path}: {meta.duration_s:.3f} s, {meta.sample_rate} Hz, "
-              f"{meta.channels} channel(s), {meta.frames} frames, {meta.format}/{meta.subtype}")
+        print(
+            f"{meta.path}: {meta.duration_s:.3f} s, {meta.sample_rate} Hz, "
+            f"{meta.channels} channel(s), {meta.frames} frames, {meta.format}/{meta.subtype}"
+        )
     return 0

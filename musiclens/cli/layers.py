@@ -30,8 +30,14 @@ def layer_table(m) -> dict:
         "model": m.name,
         "input_shape": list(x.shape[1:]),
         "layers": [
-            {"name": info.name, "module": info.module, "group": info.group, "kind": info.kind,
-             "description": info.description, "shape": list(outs[info.name].shape[1:])}
+            {
+                "name": info.name,
+                "module": info.module,
+                "group": info.group,
+                "kind": info.kind,
+                "description": info.description,
+                "shape": list(outs[info.name].shape[1:]),
+            }
             for info in m.layers.values()
         ],
     }

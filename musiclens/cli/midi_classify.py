@@ -13,8 +13,9 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("midi-classify", help="classify a MIDI file with a MIDI model (= predict FILE.mid)")
     p.add_argument("file", help="a MIDI file (.mid, .midi, RIFF .rmi)")
-    p.add_argument("--model", default=None,
-                   help="bundled MIDI model name or model folder (default: the bundled MIDI model)")
+    p.add_argument(
+        "--model", default=None, help="bundled MIDI model name or model folder (default: the bundled MIDI model)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     from musiclens.cli._model import add_device_argument
 

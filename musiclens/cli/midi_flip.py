@@ -19,20 +19,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("midi-flip", help="change a MIDI file's notes until a MIDI model predicts a class")
     p.add_argument("file", help="a MIDI file (.mid, .midi, RIFF .rmi)")
     p.add_argument("--to", required=True, help="target class (name or index)")
-    p.add_argument("--model", default=None,
-                   help="bundled MIDI model name or model folder (default: the bundled MIDI model)")
+    p.add_argument(
+        "--model", default=None, help="bundled MIDI model name or model folder (default: the bundled MIDI model)"
+    )
     add_device_argument(p)
     p.add_argument("-o", "--output", required=True, help="where to write the modified .mid")
     p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
-    p.add_argument("--penalty", type=float, default=0.001,
-                   help="weight of the L1 size of the change (default 0.001)")
-    p.add_argument("--features", default="pitch,step,duration",
-                   help="comma-separated features that may change (default pitch,step,duration)")
-    p.add_argument("--window-only", action="store_true",
-                   help="write only the model's window of notes, not the rest of the piece")
-    p.add_argument("--model-notes-only", action="store_true",
-                   help="leave out the tracks the model does not read (e.g. drums) from the output")
+    p.add_argument("--penalty", type=float, default=0.001, help="weight of the L1 size of the change (default 0.001)")
+    p.add_argument(
+        "--features",
+        default="pitch,step,duration",
+        help="comma-separated features that may change (default pitch,step,duration)",
+    )
+    p.add_argument(
+        "--window-only", action="store_true", help="write only the model's window of notes, not the rest of the piece"
+    )
+    p.add_argument(
+        "--model-notes-only",
+        action="store_true",
+        help="leave out the tracks the model does not read (e.g. drums) from the output",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -57,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     progress = Progress("midi-flip", "steps", total=args.steps, quiet=args.quiet)
     target = model.labels[model.label_index(args.to)]
-    flipping = analyses.flip(model, notes, args.to, steps=args.steps, lr=args.lr, penalty=args.penalty,
-                             features=features)
+    flipping = analyses.flip(
+        model, notes, args.to, steps=args.steps, lr=args.lr, penalty=args.penalty, features=features
+    )
     last_step = 0
 
     def show(p: Any) -> None:
@@ -66,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         step = p.payload
         last_step = step.step
         if not step.done:
-            progress.update(step.step, detail=f"p({target}) = {step.target_probability:.3f}"
-                            + (" flipped" if step.flipped else ""))
+            progress.update(
+                step.step, detail=f"p({target}) = {step.target_probability:.3f}" + (" flipped" if step.flipped else "")
+            )
 
     flipped = analyses.run(flipping, show)
     assert flipped is not None  # steps >= 1; the last step carries the result
@@ -75,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
     # the last line reports what is written (the smallest change that flips, pruned), the
     # same probability as the summary, not the optimiser's current step
     p_written = float(result.probabilities_after[result.target])
-    progress.update(last_step, finished=True, detail=f"p({target}) = {p_written:.3f} in the written notes "
-                    f"({'flipped' if result.flipped else 'not flipped'}, best of step {result.step})")
+    progress.update(
+        last_step,
+        finished=True,
+        detail=f"p({target}) = {p_written:.3f} in the written notes "
+        f"({'flipped' if result.flipped else 'not flipped'}, best of step {result.step})",
+    )
     if args.window_only:
         written = result.written
     else:
@@ -91,14 +104,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         before = out["probabilities_before"]
         after = out["probabilities_after"]
-        print(f"{args.file}: {out['predicted_before']} -> {out['predicted_after']} "
-              f"({'flipped' if out['flipped'] else 'NOT flipped'} to {out['target']} after {out['step']} steps)")
+        print(
+            f"{args.file}: {out['predicted_before']} -> {out['predicted_after']} "
+            f"({'flipped' if out['flipped'] else 'NOT flipped'} to {out['target']} after {out['step']} steps)"
+        )
         for label in model.labels:
             print(f"  {label:<16} {before[label]:.4f} -> {after[label]:.4f}")
         c = out["change"]
-        print(f"  changed {c['notes_changed']} of {c['notes']} notes: {c['pitches_changed']} pitches "
-              f"({c['pitch_l1_semitones']:.0f} semitones), {c['steps_changed']} steps "
-              f"({c['step_l1_seconds']:.3f} s), {c['durations_changed']} durations "
-              f"({c['duration_l1_seconds']:.3f} s)")
+        print(
+            f"  changed {c['notes_changed']} of {c['notes']} notes: {c['pitches_changed']} pitches "
+            f"({c['pitch_l1_semitones']:.0f} semitones), {c['steps_changed']} steps "
+            f"({c['step_l1_seconds']:.3f} s), {c['durations_changed']} durations "
+            f"({c['duration_l1_seconds']:.3f} s)"
+        )
         print(f"  wrote {path}")
     return 0

@@ -23,8 +23,11 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="class probabilities of an audio or MIDI file")
     p.add_argument("file", help="an audio file (wav, flac, ogg, mp3, aiff) or a MIDI file (.mid)")
-    p.add_argument("--model", default=None,
-                   help="model folder or bundled model name (default: the bundled model of the file's kind)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model folder or bundled model name (default: the bundled model of the file's kind)",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
     from musiclens.cli._model import add_device_argument
 
@@ -50,8 +53,7 @@ def default_model(path) -> str:
 def predict_midi(path, m) -> dict:
     """The MIDI JSON: ``classes``, ``probabilities``, ``predicted`` and the note counts."""
     out = m.classify_file(path)
-    return {"file": str(path), "model": m.name, "kind": "midi", "classes": list(m.labels),
-            "multilabel": False} | out
+    return {"file": str(path), "model": m.name, "kind": "midi", "classes": list(m.labels), "multilabel": False} | out
 
 
 def check_kinds(path, m) -> None:
@@ -60,8 +62,10 @@ def check_kinds(path, m) -> None:
     midi_file = is_midi_file(path)
     kind = getattr(m, "kind", "audio")
     if midi_file and kind != "midi":
-        raise MusicLensError(f"{path} is a MIDI file but {m.name} is an {kind} model; give a MIDI model "
-                             "(--model midi_style_lstm or a MIDI model folder)")
+        raise MusicLensError(
+            f"{path} is a MIDI file but {m.name} is an {kind} model; give a MIDI model "
+            "(--model midi_style_lstm or a MIDI model folder)"
+        )
     if not midi_file and kind == "midi":
         raise MusicLensError(f"{m.name} is a MIDI model but {path} is not a MIDI file (.mid, .midi, .rmi, .kar)")
 
@@ -92,11 +96,21 @@ def run(args: argparse.Namespace) -> int:
         decision = [lab for lab, v in whole.items() if v >= args.threshold]
     else:
         decision = m.labels[int(mean.argmax())]
-    out = {"model": m.name, "file": str(args.file), "kind": "audio", "classes": list(m.labels),
-           "probabilities": whole, "predicted": decision, "multilabel": m.multilabel,
-           "patch_seconds": tg.patch_seconds, "patch_starts_s": tg.patch_starts_s.astype(float).tolist(),
-           "patches": tg.probabilities.astype(float).tolist(),
-           "labels": list(m.labels), "file_probabilities": whole, "prediction": decision}
+    out = {
+        "model": m.name,
+        "file": str(args.file),
+        "kind": "audio",
+        "classes": list(m.labels),
+        "probabilities": whole,
+        "predicted": decision,
+        "multilabel": m.multilabel,
+        "patch_seconds": tg.patch_seconds,
+        "patch_starts_s": tg.patch_starts_s.astype(float).tolist(),
+        "patches": tg.probabilities.astype(float).tolist(),
+        "labels": list(m.labels),
+        "file_probabilities": whole,
+        "prediction": decision,
+    }
     if args.json:
         print_json(out)
         return 0
@@ -110,9 +124,10 @@ def run(args: argparse.Namespace) -> int:
 def print_midi(path, m, out: dict) -> None:
     """The text report of a MIDI prediction (``predict`` and ``midi-classify``)."""
     ranked = sorted(out["probabilities"].items(), key=lambda kv: -kv[1])
-    print(f"{path}: {out['predicted']} ({out['confidence']:.3f}) with {m.name}, "
-          f"reading notes 1–{out['n_notes_read']} of {out['n_notes_total']}"
-          + (" (padded)" if out["padded"] else ""))
+    print(
+        f"{path}: {out['predicted']} ({out['confidence']:.3f}) with {m.name}, "
+        f"reading notes 1–{out['n_notes_read']} of {out['n_notes_total']}" + (" (padded)" if out["padded"] else "")
+    )
     n_other, n_drum = out["n_notes_not_read_tracks"], out["n_drum_notes_not_read"]
     if n_other:
         what = [f"{n_drum} drum notes"] if n_drum else []

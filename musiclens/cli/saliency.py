@@ -20,23 +20,36 @@ from musiclens.cli._interpret_common import add_method_argument, add_model_argum
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("saliency", help="input attribution (gradient, SmoothGrad, Integrated Gradients, ...)",
-                              description=__doc__.split("\n\n", 1)[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "saliency",
+        help="input attribution (gradient, SmoothGrad, Integrated Gradients, ...)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", help="an audio file, or a MIDI file (.mid: a MIDI model, per-note saliency)")
     add_model_argument(p)
     add_method_argument(p, default="gradient", needs_layer=False)  # the method table's input methods
     p.add_argument("--target", default=None, help="label name or index (default: the top label)")
-    p.add_argument("--output-score", choices=("logit", "probability"), default="logit",
-                   help="attribute the logit (default) or the probability")
-    p.add_argument("--times-input", action="store_true",
-                   help="gradient: gradient × input (the same as --method gradient-x-input)")
+    p.add_argument(
+        "--output-score",
+        choices=("logit", "probability"),
+        default="logit",
+        help="attribute the logit (default) or the probability",
+    )
+    p.add_argument(
+        "--times-input", action="store_true", help="gradient: gradient × input (the same as --method gradient-x-input)"
+    )
     p.add_argument("--samples", type=int, default=25, help="smoothgrad: noisy copies (default 25)")
-    p.add_argument("--noise", type=float, default=0.15,
-                   help="smoothgrad: noise σ as a fraction of the input's range (default 0.15)")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.15,
+        help="smoothgrad: noise σ as a fraction of the input's range (default 0.15)",
+    )
     p.add_argument("--steps", type=int, default=32, help="ig: points on the path (default 32)")
-    p.add_argument("--baseline", default="silence",
-                   help="ig: 'silence' (default), 'zeros', 'min' or a number (front-end units)")
+    p.add_argument(
+        "--baseline", default="silence", help="ig: 'silence' (default), 'zeros', 'min' or a number (front-end units)"
+    )
     add_segment_arguments(p, default_duration=None)
     p.add_argument("-o", "--output", default=None, help="OUT.npz or OUT.png")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -80,15 +93,28 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(m, args.target, x)
     method = methods.get("gradient-x-input" if args.method == "gradient" and args.times_input else args.method)
     info: dict = {}  # diagnostics the method reports (Integrated Gradients: its completeness)
-    options = {"output": args.output_score, "n_samples": args.samples, "noise_level": args.noise,
-               "steps": args.steps, "baseline": _baseline(args.baseline)}
+    options = {
+        "output": args.output_score,
+        "n_samples": args.samples,
+        "noise_level": args.noise,
+        "steps": args.steps,
+        "baseline": _baseline(args.baseline),
+    }
     attr = analyses.attribute(m, x, method.name, target, options=options, info=info)
     maps = attr[0].detach().cpu().numpy().astype(np.float32)
-    summary = {"model": m.name, "file": str(args.file), "method": method.name,
-               "target": m.labels[target], "score": args.output_score, "shape": list(maps.shape),
-               "min": float(maps.min()), "max": float(maps.max()),
-               "sum": float(maps.astype(np.float64).sum()),
-               "peak": peak_of(maps, m.front_end), "output": args.output}
+    summary = {
+        "model": m.name,
+        "file": str(args.file),
+        "method": method.name,
+        "target": m.labels[target],
+        "score": args.output_score,
+        "shape": list(maps.shape),
+        "min": float(maps.min()),
+        "max": float(maps.max()),
+        "sum": float(maps.astype(np.float64).sum()),
+        "peak": peak_of(maps, m.front_end),
+        "output": args.output,
+    }
     extra = {}
     if info:  # under the method's name, e.g. "integrated_gradients"
         extra = {k: (float(v.reshape(-1)[0]) if hasattr(v, "reshape") else v) for k, v in info.items()}
@@ -100,21 +126,30 @@ def run(args: argparse.Namespace) -> int:
         prepare_output(out)
         # dict[str, Any]: numpy's savez_compressed stub matches **dict values against allow_pickle: bool too
         arrays: dict[str, Any] = {k: np.array(v) for k, v in extra.items()}
-        np.savez_compressed(out, attribution=maps, method=np.array(method.name),
-                            target=np.array(m.labels[target]), model=np.array(m.name),
-                            frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),
-                            **arrays)
+        np.savez_compressed(
+            out,
+            attribution=maps,
+            method=np.array(method.name),
+            target=np.array(m.labels[target]),
+            model=np.array(m.name),
+            frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),
+            **arrays,
+        )
     elif kind == ".png":
         write_png(args.output, np.abs(maps))
     if args.json:
         print_json(summary)
     else:
         pk = summary["peak"]
-        print(f"{method.name} saliency of {m.labels[target]!r}: {tuple(maps.shape)}, range "
-              f"[{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, {pk['seconds']:.2f} s"
-              + (f"; wrote {args.output}" if args.output else ""))
+        print(
+            f"{method.name} saliency of {m.labels[target]!r}: {tuple(maps.shape)}, range "
+            f"[{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, {pk['seconds']:.2f} s"
+            + (f"; wrote {args.output}" if args.output else "")
+        )
         if "completeness_error" in extra:
-            print(f"completeness: sum of attributions {summary['sum']:.4g} vs score difference "
-                  f"{extra['score_at_input'] - extra['score_at_baseline']:.4g}: error "
-                  f"{extra['completeness_error']:.3g} ({100 * extra['relative_error']:.2f} %)")
+            print(
+                f"completeness: sum of attributions {summary['sum']:.4g} vs score difference "
+                f"{extra['score_at_input'] - extra['score_at_baseline']:.4g}: error "
+                f"{extra['completeness_error']:.3g} ({100 * extra['relative_error']:.2f} %)"
+            )
     return 0

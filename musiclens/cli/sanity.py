@@ -25,24 +25,36 @@ PASSES = "reflects the model"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sanity", help="cascading weight randomisation check of attributions",
-                              description=__doc__.split("\n\n", 1)[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "sanity",
+        help="cascading weight randomisation check of attributions",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", help="an audio file")
     add_model_argument(p)
     from musiclens.core.interpret import methods
 
-    p.add_argument("--method", default="gradient",
-                   help=f"comma-separated: {', '.join(methods.names(kind='audio'))}, {CONTROL} (a "
-                        f"control); old spellings (grad, ig, grad_cam, ...) work too (default gradient)")
+    p.add_argument(
+        "--method",
+        default="gradient",
+        help=f"comma-separated: {', '.join(methods.names(kind='audio'))}, {CONTROL} (a "
+        f"control); old spellings (grad, ig, grad_cam, ...) work too (default gradient)",
+    )
     p.add_argument("--target", default=None, help="label name or index (default: the top label)")
-    p.add_argument("--layer", default=None,
-                   help="the layer for the layer methods (grad-cam, grad-cam++, cam, ...)")
-    p.add_argument("--layers", default=None,
-                   help="comma-separated layers to randomise, in this order (default: every layer "
-                        "with weights, from the output down)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="final Spearman or SSIM at or above this flags the method (default 0.5)")
+    p.add_argument("--layer", default=None, help="the layer for the layer methods (grad-cam, grad-cam++, cam, ...)")
+    p.add_argument(
+        "--layers",
+        default=None,
+        help="comma-separated layers to randomise, in this order (default: every layer "
+        "with weights, from the output down)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="final Spearman or SSIM at or above this flags the method (default 0.5)",
+    )
     p.add_argument("--samples", type=int, default=10, help="smoothgrad: noisy copies (default 10)")
     p.add_argument("--steps", type=int, default=16, help="ig: points on the path (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
@@ -60,8 +72,13 @@ def verdict(steps: list[dict], threshold: float) -> dict:
     sp, ss = last["spearman"], last["ssim"]
     # NaN (a map that became constant) counts as changed
     still_same = any(v is not None and not math.isnan(v) and v >= threshold for v in (sp, ss))
-    return {"reflects_model": not still_same, "verdict": FAILS if still_same else PASSES,
-            "final_spearman": sp, "final_ssim": ss, "randomised_layers": last["step"]}
+    return {
+        "reflects_model": not still_same,
+        "verdict": FAILS if still_same else PASSES,
+        "final_spearman": sp,
+        "final_ssim": ss,
+        "randomised_layers": last["step"],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,8 +112,13 @@ def run(args: argparse.Namespace) -> int:
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x)
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
-    result = {"model": m.name, "file": str(args.file), "target": m.labels[target],
-              "threshold": args.threshold, "methods": {}}
+    result = {
+        "model": m.name,
+        "file": str(args.file),
+        "target": m.labels[target],
+        "threshold": args.threshold,
+        "methods": {},
+    }
     per_method = 1 + (len(layers) if layers is not None else len(cascade_layers(m)))
     progress = Progress("sanity", "steps", total=per_method * len(chosen), quiet=args.quiet)
     done = 0
@@ -109,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
             fn = method.name
             kwargs = method.supported({"n_samples": args.samples, "steps": args.steps})
         steps = []
-        for step in iter_cascading_randomisation(m, x, method=fn, target=target, layer=args.layer,
-                                                 layers=layers, seed=args.seed, **kwargs):
+        for step in iter_cascading_randomisation(
+            m, x, method=fn, target=target, layer=args.layer, layers=layers, seed=args.seed, **kwargs
+        ):
             d = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in step.to_dict().items()}
             steps.append(d)
             done += 1
@@ -125,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name} (target {m.labels[target]!r})")
         print(f"  {'step':>4}  {'randomised layer':<{width}}  {'spearman':>8}  {'signed':>8}  {'ssim':>8}")
         for s in res["steps"]:
-            print(f"  {s['step']:>4}  {(s['layer'] or '(trained)'):<{width}}  {fmt(s['spearman'])}  "
-                  f"{fmt(s['spearman_signed'])}  {fmt(s['ssim'])}")
+            print(
+                f"  {s['step']:>4}  {(s['layer'] or '(trained)'):<{width}}  {fmt(s['spearman'])}  "
+                f"{fmt(s['spearman_signed'])}  {fmt(s['ssim'])}"
+            )
         print(f"  -> {res['verdict']}")
     return 0

@@ -27,21 +27,28 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff", ".m4a
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("similarity", help="layer-wise similarity of recordings (mean over pairs)",
-                              description=__doc__.split("\n\n", 1)[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="two or more audio files (or folders of them)")
+    p = subparsers.add_parser(
+        "similarity",
+        help="layer-wise similarity of recordings (mean over pairs)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="two or more audio files (or folders of them)")
     add_model_argument(p)
-    p.add_argument("--pairs", choices=("all", "within-class"), default="all",
-                   help="which pairs to compare (default all)")
-    p.add_argument("--labels-from-folders", action="store_true",
-                   help="a file's class is its parent folder's name (needed for --pairs within-class)")
-    p.add_argument("--metrics", default=DEFAULT_METRICS,
-                   help=f"comma-separated: pearson, cosine, nmse, mse_max, cka, cka_debiased "
-                        f"(default {DEFAULT_METRICS})")
-    p.add_argument("--permutations", type=int, default=10,
-                   help="permutations for the CKA baselines (0 = none)")
+    p.add_argument(
+        "--pairs", choices=("all", "within-class"), default="all", help="which pairs to compare (default all)"
+    )
+    p.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="a file's class is its parent folder's name (needed for --pairs within-class)",
+    )
+    p.add_argument(
+        "--metrics",
+        default=DEFAULT_METRICS,
+        help=f"comma-separated: pearson, cosine, nmse, mse_max, cka, cka_debiased (default {DEFAULT_METRICS})",
+    )
+    p.add_argument("--permutations", type=int, default=10, help="permutations for the CKA baselines (0 = none)")
     p.add_argument("--layers", default=None, help="comma-separated layer names (default all)")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -57,8 +64,7 @@ def expand(paths: list[str]) -> list[str]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out += [str(f) for f in sorted(path.rglob("*"))
-                    if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES]
+            out += [str(f) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES]
         else:
             out.append(p)
     return out
@@ -107,10 +113,21 @@ def run(args: argparse.Namespace) -> int:
         comparing.update(done, total=total, detail=f"{n} pair{'s' if n != 1 else ''} x {total // n} layers")
 
     # the same use case as the window's class similarity (core.analyses)
-    curve = analyses.run(analyses.similarity_of_files(
-        m, files, labels=labels, within_class=args.pairs == "within-class", metrics=metrics,
-        n_permutations=args.permutations, layers=layers, offset=args.offset, duration=args.duration,
-        on_compare=compared), show)
+    curve = analyses.run(
+        analyses.similarity_of_files(
+            m,
+            files,
+            labels=labels,
+            within_class=args.pairs == "within-class",
+            metrics=metrics,
+            n_permutations=args.permutations,
+            layers=layers,
+            offset=args.offset,
+            duration=args.duration,
+            on_compare=compared,
+        ),
+        show,
+    )
     pairs, groups = curve.pairs, curve.groups
     result: dict = {"model": m.name, "files": files, "pairs": args.pairs, "n_pairs": len(pairs)}
     if len(files) == 2:
@@ -120,8 +137,11 @@ def run(args: argparse.Namespace) -> int:
     result["layers"] = list(curve.layers)
     result |= _listed(curve.mean())
     if groups and labels is not None:  # groups come from the labels
-        result["classes"] = {label: {"n_files": sum(1 for lab in labels if lab == label), "n_pairs": len(ps)}
-                             | _listed(curve.mean(label)) for label, ps in groups.items()}
+        result["classes"] = {
+            label: {"n_files": sum(1 for lab in labels if lab == label), "n_pairs": len(ps)}
+            | _listed(curve.mean(label))
+            for label, ps in groups.items()
+        }
     if args.json:
         print_json(result)
         return 0
@@ -138,6 +158,5 @@ def run(args: argparse.Namespace) -> int:
     for label, res in result.get("classes", {}).items():
         table(f"class {label!r}: mean over {res['n_pairs']} pairs of {res['n_files']} files", res)
         print()
-    table(f"mean over {len(pairs)} {'within-class ' if groups else ''}pair{'s' if len(pairs) > 1 else ''}",
-          result)
+    table(f"mean over {len(pairs)} {'within-class ' if groups else ''}pair{'s' if len(pairs) > 1 else ''}", result)
     return 0

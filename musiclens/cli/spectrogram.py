@@ -12,7 +12,8 @@ FRONTENDS = ("logmel", "stft", "stft_real", "magnitude", "musicnn")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "spectrogram", help="compute a front end's spectrogram and save it as PNG or NumPy",
+        "spectrogram",
+        help="compute a front end's spectrogram and save it as PNG or NumPy",
         description="PNG: 8-bit greyscale scaled to [0, 255], low frequencies at the bottom "
         "(for 'stft' the two channels real | imag side by side). NPY: the float32 array "
         "(C, F, T).",

@@ -11,10 +11,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tag", help="tag an audio file (taggram per patch and top tags)")
     p.add_argument("file", help="an audio file (wav, flac, ogg, mp3, aiff)")
     add_model_argument(p)
-    p.add_argument("--top", type=int, default=None,
-                   help="number of top tags to list (default: 10 in text, all in JSON)")
-    p.add_argument("--hop", type=int, default=None,
-                   help="frames between patch starts (default: the patch length, no overlap)")
+    p.add_argument(
+        "--top", type=int, default=None, help="number of top tags to list (default: 10 in text, all in JSON)"
+    )
+    p.add_argument(
+        "--hop", type=int, default=None, help="frames between patch starts (default: the patch length, no overlap)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -35,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
         print_json({"model": m.name, "file": str(args.file)} | tg.to_dict(top=args.top))
         return 0
     n = args.top or 10
-    print(f"{args.file}: {len(tg.probabilities)} patches of {tg.patch_seconds:.2f} s, "
-          f"{m.name}, top {n} tags (mean probability over patches):")
+    print(
+        f"{args.file}: {len(tg.probabilities)} patches of {tg.patch_seconds:.2f} s, "
+        f"{m.name}, top {n} tags (mean probability over patches):"
+    )
     for tag, p in tg.ranked(n):
         print(f"  {p:6.3f}  {tag}")
     return 0

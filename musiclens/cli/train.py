@@ -43,56 +43,109 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("train", help="train a model (audio or MIDI) on a labelled folder")
     kinds = ", ".join(f"{a.name} ({a.kind})" for a in ARCHITECTURES)
-    p.add_argument("--arch", default=None, choices=[a.name for a in ARCHITECTURES], metavar="ARCH",
-                   help=f"architecture: {kinds}; default: {DEFAULT_ARCH['audio']} for audio folders, "
-                        f"{DEFAULT_ARCH['midi']} for MIDI folders")
-    p.add_argument("--data", required=True,
-                   help="dataset folder (root/<label>/*.wav, labels.csv, musdb stems, or root/<label>/*.mid)")
+    p.add_argument(
+        "--arch",
+        default=None,
+        choices=[a.name for a in ARCHITECTURES],
+        metavar="ARCH",
+        help=f"architecture: {kinds}; default: {DEFAULT_ARCH['audio']} for audio folders, "
+        f"{DEFAULT_ARCH['midi']} for MIDI folders",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset folder (root/<label>/*.wav, labels.csv, musdb stems, or root/<label>/*.mid)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="maximum number of epochs (default 20; MIDI 30)")
     p.add_argument("--out", required=True, help="model folder to write (weights.safetensors + model.json)")
-    p.add_argument("--task", default="genre", choices=["genre", "mood", "instruments"],
-                   help="audio: genre/mood: single-label folders; instruments: musdb-style stems, multi-label")
+    p.add_argument(
+        "--task",
+        default="genre",
+        choices=["genre", "mood", "instruments"],
+        help="audio: genre/mood: single-label folders; instruments: musdb-style stems, multi-label",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--batch-size", type=int, default=None, help="examples per step (default 32)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3; MIDI 2e-3)")
     p.add_argument("--weight-decay", type=float, default=None, help="weight decay (default 0; MIDI 1e-4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling")
-    p.add_argument("--patience", type=int, default=None,
-                   help="stop after this many epochs without a better validation score (0: never; "
-                        "default 5; MIDI: never)")
-    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
-                   help="track fractions (default 0.8,0.1,0.1)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop after this many epochs without a better validation score (0: never; default 5; MIDI: never)",
+    )
+    p.add_argument(
+        "--split",
+        type=_fractions,
+        default=(0.8, 0.1, 0.1),
+        metavar="TRAIN,VAL,TEST",
+        help="track fractions (default 0.8,0.1,0.1)",
+    )
     p.add_argument("--patch-seconds", type=float, default=None, help="override the patch length")
-    p.add_argument("--no-cache", action="store_true",
-                   help="compute the front end per batch instead of using the feature cache")
-    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $MUSICLENS_CACHE "
-                   "or $XDG_CACHE_HOME/musiclens)")
+    p.add_argument(
+        "--no-cache", action="store_true", help="compute the front end per batch instead of using the feature cache"
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache folder (default: $MUSICLENS_CACHE or $XDG_CACHE_HOME/musiclens)",
+    )
     p.add_argument("--checkpoint", default=None, help="write a resumable checkpoint here after every epoch")
     p.add_argument("--resume", default=None, help="continue from this checkpoint folder")
-    p.add_argument("--filter-loss", type=float, default=0.0,
-                   help="masked-cnn: weight of Zhang et al.'s filter loss (0 = off)")
-    p.add_argument("--filter-tau", type=float, default=None,
-                   help="masked-cnn: template scale of the filter loss (default Zhang's 0.5/(F·T))")
+    p.add_argument(
+        "--filter-loss", type=float, default=0.0, help="masked-cnn: weight of Zhang et al.'s filter loss (0 = off)"
+    )
+    p.add_argument(
+        "--filter-tau",
+        type=float,
+        default=None,
+        help="masked-cnn: template scale of the filter loss (default Zhang's 0.5/(F·T))",
+    )
     p.add_argument("--real-only", action="store_true", help="stft-cnn: real part only (1 channel)")
     g = p.add_argument_group("musicnn-probe (transfer learning on a frozen pretrained MusiCNN)")
-    g.add_argument("--base", default=None,
-                   help="the pretrained MusiCNN: MSD_musicnn (default), MTT_musicnn or a MusiCNN model folder")
-    g.add_argument("--features", default=None, choices=["tags", "pooled", "penultimate"],
-                   help="the representation the head reads: the 50 tag logits, the mid end pooled over "
-                        "time (max and mean, 1506), or the penultimate dense layer (200, default)")
-    g.add_argument("--head", default=None, choices=["linear", "mlp"],
-                   help="logistic regression (linear, default) or a one-hidden-layer MLP")
-    g.add_argument("--l2", default=None, metavar="A,B,...",
-                   help="L2 strengths tried by track-grouped cross-validation on the training tracks "
-                        "(default 1e-4,1e-3,1e-2,0.1,1,10; one value: no CV)")
+    g.add_argument(
+        "--base",
+        default=None,
+        help="the pretrained MusiCNN: MSD_musicnn (default), MTT_musicnn or a MusiCNN model folder",
+    )
+    g.add_argument(
+        "--features",
+        default=None,
+        choices=["tags", "pooled", "penultimate"],
+        help="the representation the head reads: the 50 tag logits, the mid end pooled over "
+        "time (max and mean, 1506), or the penultimate dense layer (200, default)",
+    )
+    g.add_argument(
+        "--head",
+        default=None,
+        choices=["linear", "mlp"],
+        help="logistic regression (linear, default) or a one-hidden-layer MLP",
+    )
+    g.add_argument(
+        "--l2",
+        default=None,
+        metavar="A,B,...",
+        help="L2 strengths tried by track-grouped cross-validation on the training tracks "
+        "(default 1e-4,1e-3,1e-2,0.1,1,10; one value: no CV)",
+    )
     g.add_argument("--cv-folds", type=int, default=None, help="cross-validation folds (default 5)")
-    g.add_argument("--finetune", type=int, default=None,
-                   help="after fitting the head, also train this many of the base's top blocks "
-                        "(0 = frozen, default; runs the base on every batch for --epochs)")
+    g.add_argument(
+        "--finetune",
+        type=int,
+        default=None,
+        help="after fitting the head, also train this many of the base's top blocks "
+        "(0 = frozen, default; runs the base on every batch for --epochs)",
+    )
     g = p.add_argument_group("midi-lstm (MIDI folders)")
     g.add_argument("--n-notes", type=int, default=None, help="notes the model reads from each piece (default 100)")
-    g.add_argument("--hidden", type=int, default=None, dest="hidden_units",
-                   help="hidden units: midi-lstm's LSTM (default 168) or musicnn-probe's MLP head (default 64)")
+    g.add_argument(
+        "--hidden",
+        type=int,
+        default=None,
+        dest="hidden_units",
+        help="hidden units: midi-lstm's LSTM (default 168) or musicnn-probe's MLP head (default 64)",
+    )
     g.add_argument("--layers", type=int, default=None, help="LSTM layers (default 2)")
     from musiclens.cli._model import add_device_argument
 
@@ -121,9 +174,15 @@ def run(args: argparse.Namespace) -> int:
         if arch != "stft-cnn":
             raise ParameterError("--real-only is for --arch stft-cnn")
         params["real_only"] = True
-    probe_args = {"base": args.base, "features": args.features, "head": args.head,
-                  "hidden": args.hidden_units if arch == "musicnn-probe" else None,
-                  "l2_grid": args.l2, "folds": args.cv_folds, "finetune": args.finetune}
+    probe_args = {
+        "base": args.base,
+        "features": args.features,
+        "head": args.head,
+        "hidden": args.hidden_units if arch == "musicnn-probe" else None,
+        "l2_grid": args.l2,
+        "folds": args.cv_folds,
+        "finetune": args.finetune,
+    }
     given = [k for k, v in probe_args.items() if v is not None]
     if given and arch != "musicnn-probe":
         flags = {"l2_grid": "l2", "folds": "cv-folds"}
@@ -134,8 +193,11 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ParameterError(f"--l2 takes numbers separated by commas, got {args.l2!r}") from None
     params.update({k: v for k, v in probe_args.items() if v is not None})
-    midi_args = {"n_notes": args.n_notes, "hidden": args.hidden_units if kind == "midi" else None,
-                 "layers": args.layers}
+    midi_args = {
+        "n_notes": args.n_notes,
+        "hidden": args.hidden_units if kind == "midi" else None,
+        "layers": args.layers,
+    }
     midi_given = [k for k, v in midi_args.items() if v is not None]
     if midi_given and kind != "midi":
         if midi_given[0] != "hidden":
@@ -144,14 +206,25 @@ def run(args: argparse.Namespace) -> int:
     if kind == "midi":
         if args.task != "genre":
             raise ParameterError("--task is for audio folders; a MIDI folder's sub-folders are its labels")
-        for flag, value in (("--checkpoint", args.checkpoint), ("--resume", args.resume),
-                            ("--patch-seconds", args.patch_seconds)):
+        for flag, value in (
+            ("--checkpoint", args.checkpoint),
+            ("--resume", args.resume),
+            ("--patch-seconds", args.patch_seconds),
+        ):
             if value is not None:
                 raise ParameterError(f"{flag} is for audio architectures, not {arch}")
         params.update({k: v for k, v in midi_args.items() if v is not None})
-    cfg = entry.default_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                               filter_loss=args.filter_loss or None, checkpoint_dir=args.checkpoint)
+    cfg = entry.default_config(
+        kind,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        device=args.device,
+        filter_loss=args.filter_loss or None,
+        checkpoint_dir=args.checkpoint,
+    )
     if args.patience is not None:
         cfg.patience = args.patience if args.patience > 0 else None
     cache = None if args.no_cache else FeatureCache(args.cache_dir) if args.cache_dir else "default"
@@ -183,34 +256,51 @@ def run(args: argparse.Namespace) -> int:
             unit = f"batches of epoch {ev.epoch}/{ev.epochs}"
             if batches is None or batches.unit != unit:
                 batches = Progress("train", unit, quiet=args.quiet)
-            batches.update(ev.batch, total=ev.batches or None,
-                           detail="" if ev.loss is None else f"loss {ev.loss:.4f}")
+            batches.update(ev.batch, total=ev.batches or None, detail="" if ev.loss is None else f"loss {ev.loss:.4f}")
         else:
             say(ev.line())
 
     # the window's training job (core.analyses), its events shown on stderr
-    summary = analyses.run(analyses.train(args.data, args.out, arch, task=args.task, config=cfg, fractions=args.split,
-                                          cache=cache, mode="audio" if args.no_cache else "features",
-                                          patch_seconds=args.patch_seconds, resume=args.resume,
-                                          model_params=params), show).summary
+    summary = analyses.run(
+        analyses.train(
+            args.data,
+            args.out,
+            arch,
+            task=args.task,
+            config=cfg,
+            fractions=args.split,
+            cache=cache,
+            mode="audio" if args.no_cache else "features",
+            patch_seconds=args.patch_seconds,
+            resume=args.resume,
+            model_params=params,
+        ),
+        show,
+    ).summary
     for item in summary.get("skipped", []):
         say(f"skipped {item['file']}: {item['reason']}")
     if args.json:
         print_json(summary)
         return 0
     if summary.get("multilabel"):
-        print(f"{arch}: mean ROC-AUC train {_f(summary['train_roc_auc'])}, val "
-              f"{_f(summary['val_roc_auc'])}, test {_f(summary['test_roc_auc'])}; "
-              f"{summary['epochs_run']} epochs; saved to {args.out}")
+        print(
+            f"{arch}: mean ROC-AUC train {_f(summary['train_roc_auc'])}, val "
+            f"{_f(summary['val_roc_auc'])}, test {_f(summary['test_roc_auc'])}; "
+            f"{summary['epochs_run']} epochs; saved to {args.out}"
+        )
     else:
-        print(f"{arch}: accuracy train {_f(summary['train_accuracy'])}, val {_f(summary['val_accuracy'])}, "
-              f"test {_f(summary['test_accuracy'])} (chance {summary['chance']:.3f}); "
-              f"{summary['epochs_run']} epochs; saved to {args.out}")
+        print(
+            f"{arch}: accuracy train {_f(summary['train_accuracy'])}, val {_f(summary['val_accuracy'])}, "
+            f"test {_f(summary['test_accuracy'])} (chance {summary['chance']:.3f}); "
+            f"{summary['epochs_run']} epochs; saved to {args.out}"
+        )
     if "probe" in summary:
         pr = summary["probe"]
-        print(f"  probe: {pr['head']} head on {pr['base']}'s {pr['features']}, L2 {pr['l2']:g} chosen by "
-              f"{(pr.get('cv') or {}).get('folds', 0)}-fold CV on the training tracks; test track accuracy "
-              f"{_f(summary.get('test_track_accuracy'))}")
+        print(
+            f"  probe: {pr['head']} head on {pr['base']}'s {pr['features']}, L2 {pr['l2']:g} chosen by "
+            f"{(pr.get('cv') or {}).get('folds', 0)}-fold CV on the training tracks; test track accuracy "
+            f"{_f(summary.get('test_track_accuracy'))}"
+        )
     return 0
 
 

@@ -53,9 +53,7 @@ def _open_error(path: Path, exc: Exception) -> AudioFileError:
     if path.stat().st_size == 0:
         return AudioFileError(f"{path} is empty (0 bytes)")
     detail = " ".join(str(exc).split())
-    return AudioFileError(
-        f"{path} is not a readable audio file (supported: wav, flac, ogg, mp3, aiff): {detail}"
-    )
+    return AudioFileError(f"{path} is not a readable audio file (supported: wav, flac, ogg, mp3, aiff): {detail}")
 
 
 def _is_mpeg(path: Path) -> bool:
@@ -108,8 +106,9 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
         raise _open_error(path, exc) from None
     if i.samplerate <= 0 or i.channels <= 0:
         raise AudioFileError(f"{path}: invalid header (rate {i.samplerate}, channels {i.channels})")
-    return AudioInfo(str(path), i.frames / i.samplerate, int(i.samplerate), int(i.channels),
-                     int(i.frames), i.format, i.subtype)
+    return AudioInfo(
+        str(path), i.frames / i.samplerate, int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype
+    )
 
 
 def load(
@@ -162,14 +161,16 @@ def load(
         with _decoder_quiet(path):
             data = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one AudioFileError
-        raise AudioFileError(f"{path} could not be decoded (truncated or corrupt?): "
-                             f"{' '.join(str(exc).split())}") from None
+        raise AudioFileError(
+            f"{path} could not be decoded (truncated or corrupt?): {' '.join(str(exc).split())}"
+        ) from None
     # An mp3 header only estimates its length: allow it 5 % slack before calling it truncated.
     slack = 0.05 if meta.format in ("MP3", "MPEG") else 0.0
     if data.shape[0] == 0 or (data.shape[0] < (1 - slack) * (stop - start) and not allow_truncated):
         raise AudioFileError(
             f"{path} is truncated: its header promises {(stop - start) / meta.sample_rate:.2f} s, "
-            f"only {data.shape[0] / meta.sample_rate:.2f} s could be decoded")
+            f"only {data.shape[0] / meta.sample_rate:.2f} s could be decoded"
+        )
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise AudioFileError(f"{path} contains {bad} non-finite samples (NaN or infinity)")
@@ -234,8 +235,9 @@ def stream(
             yield position / meta.sample_rate, (to_mono(out) if mono else out)
             position += data.shape[0]
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one AudioFileError
-        raise AudioFileError(f"{path} could not be decoded after {position / meta.sample_rate:.2f} s: "
-                             f"{' '.join(str(exc).split())}") from None
+        raise AudioFileError(
+            f"{path} could not be decoded after {position / meta.sample_rate:.2f} s: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -308,7 +310,7 @@ def segment(
     starts = patch_starts(x.shape[-1], n_len, n_hop, pad_last=pad_last)
     patches = np.zeros((len(starts),) + x.shape[:-1] + (n_len,), dtype=x.dtype)
     for i, s in enumerate(starts):
-        part = x[..., s:s + n_len]
+        part = x[..., s : s + n_len]
         patches[i, ..., : part.shape[-1]] = part
     return patches
 

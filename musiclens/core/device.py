@@ -63,8 +63,7 @@ def resolve_device(device: str | torch.device | None = DEFAULT_DEVICE) -> torch.
         if problem is not None:
             raise ParameterError(f"device {str(device)!r} asked for, but {problem}; use --device auto or cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ParameterError(f"device {str(dev)!r}: this machine has "
-                                 f"{torch.cuda.device_count()} GPU(s)")
+            raise ParameterError(f"device {str(dev)!r}: this machine has {torch.cuda.device_count()} GPU(s)")
     return dev
 
 

@@ -215,10 +215,17 @@ class FrontEnd:
             blocks = []
             for f0 in range(0, n_frames, BLOCK_FRAMES):
                 f1 = min(n_frames, f0 + BLOCK_FRAMES)
-                segment = item[f0 * self.hop: (f1 - 1) * self.hop + self.n_fft]
-                spec = torch.stft(segment, n_fft=self.n_fft, hop_length=self.hop,
-                                  win_length=self.win_length or self.n_fft, window=win, center=False,
-                                  onesided=True, return_complex=True)
+                segment = item[f0 * self.hop : (f1 - 1) * self.hop + self.n_fft]
+                spec = torch.stft(
+                    segment,
+                    n_fft=self.n_fft,
+                    hop_length=self.hop,
+                    win_length=self.win_length or self.n_fft,
+                    window=win,
+                    center=False,
+                    onesided=True,
+                    return_complex=True,
+                )
                 if self.power == 2:
                     power = spec.real.square() + spec.imag.square()
                 else:
@@ -255,17 +262,21 @@ def logmel_frontend(
 def musicnn_frontend() -> FrontEnd:
     """MusiCNN's input: 16 kHz, n_fft 512, hop 256, 96 mels, float16 power, log10(1 + 10000·S)."""
     return FrontEnd(
-        "musicnn", 16000, 512, 256, n_mels=96, compression="log10_1p", log_gain=10000.0,
-        float16_power=True, top_db=None,
+        "musicnn",
+        16000,
+        512,
+        256,
+        n_mels=96,
+        compression="log10_1p",
+        log_gain=10000.0,
+        float16_power=True,
+        top_db=None,
     )
 
 
-def stft_frontend(
-    *, sample_rate: int = 22050, n_fft: int = 1024, hop: int = 256, real_only: bool = False
-) -> FrontEnd:
+def stft_frontend(*, sample_rate: int = 22050, n_fft: int = 1024, hop: int = 256, real_only: bool = False) -> FrontEnd:
     """Complex STFT as (real, imag) channels, or its real part only."""
-    return FrontEnd("stft_real" if real_only else "stft", sample_rate, n_fft, hop, top_db=None,
-                    compression="none")
+    return FrontEnd("stft_real" if real_only else "stft", sample_rate, n_fft, hop, top_db=None, compression="none")
 
 
 def frontend_by_name(name: str) -> FrontEnd:
@@ -296,9 +307,16 @@ def window(fe: FrontEnd, device: torch.device, dtype: torch.dtype = torch.float3
 def stft(audio: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
     """(B, samples) real -> (B, n_fft//2+1, T) complex, librosa conventions."""
     return torch.stft(
-        audio, n_fft=fe.n_fft, hop_length=fe.hop, win_length=fe.win_length or fe.n_fft,
-        window=window(fe, audio.device, audio.dtype), center=fe.center, pad_mode="constant",
-        normalized=False, onesided=True, return_complex=True,
+        audio,
+        n_fft=fe.n_fft,
+        hop_length=fe.hop,
+        win_length=fe.win_length or fe.n_fft,
+        window=window(fe, audio.device, audio.dtype),
+        center=fe.center,
+        pad_mode="constant",
+        normalized=False,
+        onesided=True,
+        return_complex=True,
     )
 
 
@@ -332,8 +350,9 @@ def mel_frequencies(n: int, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bo
 
 
 @functools.lru_cache(maxsize=32)
-def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool,
-                  norm: str | None) -> np.ndarray:
+def _mel_basis_np(
+    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None
+) -> np.ndarray:
     """Triangular mel filterbank (n_mels, n_fft//2+1) float32, the same construction as
     librosa's ``filters.mel`` (so features match librosa's), without importing librosa.
 
@@ -356,15 +375,13 @@ def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, ht
         falling = ramps[i + 2] / widths[i + 1]
         weights[i] = np.maximum(0, np.minimum(rising, falling))
     if norm == "slaney":  # constant energy per band
-        weights *= (2.0 / (mel_hz[2: n_mels + 2] - mel_hz[:n_mels]))[:, np.newaxis]
+        weights *= (2.0 / (mel_hz[2 : n_mels + 2] - mel_hz[:n_mels]))[:, np.newaxis]
     return weights
 
 
-def mel_basis(fe: FrontEnd, device: torch.device | str = "cpu",
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def mel_basis(fe: FrontEnd, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """librosa's mel filterbank for ``fe``, shape (n_mels, n_fft//2+1)."""
-    basis = _mel_basis_np(fe.sample_rate, fe.n_fft, fe._n_mels, float(fe.fmin), fe._fmax,
-                          fe.htk, fe.mel_norm)
+    basis = _mel_basis_np(fe.sample_rate, fe.n_fft, fe._n_mels, float(fe.fmin), fe._fmax, fe.htk, fe.mel_norm)
     return torch.as_tensor(basis, device=device, dtype=dtype)
 
 
@@ -382,8 +399,9 @@ def _sparse_mel_basis(fe: FrontEnd, device: torch.device, dtype: torch.dtype) ->
         return basis.to_sparse_csr()
 
 
-def power_to_db(power: torch.Tensor, *, ref: float | str = 1.0, amin: float = 1e-10,
-                top_db: float | None = 80.0) -> torch.Tensor:
+def power_to_db(
+    power: torch.Tensor, *, ref: float | str = 1.0, amin: float = 1e-10, top_db: float | None = 80.0
+) -> torch.Tensor:
     """librosa's ``power_to_db``, applied to each batch item. power: (B, ...) -> dB, same shape.
 
     ``ref="max"`` takes each item's own maximum (librosa's ``ref=np.max``); ``top_db`` clips

@@ -30,8 +30,13 @@ def istft(spec: torch.Tensor, fe: FrontEnd, *, length: int | None = None) -> tor
         raise ParameterError("istft needs a complex spectrogram; use channels_to_complex first")
     if fe.n_fft % fe.hop or not fe.center or spec.dim() != 3:
         return torch.istft(
-            spec, n_fft=fe.n_fft, hop_length=fe.hop, win_length=fe.win_length or fe.n_fft,
-            window=window(fe, spec.device, spec.real.dtype), center=fe.center, length=length,
+            spec,
+            n_fft=fe.n_fft,
+            hop_length=fe.hop,
+            win_length=fe.win_length or fe.n_fft,
+            window=window(fe, spec.device, spec.real.dtype),
+            center=fe.center,
+            length=length,
         )
     n_fft, hop = fe.n_fft, fe.hop
     batch, _, frames = spec.shape
@@ -40,11 +45,11 @@ def istft(spec: torch.Tensor, fe: FrontEnd, *, length: int | None = None) -> tor
     chunks = chunks.reshape(batch, frames, n_fft // hop, hop)
     out = chunks.new_zeros(batch, frames + n_fft // hop - 1, hop)
     for c in range(n_fft // hop):  # chunk c of frame t lands in output block t + c
-        out[:, c:c + frames] += chunks[:, :, c]
+        out[:, c : c + frames] += chunks[:, :, c]
     audio: torch.Tensor = out.reshape(batch, -1) / _window_envelope(fe, frames, spec.device, spec.real.dtype)
     start = n_fft // 2
     n_out = length if length is not None else hop * (frames - 1)
-    audio = audio[:, start:start + n_out]
+    audio = audio[:, start : start + n_out]
     if audio.shape[-1] < n_out:
         audio = torch.nn.functional.pad(audio, (0, n_out - audio.shape[-1]))
     return audio
@@ -64,7 +69,7 @@ def _window_envelope(fe: FrontEnd, frames: int, device: torch.device, dtype: tor
     r = fe.n_fft // fe.hop
     env = win2.new_zeros(frames + r - 1, fe.hop)
     for c in range(r):
-        env[c:c + frames] += win2[c * fe.hop:(c + 1) * fe.hop]
+        env[c : c + frames] += win2[c * fe.hop : (c + 1) * fe.hop]
     env = env.reshape(-1)
     return torch.where(env > 1e-11, env, torch.ones_like(env))
 
@@ -102,8 +107,7 @@ def griffin_lim(
     if magnitude.is_complex() or magnitude.dim() != 3:
         raise ParameterError(f"magnitude must be real (B, F, T), got {tuple(magnitude.shape)}")
     if magnitude.shape[1] != fe.n_fft // 2 + 1:
-        raise ParameterError(f"magnitude has {magnitude.shape[1]} bins, n_fft={fe.n_fft} needs "
-                             f"{fe.n_fft // 2 + 1}")
+        raise ParameterError(f"magnitude has {magnitude.shape[1]} bins, n_fft={fe.n_fft} needs {fe.n_fft // 2 + 1}")
     if n_iter < 0 or momentum < 0:
         raise ParameterError("n_iter and momentum must be non-negative")
     if isinstance(init_phase, torch.Tensor):

@@ -146,9 +146,15 @@ class Notes:
 
     def select(self, index: np.ndarray | slice) -> Notes:
         """A copy holding only the notes at ``index`` (boolean mask, indices or slice)."""
-        return replace(self, pitch=self.pitch[index], start=self.start[index],
-                       duration=self.duration[index], velocity=self.velocity[index],
-                       instrument=self.instrument[index], repairs=list(self.repairs))
+        return replace(
+            self,
+            pitch=self.pitch[index],
+            start=self.start[index],
+            duration=self.duration[index],
+            velocity=self.velocity[index],
+            instrument=self.instrument[index],
+            repairs=list(self.repairs),
+        )
 
     def first(self, n: int) -> Notes:
         return self.select(slice(0, max(int(n), 0)))
@@ -159,21 +165,31 @@ class Notes:
 
     def equals(self, other: Notes) -> bool:
         """Same notes (pitch, times, velocity, program and drum flag of each note)."""
-        return (len(self) == len(other)
-                and np.array_equal(self.pitch, other.pitch)
-                and np.array_equal(self.start, other.start)
-                and np.array_equal(self.duration, other.duration)
-                and np.array_equal(self.velocity, other.velocity)
-                and np.array_equal(self.program, other.program)
-                and np.array_equal(self.is_drum, other.is_drum))
+        return (
+            len(self) == len(other)
+            and np.array_equal(self.pitch, other.pitch)
+            and np.array_equal(self.start, other.start)
+            and np.array_equal(self.duration, other.duration)
+            and np.array_equal(self.velocity, other.velocity)
+            and np.array_equal(self.program, other.program)
+            and np.array_equal(self.is_drum, other.is_drum)
+        )
 
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per note (``pitch, start, step, duration, velocity, program, drum``)."""
         step = self.step
-        return [{"pitch": int(self.pitch[i]), "start": float(self.start[i]), "step": float(step[i]),
-                 "duration": float(self.duration[i]), "velocity": int(self.velocity[i]),
-                 "program": int(self.program[i]), "drum": bool(self.is_drum[i])}
-                for i in range(len(self))]
+        return [
+            {
+                "pitch": int(self.pitch[i]),
+                "start": float(self.start[i]),
+                "step": float(step[i]),
+                "duration": float(self.duration[i]),
+                "velocity": int(self.velocity[i]),
+                "program": int(self.program[i]),
+                "drum": bool(self.is_drum[i]),
+            }
+            for i in range(len(self))
+        ]
 
 
 # ---------------------------------------------------------------------------- the document
@@ -230,7 +246,8 @@ class MidiDocument:
         self.pm, self.midi, self.sha256 = pm, midi, sha256
         keys = _instrument_keys(midi)
         ok = len(keys) == len(pm.instruments) and all(
-            k[0] == inst.program and (k[1] == 9) == bool(inst.is_drum) for k, inst in zip(keys, pm.instruments))
+            k[0] == inst.program and (k[1] == 9) == bool(inst.is_drum) for k, inst in zip(keys, pm.instruments)
+        )
         self.keys: list[tuple[int, int, int]] | None = keys if ok else None
         self._note_ticks: dict[int, list[tuple[int, int, int, int]]] = {}
 
@@ -275,8 +292,9 @@ class MidiDocument:
             notes = self.pm.instruments[j].notes
             s: np.ndarray | list[int] = self.to_ticks([n.start for n in notes]) if notes else []
             e: np.ndarray | list[int] = self.to_ticks([n.end for n in notes]) if notes else []
-            self._note_ticks[j] = sorted((int(a), int(b), int(n.pitch), int(n.velocity))
-                                         for a, b, n in zip(s, e, notes))
+            self._note_ticks[j] = sorted(
+                (int(a), int(b), int(n.pitch), int(n.velocity)) for a, b, n in zip(s, e, notes)
+            )
         return self._note_ticks[j]
 
 
@@ -290,9 +308,9 @@ def _unwrap(data: bytes, name: str) -> tuple[bytes, list[str]]:
         pos = 12
         smf = None
         while pos + 8 <= len(data):
-            tag, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+            tag, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
             if tag == b"data":
-                smf = data[pos + 8:pos + 8 + size]
+                smf = data[pos + 8 : pos + 8 + size]
                 break
             pos += 8 + size + (size & 1)
         if smf is None:  # some writers get the chunk sizes wrong: look for the header
@@ -306,7 +324,8 @@ def _unwrap(data: bytes, name: str) -> tuple[bytes, list[str]]:
         shown = data[:8]
         raise MidiFileError(
             f"{name} is not a MIDI file (it starts with {shown!r}); expected a Standard MIDI File "
-            "(.mid/.midi, starting with 'MThd') or a RIFF-RMID wrapper")
+            "(.mid/.midi, starting with 'MThd') or a RIFF-RMID wrapper"
+        )
     return data, repairs
 
 
@@ -346,15 +365,17 @@ def _coarsen_ticks(mf: Any, limit: int = 4_000_000) -> None:  # a mido.MidiFile
     mf.ticks_per_beat = tpb // d
 
 
-def load_pretty_midi(path_or_bytes: str | os.PathLike[str] | bytes, *,
-                     name: str | None = None) -> tuple[Any, list[str]]:
+def load_pretty_midi(
+    path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None
+) -> tuple[Any, list[str]]:
     """Parse MIDI robustly; returns ``(pretty_midi.PrettyMIDI, repairs: list[str])``."""
     doc, repairs = load_document(path_or_bytes, name=name)
     return doc.pm, repairs
 
 
-def load_document(path_or_bytes: str | os.PathLike[str] | bytes, *,
-                  name: str | None = None) -> tuple[MidiDocument, list[str]]:
+def load_document(
+    path_or_bytes: str | os.PathLike[str] | bytes, *, name: str | None = None
+) -> tuple[MidiDocument, list[str]]:
     """Parse MIDI robustly; returns ``(MidiDocument, repairs: list[str])``."""
     import mido
     import pretty_midi
@@ -375,8 +396,9 @@ def load_document(path_or_bytes: str | os.PathLike[str] | bytes, *,
         except FileNotFoundError:
             raise MidiFileError(f"MIDI file not found: {name}") from None
         if size > MAX_FILE_BYTES:
-            raise MidiFileError(f"{name} is {size / 2**20:.0f} MB; MIDI files over "
-                                f"{MAX_FILE_BYTES // 2**20} MB are refused")
+            raise MidiFileError(
+                f"{name} is {size / 2**20:.0f} MB; MIDI files over {MAX_FILE_BYTES // 2**20} MB are refused"
+            )
         data = path.read_bytes()
     if not data:
         raise MidiFileError(f"{name} is empty (0 bytes)")
@@ -397,15 +419,24 @@ def load_document(path_or_bytes: str | os.PathLike[str] | bytes, *,
                 mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
                 old_tpb = mf.ticks_per_beat
                 _coarsen_ticks(mf)
-                return parsed(mf, digest), repairs + [f"reduced the resolution from {old_tpb} to {mf.ticks_per_beat} "
-                                      "ticks per beat (the file has more than 10 million ticks)"]
+                return parsed(mf, digest), repairs + [
+                    f"reduced the resolution from {old_tpb} to {mf.ticks_per_beat} "
+                    "ticks per beat (the file has more than 10 million ticks)"
+                ]
             except Exception:  # noqa: BLE001
                 pass
         attempts = [(data, ["clamped out-of-range data bytes (mido clip=True)"])]
         fixed_data, n_fixed = _fix_key_signatures(data)
         if n_fixed:
-            attempts.append((fixed_data, [f"replaced {n_fixed} invalid key signature(s) by C major",
-                                          "clamped out-of-range data bytes (mido clip=True)"]))
+            attempts.append(
+                (
+                    fixed_data,
+                    [
+                        f"replaced {n_fixed} invalid key signature(s) by C major",
+                        "clamped out-of-range data bytes (mido clip=True)",
+                    ],
+                )
+            )
         for attempt, what in attempts:
             try:
                 mf = mido.MidiFile(file=io.BytesIO(attempt), clip=True)
@@ -446,8 +477,9 @@ def read_midi(
     if instruments is not None:
         bad = [i for i in instruments if not 0 <= int(i) < n_inst]
         if bad:
-            raise ParameterError(f"instrument indices {bad} are out of range; this file has {n_inst} "
-                                 f"instrument(s), 0..{n_inst - 1}")
+            raise ParameterError(
+                f"instrument indices {bad} are out of range; this file has {n_inst} instrument(s), 0..{n_inst - 1}"
+            )
     chosen = []
     for idx, inst in enumerate(pm.instruments):
         if drop_drums and inst.is_drum:
@@ -457,12 +489,14 @@ def read_midi(
         if programs is not None and (inst.is_drum or inst.program not in {int(p) for p in programs}):
             continue
         chosen.append(idx)
-    return _document_notes(doc, chosen, source=None if isinstance(path, (bytes, bytearray)) else Path(path),
-                           repairs=repairs)
+    return _document_notes(
+        doc, chosen, source=None if isinstance(path, (bytes, bytearray)) else Path(path), repairs=repairs
+    )
 
 
-def _document_notes(doc: MidiDocument, chosen: Sequence[int], *, source: Path | None = None,
-                    repairs: Sequence[str] = ()) -> Notes:
+def _document_notes(
+    doc: MidiDocument, chosen: Sequence[int], *, source: Path | None = None, repairs: Sequence[str] = ()
+) -> Notes:
     """The notes of the document's instruments ``chosen`` (indices into ``doc.pm.instruments``)."""
     pm = doc.pm
     insts: list[Instrument] = []
@@ -487,10 +521,17 @@ def _document_notes(doc: MidiDocument, chosen: Sequence[int], *, source: Path | 
     end = np.round(end, _TIME_DECIMALS)
     tempo_times, tempi = pm.get_tempo_changes()
     notes = Notes(
-        pitch=np.clip(pitch, 0, 127), start=start, duration=np.round(np.maximum(end - start, 0.0), _TIME_DECIMALS),
-        velocity=np.clip(vel, 1, 127), instrument=which, instruments=insts or [Instrument()],
-        tempo=float(tempi[0]) if len(tempi) else 120.0, resolution=int(pm.resolution),
-        source=source, repairs=list(repairs), document=doc,
+        pitch=np.clip(pitch, 0, 127),
+        start=start,
+        duration=np.round(np.maximum(end - start, 0.0), _TIME_DECIMALS),
+        velocity=np.clip(vel, 1, 127),
+        instrument=which,
+        instruments=insts or [Instrument()],
+        tempo=float(tempi[0]) if len(tempi) else 120.0,
+        resolution=int(pm.resolution),
+        source=source,
+        repairs=list(repairs),
+        document=doc,
     )
     return notes.sorted()
 
@@ -572,9 +613,13 @@ def notes_from_features(features: np.ndarray, template: Notes, *, mask: np.ndarr
     if n:
         step[0] = 0.0
     start = np.round(offset + np.cumsum(step), _TIME_DECIMALS)
-    return replace(base, pitch=np.clip(np.rint(features[:, 0]), 0, 127),
-                   start=start, duration=np.round(np.maximum(features[:, 2], 0.0), _TIME_DECIMALS),
-                   repairs=[])
+    return replace(
+        base,
+        pitch=np.clip(np.rint(features[:, 0]), 0, 127),
+        start=start,
+        duration=np.round(np.maximum(features[:, 2], 0.0), _TIME_DECIMALS),
+        repairs=[],
+    )
 
 
 def replace_window(notes: Notes, window: Notes) -> Notes:
@@ -611,7 +656,8 @@ def merge_notes(a: Notes, b: Notes) -> Notes:
     instruments = list(a.instruments)
     remap = []
     same_file = b.document is a.document or (
-        a.document is not None and b.document is not None and a.document.sha256 == b.document.sha256 != "")
+        a.document is not None and b.document is not None and a.document.sha256 == b.document.sha256 != ""
+    )
     for inst in b.instruments:
         if not same_file and inst.track is not None:  # not an instrument of a's file
             inst = replace(inst, track=None)
@@ -620,14 +666,20 @@ def merge_notes(a: Notes, b: Notes) -> Notes:
         remap.append(instruments.index(inst))
     b_inst = np.asarray(remap, dtype=np.int16)[b.instrument] if len(b) else b.instrument
     return replace(
-        a, pitch=np.concatenate([a.pitch, b.pitch]), start=np.concatenate([a.start, b.start]),
-        duration=np.concatenate([a.duration, b.duration]), velocity=np.concatenate([a.velocity, b.velocity]),
-        instrument=np.concatenate([a.instrument, b_inst]), instruments=instruments,
-        repairs=list(a.repairs)).sorted()
+        a,
+        pitch=np.concatenate([a.pitch, b.pitch]),
+        start=np.concatenate([a.start, b.start]),
+        duration=np.concatenate([a.duration, b.duration]),
+        velocity=np.concatenate([a.velocity, b.velocity]),
+        instrument=np.concatenate([a.instrument, b_inst]),
+        instruments=instruments,
+        repairs=list(a.repairs),
+    ).sorted()
 
 
-def snap_to_ticks(notes: Notes, start: npt.ArrayLike, end: npt.ArrayLike, *,
-                  min_ticks: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def snap_to_ticks(
+    notes: Notes, start: npt.ArrayLike, end: npt.ArrayLike, *, min_ticks: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Snap ``start`` and ``end`` (seconds, same order as given) to the tick grid of ``notes``' file.
 
     The grid is the document's tempo map when ``notes`` has one, else one tick of
@@ -655,8 +707,9 @@ def quantise(notes: Notes, *, min_ticks: int = 1) -> Notes:
     file's own (its tempo map), so notes read from the file are left exactly as they are.
     """
     start, end = snap_to_ticks(notes, notes.start, notes.end, min_ticks=min_ticks)
-    return replace(notes, start=start, duration=np.round(end - start, _TIME_DECIMALS),
-                   repairs=list(notes.repairs)).sorted()
+    return replace(
+        notes, start=start, duration=np.round(end - start, _TIME_DECIMALS), repairs=list(notes.repairs)
+    ).sorted()
 
 
 # ---------------------------------------------------------------------------- writing
@@ -675,12 +728,10 @@ def _to_pretty_midi(notes: Notes) -> Any:  # a pretty_midi.PrettyMIDI
     tracks: dict[int, pretty_midi.Instrument] = {}
     for i, inst in enumerate(notes.instruments):
         if np.any(notes.instrument == i):
-            tracks[i] = pretty_midi.Instrument(program=int(inst.program), is_drum=bool(inst.is_drum),
-                                               name=inst.name)
+            tracks[i] = pretty_midi.Instrument(program=int(inst.program), is_drum=bool(inst.is_drum), name=inst.name)
             pm.instruments.append(tracks[i])
     for p, s, d, v, i in zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.instrument):
-        tracks[int(i)].notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s),
-                                                     end=float(s + d)))
+        tracks[int(i)].notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s), end=float(s + d)))
     return pm
 
 
@@ -706,8 +757,9 @@ def _view_ticks(notes: Notes) -> tuple[dict[int, list[_Ticks]], dict[int, list[_
     ends = np.maximum(doc.to_ticks(notes.end), starts + 1)  # a zero-tick note would vanish
     by_track: dict[int, list[_Ticks]] = {j: [] for j in covered}
     extra: dict[int, list[_Ticks]] = {}
-    for s, e, p, v, k in zip(starts.tolist(), ends.tolist(), notes.pitch.tolist(), notes.velocity.tolist(),
-                             notes.instrument.tolist()):
+    for s, e, p, v, k in zip(
+        starts.tolist(), ends.tolist(), notes.pitch.tolist(), notes.velocity.tolist(), notes.instrument.tolist()
+    ):
         track = notes.instruments[k].track
         (by_track[track] if track in covered else extra.setdefault(k, [])).append((s, e, int(p), int(v)))
     return by_track, extra
@@ -765,10 +817,16 @@ def _document_midi(notes: Notes, *, keep_other_tracks: bool = True) -> Any:  # a
         changed = any(j in by_track and sorted(by_track[j]) != doc.note_ticks(j) for j in members)
         dropped = not keep_other_tracks and any(j not in by_track for j in members)
         if changed or dropped:
-            rewrite[g] = [n for j in members for n in (
-                by_track[j] if j in by_track else (doc.note_ticks(j) if keep_other_tracks else []))]
-    out = mido.MidiFile(type=1 if extra and doc.midi.type == 0 else doc.midi.type,
-                        ticks_per_beat=doc.midi.ticks_per_beat, charset=doc.midi.charset)
+            rewrite[g] = [
+                n
+                for j in members
+                for n in (by_track[j] if j in by_track else (doc.note_ticks(j) if keep_other_tracks else []))
+            ]
+    out = mido.MidiFile(
+        type=1 if extra and doc.midi.type == 0 else doc.midi.type,
+        ticks_per_beat=doc.midi.ticks_per_beat,
+        charset=doc.midi.charset,
+    )
     for t, track in enumerate(doc.midi.tracks):
         channels = {c for (tt, c) in rewrite if tt == t}
         end_tick = 0
@@ -789,7 +847,7 @@ def _document_midi(notes: Notes, *, keep_other_tracks: bool = True) -> Any:  # a
         inst = notes.instruments[k]
         channel = _free_channel(used, inst.is_drum)
         used.add(channel)
-        head = ([(0, 1, 0, mido.MetaMessage("track_name", name=inst.name))] if inst.name else [])
+        head = [(0, 1, 0, mido.MetaMessage("track_name", name=inst.name))] if inst.name else []
         head.append((0, 1, 1, mido.Message("program_change", channel=channel, program=int(inst.program))))
         events = sorted(head + _note_events(rows, channel), key=lambda e: e[:3])
         out.tracks.append(_track_from_events(events, events[-1][0]))
@@ -883,8 +941,10 @@ def _view_midi(notes: Notes) -> tuple[Any, list[int]]:  # (a mido.MidiFile, view
     import mido
 
     doc = _document(notes)
-    conductor = sorted(((msg.time, 1, i, msg) for tr in doc.midi.tracks for i, msg in enumerate(tr)
-                        if msg.type == "set_tempo"), key=lambda e: e[:3])
+    conductor = sorted(
+        ((msg.time, 1, i, msg) for tr in doc.midi.tracks for i, msg in enumerate(tr) if msg.type == "set_tempo"),
+        key=lambda e: e[:3],
+    )
     mf = mido.MidiFile(type=1, ticks_per_beat=doc.midi.ticks_per_beat)
     mf.tracks.append(_track_from_events(conductor, conductor[-1][0] if conductor else 0))
     starts = doc.to_ticks(notes.start)
@@ -900,8 +960,9 @@ def _view_midi(notes: Notes) -> tuple[Any, list[int]]:  # (a mido.MidiFile, view
         else:
             channel = 9 if inst.is_drum else _free_channel(set(), False)
         events = [(0, 1, 0, mido.Message("program_change", channel=channel, program=int(inst.program)))]
-        events += _note_events([(int(starts[r]), int(ends[r]), int(notes.pitch[r]), int(notes.velocity[r]))
-                                for r in rows], channel)
+        events += _note_events(
+            [(int(starts[r]), int(ends[r]), int(notes.pitch[r]), int(notes.velocity[r])) for r in rows], channel
+        )
         events.sort(key=lambda e: e[:3])
         mf.tracks.append(_track_from_events(events, events[-1][0]))
         order.append(k)
@@ -918,8 +979,7 @@ def through_file(notes: Notes) -> Notes:
     """
     if notes.document is None:
         back = read_midi(midi_bytes(notes))
-        used = np.array([i for i in range(len(notes.instruments)) if np.any(notes.instrument == i)],
-                        dtype=np.int16)
+        used = np.array([i for i in range(len(notes.instruments)) if np.any(notes.instrument == i)], dtype=np.int16)
         if len(back):
             back.instrument = used[back.instrument]
     else:
@@ -931,8 +991,11 @@ def through_file(notes: Notes) -> Notes:
         keys = _document(back).keys
         if keys is None:  # cannot happen with one program per track; be safe
             raise MusicLensError("internal error: the written notes cannot be matched to their instruments")
-        view_of = np.array([order[keys[_file_track(i)][2] - 1] for i in back.instruments], dtype=np.int16) \
-            if len(back) else np.zeros(0, dtype=np.int16)
+        view_of = (
+            np.array([order[keys[_file_track(i)][2] - 1] for i in back.instruments], dtype=np.int16)
+            if len(back)
+            else np.zeros(0, dtype=np.int16)
+        )
         if len(back):
             back.instrument = view_of[back.instrument]
         back.document = notes.document
@@ -977,6 +1040,6 @@ def piano_roll(
         b = max(int(np.ceil(e * fs - 1e-6)), a + 1)
         if a >= n_frames:
             continue
-        seg = roll[p - lo, a:min(b, n_frames)]
+        seg = roll[p - lo, a : min(b, n_frames)]
         np.copyto(seg, v, where=np.abs(v) > np.abs(seg))
     return roll

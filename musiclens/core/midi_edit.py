@@ -50,9 +50,13 @@ class Note:
 
     def clean(self) -> Note:
         """Valid values: pitch 0..127, start >= 0, duration >= 1 ms, velocity 1..127."""
-        return Note(int(np.clip(round(self.pitch), 0, 127)), round(max(float(self.start), 0.0), _DECIMALS),
-                    round(max(float(self.duration), MIN_DURATION), _DECIMALS),
-                    int(np.clip(round(self.velocity), 1, 127)), int(self.instrument))
+        return Note(
+            int(np.clip(round(self.pitch), 0, 127)),
+            round(max(float(self.start), 0.0), _DECIMALS),
+            round(max(float(self.duration), MIN_DURATION), _DECIMALS),
+            int(np.clip(round(self.velocity), 1, 127)),
+            int(self.instrument),
+        )
 
     @property
     def end(self) -> float:
@@ -78,14 +82,19 @@ class Edit:
         return Edit(self.name, self.after, self.before)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name,
-                "before": [[i] + n.to_list() for i, n in self.before.items()],
-                "after": [[i] + n.to_list() for i, n in self.after.items()]}
+        return {
+            "name": self.name,
+            "before": [[i] + n.to_list() for i, n in self.before.items()],
+            "after": [[i] + n.to_list() for i, n in self.after.items()],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Edit:
-        return cls(str(d["name"]), {int(r[0]): Note.from_list(r[1:]) for r in d["before"]},
-                   {int(r[0]): Note.from_list(r[1:]) for r in d["after"]})
+        return cls(
+            str(d["name"]),
+            {int(r[0]): Note.from_list(r[1:]) for r in d["before"]},
+            {int(r[0]): Note.from_list(r[1:]) for r in d["after"]},
+        )
 
 
 @dataclass
@@ -102,8 +111,11 @@ def snap(t: float | np.ndarray, grid: float | None) -> float | np.ndarray:
     """Round times to multiples of ``grid`` seconds (``None`` or 0: unchanged)."""
     if not grid:
         return t
-    return np.round(np.round(np.asarray(t) / grid) * grid, _DECIMALS) if isinstance(t, np.ndarray) \
+    return (
+        np.round(np.round(np.asarray(t) / grid) * grid, _DECIMALS)
+        if isinstance(t, np.ndarray)
         else round(round(t / grid) * grid, _DECIMALS)
+    )
 
 
 class NoteEditor:
@@ -114,8 +126,10 @@ class NoteEditor:
         self.source = str(source if source is not None else (notes.source or "")) or None
         self._notes: dict[int, Note] = {
             i: Note(int(p), float(s), float(d), int(v), int(k))
-            for i, (p, s, d, v, k) in enumerate(zip(notes.pitch, notes.start, notes.duration,
-                                                     notes.velocity, notes.instrument))}
+            for i, (p, s, d, v, k) in enumerate(
+                zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.instrument)
+            )
+        }
         self._next_id = len(self._notes)
         self.undo_stack: list[Edit] = []
         self.redo_stack: list[Edit] = []
@@ -135,16 +149,19 @@ class NoteEditor:
 
     def _build(self) -> tuple[Notes, np.ndarray]:
         if self._cache is None or self._cache[0] != self.revision:
-            ids = np.array(sorted(self._notes, key=lambda i: (self._notes[i].start, self._notes[i].pitch, i)),
-                           dtype=np.int64)
+            ids = np.array(
+                sorted(self._notes, key=lambda i: (self._notes[i].start, self._notes[i].pitch, i)), dtype=np.int64
+            )
             rows = [self._notes[i] for i in ids]
-            notes = replace(self.template,
-                            pitch=np.array([n.pitch for n in rows], dtype=np.int16),
-                            start=np.array([n.start for n in rows], dtype=np.float64),
-                            duration=np.array([n.duration for n in rows], dtype=np.float64),
-                            velocity=np.array([n.velocity for n in rows], dtype=np.int16),
-                            instrument=np.array([n.instrument for n in rows], dtype=np.int16),
-                            repairs=list(self.template.repairs))
+            notes = replace(
+                self.template,
+                pitch=np.array([n.pitch for n in rows], dtype=np.int16),
+                start=np.array([n.start for n in rows], dtype=np.float64),
+                duration=np.array([n.duration for n in rows], dtype=np.float64),
+                velocity=np.array([n.velocity for n in rows], dtype=np.int16),
+                instrument=np.array([n.instrument for n in rows], dtype=np.int16),
+                repairs=list(self.template.repairs),
+            )
             self._cache = (self.revision, notes, ids)
         return self._cache[1], self._cache[2]
 
@@ -175,8 +192,7 @@ class NoteEditor:
         """Ids of notes overlapping the time range and the pitch range (inclusive rows)."""
         t0, t1 = sorted((t0, t1))
         p0, p1 = sorted((p0, p1))
-        return [i for i, n in self._notes.items()
-                if n.end >= t0 and n.start <= t1 and p0 - 0.5 <= n.pitch <= p1 + 0.5]
+        return [i for i, n in self._notes.items() if n.end >= t0 and n.start <= t1 and p0 - 0.5 <= n.pitch <= p1 + 0.5]
 
     # ------------------------------------------------------------------ edits
     def apply(self, edit: Edit, *, record: bool = True) -> Edit:
@@ -233,19 +249,23 @@ class NoteEditor:
         if not chosen:
             return Clipboard()
         t0 = min(n.start for n in chosen)
-        return Clipboard([replace(n, start=round(n.start - t0, _DECIMALS)) for n in
-                          sorted(chosen, key=lambda n: (n.start, n.pitch))])
+        return Clipboard(
+            [replace(n, start=round(n.start - t0, _DECIMALS)) for n in sorted(chosen, key=lambda n: (n.start, n.pitch))]
+        )
 
     def paste(self, clipboard: Clipboard, at: float, dpitch: int = 0) -> list[int]:
-        return self.add([replace(n, start=n.start + at, pitch=n.pitch + dpitch) for n in clipboard.notes],
-                        name=f"paste {len(clipboard.notes)} note(s)")
+        return self.add(
+            [replace(n, start=n.start + at, pitch=n.pitch + dpitch) for n in clipboard.notes],
+            name=f"paste {len(clipboard.notes)} note(s)",
+        )
 
     def replace_all(self, notes: Notes, name: str) -> Edit:
         """Replace the whole piece by ``notes`` (one undoable edit); unchanged notes keep their ids."""
         old = dict(self._notes)
-        new_rows = [Note(int(p), float(s), float(d), int(v), int(k)).clean()
-                    for p, s, d, v, k in zip(notes.pitch, notes.start, notes.duration, notes.velocity,
-                                             notes.instrument)]
+        new_rows = [
+            Note(int(p), float(s), float(d), int(v), int(k)).clean()
+            for p, s, d, v, k in zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.instrument)
+        ]
         by_value: dict[Note, list[int]] = {}
         for i, n in old.items():
             by_value.setdefault(n, []).append(i)
@@ -288,7 +308,8 @@ class NoteEditor:
             "format": RECOVERY_FORMAT,
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"),
             "source": self.source,
-            "tempo": float(t.tempo), "resolution": int(t.resolution),
+            "tempo": float(t.tempo),
+            "resolution": int(t.resolution),
             "instruments": [[i.program, i.is_drum, i.name, i.track] for i in t.instruments],
             "source_sha256": t.document.sha256 if t.document is not None else None,
             "notes": [[i] + n.to_list() for i, n in self._notes.items()],
@@ -302,18 +323,29 @@ class NoteEditor:
         if d.get("format") != RECOVERY_FORMAT:
             raise MusicLensError(f"not a MusicLens recovery file (format {d.get('format')!r})")
         try:
-            insts = [Instrument(int(r[0]), bool(r[1]), str(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
-                     for r in d["instruments"]]
+            insts = [
+                Instrument(int(r[0]), bool(r[1]), str(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
+                for r in d["instruments"]
+            ]
             none = np.zeros(0)  # Notes converts each column to its dtype
-            empty = Notes(pitch=none, start=none, duration=none, velocity=none, instrument=none,
-                          instruments=insts or [Instrument()], tempo=float(d["tempo"]),
-                          resolution=int(d["resolution"]),
-                          source=Path(d["source"]) if d.get("source") else None,
-                          document=_source_document(d.get("source"), d.get("source_sha256")))
+            empty = Notes(
+                pitch=none,
+                start=none,
+                duration=none,
+                velocity=none,
+                instrument=none,
+                instruments=insts or [Instrument()],
+                tempo=float(d["tempo"]),
+                resolution=int(d["resolution"]),
+                source=Path(d["source"]) if d.get("source") else None,
+                document=_source_document(d.get("source"), d.get("source_sha256")),
+            )
             if d.get("source_sha256") and empty.document is None:
-                empty.repairs.append("the source file changed or is gone: its other tracks (e.g. drums), "
-                                     "tempo map and controllers cannot be restored; saving writes the "
-                                     "edited notes only")
+                empty.repairs.append(
+                    "the source file changed or is gone: its other tracks (e.g. drums), "
+                    "tempo map and controllers cannot be restored; saving writes the "
+                    "edited notes only"
+                )
             ed = cls(empty, source=d.get("source"))
             ed._notes = {int(r[0]): Note.from_list(r[1:]) for r in d["notes"]}
             ed._next_id = max([int(d.get("next_id", 0))] + [i + 1 for i in ed._notes])
@@ -378,6 +410,7 @@ def diff_notes(before: Notes, after: Notes) -> dict[str, Any]:
     (a flip changes notes in place): ``moved`` = list of (before row, after row);
     unmatched leftovers are ``removed`` (rows of before) and ``added`` (rows of after).
     """
+
     def key(n: Notes, i: int) -> tuple[int, float, float]:
         return (int(n.pitch[i]), round(float(n.start[i]), 6), round(float(n.duration[i]), 6))
 
@@ -393,5 +426,8 @@ def diff_notes(before: Notes, after: Notes) -> dict[str, Any]:
             unmatched_after.append(j)
     unmatched_before = sorted(i for rows in pool.values() for i in rows)
     n = min(len(unmatched_before), len(unmatched_after))
-    return {"moved": list(zip(unmatched_before[:n], unmatched_after[:n])),
-            "removed": unmatched_before[n:], "added": unmatched_after[n:]}
+    return {
+        "moved": list(zip(unmatched_before[:n], unmatched_after[:n])),
+        "removed": unmatched_before[n:],
+        "added": unmatched_after[n:],
+    }

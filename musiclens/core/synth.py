@@ -17,16 +17,21 @@ import numpy.typing as npt
 
 from musiclens.core.midi import Notes, _to_pretty_midi
 
-SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
-                   "/usr/share/soundfonts/default.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+SOUNDFONT_PATHS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+)
 
 
 def midi_to_hz(pitch: npt.ArrayLike) -> np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(pitch, dtype=np.float64) - 69.0) / 12.0)
 
 
-def additive(notes: Notes, sr: int = 22050, *, harmonics: int = 6, release: float = 0.08,
-             tail: float = 0.3, gain: float = 0.25) -> np.ndarray:
+def additive(
+    notes: Notes, sr: int = 22050, *, harmonics: int = 6, release: float = 0.08, tail: float = 0.3, gain: float = 0.25
+) -> np.ndarray:
     """Harmonics ``1/k`` with an exponential decay, 5 ms attack and ``release`` s release."""
     total = float(notes.end.max()) + release + tail if len(notes) else 0.0
     out = np.zeros(int(np.ceil(total * sr)), dtype=np.float64)
@@ -50,7 +55,7 @@ def additive(notes: Notes, sr: int = 22050, *, harmonics: int = 6, release: floa
         env = np.minimum(1.0, t / 0.005)
         off = t > d
         env[off] *= np.clip(1.0 - (t[off] - d) / release, 0.0, 1.0)
-        out[a:a + n] += gain * amp * tone * env
+        out[a : a + n] += gain * amp * tone * env
     peak = float(np.abs(out).max()) if len(out) else 0.0
     if peak > 1.0:
         out /= peak
@@ -74,8 +79,9 @@ def soundfont_available() -> Path | None:
     return find_soundfont()
 
 
-def synthesise(notes: Notes, sr: int = 22050, *,
-               soundfont: str | os.PathLike[str] | None = "auto") -> tuple[np.ndarray, str]:
+def synthesise(
+    notes: Notes, sr: int = 22050, *, soundfont: str | os.PathLike[str] | None = "auto"
+) -> tuple[np.ndarray, str]:
     """Render ``notes``; returns ``(audio float32 (samples,), "soundfont NAME" | "additive")``."""
     sf2 = soundfont_available() if soundfont == "auto" else (Path(soundfont) if soundfont else None)
     if sf2 is not None and len(notes):

@@ -52,14 +52,12 @@ def frames_to_patches(x: torch.Tensor, *, length: int, hop: int | None = None) -
     starts = patch_starts(int(x.shape[-1]), int(length), hop)
     if not starts:
         raise ParameterError(
-            f"the input has {x.shape[-1]} frames, fewer than one patch of {length} frames; "
-            "use a longer recording"
+            f"the input has {x.shape[-1]} frames, fewer than one patch of {length} frames; use a longer recording"
         )
-    return torch.stack([x[..., s:s + length] for s in starts])
+    return torch.stack([x[..., s : s + length] for s in starts])
 
 
-def audio_to_patches(model: LoadedModel, audio: np.ndarray | torch.Tensor, *,
-                     hop: int | None = None) -> torch.Tensor:
+def audio_to_patches(model: LoadedModel, audio: np.ndarray | torch.Tensor, *, hop: int | None = None) -> torch.Tensor:
     """Mono audio ``(samples,)`` at ``model.front_end.sample_rate`` -> patches (P, C, F, L)."""
     y = model.tensor(np.asarray(audio, dtype=np.float32))
     if y.dim() != 1:
@@ -130,16 +128,14 @@ class Taggram:
 
 
 @torch.no_grad()
-def predict_patches(model: LoadedModel, patches: torch.Tensor, *,
-                    batch_size: int | None = None) -> np.ndarray:
+def predict_patches(model: LoadedModel, patches: torch.Tensor, *, batch_size: int | None = None) -> np.ndarray:
     """(P, C, F, L) patches -> (P, n_labels) probabilities, in batches."""
     batch_size = batch_size or default_batch_size(model)
-    out = [model.predict(patches[i:i + batch_size]).cpu() for i in range(0, len(patches), batch_size)]
+    out = [model.predict(patches[i : i + batch_size]).cpu() for i in range(0, len(patches), batch_size)]
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None,
-            batch_size: int | None = None) -> Taggram:
+def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None, batch_size: int | None = None) -> Taggram:
     """Mono audio ``(samples,)`` at the model's sample rate -> :class:`Taggram`."""
     patches = audio_to_patches(model, audio, hop=hop)
     probs = predict_patches(model, patches, batch_size=batch_size)
@@ -149,8 +145,9 @@ def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None,
     return Taggram(list(model.labels), probs, starts, model.patch_seconds)
 
 
-def tag_file(path: str | os.PathLike[str], model: LoadedModel | str, *,
-             hop: int | None = None, batch_size: int | None = None) -> Taggram:
+def tag_file(
+    path: str | os.PathLike[str], model: LoadedModel | str, *, hop: int | None = None, batch_size: int | None = None
+) -> Taggram:
     """Tag an audio file: load (resampled, mono), front end, patches, probabilities."""
     from musiclens.core.models import registry
 
@@ -159,8 +156,9 @@ def tag_file(path: str | os.PathLike[str], model: LoadedModel | str, *,
 
 
 # ----------------------------------------------------------------------------- activations
-def layer_outputs(model: LoadedModel, x: torch.Tensor, layers: Sequence[str], *,
-                  batch_size: int | None = None) -> dict[str, torch.Tensor]:
+def layer_outputs(
+    model: LoadedModel, x: torch.Tensor, layers: Sequence[str], *, batch_size: int | None = None
+) -> dict[str, torch.Tensor]:
     """Outputs of the given layers (readable names or module paths) for inputs ``x``.
 
     x : (P, C, F, T) front-end patches. Returns {layer: (P, ...)} on the CPU, e.g. (P, 204, T)
@@ -180,8 +178,7 @@ def _conv_channels(block: nn.Module) -> int:
     return conv.out_channels
 
 
-def dense_matrix(model: LoadedModel, x: torch.Tensor, *,
-                 batch_size: int | None = None) -> dict[str, Any]:
+def dense_matrix(model: LoadedModel, x: torch.Tensor, *, batch_size: int | None = None) -> dict[str, Any]:
     """MusiCNN's W: the front end + the three mid-end outputs, stacked per frame.
 
     x : (P, 1, 96, 187) patches. Returns ``W`` (P, 753, 187) (rows 0–560 front end in the
@@ -190,8 +187,7 @@ def dense_matrix(model: LoadedModel, x: torch.Tensor, *,
     ``row_groups`` [(name, start, stop), ...].
     """
     if "mid_end" not in dict(model.net.named_modules()):
-        raise ParameterError(f"{model.name} has no MusiCNN mid end (family "
-                             f"{model.architecture.get('family')!r})")
+        raise ParameterError(f"{model.name} has no MusiCNN mid end (family {model.architecture.get('family')!r})")
     w = layer_outputs(model, x, ["mid_end"], batch_size=batch_size)["mid_end"]
     fe_mod = model.net.get_submodule("front_end")
     groups: list[tuple[str, int, int]] = []

@@ -50,8 +50,7 @@ def main(argv=None) -> int:
 
     total = du(args.bundle)
     internal = args.bundle / "_internal"
-    parts = sorted(((du(p) if p.is_dir() else p.stat().st_size, p.name) for p in internal.iterdir()),
-                   reverse=True)
+    parts = sorted(((du(p) if p.is_dir() else p.stat().st_size, p.name) for p in internal.iterdir()), reverse=True)
     print(f"bundle {args.bundle}: {mib(total)} on disk in {sum(1 for _ in args.bundle.rglob('*')):,} files")
     print("  largest parts: " + ", ".join(f"{name} {mib(n)}" for n, name in parts[:6]))
 
@@ -74,8 +73,11 @@ def main(argv=None) -> int:
             problems = smoke.check_screenshot(out) if r["returncode"] == 0 else [r["stderr"][-800:]]
             if problems:
                 raise SystemExit(f"{name} {label} failed: {problems}")
-            print(f"  {name:6s} {label:13s} command {r['wall_s']:.2f} s, window shown {r['shown_s']:.2f} s, "
-                  f"analysed {r['analysed_s']:.2f} s", flush=True)
+            print(
+                f"  {name:6s} {label:13s} command {r['wall_s']:.2f} s, window shown {r['shown_s']:.2f} s, "
+                f"analysed {r['analysed_s']:.2f} s",
+                flush=True,
+            )
             return r
 
         # The bundle's first start compiles librosa's numba code into the user's cache
@@ -87,15 +89,21 @@ def main(argv=None) -> int:
 
     print(f"\nmedians of {args.repeat} run(s), `<program> gui --demo --screenshot OUT.png`:")
     print(f"{'':8s}{'command (s)':>14s}{'window shown (s)':>20s}{'analysed (s)':>16s}")
-    med = {name: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "shown_s", "analysed_s")}
-           for name, rs in runs.items()}
+    med = {
+        name: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "shown_s", "analysed_s")}
+        for name, rs in runs.items()
+    }
     for name, m in med.items():
         print(f"{name:8s}{m['wall_s']:>14.2f}{m['shown_s']:>20.2f}{m['analysed_s']:>16.2f}")
     ratio = {k: med["bundle"][k] / med["venv"][k] for k in ("wall_s", "shown_s", "analysed_s")}
-    print(f"{'ratio':8s}{ratio['wall_s']:>14.2f}{ratio['shown_s']:>20.2f}{ratio['analysed_s']:>16.2f}"
-          "   (bundle / venv; < 1 means the bundle is faster)")
-    print(f"bundle's first start with an empty cache (numba compiles once): command {first['wall_s']:.2f} s, "
-          f"window shown {first['shown_s']:.2f} s, analysed {first['analysed_s']:.2f} s")
+    print(
+        f"{'ratio':8s}{ratio['wall_s']:>14.2f}{ratio['shown_s']:>20.2f}{ratio['analysed_s']:>16.2f}"
+        "   (bundle / venv; < 1 means the bundle is faster)"
+    )
+    print(
+        f"bundle's first start with an empty cache (numba compiles once): command {first['wall_s']:.2f} s, "
+        f"window shown {first['shown_s']:.2f} s, analysed {first['analysed_s']:.2f} s"
+    )
     return 0
 
 

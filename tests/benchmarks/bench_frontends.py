@@ -64,23 +64,32 @@ def main() -> None:
     x = torch.from_numpy(y)[None]
     fe(x), librosa.feature.melspectrogram(y=y[:sr], sr=sr)  # warm up (numba JIT, caches)
     t_ours, ours = best_of(lambda: fe(x), args.repeat)
-    t_ref, ref = best_of(lambda: librosa.power_to_db(librosa.feature.melspectrogram(
-        y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)), args.repeat)
+    t_ref, ref = best_of(
+        lambda: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)),
+        args.repeat,
+    )
     diff = np.abs(ours[0, 0].numpy() - ref).max()
-    print(f"log-mel      ours {t_ours * 1e3:8.1f} ms  librosa {t_ref * 1e3:8.1f} ms  "
-          f"ratio {t_ref / t_ours:5.2f}x  max |diff| {diff:.2e} dB")
+    print(
+        f"log-mel      ours {t_ours * 1e3:8.1f} ms  librosa {t_ref * 1e3:8.1f} ms  "
+        f"ratio {t_ref / t_ours:5.2f}x  max |diff| {diff:.2e} dB"
+    )
 
     gl_fe = F.FrontEnd("magnitude", sr, 2048, 512, power=1.0, compression="none")
     mag = F.stft(x, gl_fe).abs()
     mag_np = mag[0].numpy()
-    g_ours, a = best_of(lambda: inv.griffin_lim(mag, gl_fe, n_iter=32, init_phase="zeros", length=len(y)),
-                        max(1, args.repeat // 2))
-    g_ref, b = best_of(lambda: librosa.griffinlim(mag_np, n_iter=32, hop_length=512, n_fft=2048, init=None,
-                                                  length=len(y)), max(1, args.repeat // 2))
+    g_ours, a = best_of(
+        lambda: inv.griffin_lim(mag, gl_fe, n_iter=32, init_phase="zeros", length=len(y)), max(1, args.repeat // 2)
+    )
+    g_ref, b = best_of(
+        lambda: librosa.griffinlim(mag_np, n_iter=32, hop_length=512, n_fft=2048, init=None, length=len(y)),
+        max(1, args.repeat // 2),
+    )
     sc_a = inv.spectral_convergence(mag, a, gl_fe).item()
     sc_b = inv.spectral_convergence(mag, torch.from_numpy(b)[None], gl_fe).item()
-    print(f"Griffin-Lim  ours {g_ours * 1e3:8.1f} ms  librosa {g_ref * 1e3:8.1f} ms  "
-          f"ratio {g_ref / g_ours:5.2f}x  spectral convergence {sc_a:.4f} vs {sc_b:.4f}")
+    print(
+        f"Griffin-Lim  ours {g_ours * 1e3:8.1f} ms  librosa {g_ref * 1e3:8.1f} ms  "
+        f"ratio {g_ref / g_ours:5.2f}x  spectral convergence {sc_a:.4f} vs {sc_b:.4f}"
+    )
 
     mel = F.mel_basis(fe) @ (F.stft(x, fe).abs() ** 2)
     m_ours, _ = best_of(lambda: inv.mel_to_linear(mel, fe), 1)

@@ -30,8 +30,12 @@ from PySide6.QtWidgets import QApplication
 
 def startup_times() -> tuple[float, float]:
     out = Path(tempfile.mkdtemp()) / "shot.png"
-    r = subprocess.run([sys.executable, "-m", "musiclens", "gui", "--demo", "--screenshot", str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "musiclens", "gui", "--demo", "--screenshot", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     m = re.search(r"window shown after ([\d.]+) s, analysed after ([\d.]+) s", r.stderr)
     if not m:
         raise SystemExit(f"could not start the app: {r.stderr[-500:]}")
@@ -89,8 +93,10 @@ def main() -> None:
     busy = stalls_during(app, 600.0, busy=lambda: bool(window.worker.pending()))
     dream_s = time.perf_counter() - t0
     for name, gaps in (("idle (baseline)", idle), (f"dream of {args.steps} steps", busy)):
-        print(f"event-loop interval, {name:>22}: worst {gaps.max():6.1f} ms, p99 "
-              f"{np.percentile(gaps, 99):6.1f} ms, median {np.median(gaps):5.1f} ms over {len(gaps)} ticks")
+        print(
+            f"event-loop interval, {name:>22}: worst {gaps.max():6.1f} ms, p99 "
+            f"{np.percentile(gaps, 99):6.1f} ms, median {np.median(gaps):5.1f} ms over {len(gaps)} ticks"
+        )
     print(f"dream: {args.steps / dream_s:.1f} steps/s in the worker (3 s patch, MusiCNN, 1 torch thread)")
 
     # click-to-sound: a filter of the selected layer, the time until the player starts
@@ -103,8 +109,7 @@ def main() -> None:
     for row in range(5):
         started = []
         # B023: the slot lives for this iteration only (disconnected below)
-        window.player.state_changed.connect(
-            lambda playing: playing and started.append(time.perf_counter()))  # noqa: B023
+        window.player.state_changed.connect(lambda playing: playing and started.append(time.perf_counter()))  # noqa: B023
         t0 = time.perf_counter()
         window.layers._filter_clicked(window.layers.grid.item(row), "activation")
         deadline = time.perf_counter() + 30
@@ -115,8 +120,10 @@ def main() -> None:
         if started:
             latencies.append(started[0] - t0)
     if latencies:
-        print(f"filter click -> playback starts: median {1000 * np.median(latencies):.0f} ms, "
-              f"worst {1000 * max(latencies):.0f} ms over {len(latencies)} clicks")
+        print(
+            f"filter click -> playback starts: median {1000 * np.median(latencies):.0f} ms, "
+            f"worst {1000 * max(latencies):.0f} ms over {len(latencies)} clicks"
+        )
     else:
         print("filter click -> playback: no audio device, not measured")
     window.close()

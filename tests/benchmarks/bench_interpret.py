@@ -70,13 +70,15 @@ def run(m, y30: np.ndarray, patch: np.ndarray, repeat: int, dream_steps: int) ->
     t_fwd, _ = best_of(forward, repeat)
     auralise_filter(m, patch, layer=AURALISE_LAYER, filter=1)
     t_aur, _ = best_of(lambda: auralise_filter(m, patch, layer=AURALISE_LAYER, filter=1), repeat)
-    print(f"  auralise one filter, 3 s patch   {ms(t_aur)}   forward pass {ms(t_fwd)}   "
-          f"x{t_aur / t_fwd:5.2f} baseline   target <= 50 ms: {'met' if t_aur <= 0.05 else 'MISSED'}")
+    print(
+        f"  auralise one filter, 3 s patch   {ms(t_aur)}   forward pass {ms(t_fwd)}   "
+        f"x{t_aur / t_fwd:5.2f} baseline   target <= 50 ms: {'met' if t_aur <= 0.05 else 'MISSED'}"
+    )
     res["auralise_ms"], res["forward_ms"] = 1000 * t_aur, 1000 * t_fwd
-    t_full, _ = best_of(lambda: auralise_filter(m, patch, layer=AURALISE_LAYER, filter=1,
-                                                stop_early=False), repeat)
-    print(f"    same with the whole forward pass {ms(t_full)}   x{t_full / t_fwd:5.2f} baseline "
-          f"(before the early stop)")
+    t_full, _ = best_of(lambda: auralise_filter(m, patch, layer=AURALISE_LAYER, filter=1, stop_early=False), repeat)
+    print(
+        f"    same with the whole forward pass {ms(t_full)}   x{t_full / t_fwd:5.2f} baseline (before the early stop)"
+    )
     t_late, _ = best_of(lambda: auralise_filter(m, patch, layer=LATE_LAYER, filter=1), repeat)
     print(f"    a late layer ({LATE_LAYER})  {ms(t_late)}   x{t_late / t_fwd:5.2f} baseline")
     res |= {"auralise_full_ms": 1000 * t_full, "auralise_late_ms": 1000 * t_late}
@@ -92,14 +94,23 @@ def run(m, y30: np.ndarray, patch: np.ndarray, repeat: int, dream_steps: int) ->
     t_fwd_all, _ = best_of(fwd_all, repeat)
     grad_cam(m, patches[:1], layer=CAM_LAYER, target=TARGET)
     t_cam_b, _ = best_of(lambda: grad_cam(m, patches, layer=CAM_LAYER, target=TARGET), repeat)
-    t_cam_l, _ = best_of(lambda: [grad_cam(m, patches[i:i + 1], layer=CAM_LAYER, target=TARGET)
-                                  for i in range(n)], repeat)
-    print(f"  Grad-CAM 30 s ({n} patches), batch {ms(t_cam_b)} = {ms(t_cam_b / n)}/patch   "
-          f"forward {ms(t_fwd_all)}   x{t_cam_b / t_fwd_all:5.2f} baseline")
-    print(f"  Grad-CAM 30 s, patch by patch     {ms(t_cam_l)} = {ms(t_cam_l / n)}/patch   "
-          f"x{t_cam_l / t_fwd_all:5.2f} baseline")
-    res |= {"cam_batch_ms": 1000 * t_cam_b, "cam_loop_ms": 1000 * t_cam_l, "patches": n,
-            "forward_30s_ms": 1000 * t_fwd_all}
+    t_cam_l, _ = best_of(
+        lambda: [grad_cam(m, patches[i : i + 1], layer=CAM_LAYER, target=TARGET) for i in range(n)], repeat
+    )
+    print(
+        f"  Grad-CAM 30 s ({n} patches), batch {ms(t_cam_b)} = {ms(t_cam_b / n)}/patch   "
+        f"forward {ms(t_fwd_all)}   x{t_cam_b / t_fwd_all:5.2f} baseline"
+    )
+    print(
+        f"  Grad-CAM 30 s, patch by patch     {ms(t_cam_l)} = {ms(t_cam_l / n)}/patch   "
+        f"x{t_cam_l / t_fwd_all:5.2f} baseline"
+    )
+    res |= {
+        "cam_batch_ms": 1000 * t_cam_b,
+        "cam_loop_ms": 1000 * t_cam_l,
+        "patches": n,
+        "forward_30s_ms": 1000 * t_fwd_all,
+    }
 
     x = fe(yt)
 
@@ -125,9 +136,11 @@ def run(m, y30: np.ndarray, patch: np.ndarray, repeat: int, dream_steps: int) ->
         pass
     t_audio = time.perf_counter() - t0
     it_s = 1.0 / np.median(times)
-    print(f"  dream, 3 s patch                  {it_s:6.1f} it/s ({ms(1 / it_s)}/it)   "
-          f"one gradient {ms(t_grad)}   x{(1 / it_s) / t_grad:5.2f} baseline   "
-          f"(+ final resynthesis {ms(t_audio)})")
+    print(
+        f"  dream, 3 s patch                  {it_s:6.1f} it/s ({ms(1 / it_s)}/it)   "
+        f"one gradient {ms(t_grad)}   x{(1 / it_s) / t_grad:5.2f} baseline   "
+        f"(+ final resynthesis {ms(t_audio)})"
+    )
     res |= {"dream_it_s": it_s, "gradient_ms": 1000 * t_grad, "dream_audio_ms": 1000 * t_audio}
     return res
 
@@ -141,7 +154,7 @@ def main() -> None:
     fe = m.front_end
     y30, _ = load(REPO / "resources" / "demo" / "demo.ogg", sr=fe.sample_rate, duration=30.0)
     n3 = (m.patch_frames - 1) * fe.hop + 1  # one patch: 187 frames, 2.97 s
-    patch = np.ascontiguousarray(y30[fe.sample_rate * 10: fe.sample_rate * 10 + n3])
+    patch = np.ascontiguousarray(y30[fe.sample_rate * 10 : fe.sample_rate * 10 + n3])
     default = torch.get_num_threads()
     print(f"MusiCNN ({m.name}), demo.ogg, torch {torch.__version__}, best of {args.repeat}")
     out = {}
@@ -151,8 +164,10 @@ def main() -> None:
         out[threads] = run(m, y30, patch, args.repeat, args.dream_steps)
     if default != 1:
         a, b = out[1], out[default]
-        print(f"speed-up {default} threads vs 1: auralise x{a['auralise_ms'] / b['auralise_ms']:.2f}, "
-              f"Grad-CAM x{a['cam_batch_ms'] / b['cam_batch_ms']:.2f}, dream x{b['dream_it_s'] / a['dream_it_s']:.2f}")
+        print(
+            f"speed-up {default} threads vs 1: auralise x{a['auralise_ms'] / b['auralise_ms']:.2f}, "
+            f"Grad-CAM x{a['cam_batch_ms'] / b['cam_batch_ms']:.2f}, dream x{b['dream_it_s'] / a['dream_it_s']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,13 @@ os.environ.setdefault("MUSICLENS_CACHE", str(TMP / "cache"))
 import numpy as np  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-LAYERS = ("mid end / conv 1", "front end / timbral 7x38", "mid end / conv 2", "front end / temporal 64x1",
-          "mid end / conv 3")
+LAYERS = (
+    "mid end / conv 1",
+    "front end / timbral 7x38",
+    "mid end / conv 2",
+    "front end / temporal 64x1",
+    "mid end / conv 3",
+)
 
 
 def make_dataset(root: Path, files: int = 6, seconds: float = 6.0) -> Path:
@@ -36,8 +41,10 @@ def make_dataset(root: Path, files: int = 6, seconds: float = 6.0) -> Path:
     rng = np.random.default_rng(0)
     sr = 22050
     t = np.arange(int(seconds * sr)) / sr
-    for label, make in (("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
-                        ("noise", lambda i: 0.1 * rng.standard_normal(len(t)))):
+    for label, make in (
+        ("tones", lambda i: 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t)),
+        ("noise", lambda i: 0.1 * rng.standard_normal(len(t))),
+    ):
         (root / label).mkdir(parents=True, exist_ok=True)
         for i in range(files):
             sf.write(root / label / f"{label}{i}.wav", make(i).astype(np.float32), sr)
@@ -92,16 +99,21 @@ def main() -> None:
         layer = LAYERS[k % len(LAYERS)]
         t0 = time.perf_counter()
         window.layers.select_layer(layer)
-        shown = wait(app, lambda layer=layer: window.layers.maps is not None and window.layers.maps.layer == layer,
-                     args.timeout)
+        shown = wait(
+            app, lambda layer=layer: window.layers.maps is not None and window.layers.maps.layer == layer, args.timeout
+        )
         dt = time.perf_counter() - t0
         training = not panel.start_button.isEnabled()
-        print(f"click {k + 1} ({layer}): {'maps shown' if shown else 'NOT shown'} after {dt:.2f} s; "
-              f"training {'still running' if training else 'had finished'}"
-              + (f" ({panel.report.text()[:60]})" if training else ""))
+        print(
+            f"click {k + 1} ({layer}): {'maps shown' if shown else 'NOT shown'} after {dt:.2f} s; "
+            f"training {'still running' if training else 'had finished'}"
+            + (f" ({panel.report.text()[:60]})" if training else "")
+        )
         latencies.append(dt)
-    print(f"layer click -> maps during training: median {np.median(latencies):.2f} s, "
-          f"worst {max(latencies):.2f} s over {len(latencies)} clicks")
+    print(
+        f"layer click -> maps during training: median {np.median(latencies):.2f} s, "
+        f"worst {max(latencies):.2f} s over {len(latencies)} clicks"
+    )
     panel.cancel_button.click()
     wait(app, lambda: panel.start_button.isEnabled(), 300)
     print(f"after cancel: {panel.report.text()}")

@@ -42,16 +42,18 @@ def jazz_dance_folder(root: Path) -> Path:
 
 
 def train_eval(data: MidiDataset, args) -> tuple[float, dict]:
-    *_, last = train_midi_lstm(data, hidden=args.hidden, layers=args.layers, epochs=args.epochs,
-                               lr=args.lr, seed=args.seed)
+    *_, last = train_midi_lstm(
+        data, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr, seed=args.seed
+    )
     m = last.model.provenance["metrics"]
     return m["test_accuracy"], m
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("root", nargs="?", type=Path,
-                    default=REPO.parent / "shared" / "data" / "midi" / "di01096-genre-midi")
+    ap.add_argument(
+        "root", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "midi" / "di01096-genre-midi"
+    )
     ap.add_argument("--keep-drums", action="store_true")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=40)
@@ -70,11 +72,15 @@ def main(argv=None) -> int:
     data = None
     for p in load_folder(jazz_dance_folder(args.root), spec, seed=args.seed):
         data = p.data or data
-    print(f"read {sum(len(y) for y in data.y.values())} pieces in {time.time() - t0:.1f} s "
-          f"(drums {'kept' if args.keep_drums else 'dropped'}); {data.summary()}")
+    print(
+        f"read {sum(len(y) for y in data.y.values())} pieces in {time.time() - t0:.1f} s "
+        f"(drums {'kept' if args.keep_drums else 'dropped'}); {data.summary()}"
+    )
     acc, m = train_eval(data, args)
-    print(f"standard split: test accuracy {acc:.3f} on {sum(m['counts']['test'].values())} files "
-          f"(val {m['val_accuracy']:.3f}); confusion {m['test_confusion']} (rows true {data.labels})")
+    print(
+        f"standard split: test accuracy {acc:.3f} on {sum(m['counts']['test'].values())} files "
+        f"(val {m['val_accuracy']:.3f}); confusion {m['test_confusion']} (rows true {data.labels})"
+    )
     if args.folds > 1:
         x = np.concatenate([data.x[s] for s in ("train", "val", "test")])
         mk = np.concatenate([data.mask[s] for s in ("train", "val", "test")])
@@ -89,15 +95,21 @@ def main(argv=None) -> int:
             test = fold == k
             val = fold == (k + 1) % args.folds
             train = ~(test | val)
-            sub = MidiDataset(data.labels, spec, {"train": x[train], "val": x[val], "test": x[test]},
-                              {"train": mk[train], "val": mk[val], "test": mk[test]},
-                              {"train": y[train], "val": y[val], "test": y[test]},
-                              {"train": [], "val": [], "test": []})
+            sub = MidiDataset(
+                data.labels,
+                spec,
+                {"train": x[train], "val": x[val], "test": x[test]},
+                {"train": mk[train], "val": mk[val], "test": mk[test]},
+                {"train": y[train], "val": y[val], "test": y[test]},
+                {"train": [], "val": [], "test": []},
+            )
             acc_k, _ = train_eval(sub, args)
             correct += round(acc_k * test.sum())
             print(f"  fold {k + 1}/{args.folds}: held-out accuracy {acc_k:.3f} ({test.sum()} files)", flush=True)
-        print(f"{args.folds}-fold cross-validation: held-out accuracy {correct / len(y):.3f} "
-              f"({correct}/{len(y)} files), {time.time() - t0:.0f} s in all")
+        print(
+            f"{args.folds}-fold cross-validation: held-out accuracy {correct / len(y):.3f} "
+            f"({correct}/{len(y)} files), {time.time() - t0:.0f} s in all"
+        )
     return 0
 
 

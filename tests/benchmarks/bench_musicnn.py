@@ -87,8 +87,7 @@ def default_clip() -> tuple[str, str | None]:
 
     rng = np.random.default_rng(0)
     t = np.arange(30 * 16000) / 16000
-    y = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) \
-        + 0.05 * rng.standard_normal(t.size)
+    y = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) + 0.05 * rng.standard_normal(t.size)
     tmp = tempfile.mkdtemp(prefix="bench-musicnn-")
     path = os.path.join(tmp, "synthetic30s.wav")
     sf.write(path, y.astype(np.float32), 16000)
@@ -107,9 +106,10 @@ def run_original(args, path: str) -> dict | None:
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(tmp)
         proc = subprocess.run(
-            [args.tf_python, "-c", ORIGINAL, tmp, path, args.model, str(args.repeat),
-             str(args.threads)],
-            capture_output=True, text=True)
+            [args.tf_python, "-c", ORIGINAL, tmp, path, args.model, str(args.repeat), str(args.threads)],
+            capture_output=True,
+            text=True,
+        )
     if proc.returncode != 0:
         print("original: failed\n" + proc.stderr[-2000:])
         return None
@@ -135,8 +135,7 @@ def main() -> int:
         t = time.perf_counter()
         tg = tag_file(path, m)
         ours_s = min(ours_s, time.perf_counter() - t)
-    print(f"clip: {path} ({len(tg.probabilities)} patches), model {args.model}, "
-          f"{args.threads} thread(s)")
+    print(f"clip: {path} ({len(tg.probabilities)} patches), model {args.model}, {args.threads} thread(s)")
     print(f"ours:     {ours_s * 1000:8.1f} ms  top3 {[t for t, _ in tg.top(3)]}")
     orig = run_original(args, path)
     if orig is not None:
@@ -145,9 +144,11 @@ def main() -> int:
         reused = orig["seconds_graph_reused"]
         print(f"original: {orig['seconds'] * 1000:8.1f} ms  top3 {top}  (extractor() as called)")
         print(f"original: {reused * 1000:8.1f} ms  (TF graph built once, batch_data + sess.run)")
-        print(f"ratio original / ours: {orig['seconds'] / ours_s:.2f}x "
-              f"(graph built once: {reused / ours_s:.2f}x)   "
-              f"max |taggram diff|: {np.abs(ref - tg.probabilities).max():.2e}")
+        print(
+            f"ratio original / ours: {orig['seconds'] / ours_s:.2f}x "
+            f"(graph built once: {reused / ours_s:.2f}x)   "
+            f"max |taggram diff|: {np.abs(ref - tg.probabilities).max():.2e}"
+        )
     if tmp:
         import shutil
 

@@ -87,8 +87,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    configs = [(b, f, h) for b in args.bases.split(",") for f in args.features.split(",")
-               for h in args.heads.split(",")]
+    configs = [
+        (b, f, h) for b in args.bases.split(",") for f in args.features.split(",") for h in args.heads.split(",")
+    ]
     import librosa  # noqa: F401  (keep its import out of the timings)
 
     results: dict[str, dict[str, list[float]]] = {}
@@ -131,29 +132,46 @@ def main() -> None:
                 test = train.metrics_from(done.predictions["test"], prepared_probe.sets["test"], ds.labels)
                 add(name, test, seconds)
                 chosen.setdefault(name, []).append(m.provenance["probe"]["l2"])
-                print(f"  {name}: test tracks {test['track_accuracy']:.2f}, patches {test['accuracy']:.3f}, "
-                      f"l2 {m.provenance['probe']['l2']:g}, {seconds:.2f} s", flush=True)
+                print(
+                    f"  {name}: test tracks {test['track_accuracy']:.2f}, patches {test['accuracy']:.3f}, "
+                    f"l2 {m.provenance['probe']['l2']:g}, {seconds:.2f} s",
+                    flush=True,
+                )
             if args.no_scratch:
                 continue
             torch.manual_seed(seed)
             m = study.create("vanilla-cnn", ds.labels)
             prepared = data.prepare_all(ds, split, m.front_end, m.patch_frames, cache=cache)
             t = time.perf_counter()
-            ev = events.run(train.train(m, prepared, train.TrainConfig(
-                epochs=args.epochs, patience=args.patience, seed=seed, batch_size=32, device="cpu")))
+            ev = events.run(
+                train.train(
+                    m,
+                    prepared,
+                    train.TrainConfig(
+                        epochs=args.epochs, patience=args.patience, seed=seed, batch_size=32, device="cpu"
+                    ),
+                )
+            )
             seconds = time.perf_counter() - t
             test = train.evaluate(m, prepared.sets["test"])
             add("vanilla-cnn (scratch)", test, seconds)
-            print(f"  vanilla-cnn: test tracks {test['track_accuracy']:.2f}, patches {test['accuracy']:.3f}, "
-                  f"{len(ev.history)} epochs (best {ev.best_epoch}), {seconds:.1f} s", flush=True)
+            print(
+                f"  vanilla-cnn: test tracks {test['track_accuracy']:.2f}, patches {test['accuracy']:.3f}, "
+                f"{len(ev.history)} epochs (best {ev.best_epoch}), {seconds:.1f} s",
+                flush=True,
+            )
 
     n_test = split.counts()["test"]
-    print(f"\ndata: {root} ({len(ds.tracks)} tracks, {len(ds.labels)} classes, {n_test} test tracks per split), "
-          f"seeds {seeds}, {args.threads} thread(s)")
+    print(
+        f"\ndata: {root} ({len(ds.tracks)} tracks, {len(ds.labels)} classes, {n_test} test tracks per split), "
+        f"seeds {seeds}, {args.threads} thread(s)"
+    )
     print(f"{'model':42s} {'test track acc':>16s} {'test patch acc':>16s} {'train time s':>14s}  per-seed track acc")
     for name, r in results.items():
-        print(f"{name:42s} {ms(r['track']):>16s} {ms(r['patch']):>16s} {np.mean(times[name]):14.2f}  "
-              + " ".join(f"{v:.2f}" for v in r["track"]))
+        print(
+            f"{name:42s} {ms(r['track']):>16s} {ms(r['patch']):>16s} {np.mean(times[name]):14.2f}  "
+            + " ".join(f"{v:.2f}" for v in r["track"])
+        )
     for base, s in cold.items():
         print(f"one-off MusiCNN features ({base}, all {len(ds.tracks)} tracks, cold cache): {s:.1f} s")
     scratch = times.get("vanilla-cnn (scratch)")
@@ -162,9 +180,20 @@ def main() -> None:
             if name.startswith("probe"):
                 print(f"time ratio vanilla-cnn / {name}: {np.mean(scratch) / np.mean(times[name]):.0f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"data": str(root), "seeds": seeds, "results": results,
-                                               "seconds": times, "cold_feature_seconds": cold,
-                                               "l2": chosen}, indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "data": str(root),
+                    "seeds": seeds,
+                    "results": results,
+                    "seconds": times,
+                    "cold_feature_seconds": cold,
+                    "l2": chosen,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ from synthetic_data import synthetic  # noqa: E402
 def run_training(ds, split, prepared, epochs: int, seed: int) -> tuple[float, float]:
     torch.manual_seed(seed)
     m = study.create("vanilla-cnn", ds.labels)
-    ev = events.run(train.train(m, prepared, train.TrainConfig(epochs=epochs, batch_size=32, seed=seed,
-                                                              patience=None, device="auto")))
+    ev = events.run(
+        train.train(
+            m, prepared, train.TrainConfig(epochs=epochs, batch_size=32, seed=seed, patience=None, device="auto")
+        )
+    )
     pps = [h["patches_per_second"] for h in ev.history]
     return float(np.mean(pps)), float(sum(h["seconds"] for h in ev.history))
 
@@ -57,6 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import librosa  # noqa: F401  (its import would otherwise be timed as part of the cold cache)
+
     with tempfile.TemporaryDirectory() as tmp:
         default = REPO.parent / "shared/data/audio/gtzan-excerpts-zenny126"
         root = Path(args.data) if args.data else default if default.is_dir() else synthetic(Path(tmp) / "syn")
@@ -87,17 +91,21 @@ def main() -> None:
         # the front end alone, over one epoch's training patches
         t = time.perf_counter()
         for i in range(0, len(idx), 32):
-            audio.sets["train"].inputs(idx[i:i + 32])
+            audio.sets["train"].inputs(idx[i : i + 32])
         fe_epoch = time.perf_counter() - t
 
     n = len(cached.sets["train"])
-    print(f"data: {root} ({len(ds.tracks)} tracks; {n} training patches of {p} frames), "
-          f"{args.epochs} epochs, {args.threads} thread(s), device {resolve_device('auto')}")
+    print(
+        f"data: {root} ({len(ds.tracks)} tracks; {n} training patches of {p} frames), "
+        f"{args.epochs} epochs, {args.threads} thread(s), device {resolve_device('auto')}"
+    )
     print(f"prepare: cold cache {cold:.2f} s, warm cache {warm:.2f} s, audio only (no cache) {decode:.2f} s")
     print(f"training with the feature cache:    {pps_cache:8.1f} patches/s ({s_cache:.2f} s)")
     print(f"training without (front end/batch): {pps_audio:8.1f} patches/s ({s_audio:.2f} s)")
-    print(f"ratio cached / uncached: {pps_cache / pps_audio:.2f}x (best of {args.repeat} alternating runs); "
-          f"front end alone {fe_epoch:.2f} s per epoch; largest input difference {diff:.2e} dB")
+    print(
+        f"ratio cached / uncached: {pps_cache / pps_audio:.2f}x (best of {args.repeat} alternating runs); "
+        f"front end alone {fe_epoch:.2f} s per epoch; largest input difference {diff:.2e} dB"
+    )
 
 
 if __name__ == "__main__":

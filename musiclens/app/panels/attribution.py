@@ -24,8 +24,7 @@ from musiclens.core.interpret import methods
 #: (label, name) of every method the table has for audio, in the table's order
 METHODS = [(m.label, m.name) for m in methods.select(kind="audio")]
 # how a signed map is shown: key, text
-SHOW = [("relu", "positive part (ReLU)"), ("signed", "signed (blue against, red toward)"),
-        ("abs", "magnitude |value|")]
+SHOW = [("relu", "positive part (ReLU)"), ("signed", "signed (blue against, red toward)"), ("abs", "magnitude |value|")]
 
 
 class AttributionPanel(QWidget):
@@ -53,8 +52,10 @@ class AttributionPanel(QWidget):
         self.show_as = QComboBox()
         for key, text in SHOW:
             self.show_as.addItem(text, key)
-        self.show_as.setToolTip("CAM-family maps are usually shown after a ReLU (the Grad-CAM paper); "
-                                "Integrated Gradients signed: what speaks for and against the class")
+        self.show_as.setToolTip(
+            "CAM-family maps are usually shown after a ReLU (the Grad-CAM paper); "
+            "Integrated Gradients signed: what speaks for and against the class"
+        )
         self.show_as.currentIndexChanged.connect(lambda _i: self.result is not None and self.display_changed.emit())
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
@@ -149,8 +150,10 @@ class AttributionPanel(QWidget):
         self.result = result
         where = f" at {result.layer}" if result.layer else ""
         v = result.values
-        self.note.setText(f"{methods.label(result.method)}{where} for '{result.target}': range "
-                          f"[{v.min():.3g}, {v.max():.3g}]{result.note}")
+        self.note.setText(
+            f"{methods.label(result.method)}{where} for '{result.target}': range "
+            f"[{v.min():.3g}, {v.max():.3g}]{result.note}"
+        )
 
     def export(self) -> None:
         if self.result is None:
@@ -158,5 +161,12 @@ class AttributionPanel(QWidget):
         path = ask_save_path(self, "Export attribution", f"{self.result.method}.npz", "NumPy (*.npz)")
         if path:
             r = self.result
-            np.savez_compressed(path, values=r.values, method=r.method, target=r.target,
-                                layer=r.layer or "", start_s=r.start_s, end_s=r.end_s)
+            np.savez_compressed(
+                path,
+                values=r.values,
+                method=r.method,
+                target=r.target,
+                layer=r.layer or "",
+                start_s=r.start_s,
+                end_s=r.end_s,
+            )

@@ -11,8 +11,9 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 
-def to_pixmap(values: np.ndarray, *, width: int, height: int, colormap: str = "magma",
-              levels: tuple[float, float] | None = None) -> QPixmap:
+def to_pixmap(
+    values: np.ndarray, *, width: int, height: int, colormap: str = "magma", levels: tuple[float, float] | None = None
+) -> QPixmap:
     """(F, T) array, row 0 = low frequency, -> a colour pixmap (low rows at the bottom)."""
     v = np.asarray(values, dtype=np.float32)
     if v.ndim == 1:

@@ -85,8 +85,10 @@ class KernelsPanel(QWidget):
         if stats["conv"]:
             self.conv.setCurrentIndex(len(stats["conv"]) - 1)
         t = stats["totals"]
-        self.summary.setText(f"{stats['model']}: {t['kernels']} kernels in {len(stats['conv'])} conv "
-                             f"layers, {t['dead']} dead (norm ≤ {stats['dead_rel_tol']:g} × the layer's largest)")
+        self.summary.setText(
+            f"{stats['model']}: {t['kernels']} kernels in {len(stats['conv'])} conv "
+            f"layers, {t['dead']} dead (norm ≤ {stats['dead_rel_tol']:g} × the layer's largest)"
+        )
         self._draw_conv()
         self._draw_bn()
 
@@ -108,12 +110,22 @@ class KernelsPanel(QWidget):
         pens = [pg.mkPen(DEAD_COLOUR if d else ALIVE_COLOUR) for d in dead_sorted]
         self.norms.addItem(pg.BarGraphItem(x=x, height=heights, width=0.8, brushes=brushes, pens=pens))
         if dead_sorted.any():
-            self.norms.addItem(pg.ScatterPlotItem(x=x[dead_sorted], y=heights[dead_sorted] + DEAD_BAR * top,
-                                                  symbol="x", size=9, pen=pg.mkPen(DEAD_COLOUR, width=2),
-                                                  brush=pg.mkBrush(DEAD_COLOUR)))
-        self.dead_label.setText(f"dead: {int(dead.sum())} of {len(norms)} kernels (red ✕, drawn at "
-                                f"{100 * DEAD_BAR:g} % of the largest norm)" if dead.any()
-                                else f"dead: 0 of {len(norms)} kernels")
+            self.norms.addItem(
+                pg.ScatterPlotItem(
+                    x=x[dead_sorted],
+                    y=heights[dead_sorted] + DEAD_BAR * top,
+                    symbol="x",
+                    size=9,
+                    pen=pg.mkPen(DEAD_COLOUR, width=2),
+                    brush=pg.mkBrush(DEAD_COLOUR),
+                )
+            )
+        self.dead_label.setText(
+            f"dead: {int(dead.sum())} of {len(norms)} kernels (red ✕, drawn at "
+            f"{100 * DEAD_BAR:g} % of the largest norm)"
+            if dead.any()
+            else f"dead: 0 of {len(norms)} kernels"
+        )
         self.norms.setTitle(f"{c['layer']}: kernel {tuple(c['kernel_shape'])}, {c['dead']} dead of {len(norms)}")
 
     def _draw_bn(self) -> None:
@@ -125,14 +137,18 @@ class KernelsPanel(QWidget):
             values = np.asarray(b[key] or [], dtype=float)
             if values.size:
                 counts, edges = np.histogram(values, bins=min(40, max(5, values.size // 4)))
-                self.bn_plot.plot(edges, counts, stepMode="center", fillLevel=0,
-                                  brush=pg.mkBrush(colour + "80"), pen=colour, name=key)
+                self.bn_plot.plot(
+                    edges, counts, stepMode="center", fillLevel=0, brush=pg.mkBrush(colour + "80"), pen=colour, name=key
+                )
 
     def export(self) -> None:
         if not self.stats:
             return
         path = ask_save_path(self, "Export kernel norms", "kernels.csv", "CSV (*.csv)")
         if path:
-            rows = [[c["layer"], k, norm, k in set(c["dead_indices"])]
-                    for c in self.stats["conv"] for k, norm in enumerate(c["frobenius"])]
+            rows = [
+                [c["layer"], k, norm, k in set(c["dead_indices"])]
+                for c in self.stats["conv"]
+                for k, norm in enumerate(c["frobenius"])
+            ]
             save_table(path, ["layer", "kernel", "frobenius_norm", "dead"], rows)

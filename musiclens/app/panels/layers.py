@@ -48,13 +48,16 @@ class LayersPanel(QWidget):
         self.tree.itemSelectionChanged.connect(self._layer_clicked)
         self.sort = QComboBox()
         self.sort.addItems(list(SORTS))
-        self.sort.setToolTip("energy heard: mean square of the positive part of the activation, the part the "
-                             "auralisation is made of; loudness heard: RMS of the auralisation in dBFS. "
-                             "Silent filters come last either way.")
+        self.sort.setToolTip(
+            "energy heard: mean square of the positive part of the activation, the part the "
+            "auralisation is made of; loudness heard: RMS of the auralisation in dBFS. "
+            "Silent filters come last either way."
+        )
         self.target_dbfs = -20.0
         self.normalise = QCheckBox(f"normalise loudness ({self.target_dbfs:.0f} dBFS)")
-        self.normalise.setToolTip("play every auralisation at the same RMS level (peak at most 0.99); "
-                                  "the gain applied is shown")
+        self.normalise.setToolTip(
+            "play every auralisation at the same RMS level (peak at most 0.99); the gain applied is shown"
+        )
         self.sort.currentIndexChanged.connect(lambda _: self._fill_grid())
         self.grid = QListWidget()
         self.grid.setViewMode(QListWidget.IconMode)
@@ -102,7 +105,7 @@ class LayersPanel(QWidget):
                 parent = groups[group] = QTreeWidgetItem(self.tree, [group, ""])
                 parent.setFlags(parent.flags() & ~Qt.ItemIsSelectable)
                 parent.setExpanded(True)
-            short = name[len(group) + 3:] if name.startswith(f"{group} / ") else name
+            short = name[len(group) + 3 :] if name.startswith(f"{group} / ") else name
             item = QTreeWidgetItem(parent, [short, kind])
             item.setToolTip(0, name)
             item.setData(0, Qt.UserRole, name)
@@ -122,11 +125,16 @@ class LayersPanel(QWidget):
     def set_maps(self, maps: LayerMaps) -> None:
         self.maps = maps
         k, f, t = maps.maps.shape
-        silent = "" if maps.silent is None else (
-            f" {int(maps.silent.sum())} silent (auralisation below {maps.silent_db:.0f} dBFS), listed last.")
-        self.info.setText(f"{maps.layer}: {k} filters, maps {f}×{t} on the patch at {maps.start_s:.1f} s; "
-                          f"labels: filter, energy of the positive part of its activation (what the auralisation "
-                          f"hears, the ranking), level of its auralisation in dBFS.{silent} Click a filter to hear it.")
+        silent = (
+            ""
+            if maps.silent is None
+            else (f" {int(maps.silent.sum())} silent (auralisation below {maps.silent_db:.0f} dBFS), listed last.")
+        )
+        self.info.setText(
+            f"{maps.layer}: {k} filters, maps {f}×{t} on the patch at {maps.start_s:.1f} s; "
+            f"labels: filter, energy of the positive part of its activation (what the auralisation "
+            f"hears, the ranking), level of its auralisation in dBFS.{silent} Click a filter to hear it."
+        )
         self._fill_grid()
 
     def show_heard(self, heard) -> None:
@@ -162,21 +170,29 @@ class LayersPanel(QWidget):
         grey = QBrush(QColor(130, 130, 130))
         for k in order:
             quiet = bool(silent[k])
-            pix = to_pixmap(m.maps[k], width=THUMB.width(), height=THUMB.height(), levels=levels,
-                            colormap="CET-L1" if quiet else "magma")
+            pix = to_pixmap(
+                m.maps[k],
+                width=THUMB.width(),
+                height=THUMB.height(),
+                levels=levels,
+                colormap="CET-L1" if quiet else "magma",
+            )
             if quiet:
                 text = f"#{k}  silent"
-                why = ("digital silence: the activation is never positive on this patch, and the "
-                       "auralisation's mask is its positive part" if not np.isfinite(level[k]) else
-                       f"its auralisation is {level[k]:.1f} dBFS, below {m.silent_db:.0f} dBFS")
+                why = (
+                    "digital silence: the activation is never positive on this patch, and the "
+                    "auralisation's mask is its positive part"
+                    if not np.isfinite(level[k])
+                    else f"its auralisation is {level[k]:.1f} dBFS, below {m.silent_db:.0f} dBFS"
+                )
                 tip = f"filter {k}: silent — {why}"
             else:
-                text = (f"#{k} {m.energy[k]:.2g} {level[k]:.0f}dB" if np.isfinite(level[k])
-                        else f"#{k}  {m.energy[k]:.2g}")
+                text = (
+                    f"#{k} {m.energy[k]:.2g} {level[k]:.0f}dB" if np.isfinite(level[k]) else f"#{k}  {m.energy[k]:.2g}"
+                )
                 tip = f"filter {k}: its auralisation is {level[k]:.1f} dBFS"
             raw = float((m.maps[k].astype(np.float64) ** 2).mean())
-            tip += (f"\nenergy heard (mean square of the positive part) {m.energy[k]:.4g}; "
-                    f"raw mean square {raw:.4g}")
+            tip += f"\nenergy heard (mean square of the positive part) {m.energy[k]:.4g}; raw mean square {raw:.4g}"
             item = QListWidgetItem(pix, text)
             item.setData(Qt.UserRole, int(k))
             item.setToolTip(tip)
@@ -204,7 +220,13 @@ class LayersPanel(QWidget):
             return
         path = ask_save_path(self, "Export activations", "activations.npz", "NumPy (*.npz)")
         if path:
-            extra = {} if self.maps.level_db is None else {"level_db": self.maps.level_db,
-                                                            "silent": self.maps.silent}
-            np.savez_compressed(path, maps=self.maps.maps, energy=self.maps.energy,
-                                layer=self.maps.layer, patch=self.maps.patch, start_s=self.maps.start_s, **extra)
+            extra = {} if self.maps.level_db is None else {"level_db": self.maps.level_db, "silent": self.maps.silent}
+            np.savez_compressed(
+                path,
+                maps=self.maps.maps,
+                energy=self.maps.energy,
+                layer=self.maps.layer,
+                patch=self.maps.patch,
+                start_s=self.maps.start_s,
+                **extra,
+            )

@@ -41,8 +41,13 @@ from musiclens.core.midi_edit import Clipboard, Note, NoteEditor, diff_notes, sn
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FEATURE_CHOICES = (("all features", None), ("pitch", 0), ("step", 1), ("duration", 2))
-SNAP_CHOICES = (("snap: 1/16", 0.25), ("snap: 1/8", 0.5), ("snap: beat", 1.0), ("snap: 1/32", 0.125),
-                ("snap: off", 0.0))
+SNAP_CHOICES = (
+    ("snap: 1/16", 0.25),
+    ("snap: 1/8", 0.5),
+    ("snap: beat", 1.0),
+    ("snap: 1/32", 0.125),
+    ("snap: off", 0.0),
+)
 DEBOUNCE_MS = 120
 SALIENCY_DECADES = 3.0  # colour scale: log10, from max / 1000 (dark) to max (bright)
 
@@ -172,22 +177,25 @@ class NotesItem(pg.GraphicsObject):
         p.setBrush(Qt.NoBrush)
         p.setPen(gone)
         for i in [a for a, _ in diff["moved"]] + list(diff["removed"]):  # where notes were
-            p.drawRect(QRectF(float(current.start[i]), int(current.pitch[i]) - 0.42,
-                              float(current.duration[i]), 0.84))
+            p.drawRect(QRectF(float(current.start[i]), int(current.pitch[i]) - 0.42, float(current.duration[i]), 0.84))
         p.setPen(QPen(QColor(30, 30, 30), 0))
         p.setBrush(QBrush(QColor(255, 170, 40, 230)))  # moved: orange
         for _, j in diff["moved"]:
-            p.drawRect(QRectF(float(proposed.start[j]), int(proposed.pitch[j]) - 0.42,
-                              float(proposed.duration[j]), 0.84))
+            p.drawRect(
+                QRectF(float(proposed.start[j]), int(proposed.pitch[j]) - 0.42, float(proposed.duration[j]), 0.84)
+            )
         p.setBrush(QBrush(QColor(70, 220, 90, 230)))  # added: green
         for j in diff["added"]:
-            p.drawRect(QRectF(float(proposed.start[j]), int(proposed.pitch[j]) - 0.42,
-                              float(proposed.duration[j]), 0.84))
+            p.drawRect(
+                QRectF(float(proposed.start[j]), int(proposed.pitch[j]) - 0.42, float(proposed.duration[j]), 0.84)
+            )
         link = QPen(QColor(255, 170, 40, 200), 0)
         p.setPen(link)
         for i, j in diff["moved"]:
-            p.drawLine(QPointF(float(current.start[i]), float(current.pitch[i])),
-                       QPointF(float(proposed.start[j]), float(proposed.pitch[j])))
+            p.drawLine(
+                QPointF(float(current.start[i]), float(current.pitch[i])),
+                QPointF(float(proposed.start[j]), float(proposed.pitch[j])),
+            )
 
     # ------------------------------------------------------------------ mouse
     def _hit(self, pos: QPointF) -> tuple[int | None, bool]:
@@ -314,8 +322,10 @@ class PianoRollPanel(QWidget):
         self.feature = QComboBox()
         for text, value in FEATURE_CHOICES:
             self.feature.addItem(text, value)
-        self.feature.setToolTip("Saliency of which note feature: pitch, step (time since the previous note) "
-                                "or duration; or all three (sum of magnitudes)")
+        self.feature.setToolTip(
+            "Saliency of which note feature: pitch, step (time since the previous note) "
+            "or duration; or all three (sum of magnitudes)"
+        )
         self.feature.currentIndexChanged.connect(lambda _: self.recolor())
         self.snap_box = QComboBox()
         for text, value in SNAP_CHOICES:
@@ -336,18 +346,23 @@ class PianoRollPanel(QWidget):
         self.play_button.clicked.connect(self.play)
         self.flip_target = QComboBox()
         self.flip_button = QPushButton("Flip to class…")
-        self.flip_button.setToolTip("Find a small change to the notes the model reads that makes it "
-                                    "predict the chosen class (input optimisation, in the background)")
+        self.flip_button.setToolTip(
+            "Find a small change to the notes the model reads that makes it "
+            "predict the chosen class (input optimisation, in the background)"
+        )
         self.flip_button.clicked.connect(lambda: self.propose_flip(self.flip_target.currentText()))
         self.save_button = QPushButton("Save .mid…")
-        self.save_button.clicked.connect(lambda: self._ask_and(self.save_midi, "Save MIDI", "edited.mid",
-                                                               "MIDI (*.mid *.midi)"))
+        self.save_button.clicked.connect(
+            lambda: self._ask_and(self.save_midi, "Save MIDI", "edited.mid", "MIDI (*.mid *.midi)")
+        )
         self.png_button = QPushButton("PNG…")
-        self.png_button.clicked.connect(lambda: self._ask_and(self.export_png, "Export the note map",
-                                                              "piano-roll.png", "PNG (*.png)"))
+        self.png_button.clicked.connect(
+            lambda: self._ask_and(self.export_png, "Export the note map", "piano-roll.png", "PNG (*.png)")
+        )
         self.csv_button = QPushButton("CSV…")
-        self.csv_button.clicked.connect(lambda: self._ask_and(self.export_csv, "Export the notes",
-                                                              "notes.csv", "CSV (*.csv)"))
+        self.csv_button.clicked.connect(
+            lambda: self._ask_and(self.export_csv, "Export the notes", "notes.csv", "CSV (*.csv)")
+        )
         # two rows (what the colours show and the flip; editing and files), so the dock fits
         # a 1280 px laptop screen beside the predictions
         top = QHBoxLayout()
@@ -453,11 +468,17 @@ class PianoRollPanel(QWidget):
         # only on the roll itself, so the velocity box and the combo boxes keep them
         for keys, slot in ((QKeySequence.Undo, self.undo), ("Ctrl+Shift+Z", self.redo), ("Ctrl+Y", self.redo)):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.WidgetWithChildrenShortcut)
-        for keys, slot in ((QKeySequence.Delete, self.delete_selected), (Qt.Key_Backspace, self.delete_selected),
-                           (QKeySequence.Copy, self.copy), (QKeySequence.Paste, self.paste),
-                           (QKeySequence.SelectAll, self.select_all),
-                           (Qt.Key_Up, lambda: self.nudge(0, 1)), (Qt.Key_Down, lambda: self.nudge(0, -1)),
-                           (Qt.Key_Left, lambda: self.nudge(-1, 0)), (Qt.Key_Right, lambda: self.nudge(1, 0))):
+        for keys, slot in (
+            (QKeySequence.Delete, self.delete_selected),
+            (Qt.Key_Backspace, self.delete_selected),
+            (QKeySequence.Copy, self.copy),
+            (QKeySequence.Paste, self.paste),
+            (QKeySequence.SelectAll, self.select_all),
+            (Qt.Key_Up, lambda: self.nudge(0, 1)),
+            (Qt.Key_Down, lambda: self.nudge(0, -1)),
+            (Qt.Key_Left, lambda: self.nudge(-1, 0)),
+            (Qt.Key_Right, lambda: self.nudge(1, 0)),
+        ):
             QShortcut(QKeySequence(keys), self.plot, activated=slot, context=Qt.WidgetWithChildrenShortcut)
         self._enable(False)
 
@@ -471,11 +492,20 @@ class PianoRollPanel(QWidget):
         """``play(audio, sr, label)`` plays through the window (which keeps one playhead offset)."""
         self.session, self._play = session, play
         player.position_changed.connect(
-            lambda s: self.playhead.setValue(s) if player.label == self.play_label and self.play_label else None)
+            lambda s: self.playhead.setValue(s) if player.label == self.play_label and self.play_label else None
+        )
 
     def _enable(self, on: bool) -> None:
-        for w in (self.undo_button, self.redo_button, self.play_button, self.flip_button, self.save_button,
-                  self.png_button, self.csv_button, self.velocity):
+        for w in (
+            self.undo_button,
+            self.redo_button,
+            self.play_button,
+            self.flip_button,
+            self.save_button,
+            self.png_button,
+            self.csv_button,
+            self.velocity,
+        ):
             w.setEnabled(on)
         if on and self.editor is not None:
             self.undo_button.setEnabled(bool(self.editor.undo_stack))
@@ -545,7 +575,7 @@ class PianoRollPanel(QWidget):
         self.items.prepareGeometryChange()
         self.items.update()
         if fit and len(notes):
-            k_end = float(notes.end[:max(k, 1)].max())
+            k_end = float(notes.end[: max(k, 1)].max())
             lo, hi = int(notes.pitch.min()), int(notes.pitch.max())
             self.view.setRange(xRange=(0, max(k_end, 4 * ed.beat)), yRange=(lo - 3, hi + 3), padding=0.02)
         self.undo_button.setEnabled(bool(ed.undo_stack))
@@ -558,21 +588,26 @@ class PianoRollPanel(QWidget):
         return np.arange(n) < self.window_notes
 
     def reads_text(self) -> str:
-        """"The model reads notes 1–100 of 2930 …; 1019 drum notes … kept, not read"."""
+        """ "The model reads notes 1–100 of 2930 …; 1019 drum notes … kept, not read"."""
         if self.editor is None:
             return ""
         n = len(self.editor)
         k = min(self.window_notes, n)
-        text = (f"The model reads notes 1–{k} of {n} (left of the dashed red line; the later notes are "
-                "drawn faded)." if k < n else f"The model reads all {n} notes.")
+        text = (
+            f"The model reads notes 1–{k} of {n} (left of the dashed red line; the later notes are drawn faded)."
+            if k < n
+            else f"The model reads all {n} notes."
+        )
         others = self.others
         if others is not None and len(others):
             n_drum = int(others.is_drum.sum())
             what = [f"{n_drum} drum notes"] if n_drum else []
             what += [f"{len(others) - n_drum} notes of other instruments"] if len(others) > n_drum else []
             n_tracks = len({int(i) for i in np.unique(others.instrument)})
-            text += (f" {' and '.join(what)} ({n_tracks} track{'s' if n_tracks > 1 else ''}, hatched grey) "
-                     "are kept in the file and played, but not read by the model or edited.")
+            text += (
+                f" {' and '.join(what)} ({n_tracks} track{'s' if n_tracks > 1 else ''}, hatched grey) "
+                "are kept in the file and played, but not read by the model or edited."
+            )
         return text
 
     # ------------------------------------------------------------------ saliency colours
@@ -586,7 +621,7 @@ class PianoRollPanel(QWidget):
         f = self.feature.currentData()
         sal = np.abs(r.saliency)
         vals = sal.sum(axis=1) if f is None else sal[:, f]
-        out[:len(vals)] = vals[:n]
+        out[: len(vals)] = vals[:n]
         return out
 
     def recolor(self) -> None:
@@ -757,7 +792,8 @@ class PianoRollPanel(QWidget):
             f"{r.labels[top]} {p[top]:.2f} · colour: |saliency| for {r.labels[r.target]}, log scale "
             f"(bright = max, dark ≤ max/1000) · {r.notes_used} notes read"
             f" ({r.elapsed_s * 1000:.0f} ms{latency}) · {len(self.editor)} notes, "
-            f"{len(self.editor.undo_stack)} edit(s)")
+            f"{len(self.editor.undo_stack)} edit(s)"
+        )
         self.summary.setText(self.summary_text)
         self.classified.emit(r)
 
@@ -787,8 +823,9 @@ class PianoRollPanel(QWidget):
             self.flip_button.setEnabled(True)
             self.proposal_label.setText(f"⚠ flip failed: {message}")
 
-        job = self.session.midi_flip(notes, to, done, steps=steps, on_error=failed,
-                                     on_progress=lambda p: self.summary.setText(p.message))
+        job = self.session.midi_flip(
+            notes, to, done, steps=steps, on_error=failed, on_progress=lambda p: self.summary.setText(p.message)
+        )
         job.cancelled.connect(lambda: self.flip_button.setEnabled(True))
 
     def show_proposal(self, flip) -> None:
@@ -808,7 +845,8 @@ class PianoRollPanel(QWidget):
         self.proposal_label.setText(
             f"Flip to {tgt} {ok}: {flip.labels[r.source]} {pb[r.source]:.2f} → {tgt} {pa[r.target]:.2f} "
             f"(blue before, orange after). {len(diff['moved'])} moved (orange, dashed red = old place), "
-            f"{len(diff['added'])} added (green), {len(diff['removed'])} removed (dashed red).")
+            f"{len(diff['added'])} added (green), {len(diff['removed'])} removed (dashed red)."
+        )
         self.proposal_bar.show()
         self.summary.setText(self.summary_text)
         self.flip_ready.emit(flip)
@@ -870,13 +908,39 @@ class PianoRollPanel(QWidget):
         if self.result is not None and self.result.revision == self.editor.revision:
             k = min(len(self.result.saliency), len(notes))
             sal[:k] = self.result.saliency[:k]
-        rows = [[i, note_name(int(notes.pitch[i])), int(notes.pitch[i]), f"{notes.start[i]:.6f}",
-                 f"{notes.start[i] / self.editor.beat:.4f}", f"{notes.step[i]:.6f}", f"{notes.duration[i]:.6f}",
-                 int(notes.velocity[i]), i < self.window_notes] + [f"{v:.6g}" for v in sal[i]]
-                for i in range(len(notes))]
+        rows = [
+            [
+                i,
+                note_name(int(notes.pitch[i])),
+                int(notes.pitch[i]),
+                f"{notes.start[i]:.6f}",
+                f"{notes.start[i] / self.editor.beat:.4f}",
+                f"{notes.step[i]:.6f}",
+                f"{notes.duration[i]:.6f}",
+                int(notes.velocity[i]),
+                i < self.window_notes,
+            ]
+            + [f"{v:.6g}" for v in sal[i]]
+            for i in range(len(notes))
+        ]
         target = self.labels[self.result.target] if self.result is not None else ""
-        save_table(Path(path), ["index", "name", "pitch", "start_s", "start_beats", "step_s", "duration_s",
-                                "velocity", "read_by_model", f"saliency_pitch_{target}",
-                                f"saliency_step_{target}", f"saliency_duration_{target}"], rows)
+        save_table(
+            Path(path),
+            [
+                "index",
+                "name",
+                "pitch",
+                "start_s",
+                "start_beats",
+                "step_s",
+                "duration_s",
+                "velocity",
+                "read_by_model",
+                f"saliency_pitch_{target}",
+                f"saliency_step_{target}",
+                f"saliency_duration_{target}",
+            ],
+            rows,
+        )
         self.status.emit(f"saved {path}")
         return Path(path)

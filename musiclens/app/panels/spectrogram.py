@@ -104,11 +104,11 @@ class SpectrogramView(QWidget):
         self.selection.setZValue(10)
         self.selection.hide()
         self.plot.addItem(self.selection)
-        self.selection.sigRegionChangeFinished.connect(
-            lambda: self.selection_changed.emit(*self.selection.getRegion()))
+        self.selection.sigRegionChangeFinished.connect(lambda: self.selection_changed.emit(*self.selection.getRegion()))
         self.plot.scene().sigMouseClicked.connect(self._clicked)
-        QShortcut(QKeySequence(Qt.Key_Escape), self, activated=self.clear_selection,
-                  context=Qt.WidgetWithChildrenShortcut)
+        QShortcut(
+            QKeySequence(Qt.Key_Escape), self, activated=self.clear_selection, context=Qt.WidgetWithChildrenShortcut
+        )
 
         self.histogram = pg.HistogramLUTWidget(image=self.image)
         self.histogram.setMaximumWidth(110)
@@ -124,14 +124,18 @@ class SpectrogramView(QWidget):
         self.contrast.setRange(0, 100)
         self.contrast.setValue(50)  # gamma 0.5
         self.contrast.setMaximumWidth(100)
-        self.contrast.setToolTip("overlay contrast: 0 = linear, 50 = square root, 100 = fourth root of the "
-                                 "scaled values (weak values become visible)")
+        self.contrast.setToolTip(
+            "overlay contrast: 0 = linear, 50 = square root, 100 = fourth root of the "
+            "scaled values (weak values become visible)"
+        )
         self.contrast.valueChanged.connect(lambda _v: self._draw_overlay())
         self.overlay_scale = QComboBox()
         for text, p in OVERLAY_SCALES:
             self.overlay_scale.addItem(text, p)
-        self.overlay_scale.setToolTip("the overlay's full colour is at this percentile of its values "
-                                      "(|values| for signed maps); beyond it, colours saturate")
+        self.overlay_scale.setToolTip(
+            "the overlay's full colour is at this percentile of its values "
+            "(|values| for signed maps); beyond it, colours saturate"
+        )
         self.overlay_scale.currentIndexChanged.connect(lambda _i: self._draw_overlay())
         self.grey_under = QCheckBox("grey under overlay")
         self.grey_under.setChecked(True)
@@ -177,11 +181,11 @@ class SpectrogramView(QWidget):
     def _apply_colormap(self) -> None:
         """The chosen colour map, or greys while an overlay is shown (when asked)."""
         grey = self.grey_under.isChecked() and self._overlay_data is not None
-        self.histogram.gradient.setColorMap(pg.colormap.get(UNDER_OVERLAY_COLORMAP if grey
-                                                            else self.cmap.currentText()))
+        self.histogram.gradient.setColorMap(
+            pg.colormap.get(UNDER_OVERLAY_COLORMAP if grey else self.cmap.currentText())
+        )
 
-    def set_spectrogram(self, values: np.ndarray, duration_s: float, bin_hz: np.ndarray,
-                        caption: str = "") -> None:
+    def set_spectrogram(self, values: np.ndarray, duration_s: float, bin_hz: np.ndarray, caption: str = "") -> None:
         """values: (F, T) low frequencies in row 0 (drawn at the bottom)."""
         self.duration_s = float(duration_s)
         self.n_bins = values.shape[0]
@@ -192,15 +196,22 @@ class SpectrogramView(QWidget):
         self.freq_axis.set_bins(bin_hz)
         self.clear_overlay()
         self.caption.setText(caption)
-        self.plot.setLimits(xMin=-0.05 * self.duration_s, xMax=1.05 * self.duration_s,
-                            yMin=-1, yMax=self.n_bins + 1)
+        self.plot.setLimits(xMin=-0.05 * self.duration_s, xMax=1.05 * self.duration_s, yMin=-1, yMax=self.n_bins + 1)
         self.plot.setRange(xRange=(0, self.duration_s), yRange=(0, self.n_bins), padding=0)
         self.selection.setRegion((0, 0))
         self.selection.hide()
 
-    def set_overlay(self, values: np.ndarray, *, start_s: float = 0.0, end_s: float | None = None,
-                    symmetric: bool = False, caption: str = "", what: str = "",
-                    ends: tuple[str, str] = ("against", "toward")) -> None:
+    def set_overlay(
+        self,
+        values: np.ndarray,
+        *,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+        symmetric: bool = False,
+        caption: str = "",
+        what: str = "",
+        ends: tuple[str, str] = ("against", "toward"),
+    ) -> None:
         """values: (F', T') drawn over [start_s, end_s] x all bins (rows resampled by Qt).
 
         symmetric : a signed map (diverging colours around 0), else unsigned (sequential).
@@ -208,9 +219,13 @@ class SpectrogramView(QWidget):
         ends : what negative and positive values mean (signed maps).
         """
         end_s = self.duration_s if end_s is None else end_s
-        self._overlay_data = {"values": np.asarray(values, dtype=np.float32), "signed": bool(symmetric),
-                              "what": what or caption.removeprefix("overlay: "), "ends": ends,
-                              "rect": QRectF(start_s, 0, end_s - start_s, self.n_bins)}
+        self._overlay_data = {
+            "values": np.asarray(values, dtype=np.float32),
+            "signed": bool(symmetric),
+            "what": what or caption.removeprefix("overlay: "),
+            "ends": ends,
+            "rect": QRectF(start_s, 0, end_s - start_s, self.n_bins),
+        }
         self._draw_overlay()
         self.overlay.show()
         self.legend.show()
@@ -225,14 +240,19 @@ class SpectrogramView(QWidget):
         d = self._overlay_data
         if d is None:
             return
-        rgba, scale = overlay_rgba(d["values"], signed=d["signed"], percentile=self.overlay_scale.currentData(),
-                                   gamma=contrast_to_gamma(self.contrast.value()))
+        rgba, scale = overlay_rgba(
+            d["values"],
+            signed=d["signed"],
+            percentile=self.overlay_scale.currentData(),
+            gamma=contrast_to_gamma(self.contrast.value()),
+        )
         self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
         self.overlay.setLookupTable(None)
         self.overlay.setRect(d["rect"])  # after setImage: the rect maps the image's own size
         negative, positive = d["ends"]
-        self.legend.show_scale(overlay_lut(d["signed"]),
-                               scale.describe(d["what"], negative=negative, positive=positive))
+        self.legend.show_scale(
+            overlay_lut(d["signed"]), scale.describe(d["what"], negative=negative, positive=positive)
+        )
         self.overlay_scale_used = scale
 
     def clear_overlay(self) -> None:

@@ -69,8 +69,10 @@ class TrainingPanel(QWidget):
         self.patience.setRange(0, 1000)
         self.patience.setValue(5)
         self.patience.setSpecialValueText("never")
-        self.patience.setToolTip("stop after this many epochs without a better validation score "
-                                 "(the best epoch's weights are kept); 0 = never stop early")
+        self.patience.setToolTip(
+            "stop after this many epochs without a better validation score "
+            "(the best epoch's weights are kept); 0 = never stop early"
+        )
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(6)
         self.lr.setRange(1e-6, 1.0)
@@ -99,8 +101,9 @@ class TrainingPanel(QWidget):
         self.curves = {
             "train loss": self.plot.plot(pen=pg.mkPen("#4c9be8", width=2), name="train loss", symbol="o", symbolSize=5),
             "val loss": self.plot.plot(pen=pg.mkPen("#4c9be8", width=2, style=Qt.DashLine), name="val loss"),
-            "train score": self.plot.plot(pen=pg.mkPen("#2bb673", width=2), name="train acc/AUC",
-                                          symbol="o", symbolSize=5),
+            "train score": self.plot.plot(
+                pen=pg.mkPen("#2bb673", width=2), name="train acc/AUC", symbol="o", symbolSize=5
+            ),
             "val score": self.plot.plot(pen=pg.mkPen("#2bb673", width=2, style=Qt.DashLine), name="val acc/AUC"),
         }
         self.history: dict[str, list[float]] = {k: [] for k in self.curves}
@@ -141,14 +144,19 @@ class TrainingPanel(QWidget):
         self.task.setEnabled(any(a.name == arch and a.kind == "audio" for a in ARCHITECTURES))
 
     def options(self) -> dict:
-        options = {"root": self.folder.text().strip(), "arch": self.arch.currentText(),
-                   "task": self.task.currentText(), "epochs": self.epochs.value(),
-                   "patience": self.patience.value() or None, "lr": self.lr.value(),
-                   "batch_size": self.batch_size.value(), "val_fraction": round(self.val_fraction.value(), 4),
-                   "test_fraction": round(self.test_fraction.value(), 4)}
+        options = {
+            "root": self.folder.text().strip(),
+            "arch": self.arch.currentText(),
+            "task": self.task.currentText(),
+            "epochs": self.epochs.value(),
+            "patience": self.patience.value() or None,
+            "lr": self.lr.value(),
+            "batch_size": self.batch_size.value(),
+            "val_fraction": round(self.val_fraction.value(), 4),
+            "test_fraction": round(self.test_fraction.value(), 4),
+        }
         if options["arch"] == "musicnn-probe":
-            options["model_params"] = {"base": self.base.currentText(),
-                                       "features": self.features.currentText()}
+            options["model_params"] = {"base": self.base.currentText(), "features": self.features.currentText()}
         return options
 
     def _start(self) -> None:
@@ -157,8 +165,9 @@ class TrainingPanel(QWidget):
             self.report.setText("choose a dataset folder first")
             return
         if options["val_fraction"] + options["test_fraction"] > 0.9:
-            self.report.setText("this split leaves too few tracks to train on: validation + test "
-                                "must be at most 0.9 of the tracks")
+            self.report.setText(
+                "this split leaves too few tracks to train on: validation + test must be at most 0.9 of the tracks"
+            )
             return
         for values in self.history.values():
             values.clear()
@@ -196,8 +205,10 @@ class TrainingPanel(QWidget):
             score = f"val ROC-AUC {_num(summary.get('val_roc_auc'))}"
         else:
             score = f"val acc {_pct(summary.get('val_accuracy'))}"
-        self.report.setText(f"Training cancelled; best model so far (epoch {summary.get('best_epoch')}, {score}) "
-                            f"saved to {summary['out']} and added to the model picker.")
+        self.report.setText(
+            f"Training cancelled; best model so far (epoch {summary.get('best_epoch')}, {score}) "
+            f"saved to {summary['out']} and added to the model picker."
+        )
 
     def finished(self, summary: dict | None, message: str = "") -> None:
         self.start_button.setEnabled(True)
@@ -207,14 +218,18 @@ class TrainingPanel(QWidget):
             return
         self.progress.setValue(1000)
         if "test_accuracy" in summary:
-            score = (f"test accuracy {_pct(summary.get('test_accuracy'))} (track-level "
-                     f"{_pct(summary.get('test_track_accuracy'))}; chance {_pct(summary.get('chance'))})")
+            score = (
+                f"test accuracy {_pct(summary.get('test_accuracy'))} (track-level "
+                f"{_pct(summary.get('test_track_accuracy'))}; chance {_pct(summary.get('chance'))})"
+            )
         else:
             score = f"test ROC-AUC {summary.get('test_roc_auc')}"
         split = summary.get("split", {})
-        self.report.setText(f"{summary['arch']} on {len(summary['classes'])} classes, tracks "
-                            f"{split.get('train')}/{split.get('val')}/{split.get('test')}: {score}. "
-                            f"Saved to {summary.get('out')} and added to the model picker.")
+        self.report.setText(
+            f"{summary['arch']} on {len(summary['classes'])} classes, tracks "
+            f"{split.get('train')}/{split.get('val')}/{split.get('test')}: {score}. "
+            f"Saved to {summary.get('out')} and added to the model picker."
+        )
 
 
 def _pct(v) -> str:

@@ -12,9 +12,16 @@ from musiclens.core.analyses.results import Dreamt
 from musiclens.core.progress import Progress
 
 
-def dream(model: Any, start: np.ndarray | None = None, *, sample_rate: int | None = None,
-          stop: Callable[[], bool] | None = None, preview_every: int | None = None,
-          previews: bool = True, **options: Any) -> Generator[Progress, None, Dreamt]:
+def dream(
+    model: Any,
+    start: np.ndarray | None = None,
+    *,
+    sample_rate: int | None = None,
+    stop: Callable[[], bool] | None = None,
+    preview_every: int | None = None,
+    previews: bool = True,
+    **options: Any,
+) -> Generator[Progress, None, Dreamt]:
     """Dream from ``start`` ((samples,) at ``sample_rate``, default the model's; None = a sine
     sweep of one patch). ``options``: :func:`musiclens.core.interpret.dream.dream`'s keywords
     (target, minus, steps, lr, update, output, normalise_grad, channels, jitter, ...).
@@ -42,15 +49,26 @@ def dream(model: Any, start: np.ndarray | None = None, *, sample_rate: int | Non
         if step.done:
             break
         if step.step % every == 0:
-            yield Progress(fraction=step.progress,
-                           message=f"dreaming: step {step.step}/{step.total}, objective {step.objective:.3f}",
-                           payload=display_of(step.x[0], fe) if previews else None)
+            yield Progress(
+                fraction=step.progress,
+                message=f"dreaming: step {step.step}/{step.total}, objective {step.objective:.3f}",
+                payload=display_of(step.x[0], fe) if previews else None,
+            )
     if first is None or last is None or not last.done:
         raise MusicLensError("the dream ended without a result")
     output = options.get("output", "logit")
     stopped = bool(last.cancelled)
-    return Dreamt(np.asarray(last.audio, dtype=np.float32), last.sample_rate, display_of(first.x[0], fe),
-                  display_of(last.x[0], fe), first.objective, last.objective,
-                  probabilities(model, first.scores, output), probabilities(model, last.scores, output),
-                  f"dream of {options.get('target')}" + (f" (stopped at step {last.step})" if stopped else ""),
-                  steps=last.step, total=last.total, stopped=stopped)
+    return Dreamt(
+        np.asarray(last.audio, dtype=np.float32),
+        last.sample_rate,
+        display_of(first.x[0], fe),
+        display_of(last.x[0], fe),
+        first.objective,
+        last.objective,
+        probabilities(model, first.scores, output),
+        probabilities(model, last.scores, output),
+        f"dream of {options.get('target')}" + (f" (stopped at step {last.step})" if stopped else ""),
+        steps=last.step,
+        total=last.total,
+        stopped=stopped,
+    )

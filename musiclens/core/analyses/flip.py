@@ -27,10 +27,23 @@ def _probabilities(model: Any, y: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(probs.cpu().numpy(), dtype=np.float64)
 
 
-def flip_recording(model: Any, path: str | Path, span: np.ndarray, sample_rate: int, *, start: int, target: int,
-                   steps: int = 200, lr: float | None = None, l2: float = 0.01, threshold: float = 0.5,
-                   keep_going: bool = False, domain: str = "audio", patch_only: bool = False,
-                   stop: Callable[[], bool] | None = None) -> Generator[Progress, None, RecordingFlip]:
+def flip_recording(
+    model: Any,
+    path: str | Path,
+    span: np.ndarray,
+    sample_rate: int,
+    *,
+    start: int,
+    target: int,
+    steps: int = 200,
+    lr: float | None = None,
+    l2: float = 0.01,
+    threshold: float = 0.5,
+    keep_going: bool = False,
+    domain: str = "audio",
+    patch_only: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, RecordingFlip]:
     """Change ``span`` ((samples,) mono float32 at ``sample_rate`` Hz, read from ``path`` at
     sample ``start``) until ``model`` says class index ``target``.
 
@@ -59,15 +72,26 @@ def flip_recording(model: Any, path: str | Path, span: np.ndarray, sample_rate: 
     if not already:
         rate = lr if lr is not None else (0.01 if domain == "audio" else 0.5)
         last = None
-        for step in flip(model, y, target=target, steps=steps, lr=rate, l2=l2, threshold=threshold,
-                         stop_on_flip=not keep_going, domain=domain, sample_rate=sample_rate,
-                         cancel=stop or (lambda: False)):
+        for step in flip(
+            model,
+            y,
+            target=target,
+            steps=steps,
+            lr=rate,
+            l2=l2,
+            threshold=threshold,
+            stop_on_flip=not keep_going,
+            domain=domain,
+            sample_rate=sample_rate,
+            cancel=stop or (lambda: False),
+        ):
             last = step
-            yield Progress(fraction=step.step / max(steps, 1),
-                           message=f"flip to {label}: step {step.step}/{steps}, loss {step.loss:.4f}, "
-                                   f"p({label}) {step.target_probability:.3f}"
-                                   + (" (cancelled)" if step.cancelled else ""),
-                           payload=step)
+            yield Progress(
+                fraction=step.step / max(steps, 1),
+                message=f"flip to {label}: step {step.step}/{steps}, loss {step.loss:.4f}, "
+                f"p({label}) {step.target_probability:.3f}" + (" (cancelled)" if step.cancelled else ""),
+                payload=step,
+            )
         if last is None or last.audio is None:
             raise ParameterError("the flip made no step")
         changed = np.asarray(last.audio, dtype=np.float32)
@@ -77,9 +101,21 @@ def flip_recording(model: Any, path: str | Path, span: np.ndarray, sample_rate: 
     else:  # the whole recording, every channel, with the changed span put back in
         whole, _ = audio.load(path, sr=None, mono=False)
         written = splice_change(whole, y, changed, start, sample_rate=sample_rate)
-        heard = audio.to_mono(written)[start:start + len(y)]
+        heard = audio.to_mono(written)[start : start + len(y)]
     after = _probabilities(model, heard, sample_rate)
-    return RecordingFlip(label=label, target=target, audio=written, sample_rate=sample_rate,
-                         span=y, heard=np.asarray(heard, dtype=np.float32), start=start,
-                         before=before, after=after, already=already, flipped=says_target(after),
-                         steps=n_steps, cancelled=cancelled, feature_rms=feature_rms)
+    return RecordingFlip(
+        label=label,
+        target=target,
+        audio=written,
+        sample_rate=sample_rate,
+        span=y,
+        heard=np.asarray(heard, dtype=np.float32),
+        start=start,
+        before=before,
+        after=after,
+        already=already,
+        flipped=says_target(after),
+        steps=n_steps,
+        cancelled=cancelled,
+        feature_rms=feature_rms,
+    )

@@ -16,13 +16,22 @@ def layer_maps(model: Any, audio: np.ndarray, layer: str, *, patch: int = 0, sta
     from musiclens.core.interpret.auralise import filter_levels
 
     levels = filter_levels(model, audio, layer=layer)  # the same input hear_filter uses
-    return LayerMaps(layer, patch, start_s, levels.maps, levels.energy, levels.level_db,
-                     levels.silent, levels.silent_db)
+    return LayerMaps(
+        layer, patch, start_s, levels.maps, levels.energy, levels.level_db, levels.silent, levels.silent_db
+    )
 
 
-def hear_filter(model: Any, audio: np.ndarray, layer: str, k: int, *, how: str = "activation",
-                start_s: float = 0.0, sample_rate: int | None = None,
-                normalise_to: float | None = None) -> Heard:
+def hear_filter(
+    model: Any,
+    audio: np.ndarray,
+    layer: str,
+    k: int,
+    *,
+    how: str = "activation",
+    start_s: float = 0.0,
+    sample_rate: int | None = None,
+    normalise_to: float | None = None,
+) -> Heard:
     """Auralise (``how="activation"``) or deconvolve (``"deconv"``) filter ``k`` of ``layer``
     on ``audio`` ((samples,) at ``sample_rate``, default the model's). ``normalise_to``: scale
     the result to that RMS level in dBFS (peak ≤ 0.99; silence stays silent); the gain is in
@@ -41,8 +50,9 @@ def hear_filter(model: Any, audio: np.ndarray, layer: str, k: int, *, how: str =
         y, gain = normalise_loudness(y, target_dbfs=normalise_to)
     label = f"{layer} #{k} ({how}" + (f", {gain:+.1f} dB)" if normalise_to is not None else ")")
     seconds = len(audio) / (sample_rate or model.front_end.sample_rate)
-    return Heard(label, y, result.sample_rate, result.mask[0].float().cpu().numpy(), start_s,
-                 start_s + seconds, level, gain)
+    return Heard(
+        label, y, result.sample_rate, result.mask[0].float().cpu().numpy(), start_s, start_s + seconds, level, gain
+    )
 
 
 def kernels(model: Any) -> dict[str, Any]:

@@ -22,8 +22,9 @@ def open_midi(model: Any, path: str | Path) -> MidiOpened:
     return MidiOpened(path, notes, list(model.labels), model.name, model.spec.n_notes, list(notes.repairs))
 
 
-def classify_notes(model: Any, notes: Any, *, target: int | None = None, revision: int = 0,
-                   method: str = "gradient") -> MidiClassified:
+def classify_notes(
+    model: Any, notes: Any, *, target: int | None = None, revision: int = 0, method: str = "gradient"
+) -> MidiClassified:
     """Probabilities (L,) of the model's window of ``notes`` and the per-note attribution of
     class ``target`` (index; None = the top class) by ``method`` of the method table:
     (k, 3) d logit / d (pitch, step, duration) for the k notes read."""
@@ -40,8 +41,9 @@ def classify_notes(model: Any, notes: Any, *, target: int | None = None, revisio
     return MidiClassified(revision, list(model.labels), p, sal[:k], k, t, time.perf_counter() - t0)
 
 
-def flip(model: Any, notes: Any, to: str | int, *, steps: int = 300,
-         **options: Any) -> Generator[Progress, None, MidiFlip | None]:
+def flip(
+    model: Any, notes: Any, to: str | int, *, steps: int = 300, **options: Any
+) -> Generator[Progress, None, MidiFlip | None]:
     """Input optimisation: the smallest change to the model's window of ``notes`` that makes
     it say ``to`` (``options``: :func:`~musiclens.core.interpret.midi_flip.flip_steps`'s).
     Yields a :class:`Progress` per step (``payload``: the engine's step); returns
@@ -53,9 +55,11 @@ def flip(model: Any, notes: Any, to: str | int, *, steps: int = 300,
     name = model.labels[model.label_index(to)]
     last = None
     for last in flip_steps(model, notes, to=to, steps=steps, **options):
-        yield Progress(fraction=last.step / last.steps,
-                       message=f"flip to {name}: step {last.step}, p = {last.target_probability:.2f}",
-                       payload=last)
+        yield Progress(
+            fraction=last.step / last.steps,
+            message=f"flip to {name}: step {last.step}, p = {last.target_probability:.2f}",
+            payload=last,
+        )
     if last is None or last.best is None:
         return None
     result = last.best

@@ -64,10 +64,13 @@ class Analysis:
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         """The ``tag`` command's JSON (tags, taggram, top, patch_starts_s, patch_seconds)."""
-        return {"tags": list(self.labels), "taggram": self.probabilities.astype(float).tolist(),
-                "top": [[t, p] for t, p in self.ranked(top)],
-                "patch_starts_s": self.patch_starts_s.astype(float).tolist(),
-                "patch_seconds": self.patch_seconds}
+        return {
+            "tags": list(self.labels),
+            "taggram": self.probabilities.astype(float).tolist(),
+            "top": [[t, p] for t, p in self.ranked(top)],
+            "patch_starts_s": self.patch_starts_s.astype(float).tolist(),
+            "patch_seconds": self.patch_seconds,
+        }
 
 
 @dataclass

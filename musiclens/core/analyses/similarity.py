@@ -14,8 +14,9 @@ from musiclens.core.analyses.results import ClassSimilarity, PairwiseSimilarity,
 from musiclens.core.progress import Progress
 
 
-def read_features(model: Any, path: str | Path, *, offset: float = 0.0, duration: float | None = None,
-                  pad: bool = False) -> Any:
+def read_features(
+    model: Any, path: str | Path, *, offset: float = 0.0, duration: float | None = None, pad: bool = False
+) -> Any:
     """An audio file -> its front-end input (1, C, F, T) at the model's rate, on its device.
 
     duration : seconds to read; None = one model patch (exactly ``patch_frames`` frames), 0 =
@@ -43,12 +44,20 @@ def read_features(model: Any, path: str | Path, *, offset: float = 0.0, duration
         return model.front_end(yy)
 
 
-def similarity_of_files(model: Any, files: Sequence[str | Path], *, labels: Sequence[str] | None = None,
-                        within_class: bool = False, metrics: Iterable[str] | None = None,
-                        n_permutations: int = 10, layers: Sequence[str] | None = None,
-                        offset: float = 0.0, duration: float | None = None, pad: bool = False,
-                        on_compare: Callable[[int, int], None] | None = None
-                        ) -> Generator[Progress, None, PairwiseSimilarity]:
+def similarity_of_files(
+    model: Any,
+    files: Sequence[str | Path],
+    *,
+    labels: Sequence[str] | None = None,
+    within_class: bool = False,
+    metrics: Iterable[str] | None = None,
+    n_permutations: int = 10,
+    layers: Sequence[str] | None = None,
+    offset: float = 0.0,
+    duration: float | None = None,
+    pad: bool = False,
+    on_compare: Callable[[int, int], None] | None = None,
+) -> Generator[Progress, None, PairwiseSimilarity]:
     """Layer-wise similarity of every pair of ``files`` (``within_class``: every pair of files
     with the same label in ``labels``), each file run once (one patch by default, see
     :func:`read_features`) -> :class:`PairwiseSimilarity` ((P, L) per metric; ``.mean(label)``
@@ -75,19 +84,36 @@ def similarity_of_files(model: Any, files: Sequence[str | Path], *, labels: Sequ
     xs: dict[int, Any] = {}
     for k, i in enumerate(used, start=1):
         xs[i] = read_features(model, names[i], offset=offset, duration=duration, pad=pad)
-        yield Progress(fraction=0.5 * k / len(used), message=f"read {Path(names[i]).name} ({k}/{len(used)})",
-                       payload=("read", k, len(used)))
-    yield Progress(fraction=0.5, message=f"comparing {len(pairs)} pair{'s' if len(pairs) != 1 else ''} at every layer",
-                   payload=("pairs", len(pairs), len(pairs)))
+        yield Progress(
+            fraction=0.5 * k / len(used),
+            message=f"read {Path(names[i]).name} ({k}/{len(used)})",
+            payload=("read", k, len(used)),
+        )
+    yield Progress(
+        fraction=0.5,
+        message=f"comparing {len(pairs)} pair{'s' if len(pairs) != 1 else ''} at every layer",
+        payload=("pairs", len(pairs), len(pairs)),
+    )
     # only the files in some pair are run; renumber the pairs to the compact list
     pos = {i: k for k, i in enumerate(used)}
-    curve = pairwise_similarity(model, [xs[i] for i in used], [(pos[a], pos[b]) for a, b in pairs],
-                                layers=layers, metrics=DEFAULT_METRICS if metrics is None else metrics,
-                                n_permutations=n_permutations, progress=on_compare)
+    curve = pairwise_similarity(
+        model,
+        [xs[i] for i in used],
+        [(pos[a], pos[b]) for a, b in pairs],
+        layers=layers,
+        metrics=DEFAULT_METRICS if metrics is None else metrics,
+        n_permutations=n_permutations,
+        progress=on_compare,
+    )
     yield Progress(fraction=1.0, message="compared")
-    return PairwiseSimilarity(names, [(int(a), int(b)) for a, b in pairs], list(curve.layers),
-                              {k: np.asarray(v) for k, v in curve.values.items()}, groups,
-                              None if labels is None else list(labels))
+    return PairwiseSimilarity(
+        names,
+        [(int(a), int(b)) for a, b in pairs],
+        list(curve.layers),
+        {k: np.asarray(v) for k, v in curve.values.items()},
+        groups,
+        None if labels is None else list(labels),
+    )
 
 
 def class_similarity(model: Any, folder: str | Path, **options: Any) -> Generator[Progress, None, ClassSimilarity]:
@@ -105,12 +131,14 @@ def class_similarity(model: Any, folder: str | Path, **options: Any) -> Generato
     labels = [f.parent.name for f in files]
     result = yield from similarity_of_files(model, files, labels=labels, within_class=True, **options)
     per_class = {label: result.mean(label) for label in result.groups}
-    return ClassSimilarity(str(folder), result.layers, per_class,
-                           {k: len(v) for k, v in result.groups.items()}, layer_kinds(model))
+    return ClassSimilarity(
+        str(folder), result.layers, per_class, {k: len(v) for k, v in result.groups.items()}, layer_kinds(model)
+    )
 
 
-def pair_similarity(model: Any, audio_a: np.ndarray, other: str | Path, *, start_s: float = 0.0,
-                    name_a: str = "a") -> Generator[Progress, None, Similarity]:
+def pair_similarity(
+    model: Any, audio_a: np.ndarray, other: str | Path, *, start_s: float = 0.0, name_a: str = "a"
+) -> Generator[Progress, None, Similarity]:
     """Compare a patch (``audio_a``: (samples,) at the model's rate, starting at ``start_s``
     in its recording) with the same stretch of the file ``other``, layer by layer ->
     :class:`Similarity` with each layer's mean feature map of both."""
@@ -135,8 +163,11 @@ def pair_similarity(model: Any, audio_a: np.ndarray, other: str | Path, *, start
     layers = [name for name in default_layers(model) if name in curve.layers]
     acts_a = activations(model, xa, layers)
     acts_b = activations(model, xb, layers)
-    maps = [(name, as_map(acts_a[name])[0].mean(0).cpu().numpy(), as_map(acts_b[name])[0].mean(0).cpu().numpy())
-            for name in layers]
+    maps = [
+        (name, as_map(acts_a[name])[0].mean(0).cpu().numpy(), as_map(acts_b[name])[0].mean(0).cpu().numpy())
+        for name in layers
+    ]
     maps.insert(0, ("input", display_of(xa[0], fe), display_of(xb[0], fe)))
-    return Similarity(name_a, other.name, start_s, curve.layers,
-                      {k: v[0] for k, v in curve.values.items()}, maps, layer_kinds(model))
+    return Similarity(
+        name_a, other.name, start_s, curve.layers, {k: v[0] for k, v in curve.values.items()}, maps, layer_kinds(model)
+    )

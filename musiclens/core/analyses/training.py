@@ -32,12 +32,17 @@ def epoch_curves(metrics: dict[str, Any]) -> dict[str, float]:
     train, val = metrics.get("train", {}), metrics.get("val", {})
     key = "roc_auc_mean" if "roc_auc_mean" in train else "accuracy"
     nan = float("nan")
-    return {"train loss": train.get("loss", nan), "val loss": val.get("loss", nan),
-            "train score": train.get(key, nan), "val score": val.get(key, nan)}
+    return {
+        "train loss": train.get("loss", nan),
+        "val loss": val.get("loss", nan),
+        "train score": train.get(key, nan),
+        "val score": val.get(key, nan),
+    }
 
 
-def train(data: str | Path, out: str | Path | None, arch: str | None = None, *, cancel: Any = None,
-          **options: Any) -> Generator[Progress, None, Trained]:
+def train(
+    data: str | Path, out: str | Path | None, arch: str | None = None, *, cancel: Any = None, **options: Any
+) -> Generator[Progress, None, Trained]:
     """Train ``arch`` (None: the default of the folder's kind) on the labelled folder ``data``
     and save the model to ``out``; ``options``: :func:`musiclens.core.training.entry.train`'s
     keywords (task, config, fractions, cache, mode, patch_seconds, resume, model_params).
@@ -57,8 +62,9 @@ def train(data: str | Path, out: str | Path | None, arch: str | None = None, *, 
             return Trained(ev.summary, ev.model, bool(ev.cancelled))
         if isinstance(ev, PrepareProgress):
             ev.fraction = 0.1 * ev.done / max(1, ev.total)
-            ev.message = (f"preparing the data: {ev.done}/{ev.total} files"
-                          + (f" (skipped {ev.track}: {ev.error})" if ev.error else ""))
+            ev.message = f"preparing the data: {ev.done}/{ev.total} files" + (
+                f" (skipped {ev.track}: {ev.error})" if ev.error else ""
+            )
         elif ev.kind == "batch":
             ev.fraction = 0.1 + 0.85 * (ev.epoch - 1 + ev.batch / max(1, ev.batches)) / max(1, ev.epochs)
             ev.message = ev.line()

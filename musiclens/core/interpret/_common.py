@@ -74,8 +74,7 @@ def target_indices(m: LoadedModel, target: Target | Sequence[Target], batch: int
     return torch.full((batch,), target_index(m, cast(Target, target)), dtype=torch.long, device=m.device)
 
 
-def class_scores(m: LoadedModel, logits: torch.Tensor, targets: torch.Tensor,
-                 output: str = "logit") -> torch.Tensor:
+def class_scores(m: LoadedModel, logits: torch.Tensor, targets: torch.Tensor, output: str = "logit") -> torch.Tensor:
     """(B, L) logits -> (B,) score of each item's target: the logit or the probability."""
     if output == "logit":
         out = logits
@@ -115,8 +114,13 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
             mod.training = flag
 
 
-def to_fe_rate(audio: torch.Tensor | npt.ArrayLike, sample_rate: int | None, fe: FrontEnd, *,
-               device: torch.device | str | None = None) -> tuple[torch.Tensor, int, int]:
+def to_fe_rate(
+    audio: torch.Tensor | npt.ArrayLike,
+    sample_rate: int | None,
+    fe: FrontEnd,
+    *,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, int, int]:
     """Any (samples,) / (B, samples) array -> float32 torch (B, samples) at fe's rate, on
     ``device`` (default cpu; pass the model's ``m.device``)."""
     from musiclens.core.audio import resample

@@ -48,9 +48,13 @@ class UnitActivity:
     dead: list[int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "energy": self.energy.tolist(),
-                "active_fraction": self.active_fraction.tolist(), "peak": self.peak.tolist(),
-                "dead": self.dead}
+        return {
+            "layer": self.layer,
+            "energy": self.energy.tolist(),
+            "active_fraction": self.active_fraction.tolist(),
+            "peak": self.peak.tolist(),
+            "dead": self.dead,
+        }
 
 
 def unit_activity(
@@ -79,7 +83,7 @@ def unit_activity(
     with torch.no_grad(), eval_mode(m.net), capture(m, names) as acts:
         for start in range(0, x.shape[0], batch_size):
             acts.clear()
-            m.net(x[start:start + batch_size])
+            m.net(x[start : start + batch_size])
             for name, a in acts.items():
                 a = a.clamp_min(0) if relu else a
                 v = a.transpose(0, 1).reshape(a.shape[1], -1).double()  # (K, N)
@@ -98,13 +102,15 @@ def unit_activity(
             raise ParameterError(f"layer {name!r} did not run in the forward pass")
         n = max(count[name], 1)
         dead = [int(j) for j in torch.nonzero(peak[name] <= atol).flatten()]
-        out[name] = UnitActivity(name, (sq[name] / n).cpu().numpy(), (pos[name] / n).cpu().numpy(),
-                                 peak[name].cpu().numpy(), dead)
+        out[name] = UnitActivity(
+            name, (sq[name] / n).cpu().numpy(), (pos[name] / n).cpu().numpy(), peak[name].cpu().numpy(), dead
+        )
     return out
 
 
-def dead_units(m: LoadedModel, x: torch.Tensor | None = None, *, dead_rel_tol: float = 1e-3,
-               dead_abs_tol: float = 1e-8) -> dict[str, dict[str, list[int]]]:
+def dead_units(
+    m: LoadedModel, x: torch.Tensor | None = None, *, dead_rel_tol: float = 1e-3, dead_abs_tol: float = 1e-8
+) -> dict[str, dict[str, list[int]]]:
     """Dead filters of every conv layer by both criteria:
     ``{layer: {"norm": [...], "activation": [...]}}``.
 

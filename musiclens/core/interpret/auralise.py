@@ -50,8 +50,9 @@ class Auralisation:
     linear_mask: torch.Tensor
 
 
-def mel_to_linear_weights(fe: FrontEnd, device: torch.device | str = "cpu",
-                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def mel_to_linear_weights(
+    fe: FrontEnd, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The mel filterbank's normalised transpose: (n_fft//2+1, n_mels), rows summing to 1.
 
     Mel triangles with peak 1 overlap so that, between two band centres, they sum to 1; the
@@ -117,15 +118,18 @@ def apply_mask(
     if mask.shape[0] == 1 and spec.shape[0] > 1:
         mask = mask.expand(spec.shape[0], -1, -1)
     if mask.shape[0] != spec.shape[0] or mask.shape[-1] != spec.shape[-1]:
-        raise ParameterError(f"mask {tuple(mask.shape)} does not fit the recording's STFT: "
-                             f"need (B={spec.shape[0]}, F, T={spec.shape[-1]})")
+        raise ParameterError(
+            f"mask {tuple(mask.shape)} does not fit the recording's STFT: "
+            f"need (B={spec.shape[0]}, F, T={spec.shape[-1]})"
+        )
     lin = mask_to_linear(mask, fe)
     out = istft(spec * lin, fe, length=y.shape[-1])
     return Auralisation(from_fe_rate(out, sr, n, fe), sr, mask, lin)
 
 
-def apply_mask_to_features(x: torch.Tensor, mask: torch.Tensor, fe: FrontEnd, *,
-                           n_iter: int = 32, length: int | None = None) -> torch.Tensor:
+def apply_mask_to_features(
+    x: torch.Tensor, mask: torch.Tensor, fe: FrontEnd, *, n_iter: int = 32, length: int | None = None
+) -> torch.Tensor:
     """No recording, no phase: mask the features themselves and invert them.
 
     x : (B, C, F, T) front-end output; mask (B, F, T). STFT kinds are masked per channel and
@@ -156,6 +160,7 @@ def layer_output(m: LoadedModel, x: torch.Tensor, layer: str, *, stop_early: boo
     with torch.no_grad(), eval_mode(m.net), capture(m, layer) as acts:
         handle = None
         if stop_early:
+
             def stop(_module: nn.Module, _inputs: Any, _output: Any) -> None:
                 raise _StopForward
 
@@ -226,8 +231,9 @@ def auralise_filter(
     fe = m.front_end
     y, sr, n = to_fe_rate(audio, sample_rate, fe, device=m.device)
     x = fe(y)
-    mask = filter_mask(m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode,
-                       stop_early=stop_early)
+    mask = filter_mask(
+        m, x, layer=layer, filter=filter, relu=relu, normalise=normalise, mode=mode, stop_early=stop_early
+    )
     spec = stft(y, fe)
     lin = mask_to_linear(mask, fe)
     out = istft(spec * lin, fe, length=y.shape[-1])
@@ -241,12 +247,13 @@ SILENT_DBFS = -40.0  # an auralisation quieter than this (RMS, dB full scale) co
 def rms_dbfs(audio: npt.ArrayLike) -> float:
     """RMS level of ``audio`` in dB full scale (1.0 = 0 dBFS); ``-inf`` for digital silence."""
     y = np.asarray(audio, dtype=np.float64)
-    rms = float(np.sqrt(np.mean(y ** 2))) if y.size else 0.0
+    rms = float(np.sqrt(np.mean(y**2))) if y.size else 0.0
     return 20.0 * float(np.log10(rms)) if rms > 0 else -np.inf
 
 
-def normalise_loudness(audio: npt.ArrayLike, *, target_dbfs: float = -20.0,
-                       peak: float = 0.99) -> tuple[np.ndarray, float]:
+def normalise_loudness(
+    audio: npt.ArrayLike, *, target_dbfs: float = -20.0, peak: float = 0.99
+) -> tuple[np.ndarray, float]:
     """Scale ``audio`` to an RMS of ``target_dbfs``, but never beyond a ``peak`` of full scale.
 
     Returns (scaled float32 audio, the gain applied in dB). Digital silence is returned as it
@@ -311,7 +318,7 @@ def filter_levels(
     levels: list[float] = []
     with torch.no_grad():
         for a in range(0, act.shape[0], batch):
-            chunk = act[a:a + batch].unsqueeze(0)  # (1, k, F_l, T_l)
+            chunk = act[a : a + batch].unsqueeze(0)  # (1, k, F_l, T_l)
             mask = upsample(chunk, x.shape[-2:])[0].clamp_min(0)  # (k, F, T)
             mask = normalise_maps(mask, mode="max")
             lin = mask_to_linear(mask, fe)

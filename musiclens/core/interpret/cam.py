@@ -99,8 +99,9 @@ def cam(
     return out.clamp_min(0) if relu else out
 
 
-def _layer_and_grad(m: LoadedModel, x: torch.Tensor, layer: str, targets: torch.Tensor,
-                    output: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _layer_and_grad(
+    m: LoadedModel, x: torch.Tensor, layer: str, targets: torch.Tensor, output: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Activation (B, K, F_l, T_l), d score / d activation (same shape), scores (B,)."""
     x = x.detach().requires_grad_(True)  # keeps a graph even when the weights are frozen
     with torch.enable_grad(), eval_mode(m.net), capture(m, layer, detach=False) as acts:
@@ -160,8 +161,7 @@ def grad_cam_pp(
     a, g, _ = _layer_and_grad(m, x, layer, targets, output)
     g2, g3 = g.pow(2), g.pow(3)
     denom = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3
-    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
-                        torch.zeros_like(g))
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
     weights = (alpha * F.relu(g)).sum(dim=(2, 3))  # (B, K)
     out = torch.einsum("bk,bkft->bft", weights, a)
     return out.clamp_min(0) if relu else out

@@ -138,8 +138,7 @@ def deconv(
     if keep not in ("all", "max"):
         raise ParameterError(f"keep must be 'all' or 'max', got {keep!r}")
     x = x.detach().requires_grad_(True)
-    with torch.enable_grad(), eval_mode(m.net), relu_rule(m.net, rule), \
-            capture(m, layer, detach=False) as acts:
+    with torch.enable_grad(), eval_mode(m.net), relu_rule(m.net, rule), capture(m, layer, detach=False) as acts:
         m.net(x)
         if layer not in acts:
             raise ParameterError(f"layer {layer!r} did not run in the forward pass")

@@ -70,15 +70,17 @@ class OverlayScale:
         contrast = "" if self.gamma == 1 else f", contrast γ={self.gamma:.2g}"
         head = f"{what}: " if what else ""
         if self.signed:
-            return (f"{head}blue −{self.hi:.3g} ({negative}) … 0 … red +{self.hi:.3g} ({positive}); "
-                    f"±{p} of |values|, beyond it saturates{contrast}")
+            return (
+                f"{head}blue −{self.hi:.3g} ({negative}) … 0 … red +{self.hi:.3g} ({positive}); "
+                f"±{p} of |values|, beyond it saturates{contrast}"
+            )
         low = "1st percentile" if self.percentile < 100 else "min"
-        return (f"{head}transparent {self.lo:.3g} ({low}) … yellow {self.hi:.3g} ({p}), "
-                f"beyond it saturates{contrast}")
+        return f"{head}transparent {self.lo:.3g} ({low}) … yellow {self.hi:.3g} ({p}), beyond it saturates{contrast}"
 
 
-def overlay_scale(values: np.ndarray, *, signed: bool, percentile: float = 99.0,
-                  gamma: float = DEFAULT_GAMMA) -> OverlayScale:
+def overlay_scale(
+    values: np.ndarray, *, signed: bool, percentile: float = 99.0, gamma: float = DEFAULT_GAMMA
+) -> OverlayScale:
     """The robust scale of a map (see the module doc). Constant, empty or all-NaN maps get
     a harmless unit scale."""
     if not 50.0 < percentile <= 100.0:
@@ -127,8 +129,9 @@ def overlay_lut(signed: bool, n: int = LUT_SIZE) -> np.ndarray:
     return np.concatenate([rgb, alpha[:, None]], axis=1).round().astype(np.uint8)
 
 
-def overlay_rgba(values: np.ndarray, *, signed: bool, percentile: float = 99.0,
-                 gamma: float = DEFAULT_GAMMA) -> tuple[np.ndarray, OverlayScale]:
+def overlay_rgba(
+    values: np.ndarray, *, signed: bool, percentile: float = 99.0, gamma: float = DEFAULT_GAMMA
+) -> tuple[np.ndarray, OverlayScale]:
     """A map (F, T) -> (F, T, 4) uint8 RGBA to draw over the spectrogram, and its scale."""
     scale = overlay_scale(values, signed=signed, percentile=percentile, gamma=gamma)
     u = scale.normalise(values)

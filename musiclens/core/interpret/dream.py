@@ -88,8 +88,9 @@ class DreamStep:
         return self.step / self.total if self.total else 1.0
 
 
-def sine_sweep(fe: FrontEnd | int, *, seconds: float = 3.0, f0: float = 50.0,
-               f1: float | None = None, amplitude: float = 0.3) -> np.ndarray:
+def sine_sweep(
+    fe: FrontEnd | int, *, seconds: float = 3.0, f0: float = 50.0, f1: float | None = None, amplitude: float = 0.3
+) -> np.ndarray:
     """An exponential sine sweep from ``f0`` to ``f1`` Hz (default: 0.9 × Nyquist), float32
     (samples,) at the front end's rate (or at the given rate in Hz). A neutral dream start."""
     sr = fe if isinstance(fe, int) else fe.sample_rate
@@ -105,8 +106,9 @@ def sine_sweep(fe: FrontEnd | int, *, seconds: float = 3.0, f0: float = 50.0,
     return sweep
 
 
-def dream_audio(m: LoadedModel, x: torch.Tensor, *, phase: torch.Tensor | None = None,
-                length: int | None = None, n_iter: int = 32) -> torch.Tensor:
+def dream_audio(
+    m: LoadedModel, x: torch.Tensor, *, phase: torch.Tensor | None = None, length: int | None = None, n_iter: int = 32
+) -> torch.Tensor:
     """Features (B, C, F, T) -> audio (B, samples) at the front end's rate.
 
     ``stft``: exact iSTFT. Other kinds: Griffin-Lim from ``phase`` ((B, n_fft//2+1, T)
@@ -242,8 +244,7 @@ def dream(
     if seed is None:
         gen.seed()
 
-    def objective(x: torch.Tensor, shift: int = 0,
-                  grad: bool = True) -> tuple[float, np.ndarray, torch.Tensor | None]:
+    def objective(x: torch.Tensor, shift: int = 0, grad: bool = True) -> tuple[float, np.ndarray, torch.Tensor | None]:
         xin = torch.roll(x, shift, dims=-1) if shift else x
         xin = xin.detach().requires_grad_(grad)
         with torch.set_grad_enabled(grad):
@@ -296,15 +297,17 @@ def dream(
                 x = x + step
             else:
                 room = x - silence
-                ratio = torch.where(room != 0, (room + step) / torch.where(room != 0, room, torch.ones_like(room)),
-                                    torch.zeros_like(room)).clamp(0.0, 1.0)
+                ratio = torch.where(
+                    room != 0,
+                    (room + step) / torch.where(room != 0, room, torch.ones_like(room)),
+                    torch.zeros_like(room),
+                ).clamp(0.0, 1.0)
                 x = silence + ratio * room
             if bounds is not None:
                 x = x.clamp(*bounds)
             done_steps = i + 1
         j, scores, _ = objective(x, grad=False)
-        final = DreamStep(done_steps, steps, j, scores, x.clone(), done=True, cancelled=cancelled,
-                          sample_rate=sr)
+        final = DreamStep(done_steps, steps, j, scores, x.clone(), done=True, cancelled=cancelled, sample_rate=sr)
         final.audio = audio_of(x)
     yield final
 

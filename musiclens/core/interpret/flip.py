@@ -195,7 +195,7 @@ def flip(
 
     def penalty(x: torch.Tensor) -> torch.Tensor:
         if domain == "audio":
-            return delta.pow(2).mean() / rms ** 2
+            return delta.pow(2).mean() / rms**2
         return (x - x0).pow(2).mean()
 
     def snr() -> float | None:
@@ -214,8 +214,18 @@ def flip(
                 x = current()
                 logits, loss, prob, flipped = evaluate(x)
                 dist = float((x.detach() - x0).pow(2).mean().sqrt())
-                yield FlipStep(i, steps, float(loss.detach()), int(logits[0].argmax()), prob, dist,
-                               flipped, x.detach().clone(), snr(), sample_rate=sr)
+                yield FlipStep(
+                    i,
+                    steps,
+                    float(loss.detach()),
+                    int(logits[0].argmax()),
+                    prob,
+                    dist,
+                    flipped,
+                    x.detach().clone(),
+                    snr(),
+                    sample_rate=sr,
+                )
                 if flipped and stop_on_flip:
                     break
                 if is_cancelled(cancel):
@@ -236,13 +246,26 @@ def flip(
             heard = m.net(fe(audio))
             heard_pred = int(heard[0].argmax())
             heard_prob = float((torch.sigmoid(heard) if m.multilabel else torch.softmax(heard, -1))[0, t_idx])
-        final = FlipStep(done_steps, steps, float(loss), int(logits[0].argmax()), prob,
-                         float((x - x0).pow(2).mean().sqrt()), flipped, x.clone(), snr(), done=True,
-                         cancelled=cancelled, sample_rate=sr)
+        final = FlipStep(
+            done_steps,
+            steps,
+            float(loss),
+            int(logits[0].argmax()),
+            prob,
+            float((x - x0).pow(2).mean().sqrt()),
+            flipped,
+            x.clone(),
+            snr(),
+            done=True,
+            cancelled=cancelled,
+            sample_rate=sr,
+        )
         final.audio = from_fe_rate(audio, sr, n, fe)[0]
-        final.info = {"audio_prediction": heard_prediction_label(m, heard_pred),
-                      "audio_target_probability": heard_prob,
-                      "start_prediction": heard_prediction_label(m, int(m.net(x0)[0].argmax()))}
+        final.info = {
+            "audio_prediction": heard_prediction_label(m, heard_pred),
+            "audio_target_probability": heard_prob,
+            "start_prediction": heard_prediction_label(m, int(m.net(x0)[0].argmax())),
+        }
     yield final
 
 
@@ -250,8 +273,9 @@ def heard_prediction_label(m: LoadedModel, idx: int) -> str:
     return m.labels[idx] if 0 <= idx < len(m.labels) else str(idx)
 
 
-def splice_change(recording: np.ndarray, before: np.ndarray, after: np.ndarray, start: int, *,
-                  sample_rate: int, fade_s: float = 0.01) -> np.ndarray:
+def splice_change(
+    recording: np.ndarray, before: np.ndarray, after: np.ndarray, start: int, *, sample_rate: int, fade_s: float = 0.01
+) -> np.ndarray:
     """Put the flip of one part of a recording back into the whole recording.
 
     Parameters
@@ -282,7 +306,7 @@ def splice_change(recording: np.ndarray, before: np.ndarray, after: np.ndarray, 
         raise ParameterError(f"fade_s must be >= 0, got {fade_s}")
     n_fade = min(int(round(fade_s * sample_rate)), n)
     out = rec.copy()
-    out[..., start:start + n] += change.astype(np.float32)
+    out[..., start : start + n] += change.astype(np.float32)
     k_in, k_out = min(n_fade, start), min(n_fade, total - start - n)
 
     def weight(k: int) -> np.ndarray:  # at distance 1..k from the span: from ~1 down towards 0
@@ -290,7 +314,7 @@ def splice_change(recording: np.ndarray, before: np.ndarray, after: np.ndarray, 
         return w
 
     if k_in > 0:  # before the span: change[0], change[1], ... mirrored outwards, fading
-        out[..., start - k_in:start] += (change[:k_in] * weight(k_in))[::-1].astype(np.float32)
+        out[..., start - k_in : start] += (change[:k_in] * weight(k_in))[::-1].astype(np.float32)
     if k_out > 0:  # after the span: change[n-1], change[n-2], ... mirrored outwards, fading
-        out[..., start + n:start + n + k_out] += (change[::-1][:k_out] * weight(k_out)).astype(np.float32)
+        out[..., start + n : start + n + k_out] += (change[::-1][:k_out] * weight(k_out)).astype(np.float32)
     return out

@@ -118,7 +118,7 @@ def activations(
     x = check_input(m, x)
     with torch.no_grad(), capture(m, layers, keep="all") as acts:
         for start in range(0, x.shape[0], batch_size):
-            m.net(x[start:start + batch_size])
+            m.net(x[start : start + batch_size])
     return dict(acts)
 
 
@@ -144,8 +144,9 @@ def as_map(act: torch.Tensor) -> torch.Tensor:
     raise ParameterError(f"cannot read an activation of shape {tuple(act.shape)} as maps")
 
 
-def split_patches(x: torch.Tensor, patch_frames: int, *, hop: int | None = None,
-                  pad_last: bool = False) -> torch.Tensor:
+def split_patches(
+    x: torch.Tensor, patch_frames: int, *, hop: int | None = None, pad_last: bool = False
+) -> torch.Tensor:
     """Cut a long input (1, C, F, T) or (C, F, T) into patches (P, C, F, patch_frames).
 
     ``hop`` defaults to ``patch_frames``. The trailing partial patch is dropped unless
@@ -169,14 +170,19 @@ def split_patches(x: torch.Tensor, patch_frames: int, *, hop: int | None = None,
         starts.append(starts[-1] + hop if starts else 0)
     out = x.new_zeros((len(starts),) + tuple(x.shape[:-1]) + (patch_frames,))
     for i, s in enumerate(starts):
-        part = x[..., s:s + patch_frames]
+        part = x[..., s : s + patch_frames]
         out[i, ..., : part.shape[-1]] = part
     return out
 
 
 def patch_activations(
-    m: LoadedModel, x: torch.Tensor, layers: str | Iterable[str], *, hop: int | None = None,
-    filters: Iterable[int] | None = None, batch_size: int = 8,
+    m: LoadedModel,
+    x: torch.Tensor,
+    layers: str | Iterable[str],
+    *,
+    hop: int | None = None,
+    filters: Iterable[int] | None = None,
+    batch_size: int = 8,
 ) -> dict[str, torch.Tensor]:
     """Activations per patch of a long input.
 

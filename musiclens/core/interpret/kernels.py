@@ -38,8 +38,7 @@ def kernel_norms(conv: nn.Conv1d | nn.Conv2d) -> np.ndarray:
 
 
 @torch.no_grad()
-def kernel_stats(m: LoadedModel, *, dead_rel_tol: float = 1e-3,
-                 dead_abs_tol: float = 1e-8) -> dict[str, Any]:
+def kernel_stats(m: LoadedModel, *, dead_rel_tol: float = 1e-3, dead_abs_tol: float = 1e-8) -> dict[str, Any]:
     """Per conv layer: kernel shape, the norm of every kernel, dead kernels; per batch norm:
     beta, gamma, moving mean and variance. Plain lists (JSON-ready).
 
@@ -58,26 +57,43 @@ def kernel_stats(m: LoadedModel, *, dead_rel_tol: float = 1e-3,
             norms = kernel_norms(mod)
             thresh = max(dead_abs_tol, dead_rel_tol * float(norms.max(initial=0.0)))
             dead_idx = np.flatnonzero(norms <= thresh)
-            conv.append({
-                "layer": name, "module": path, "kernel_shape": list(mod.weight.shape),
-                "frobenius": norms.tolist(), "dead": int(dead_idx.size),
-                "dead_indices": dead_idx.tolist(), "max_norm": float(norms.max()),
-                "median_norm": float(np.median(norms)),
-            })
+            conv.append(
+                {
+                    "layer": name,
+                    "module": path,
+                    "kernel_shape": list(mod.weight.shape),
+                    "frobenius": norms.tolist(),
+                    "dead": int(dead_idx.size),
+                    "dead_indices": dead_idx.tolist(),
+                    "max_norm": float(norms.max()),
+                    "median_norm": float(np.median(norms)),
+                }
+            )
             total += norms.size
             dead_total += int(dead_idx.size)
         elif isinstance(mod, _BN):
-            bns.append({
-                "layer": name, "module": path, "eps": mod.eps,
-                "beta": mod.bias.detach().cpu().tolist() if mod.bias is not None else None,
-                "gamma": mod.weight.detach().cpu().tolist() if mod.weight is not None else None,
-                "moving_mean": mod.running_mean.detach().cpu().tolist() if mod.running_mean is not None else None,
-                "moving_variance": mod.running_var.detach().cpu().tolist() if mod.running_var is not None else None,
-            })
+            bns.append(
+                {
+                    "layer": name,
+                    "module": path,
+                    "eps": mod.eps,
+                    "beta": mod.bias.detach().cpu().tolist() if mod.bias is not None else None,
+                    "gamma": mod.weight.detach().cpu().tolist() if mod.weight is not None else None,
+                    "moving_mean": mod.running_mean.detach().cpu().tolist() if mod.running_mean is not None else None,
+                    "moving_variance": mod.running_var.detach().cpu().tolist() if mod.running_var is not None else None,
+                }
+            )
         elif isinstance(mod, nn.Linear):
             rows = mod.weight.detach().cpu().double().norm(dim=1).numpy()
-            dense.append({"layer": name, "module": path, "weight_shape": list(mod.weight.shape),
-                          "unit_norms": rows.tolist()})
-    return {"model": m.name, "dead_rel_tol": dead_rel_tol, "dead_abs_tol": dead_abs_tol,
-            "conv": conv, "batchnorm": bns, "dense": dense,
-            "totals": {"kernels": total, "dead": dead_total}}
+            dense.append(
+                {"layer": name, "module": path, "weight_shape": list(mod.weight.shape), "unit_norms": rows.tolist()}
+            )
+    return {
+        "model": m.name,
+        "dead_rel_tol": dead_rel_tol,
+        "dead_abs_tol": dead_abs_tol,
+        "conv": conv,
+        "batchnorm": bns,
+        "dense": dense,
+        "totals": {"kernels": total, "dead": dead_total},
+    }

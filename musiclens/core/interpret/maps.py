@@ -17,8 +17,7 @@ from musiclens.core.errors import ParameterError
 MODES = ("bilinear", "nearest", "bicubic")
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size, *,
-             mode: str = "bilinear") -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size, *, mode: str = "bilinear") -> torch.Tensor:
     """Resize maps to ``size = (F, T)``.
 
     maps : (B, F_l, T_l), (B, K, F_l, T_l) or (B, T_l) (a time-only map, e.g. after a max

@@ -101,8 +101,9 @@ class Method:
     def options(self) -> tuple[str, ...]:
         """The keyword options ``function`` takes besides ``target`` and ``layer``."""
         params = inspect.signature(self.function).parameters.values()
-        return tuple(p.name for p in params
-                     if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("target", "layer"))
+        return tuple(
+            p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("target", "layer")
+        )
 
     def supports(self, kind: str) -> bool:
         return kind in self.input_kinds
@@ -112,19 +113,29 @@ class Method:
         own = self.options
         return {k: v for k, v in options.items() if k in own}
 
-    def __call__(self, model: Any, x: torch.Tensor, *, target: Target | Sequence[Target],
-                 layer: str | None = None, **options: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        model: Any,
+        x: torch.Tensor,
+        *,
+        target: Target | Sequence[Target],
+        layer: str | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """Run the method after checking the layer, the input kind and the options."""
         if self.needs_layer and layer is None:
             raise ParameterError(f"{self.name} needs a layer")
         kind = input_kind(model)
         if kind not in self.input_kinds:
-            raise ParameterError(f"{self.name} works on {', '.join(self.input_kinds)} models, "
-                                 f"not on a {kind} model; for {kind}: {', '.join(names(kind=kind)) or 'none'}")
+            raise ParameterError(
+                f"{self.name} works on {', '.join(self.input_kinds)} models, "
+                f"not on a {kind} model; for {kind}: {', '.join(names(kind=kind)) or 'none'}"
+            )
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise ParameterError(f"{self.name} has no option {', '.join(unknown)}; "
-                                 f"its options: {', '.join(self.options) or 'none'}")
+            raise ParameterError(
+                f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(self.options) or 'none'}"
+            )
         return self.function(model, x, target=target, layer=layer if self.needs_layer else None, **options)
 
     def input_map(self, result: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -149,6 +160,7 @@ class Method:
 # Wrappers bringing the verbs of cam.py, saliency.py and midi_saliency.py to the convention
 # (imported when called, so that reading the table needs no torch).
 
+
 def _midi_target(m: Any, target: Any) -> Any:
     import torch
 
@@ -170,29 +182,57 @@ def _layer(name: str, layer: str | None) -> str:
     return layer
 
 
-def _cam_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
-            relu: bool = False, classifier: str | None = None) -> torch.Tensor:
+def _cam_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    relu: bool = False,
+    classifier: str | None = None,
+) -> torch.Tensor:
     from musiclens.core.interpret import cam as _cam
 
     return _cam.cam(m, x, target=target, layer=_layer("cam", layer), relu=relu, classifier=classifier)
 
 
-def _grad_cam_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
-                 relu: bool = False, output: str = "logit") -> torch.Tensor:
+def _grad_cam_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    relu: bool = False,
+    output: str = "logit",
+) -> torch.Tensor:
     from musiclens.core.interpret import cam as _cam
 
     return _cam.grad_cam(m, x, target=target, layer=_layer("grad-cam", layer), relu=relu, output=output)
 
 
-def _grad_cam_pp_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
-                    relu: bool = False, output: str = "logit") -> torch.Tensor:
+def _grad_cam_pp_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    relu: bool = False,
+    output: str = "logit",
+) -> torch.Tensor:
     from musiclens.core.interpret import cam as _cam
 
     return _cam.grad_cam_pp(m, x, target=target, layer=_layer("grad-cam++", layer), relu=relu, output=output)
 
 
-def _gradient_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
-                 output: Output = "logit", mask: torch.Tensor | None = None) -> torch.Tensor:
+def _gradient_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    output: Output = "logit",
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     from musiclens.core.interpret import midi_saliency as _midi
     from musiclens.core.interpret import saliency as _saliency
 
@@ -202,40 +242,74 @@ def _gradient_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], 
     return _saliency.gradient(m, x, target=target, output=output)
 
 
-def _smoothgrad_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None,
-                   n_samples: int = 25, noise_level: float = 0.15,
-                   squared: bool = False, output: str = "logit", seed: int | None = 0) -> torch.Tensor:
+def _smoothgrad_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    n_samples: int = 25,
+    noise_level: float = 0.15,
+    squared: bool = False,
+    output: str = "logit",
+    seed: int | None = 0,
+) -> torch.Tensor:
     from musiclens.core.interpret import saliency as _saliency
 
-    return _saliency.smoothgrad(m, x, target=target, n_samples=n_samples, noise_level=noise_level,
-                                squared=squared, output=output, seed=seed)
+    return _saliency.smoothgrad(
+        m, x, target=target, n_samples=n_samples, noise_level=noise_level, squared=squared, output=output, seed=seed
+    )
 
 
-def _integrated_gradients_fn(m: Any, x: torch.Tensor, *, target: Target | Sequence[Target],
-                             layer: str | None = None, baseline: Any = None, steps: int | None = None,
-                             output: Output = "logit", mask: torch.Tensor | None = None,
-                             info: dict[str, Any] | None = None) -> torch.Tensor:
+def _integrated_gradients_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    baseline: Any = None,
+    steps: int | None = None,
+    output: Output = "logit",
+    mask: torch.Tensor | None = None,
+    info: dict[str, Any] | None = None,
+) -> torch.Tensor:
     """Default baseline and steps per kind: audio silence and 32 points, MIDI the average
     note and a budget of 256 gradient evaluations (adaptive)."""
     from musiclens.core.interpret import midi_saliency as _midi
     from musiclens.core.interpret import saliency as _saliency
 
     if input_kind(m) == "midi":
-        rm = _midi.integrated_gradients(m, x, mask, target=_midi_target(m, target),
-                                        baseline="mean" if baseline is None else baseline,
-                                        steps=256 if steps is None else steps, output=output)
+        rm = _midi.integrated_gradients(
+            m,
+            x,
+            mask,
+            target=_midi_target(m, target),
+            baseline="mean" if baseline is None else baseline,
+            steps=256 if steps is None else steps,
+            output=output,
+        )
         attr, score, base_score, used = rm.attributions, rm.output, rm.baseline_output, 256 if steps is None else steps
     else:
         _no_mask("integrated-gradients", mask)
-        ra = _saliency.integrated_gradients(m, x, target=target,
-                                            baseline="silence" if baseline is None else baseline,
-                                            steps=32 if steps is None else steps, output=output)
+        ra = _saliency.integrated_gradients(
+            m,
+            x,
+            target=target,
+            baseline="silence" if baseline is None else baseline,
+            steps=32 if steps is None else steps,
+            output=output,
+        )
         attr, score, base_score, used = ra.attributions, ra.score, ra.baseline_score, ra.steps
     if info is not None:
         diff = score - base_score
         err = attr.reshape(attr.shape[0], -1).double().sum(1).to(attr.dtype) - diff
-        info.update(score_at_input=score, score_at_baseline=base_score, completeness_error=err,
-                    relative_error=err.abs() / diff.abs().clamp_min(1e-12), steps=used)
+        info.update(
+            score_at_input=score,
+            score_at_baseline=base_score,
+            completeness_error=err,
+            relative_error=err.abs() / diff.abs().clamp_min(1e-12),
+            steps=used,
+        )
     return attr
 
 
@@ -243,33 +317,85 @@ def _integrated_gradients_fn(m: Any, x: torch.Tensor, *, target: Target | Sequen
 
 #: every method, in the order the window lists them
 METHODS: tuple[Method, ...] = (
-    Method("grad-cam", "Grad-CAM", _grad_cam_fn, needs_layer=True, signed=True, input_kinds=("audio",),
-           description="gradient-weighted class activation map of a layer (Selvaraju et al. 2017)",
-           aliases=("gradcam", "grad_cam"), shown_as="relu"),
-    Method("grad-cam++", "Grad-CAM++", _grad_cam_pp_fn, needs_layer=True, signed=True, input_kinds=("audio",),
-           description="Grad-CAM with pixel-wise weights of the gradients (Chattopadhyay et al. 2018)",
-           aliases=("gradcam++", "grad_cam_pp"), shown_as="relu"),
-    Method("cam", "CAM", _cam_fn, needs_layer=True, signed=True, input_kinds=("audio",),
-           description="exact class activation map of a global-average-pooling model, at the pooled "
-                       "layer (Zhou et al. 2016)",
-           shown_as="relu"),
-    Method("gradient", "Gradient (saliency)", _gradient_fn, needs_layer=False, signed=True,
-           input_kinds=("audio", "midi"),
-           description="gradient of the class score with respect to the input (Simonyan et al. 2014)",
-           aliases=("grad",), shown_as="abs"),
-    Method("gradient-x-input", "Gradient × input", gradient_x_input, needs_layer=False, signed=True,
-           input_kinds=("audio", "midi"),
-           description="the input times its gradient: each value's contribution to the score "
-                       "(Shrikumar et al. 2016)",
-           aliases=("grad-x-input", "gradient_x_input"), shown_as="signed"),
-    Method("smoothgrad", "SmoothGrad", _smoothgrad_fn, needs_layer=False, signed=True, input_kinds=("audio",),
-           description="mean gradient over noisy copies of the input (Smilkov et al. 2017)",
-           shown_as="abs", quick=(("n_samples", 16),)),
-    Method("integrated-gradients", "Integrated Gradients", _integrated_gradients_fn, needs_layer=False,
-           signed=True, input_kinds=("audio", "midi"),
-           description="gradients integrated from a baseline (silence) to the input; they sum to the "
-                       "score difference (Sundararajan et al. 2017)",
-           aliases=("ig", "integrated_gradients"), shown_as="signed", quick=(("steps", 24),)),
+    Method(
+        "grad-cam",
+        "Grad-CAM",
+        _grad_cam_fn,
+        needs_layer=True,
+        signed=True,
+        input_kinds=("audio",),
+        description="gradient-weighted class activation map of a layer (Selvaraju et al. 2017)",
+        aliases=("gradcam", "grad_cam"),
+        shown_as="relu",
+    ),
+    Method(
+        "grad-cam++",
+        "Grad-CAM++",
+        _grad_cam_pp_fn,
+        needs_layer=True,
+        signed=True,
+        input_kinds=("audio",),
+        description="Grad-CAM with pixel-wise weights of the gradients (Chattopadhyay et al. 2018)",
+        aliases=("gradcam++", "grad_cam_pp"),
+        shown_as="relu",
+    ),
+    Method(
+        "cam",
+        "CAM",
+        _cam_fn,
+        needs_layer=True,
+        signed=True,
+        input_kinds=("audio",),
+        description="exact class activation map of a global-average-pooling model, at the pooled "
+        "layer (Zhou et al. 2016)",
+        shown_as="relu",
+    ),
+    Method(
+        "gradient",
+        "Gradient (saliency)",
+        _gradient_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "midi"),
+        description="gradient of the class score with respect to the input (Simonyan et al. 2014)",
+        aliases=("grad",),
+        shown_as="abs",
+    ),
+    Method(
+        "gradient-x-input",
+        "Gradient × input",
+        gradient_x_input,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "midi"),
+        description="the input times its gradient: each value's contribution to the score (Shrikumar et al. 2016)",
+        aliases=("grad-x-input", "gradient_x_input"),
+        shown_as="signed",
+    ),
+    Method(
+        "smoothgrad",
+        "SmoothGrad",
+        _smoothgrad_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio",),
+        description="mean gradient over noisy copies of the input (Smilkov et al. 2017)",
+        shown_as="abs",
+        quick=(("n_samples", 16),),
+    ),
+    Method(
+        "integrated-gradients",
+        "Integrated Gradients",
+        _integrated_gradients_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "midi"),
+        description="gradients integrated from a baseline (silence) to the input; they sum to the "
+        "score difference (Sundararajan et al. 2017)",
+        aliases=("ig", "integrated_gradients"),
+        shown_as="signed",
+        quick=(("steps", 24),),
+    ),
 )
 
 
@@ -300,8 +426,11 @@ def select(*, kind: str | None = None, needs_layer: bool | None = None) -> list[
     """The table's methods for an input kind and/or with (or without) a layer, in order."""
     if kind is not None and kind not in INPUT_KINDS:
         raise ParameterError(f"input kind {kind!r} is unknown; allowed: {', '.join(INPUT_KINDS)}")
-    return [m for m in METHODS
-            if (kind is None or kind in m.input_kinds) and (needs_layer is None or m.needs_layer == needs_layer)]
+    return [
+        m
+        for m in METHODS
+        if (kind is None or kind in m.input_kinds) and (needs_layer is None or m.needs_layer == needs_layer)
+    ]
 
 
 def get(name: str | Method, *, among: Iterable[str] | None = None) -> Method:
@@ -317,8 +446,10 @@ def get(name: str | Method, *, among: Iterable[str] | None = None) -> Method:
     if m is None or m.name not in allowed:
         olds = [a for x in METHODS if x.name in allowed for a in x.aliases]
         what = f"unknown method {name!r}" if m is None else f"method {name!r} cannot be used here"
-        raise ParameterError(f"{what}; choose one of {', '.join(allowed)}"
-                             + (f" (old spellings accepted: {', '.join(olds)})" if olds else ""))
+        raise ParameterError(
+            f"{what}; choose one of {', '.join(allowed)}"
+            + (f" (old spellings accepted: {', '.join(olds)})" if olds else "")
+        )
     return m
 
 

@@ -119,8 +119,7 @@ class _Projector:
     note ends) are written, which gives the same window as writing the whole piece.
     """
 
-    def __init__(self, model: Any, notes: Notes, k: int, target: int, min_probability: float,
-                 margin: float) -> None:
+    def __init__(self, model: Any, notes: Notes, k: int, target: int, min_probability: float, margin: float) -> None:
         self.model, self.notes, self.k, self.target = model, notes, k, target
         self.window = notes.first(k)
         self.tick = 60.0 / (notes.tempo * notes.resolution)
@@ -239,20 +238,27 @@ def _changes(before: Notes, written: Notes) -> tuple[list[dict[str, Any]], dict[
     names = FEATURES + ("start",)
     changed: list[dict[str, Any]] = []
     for i in np.flatnonzero(changed_rows):
-        changed.append({"index": int(i),
-                        "before": {f: float(v) for f, v in zip(names, b[i])},
-                        "after": {f: float(v) for f, v in zip(names, a[i])},
-                        "delta": {f: float(v) for f, v in zip(names, d[i])}})
+        changed.append(
+            {
+                "index": int(i),
+                "before": {f: float(v) for f, v in zip(names, b[i])},
+                "after": {f: float(v) for f, v in zip(names, a[i])},
+                "delta": {f: float(v) for f, v in zip(names, d[i])},
+            }
+        )
         changed[-1]["before"]["pitch"] = int(b[i, 0])
         changed[-1]["after"]["pitch"] = int(a[i, 0])
-    summary = {"notes_changed": int(changed_rows.sum()), "notes": int(n),
-               "notes_unchanged": int(n - changed_rows.sum()),
-               "pitch_l1_semitones": float(np.abs(d[:, 0]).sum()),
-               "step_l1_seconds": float(np.abs(d[:, 3]).sum()),  # how far notes moved, in total
-               "duration_l1_seconds": float(np.abs(d[:, 2]).sum()),
-               "pitches_changed": int(repitch.sum()),
-               "steps_changed": int(moved.sum()),  # notes that start at another time
-               "durations_changed": int(resized.sum())}
+    summary = {
+        "notes_changed": int(changed_rows.sum()),
+        "notes": int(n),
+        "notes_unchanged": int(n - changed_rows.sum()),
+        "pitch_l1_semitones": float(np.abs(d[:, 0]).sum()),
+        "step_l1_seconds": float(np.abs(d[:, 3]).sum()),  # how far notes moved, in total
+        "duration_l1_seconds": float(np.abs(d[:, 2]).sum()),
+        "pitches_changed": int(repitch.sum()),
+        "steps_changed": int(moved.sum()),  # notes that start at another time
+        "durations_changed": int(resized.sum()),
+    }
     return changed, summary
 
 
@@ -325,8 +331,9 @@ def flip_steps(
     def result(written: Notes, after: Notes, probs: np.ndarray, step: int) -> FlipResult:
         changed, summary = _changes(window, written)
         summary["l1_standardised"] = float((delta.detach() * fmask * nmask).abs().sum())
-        return FlipResult(list(model.labels), target, source, window, after, written, p_before, probs,
-                          changed, summary, step)
+        return FlipResult(
+            list(model.labels), target, source, window, after, written, p_before, probs, changed, summary, step
+        )
 
     best: FlipResult | None = None
     best_x: np.ndarray | None = None
@@ -342,8 +349,9 @@ def flip_steps(
                 steps_in = xc[..., 1] - torch.cat([torch.zeros_like(move[..., :1]), move[..., :-1]], dim=-1)
                 steps_in = torch.cat([torch.zeros_like(steps_in[..., :1]), steps_in[..., 1:]], dim=-1)  # first: 0
                 xs = torch.stack([xc[..., 0], steps_in, xc[..., 2]], dim=-1)
-                proj = torch.stack([xs[..., 0].round().clamp(0, 127), steps_in.clamp_min(0),
-                                    xs[..., 2].clamp_min(tick)], dim=-1)
+                proj = torch.stack(
+                    [xs[..., 0].round().clamp(0, 127), steps_in.clamp_min(0), xs[..., 2].clamp_min(tick)], dim=-1
+                )
                 xp = xs + (proj - xs).detach()  # straight-through: forward sees valid MIDI
                 logits = net(torch.where(m[..., None], xp, x0), m)
                 ce = target_loss(logits, target)  # written once: flip_loop
@@ -364,12 +372,19 @@ def flip_steps(
                 best_x = xc_now[:k].copy()
             if is_flip and flipped_at is None:
                 flipped_at = step
-            done = step == steps or (stop_when_flipped and flipped_at is not None
-                                     and step >= flipped_at + extra_steps)
+            done = step == steps or (stop_when_flipped and flipped_at is not None and step >= flipped_at + extra_steps)
             if done and prune and best is not None and best_x is not None and best_key is not None and best_key[0]:
                 best = _prune(model, project, best, best_x, feats[:k].astype(np.float64), tick)
-            yield FlipStep(step, steps, float(loss.detach()), float(probs[target]), bool(is_flip), best, done,
-                           {"cross_entropy": float(ce.detach()), "size": float(size.detach())})
+            yield FlipStep(
+                step,
+                steps,
+                float(loss.detach()),
+                float(probs[target]),
+                bool(is_flip),
+                best,
+                done,
+                {"cross_entropy": float(ce.detach()), "size": float(size.detach())},
+            )
             if done:
                 break
 
@@ -379,8 +394,9 @@ def _is_flip(p: np.ndarray, target: int, min_probability: float, margin: float) 
     return bool(p[target] >= min_probability and p[target] - others.max() >= margin)
 
 
-def _prune(model: Any, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.ndarray, tick: float,
-           bisections: int = 6) -> FlipResult:
+def _prune(
+    model: Any, project: _Projector, best: FlipResult, x: np.ndarray, x0: np.ndarray, tick: float, bisections: int = 6
+) -> FlipResult:
     """Make a flipping change smaller while the projected notes still flip.
 
     First undo whole notes' changes (smallest first), then shrink each remaining note's
@@ -392,8 +408,8 @@ def _prune(model: Any, project: _Projector, best: FlipResult, x: np.ndarray, x0:
     z0 = spec.transform(torch.as_tensor(x0)).numpy()
     size = np.abs(z - z0).sum(axis=1)  # per-note change in standardised units
     changed = np.flatnonzero(
-        (np.abs(np.rint(x[:, 0]) - np.rint(x0[:, 0])) >= 0.5)
-        | (np.abs(x[:, 1:] - x0[:, 1:]) > tick / 2).any(axis=1))
+        (np.abs(np.rint(x[:, 0]) - np.rint(x0[:, 0])) >= 0.5) | (np.abs(x[:, 1:] - x0[:, 1:]) > tick / 2).any(axis=1)
+    )
     cur = x.copy()
     probs, after, written = best.probabilities_after, best.after, best.written
 
@@ -421,8 +437,19 @@ def _prune(model: Any, project: _Projector, best: FlipResult, x: np.ndarray, x0:
     changed_list, summary = _changes(best.before, written)
     summary["l1_standardised"] = float(np.abs(spec.transform(torch.as_tensor(cur)).numpy() - z0).sum())
     summary["pruned_notes"] = int(len(changed) - summary["notes_changed"])
-    return FlipResult(best.labels, best.target, best.source, best.before, after, written,
-                      best.probabilities_before, probs, changed_list, summary, best.step)
+    return FlipResult(
+        best.labels,
+        best.target,
+        best.source,
+        best.before,
+        after,
+        written,
+        best.probabilities_before,
+        probs,
+        changed_list,
+        summary,
+        best.step,
+    )
 
 
 def flip(model: Any, notes: Notes, *, to: str | int, **kw: Any) -> FlipResult:

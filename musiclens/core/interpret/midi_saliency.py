@@ -57,8 +57,9 @@ def _on_model(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> tup
     return x, _check(x, mask)
 
 
-def _target_output(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, target: int | torch.Tensor,
-                   output: Output) -> torch.Tensor:
+def _target_output(
+    net: nn.Module, x: torch.Tensor, mask: torch.Tensor, target: int | torch.Tensor, output: Output
+) -> torch.Tensor:
     """(B,) the chosen output of class ``target`` (int or (B,) tensor)."""
     logits: torch.Tensor = net(x, mask)
     if output == "log_probability":
@@ -71,9 +72,15 @@ def _target_output(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, target: 
     return logits.gather(1, t.view(-1, 1)).squeeze(1)
 
 
-def gradient_saliency(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None, *,
-                      target: int | torch.Tensor,
-                      output: Output = "logit", times_input: bool = False) -> torch.Tensor:
+def gradient_saliency(
+    model: Any,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    target: int | torch.Tensor,
+    output: Output = "logit",
+    times_input: bool = False,
+) -> torch.Tensor:
     """Gradient of the target output w.r.t. the raw note features.
 
     Parameters
@@ -122,8 +129,9 @@ class IGResult:
         return self.delta / (self.output - self.baseline_output).abs().clamp_min(1e-12)
 
 
-def make_baseline(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None,
-                  kind: Literal["mean", "zeros"] = "mean") -> torch.Tensor:
+def make_baseline(
+    model: Any, x: torch.Tensor, mask: torch.Tensor | None = None, kind: Literal["mean", "zeros"] = "mean"
+) -> torch.Tensor:
     """A baseline for Integrated Gradients, same shape as ``x``.
 
     ``"mean"``: every real note replaced by the training data's average note (the model's
@@ -142,11 +150,19 @@ def make_baseline(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None,
     return base
 
 
-def integrated_gradients(model: Any, x: torch.Tensor, mask: torch.Tensor | None = None, *,
-                         target: int | torch.Tensor,
-                         baseline: torch.Tensor | Literal["mean", "zeros"] = "mean", steps: int = 256,
-                         output: Output = "logit", rtol: float = 1e-3, nodes_per_segment: int = 8,
-                         adaptive: bool = True) -> IGResult:
+def integrated_gradients(
+    model: Any,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    target: int | torch.Tensor,
+    baseline: torch.Tensor | Literal["mean", "zeros"] = "mean",
+    steps: int = 256,
+    output: Output = "logit",
+    rtol: float = 1e-3,
+    nodes_per_segment: int = 8,
+    adaptive: bool = True,
+) -> IGResult:
     """Integrated Gradients (Sundararajan et al. 2017) along the straight line baseline -> x.
 
     The path integral is computed with composite Gauss–Legendre quadrature
@@ -187,8 +203,17 @@ def integrated_gradients(model: Any, x: torch.Tensor, mask: torch.Tensor | None 
     net.eval()
     try:
         with rnn_grad_context(x.device):
-            r = paths.integrated_gradients(score, x, base, steps=steps, method="gausslegendre", batch_size=64,
-                                           adaptive=adaptive, rtol=rtol, nodes_per_segment=nodes_per_segment)
+            r = paths.integrated_gradients(
+                score,
+                x,
+                base,
+                steps=steps,
+                method="gausslegendre",
+                batch_size=64,
+                adaptive=adaptive,
+                rtol=rtol,
+                nodes_per_segment=nodes_per_segment,
+            )
     finally:
         net.train(was_training)
     attr = r.attributions * mask[..., None]  # padded notes: exactly 0

@@ -36,8 +36,7 @@ _Batched = Callable[[torch.Tensor], torch.Tensor]
 QUADRATURES = ("gausslegendre", "trapezoid", "midpoint")
 
 
-def input_gradient(score: Callable[[torch.Tensor], torch.Tensor],
-                   x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def input_gradient(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(∂ score(x).sum() / ∂x, score(x))`` for a batch ``x``; both detached."""
     xi = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -81,17 +80,27 @@ class PathResult:
     evaluations: list[int]
 
 
-def completeness(attributions: torch.Tensor, score: torch.Tensor,
-                 baseline_score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def completeness(
+    attributions: torch.Tensor, score: torch.Tensor, baseline_score: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(signed error, relative |error|) of attributions (B, ...) against ``score − baseline_score``."""
     diff = score - baseline_score
     err = attributions.reshape(attributions.shape[0], -1).double().sum(1).to(attributions.dtype) - diff
     return err, err.abs() / diff.abs().clamp_min(1e-12)
 
 
-def integrated_gradients(score: Score, x: torch.Tensor, baseline: torch.Tensor, *, steps: int,
-                         method: str = "gausslegendre", batch_size: int = 16, adaptive: bool = False,
-                         rtol: float = 1e-3, nodes_per_segment: int = 8) -> PathResult:
+def integrated_gradients(
+    score: Score,
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    *,
+    steps: int,
+    method: str = "gausslegendre",
+    batch_size: int = 16,
+    adaptive: bool = False,
+    rtol: float = 1e-3,
+    nodes_per_segment: int = 8,
+) -> PathResult:
     """Integrated Gradients of ``score`` from ``baseline`` to ``x`` (both (B, ...), same shape).
 
     Fixed rule (``adaptive=False``): ``steps`` points of ``method`` on [0, 1], evaluated
@@ -114,6 +123,7 @@ def integrated_gradients(score: Score, x: torch.Tensor, baseline: torch.Tensor, 
     base_scores = torch.zeros_like(scores)
     used = []
     for b in range(x.shape[0]):
+
         def f(points: torch.Tensor, b: int = b) -> torch.Tensor:
             return score(b, points)
 
@@ -137,21 +147,23 @@ def _grads(f: _Batched, base: torch.Tensor, diff: torch.Tensor, alphas: torch.Te
     return g
 
 
-def _fixed(f: _Batched, base: torch.Tensor, x: torch.Tensor, alphas: np.ndarray,
-           weights: np.ndarray, batch_size: int) -> torch.Tensor:
+def _fixed(
+    f: _Batched, base: torch.Tensor, x: torch.Tensor, alphas: np.ndarray, weights: np.ndarray, batch_size: int
+) -> torch.Tensor:
     """Σ w_i ∇f(base + α_i (x − base)), float64, shape of x."""
     diff = x - base
     acc = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
     for start in range(0, len(alphas), batch_size):
-        a = torch.as_tensor(alphas[start:start + batch_size], dtype=x.dtype, device=x.device)
-        w = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float64, device=x.device)
+        a = torch.as_tensor(alphas[start : start + batch_size], dtype=x.dtype, device=x.device)
+        w = torch.as_tensor(weights[start : start + batch_size], dtype=torch.float64, device=x.device)
         g = _grads(f, base, diff, a)
         acc += (w.view((-1,) + (1,) * x.dim()) * g.double()).sum(0)
     return acc
 
 
-def _adaptive(f: _Batched, base: torch.Tensor, x: torch.Tensor, steps: int,
-              rtol: float, q: int, batch_size: int) -> tuple[torch.Tensor, int]:
+def _adaptive(
+    f: _Batched, base: torch.Tensor, x: torch.Tensor, steps: int, rtol: float, q: int, batch_size: int
+) -> tuple[torch.Tensor, int]:
     """Adaptive composite Gauss–Legendre: (∫₀¹ ∇f dα float64, evaluations used)."""
     diff = x - base
     nodes, weights = quadrature(q, "gausslegendre")
@@ -176,8 +188,9 @@ def _adaptive(f: _Batched, base: torch.Tensor, x: torch.Tensor, steps: int,
     n0 = max(1, min(4, steps // q))
     edges = [i / n0 for i in range(n0 + 1)]
     f_edges = f_at(edges)
-    segs: list[Segment] = [(edges[i], edges[i + 1], f_edges[i], f_edges[i + 1], integrate(edges[i], edges[i + 1]))
-                           for i in range(n0)]
+    segs: list[Segment] = [
+        (edges[i], edges[i + 1], f_edges[i], f_edges[i + 1], integrate(edges[i], edges[i + 1])) for i in range(n0)
+    ]
     used = n0 * q
     tol = rtol * max(abs(f_edges[-1] - f_edges[0]), 1e-12)
     while used + 2 * q <= steps:

@@ -96,12 +96,12 @@ def smoothgrad(
     total = torch.zeros_like(x)
     with eval_mode(m.net):
         for i in range(x.shape[0]):
-            xi = x[i:i + 1]
+            xi = x[i : i + 1]
             done = 0
             while done < n_samples:
                 n = min(batch_size, n_samples - done)
                 noise = torch.randn((n,) + tuple(xi.shape[1:]), generator=gen).to(x)
-                g, _ = _grad(m, xi + sigma[i] * noise, targets[i:i + 1].repeat(n), output)
+                g, _ = _grad(m, xi + sigma[i] * noise, targets[i : i + 1].repeat(n), output)
                 total[i] += (g.pow(2) if squared else g).sum(0)
                 done += n
     return total / n_samples
@@ -134,8 +134,7 @@ def baseline_tensor(m: LoadedModel, x: torch.Tensor, baseline: str | float | tor
         try:
             return torch.broadcast_to(baseline.to(x), x.shape).clone()
         except RuntimeError:
-            raise ParameterError(f"baseline of shape {tuple(baseline.shape)} does not fit x "
-                                 f"{tuple(x.shape)}") from None
+            raise ParameterError(f"baseline of shape {tuple(baseline.shape)} does not fit x {tuple(x.shape)}") from None
     if isinstance(baseline, (int, float)):
         return torch.full_like(x, float(baseline))
     if baseline == "silence":
@@ -178,9 +177,8 @@ def integrated_gradients(
     quadrature(steps, method)  # a clear error for an unknown method, before any work
 
     def score(i: int, points: torch.Tensor) -> torch.Tensor:
-        return class_scores(m, m.net(points), targets[i:i + 1].repeat(len(points)), output)
+        return class_scores(m, m.net(points), targets[i : i + 1].repeat(len(points)), output)
 
     with eval_mode(m.net):
         r = paths.integrated_gradients(score, x, x0, steps=steps, method=method, batch_size=batch_size)
-    return IGResult(r.attributions, r.score, r.baseline_score, r.completeness_error, r.relative_error,
-                    steps, method)
+    return IGResult(r.attributions, r.score, r.baseline_score, r.completeness_error, r.relative_error, steps, method)

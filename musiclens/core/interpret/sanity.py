@@ -61,12 +61,16 @@ class SanityStep:
     attribution: torch.Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "layer": self.layer, "spearman": self.spearman,
-                "spearman_signed": self.spearman_signed, "ssim": self.ssim}
+        return {
+            "step": self.step,
+            "layer": self.layer,
+            "spearman": self.spearman,
+            "spearman_signed": self.spearman_signed,
+            "ssim": self.ssim,
+        }
 
 
-def attribution_method(name: str, *, target: Target, layer: str | None = None,
-                       **kwargs: Any) -> Attribution:
+def attribution_method(name: str, *, target: Target, layer: str | None = None, **kwargs: Any) -> Attribution:
     """A named attribution (a name or alias from the method table) as ``(model, x) -> map``."""
     method = _methods.get(name, among=METHODS)
     if method.needs_layer and layer is None:
@@ -94,7 +98,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
     ra, rb = rankdata(np.ravel(a)), rankdata(np.ravel(b))
     ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    den = np.sqrt((ra**2).sum() * (rb**2).sum())
     return float((ra * rb).sum() / den) if den > 0 else float("nan")
 
 
@@ -106,17 +110,18 @@ def ssim(a: np.ndarray, b: np.ndarray, *, sigma: float = 1.5, data_range: float 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ParameterError(f"ssim needs maps of the same shape, got {a.shape} and {b.shape}")
+
     def filt(z: np.ndarray) -> np.ndarray:
         smooth: np.ndarray = gaussian_filter(z, sigma=sigma, truncate=3.5, mode="reflect")
         return smooth
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = filt(a), filt(b)
-    va = filt(a * a) - mu_a ** 2
-    vb = filt(b * b) - mu_b ** 2
+    va = filt(a * a) - mu_a**2
+    vb = filt(b * b) - mu_b**2
     cov = filt(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (va + vb + c2)
     return float((num / den).mean())
 
 
@@ -130,8 +135,7 @@ def compare(reference: torch.Tensor, other: torch.Tensor) -> tuple[float, float,
     r, o = _as_map(reference), _as_map(other)
     if r.shape != o.shape:
         raise ParameterError(f"attributions differ in shape: {r.shape} vs {o.shape}")
-    return (spearman(np.abs(r), np.abs(o)), spearman(r, o),
-            ssim(_unit(np.abs(r)), _unit(np.abs(o))))
+    return (spearman(np.abs(r), np.abs(o)), spearman(r, o), ssim(_unit(np.abs(r)), _unit(np.abs(o))))
 
 
 def cascade_layers(m: LoadedModel, *, include_batchnorm: bool = True) -> list[str]:

@@ -121,24 +121,24 @@ def _hsic_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     n = x.shape[1]
     if n < 4:
         raise ParameterError(f"debiased CKA needs at least 4 positions, got {n}")
-    tr_kl = torch.linalg.matrix_norm(y.transpose(1, 2) @ x).pow(2)          # tr(KL)
-    dk, dl = x.pow(2).sum(2), y.pow(2).sum(2)                                # diag(K), diag(L): (B, n)
-    sx, sy = x.sum(1), y.sum(1)                                              # Xᵀ1, Yᵀ1
-    k1 = (x @ sx.unsqueeze(2)).squeeze(2) - dk                               # K̃1: (B, n)
-    l1 = (y @ sy.unsqueeze(2)).squeeze(2) - dl                               # L̃1
-    sum_k = sx.pow(2).sum(1) - dk.sum(1)                                     # 1ᵀK̃1
-    sum_l = sy.pow(2).sum(1) - dl.sum(1)                                     # 1ᵀL̃1
-    tr_tilde = tr_kl - (dk * dl).sum(1)                                      # tr(K̃L̃)
-    hsic: torch.Tensor = (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2))
-                          - 2.0 / (n - 2) * (k1 * l1).sum(1)) / (n * (n - 3))
+    tr_kl = torch.linalg.matrix_norm(y.transpose(1, 2) @ x).pow(2)  # tr(KL)
+    dk, dl = x.pow(2).sum(2), y.pow(2).sum(2)  # diag(K), diag(L): (B, n)
+    sx, sy = x.sum(1), y.sum(1)  # Xᵀ1, Yᵀ1
+    k1 = (x @ sx.unsqueeze(2)).squeeze(2) - dk  # K̃1: (B, n)
+    l1 = (y @ sy.unsqueeze(2)).squeeze(2) - dl  # L̃1
+    sum_k = sx.pow(2).sum(1) - dk.sum(1)  # 1ᵀK̃1
+    sum_l = sy.pow(2).sum(1) - dl.sum(1)  # 1ᵀL̃1
+    tr_tilde = tr_kl - (dk * dl).sum(1)  # tr(K̃L̃)
+    hsic: torch.Tensor = (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 * l1).sum(1)) / (
+        n * (n - 3)
+    )
     return hsic
 
 
 def _cka_debiased_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """x (B, n, K), y (B, n, K') centred -> (B,) debiased linear CKA."""
     den = _hsic_unbiased(x, x) * _hsic_unbiased(y, y)
-    return torch.where(den > 0, _hsic_unbiased(x, y) / den.clamp_min(1e-300).sqrt(),
-                       torch.full_like(den, float("nan")))
+    return torch.where(den > 0, _hsic_unbiased(x, y) / den.clamp_min(1e-300).sqrt(), torch.full_like(den, float("nan")))
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -156,8 +156,9 @@ def debiased_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _cka_debiased_centred(_positions(a), _positions(b))
 
 
-def cka_permutation_baseline(a: torch.Tensor, b: torch.Tensor, *, n_permutations: int = 10,
-                             seed: int | None = 0, debiased: bool = False) -> torch.Tensor:
+def cka_permutation_baseline(
+    a: torch.Tensor, b: torch.Tensor, *, n_permutations: int = 10, seed: int | None = 0, debiased: bool = False
+) -> torch.Tensor:
     """Mean linear CKA (``debiased=True``: debiased CKA) after shuffling the positions of
     ``b`` -> (B,)."""
     if n_permutations < 1:
@@ -221,8 +222,9 @@ def _value_keys(metrics: list[str], n_permutations: int) -> list[str]:
     return keys
 
 
-def _pair_values(a: torch.Tensor, b: torch.Tensor, metrics: list[str], n_permutations: int,
-                 seed: int | None) -> dict[str, np.ndarray]:
+def _pair_values(
+    a: torch.Tensor, b: torch.Tensor, metrics: list[str], n_permutations: int, seed: int | None
+) -> dict[str, np.ndarray]:
     """One layer's activations of B pairs -> metric -> (B,) (absent keys: not applicable)."""
     fns = {"pearson": pearson, "cosine": cosine, "nmse": nmse, "mse_max": mse_max}
     out: dict[str, np.ndarray] = {}
@@ -233,8 +235,11 @@ def _pair_values(a: torch.Tensor, b: torch.Tensor, metrics: list[str], n_permuta
             debiased = k == "cka_debiased"
             out[k] = (debiased_cka if debiased else linear_cka)(a, b).cpu().numpy()
             if n_permutations > 0:
-                out[f"{k}_baseline"] = cka_permutation_baseline(
-                    a, b, n_permutations=n_permutations, seed=seed, debiased=debiased).cpu().numpy()
+                out[f"{k}_baseline"] = (
+                    cka_permutation_baseline(a, b, n_permutations=n_permutations, seed=seed, debiased=debiased)
+                    .cpu()
+                    .numpy()
+                )
     return out
 
 
@@ -298,8 +303,11 @@ def class_pairs(labels: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
     groups: dict[str, list[int]] = {}
     for i, label in enumerate(labels):
         groups.setdefault(label, []).append(i)
-    return {label: [(a, b) for k, a in enumerate(idx) for b in idx[k + 1:]]
-            for label, idx in groups.items() if len(idx) >= 2}
+    return {
+        label: [(a, b) for k, a in enumerate(idx) for b in idx[k + 1 :]]
+        for label, idx in groups.items()
+        if len(idx) >= 2
+    }
 
 
 def pairwise_similarity(

@@ -52,10 +52,20 @@ class ConvBlock(nn.Module):
 
 
 class ChoiCNN(nn.Module):
-    def __init__(self, *, n_labels: int, in_channels: int = 1, n_bins: int = 80, n_frames: int = 431,
-                 filters: Sequence[int] = FILTERS, pools: Sequence[Sequence[int]] = POOLS,
-                 dense: tuple[int, int] = (128, 65),
-                 dropout: float = 0.2, leak: float = 0.3, l2: float = 1e-4) -> None:
+    def __init__(
+        self,
+        *,
+        n_labels: int,
+        in_channels: int = 1,
+        n_bins: int = 80,
+        n_frames: int = 431,
+        filters: Sequence[int] = FILTERS,
+        pools: Sequence[Sequence[int]] = POOLS,
+        dense: tuple[int, int] = (128, 65),
+        dropout: float = 0.2,
+        leak: float = 0.3,
+        l2: float = 1e-4,
+    ) -> None:
         super().__init__()
         pools = [tuple(int(v) for v in p) for p in pools]
         need_f = need_t = 1
@@ -65,7 +75,8 @@ class ChoiCNN(nn.Module):
         if n_bins < need_f or n_frames < need_t:
             raise ParameterError(
                 f"choi-cnn's poolings need at least {need_f} bins × {need_t} frames, got "
-                f"{n_bins} × {n_frames} (use longer patches or a smaller hop)")
+                f"{n_bins} × {n_frames} (use longer patches or a smaller hop)"
+            )
         self.l2 = float(l2)
         self.norm = Standardise(in_channels)
         chans = [in_channels] + [int(f) for f in filters]
@@ -111,10 +122,24 @@ def build_choi_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
     layers = [LayerInfo("input norm", "norm", "input", "block", "per-channel standardisation")]
     for i in range(net.n_blocks):
         blk = getattr(net, f"block{i + 1}")
-        layers.append(LayerInfo(f"conv {i + 1}", f"block{i + 1}.conv", "conv", "conv",
-                                f"3×3 conv, {blk.conv.out_channels} filters (before BN)"))
-        layers.append(LayerInfo(f"conv {i + 1} (pooled)", f"block{i + 1}", "conv", "block",
-                                f"BN, leaky ReLU, max-pool {tuple(blk.pool.kernel_size)}"))
+        layers.append(
+            LayerInfo(
+                f"conv {i + 1}",
+                f"block{i + 1}.conv",
+                "conv",
+                "conv",
+                f"3×3 conv, {blk.conv.out_channels} filters (before BN)",
+            )
+        )
+        layers.append(
+            LayerInfo(
+                f"conv {i + 1} (pooled)",
+                f"block{i + 1}",
+                "conv",
+                "block",
+                f"BN, leaky ReLU, max-pool {tuple(blk.pool.kernel_size)}",
+            )
+        )
     layers += [
         LayerInfo("dense 1", "dense1", "dense", "dense", "linear -> 128 (before activation)"),
         LayerInfo("dense 2", "dense2", "dense", "dense", "linear -> 65 (before activation)"),

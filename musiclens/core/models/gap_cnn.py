@@ -37,9 +37,17 @@ from musiclens.core.models.registry import LayerInfo, register_family
 
 
 class GapCNN(nn.Module):
-    def __init__(self, *, n_labels: int, in_channels: int = 1, n_bins: int = 128, n_frames: int = 130,
-                 filters: tuple[int, int, int] = (16, 32, 64), maps: int = 64,
-                 dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        *,
+        n_labels: int,
+        in_channels: int = 1,
+        n_bins: int = 128,
+        n_frames: int = 130,
+        filters: tuple[int, int, int] = (16, 32, 64),
+        maps: int = 64,
+        dropout: float = 0.3,
+    ) -> None:
         super().__init__()
         if n_bins < 8 or n_frames < 8:
             raise ParameterError(f"gap-cnn needs at least 8 bins × 8 frames, got {n_bins} × {n_frames}")
@@ -88,8 +96,13 @@ def build_gap_cnn(**params: Any) -> tuple[nn.Module, list[LayerInfo]]:
         LayerInfo("conv 2", "conv2", "conv", "conv", "3×3 conv (before BN)"),
         LayerInfo("conv 3", "conv3", "conv", "conv", "3×3 conv (before BN)"),
         LayerInfo("transposed conv", "deconv", "conv", "conv", "2×2 stride-2 transposed conv (before ReLU)"),
-        LayerInfo("CAM maps", "deconv_relu", "conv", "conv",
-                  "ReLU(transposed conv): the maps that are globally averaged (exact CAM)"),
+        LayerInfo(
+            "CAM maps",
+            "deconv_relu",
+            "conv",
+            "conv",
+            "ReLU(transposed conv): the maps that are globally averaged (exact CAM)",
+        ),
         LayerInfo("output", "fc", "dense", "output", "linear on the averaged maps: logits"),
     ]
     return net, layers

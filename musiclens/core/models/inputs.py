@@ -225,8 +225,7 @@ def input_kind(spec: InputSpec) -> str:
         return "midi"
     if isinstance(spec, Waveform):
         return "waveform"
-    raise ParameterError(f"a model's input must be a FrontEnd, a NoteSpec or a Waveform, "
-                         f"got {type(spec).__name__}")
+    raise ParameterError(f"a model's input must be a FrontEnd, a NoteSpec or a Waveform, got {type(spec).__name__}")
 
 
 def spec_from_meta(meta: dict[str, Any]) -> InputSpec:
@@ -236,7 +235,10 @@ def spec_from_meta(meta: dict[str, Any]) -> InputSpec:
         raise ParameterError(f"input {kind!r} is unknown; allowed: {', '.join(INPUT_KINDS)}")
     d = meta[SPEC_KEYS[kind]]
     readers: dict[str, Callable[[dict[str, Any]], InputSpec]] = {
-        "audio": FrontEnd.from_dict, "midi": NoteSpec.from_dict, "waveform": Waveform.from_dict}
+        "audio": FrontEnd.from_dict,
+        "midi": NoteSpec.from_dict,
+        "waveform": Waveform.from_dict,
+    }
     return readers[kind](d)
 
 

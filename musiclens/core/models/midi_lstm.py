@@ -33,9 +33,18 @@ from musiclens.core.models.inputs import NoteFeatureSpec, NoteSpec
 from musiclens.core.models.registry import LayerInfo, LoadedModel, register_family
 from musiclens.core.resources import DEFAULT_MIDI_MODEL
 
-__all__ = ["DEFAULT_MIDI_MODEL", "NoteSpec", "NoteFeatureSpec", "NoteNormaliser", "MidiLSTM",
-           "build_midi_lstm", "midi_model_folder", "available_midi_models", "load_midi_model",
-           "save_midi_model"]
+__all__ = [
+    "DEFAULT_MIDI_MODEL",
+    "NoteSpec",
+    "NoteFeatureSpec",
+    "NoteNormaliser",
+    "MidiLSTM",
+    "build_midi_lstm",
+    "midi_model_folder",
+    "available_midi_models",
+    "load_midi_model",
+    "save_midi_model",
+]
 
 
 class NoteNormaliser(nn.Module):
@@ -57,12 +66,12 @@ class MidiLSTM(nn.Module):
     padded steps never influence the result (and get zero gradient).
     """
 
-    def __init__(self, *, n_labels: int, hidden: int = 168, layers: int = 2, dropout: float = 0.2,
-                 spec: NoteSpec | None = None) -> None:
+    def __init__(
+        self, *, n_labels: int, hidden: int = 168, layers: int = 2, dropout: float = 0.2, spec: NoteSpec | None = None
+    ) -> None:
         super().__init__()
         self.normalise = NoteNormaliser(spec or NoteSpec())
-        self.lstm = nn.LSTM(3, hidden, num_layers=layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(3, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, n_labels)
 
@@ -81,12 +90,17 @@ class MidiLSTM(nn.Module):
 
 
 @register_family("midi_lstm")
-def build_midi_lstm(*, n_labels: int, hidden: int = 168, layers: int = 2, dropout: float = 0.2,
-                    note_features: dict[str, Any] | None = None) -> tuple[nn.Module, list[LayerInfo]]:
+def build_midi_lstm(
+    *,
+    n_labels: int,
+    hidden: int = 168,
+    layers: int = 2,
+    dropout: float = 0.2,
+    note_features: dict[str, Any] | None = None,
+) -> tuple[nn.Module, list[LayerInfo]]:
     """Builder for the registry. ``note_features`` is a :meth:`NoteSpec.to_dict` (normalisation)."""
     spec = NoteSpec.from_dict(note_features) if note_features else NoteSpec()
-    net = MidiLSTM(n_labels=int(n_labels), hidden=int(hidden), layers=int(layers), dropout=float(dropout),
-                   spec=spec)
+    net = MidiLSTM(n_labels=int(n_labels), hidden=int(hidden), layers=int(layers), dropout=float(dropout), spec=spec)
     layer_list = [
         LayerInfo("normalise", "normalise", "input", "block", "raw (pitch, step, duration) -> standardised"),
         LayerInfo("lstm", "lstm", "recurrent", "block", f"{layers} × {hidden} LSTM"),
@@ -105,7 +119,8 @@ def midi_model_folder(name_or_dir: str | os.PathLike[str]) -> Path:
     raise MusicLensError(
         f"no MIDI model named {str(name_or_dir)!r}; bundled MIDI models: "
         f"{', '.join(available_midi_models()) or 'none'}; or give a folder with "
-        f"{registry.WEIGHTS_FILE} and {registry.META_FILE}")
+        f"{registry.WEIGHTS_FILE} and {registry.META_FILE}"
+    )
 
 
 def available_midi_models() -> list[str]:
@@ -115,15 +130,18 @@ def available_midi_models() -> list[str]:
     return available_for("midi")
 
 
-def load_midi_model(name_or_dir: str | os.PathLike[str] = DEFAULT_MIDI_MODEL, *,
-                    device: str | torch.device = "cpu") -> LoadedModel:
+def load_midi_model(
+    name_or_dir: str | os.PathLike[str] = DEFAULT_MIDI_MODEL, *, device: str | torch.device = "cpu"
+) -> LoadedModel:
     """:func:`registry.load <musiclens.core.models.registry.load>` for a model that must be a
     MIDI model (a bundled name or a folder), in eval mode."""
     folder = midi_model_folder(name_or_dir)
     meta = registry.read_meta(folder)
     if meta.get("input") != "midi":
-        raise MusicLensError(f"{folder / registry.META_FILE} is not a MIDI model (it has no "
-                             "'note_features'); use an audio analysis for it")
+        raise MusicLensError(
+            f"{folder / registry.META_FILE} is not a MIDI model (it has no "
+            "'note_features'); use an audio analysis for it"
+        )
     return registry.load(folder, device=device, kind="midi")
 
 

@@ -36,21 +36,108 @@ from musiclens.core.models.registry import LayerInfo, register_family
 
 BN_EPS = 1e-3
 TAGS_MTT = [
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
-    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
-    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
-    "weird", "country", "metal", "female voice", "choral",
+    "guitar",
+    "classical",
+    "slow",
+    "techno",
+    "strings",
+    "drums",
+    "electronic",
+    "rock",
+    "fast",
+    "piano",
+    "ambient",
+    "beat",
+    "violin",
+    "vocal",
+    "synth",
+    "female",
+    "indian",
+    "opera",
+    "male",
+    "singing",
+    "vocals",
+    "no vocals",
+    "harpsichord",
+    "loud",
+    "quiet",
+    "flute",
+    "woman",
+    "male vocal",
+    "no vocal",
+    "pop",
+    "soft",
+    "sitar",
+    "solo",
+    "man",
+    "classic",
+    "choir",
+    "voice",
+    "new age",
+    "dance",
+    "male voice",
+    "female vocal",
+    "beats",
+    "harp",
+    "cello",
+    "no voice",
+    "weird",
+    "country",
+    "metal",
+    "female voice",
+    "choral",
 ]  # musicnn.configuration.MTT_LABELS
 TAGS_MSD = [
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
-    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
-    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
-    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
-    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
-    "60s", "rnb", "indie pop", "sad", "House", "happy",
+    "rock",
+    "pop",
+    "alternative",
+    "indie",
+    "electronic",
+    "female vocalists",
+    "dance",
+    "00s",
+    "alternative rock",
+    "jazz",
+    "beautiful",
+    "metal",
+    "chillout",
+    "male vocalists",
+    "classic rock",
+    "soul",
+    "indie rock",
+    "Mellow",
+    "electronica",
+    "80s",
+    "folk",
+    "90s",
+    "chill",
+    "instrumental",
+    "punk",
+    "oldies",
+    "blues",
+    "hard rock",
+    "ambient",
+    "acoustic",
+    "experimental",
+    "female vocalist",
+    "guitar",
+    "Hip-Hop",
+    "70s",
+    "party",
+    "country",
+    "easy listening",
+    "sexy",
+    "catchy",
+    "funk",
+    "electro",
+    "heavy metal",
+    "Progressive rock",
+    "60s",
+    "rnb",
+    "indie pop",
+    "sad",
+    "House",
+    "happy",
 ]  # musicnn.configuration.MSD_LABELS
 
 
@@ -91,16 +178,16 @@ class FrontEndBranch(nn.Module):
         hi, lo = torch.aminmax(c, dim=2)[::-1]
         up = (self.bn.weight >= 0).view(1, -1, 1)
         pooled = torch.relu(torch.where(up, hi, lo))
-        return F.batch_norm(pooled, self.bn.running_mean, self.bn.running_var, self.bn.weight,
-                            self.bn.bias, False, 0.0, self.bn.eps)
+        return F.batch_norm(
+            pooled, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias, False, 0.0, self.bn.eps
+        )
 
     def _maps_observed(self) -> bool:
         from torch.nn.modules import module as _module
 
         if _module._global_forward_hooks or _module._global_forward_pre_hooks:
             return True
-        return any(m._forward_hooks or m._forward_pre_hooks
-                   for m in (self.relu, self.bn, self.pool))
+        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.relu, self.bn, self.pool))
 
 
 class MusicnnFrontEnd(nn.Module):
@@ -119,8 +206,7 @@ class MusicnnFrontEnd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(
-            [self.timbral_38(x), self.timbral_67(x), self.temporal_128(x),
-             self.temporal_64(x), self.temporal_32(x)],
+            [self.timbral_38(x), self.timbral_67(x), self.temporal_128(x), self.temporal_64(x), self.temporal_32(x)],
             dim=1,
         )
 
@@ -188,9 +274,15 @@ class MusicnnBackEnd(nn.Module):
 class Musicnn(nn.Module):
     """The musically motivated CNN. (B, 1, n_mels, T) -> logits (B, n_labels)."""
 
-    def __init__(self, n_mels: int = 96, n_labels: int = 50, timbral_filters: int = 204,
-                 temporal_filters: int = 51, midend_filters: int = 64,
-                 backend_units: int = 200) -> None:
+    def __init__(
+        self,
+        n_mels: int = 96,
+        n_labels: int = 50,
+        timbral_filters: int = 204,
+        temporal_filters: int = 51,
+        midend_filters: int = 64,
+        backend_units: int = 200,
+    ) -> None:
         super().__init__()
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
         self.front_end = MusicnnFrontEnd(n_mels, timbral_filters, temporal_filters)
@@ -203,15 +295,23 @@ class Musicnn(nn.Module):
         return out
 
 
-def musicnn_layers(timbral_filters: int = 204, temporal_filters: int = 51,
-                   midend_filters: int = 64, backend_units: int = 200,
-                   n_labels: int = 50, n_mels: int = 96) -> list[LayerInfo]:
+def musicnn_layers(
+    timbral_filters: int = 204,
+    temporal_filters: int = 51,
+    midend_filters: int = 64,
+    backend_units: int = 200,
+    n_labels: int = 50,
+    n_mels: int = 96,
+) -> list[LayerInfo]:
     fe, me, be = "front end", "mid end", "back end"
     tb, tp = timbral_filters, temporal_filters
     front = 2 * tb + 3 * tp
     rows = front + 3 * midend_filters
-    layers = [LayerInfo("input / batch norm", "input_bn", "input", "batchnorm",
-                        f"batch-normalised log-mel input (1, {n_mels}, T)")]
+    layers = [
+        LayerInfo(
+            "input / batch norm", "input_bn", "input", "batchnorm", f"batch-normalised log-mel input (1, {n_mels}, T)"
+        )
+    ]
     for key, title, filters, fsize, tsize in [
         ("timbral_38", "timbral 7x38", tb, int(0.4 * n_mels), 7),
         ("timbral_67", "timbral 7x67", tb, int(0.7 * n_mels), 7),
@@ -222,60 +322,96 @@ def musicnn_layers(timbral_filters: int = 204, temporal_filters: int = 51,
         mod = f"front_end.{key}"
         rows_f = n_mels - fsize + 1
         layers += [
-            LayerInfo(f"{fe} / {title} / conv", f"{mod}.conv", fe, "conv",
-                      f"{filters} kernels of {tsize} frames x {fsize} mel bands (pre-ReLU), "
-                      f"({filters}, {rows_f}, T)"),
-            LayerInfo(f"{fe} / {title} / feature maps", f"{mod}.bn", fe, "batchnorm",
-                      f"ReLU + batch norm, before the max over frequency, ({filters}, {rows_f}, T)"),
-            LayerInfo(f"{fe} / {title}", mod, fe, "block",
-                      f"branch output, max over frequency, ({filters}, T)"),
+            LayerInfo(
+                f"{fe} / {title} / conv",
+                f"{mod}.conv",
+                fe,
+                "conv",
+                f"{filters} kernels of {tsize} frames x {fsize} mel bands (pre-ReLU), ({filters}, {rows_f}, T)",
+            ),
+            LayerInfo(
+                f"{fe} / {title} / feature maps",
+                f"{mod}.bn",
+                fe,
+                "batchnorm",
+                f"ReLU + batch norm, before the max over frequency, ({filters}, {rows_f}, T)",
+            ),
+            LayerInfo(f"{fe} / {title}", mod, fe, "block", f"branch output, max over frequency, ({filters}, T)"),
         ]
-    layers.append(LayerInfo(fe, "front_end", fe, "block",
-                            f"concatenated front end ({2 * tb} timbral + {3 * tp} temporal "
-                            f"= {front}, T)"))
+    layers.append(
+        LayerInfo(
+            fe, "front_end", fe, "block", f"concatenated front end ({2 * tb} timbral + {3 * tp} temporal = {front}, T)"
+        )
+    )
     for i in (1, 2, 3):
         res = "" if i == 1 else " + residual"
         layers += [
-            LayerInfo(f"{me} / conv {i} / conv", f"mid_end.layer{i}.conv", me, "conv",
-                      f"{midend_filters} kernels of 7 frames (pre-ReLU), ({midend_filters}, T)"),
-            LayerInfo(f"{me} / conv {i} / batch norm", f"mid_end.layer{i}.bn", me, "batchnorm",
-                      f"ReLU + batch norm, before any residual sum, ({midend_filters}, T)"),
-            LayerInfo(f"{me} / conv {i}", f"mid_end.layer{i}", me, "block",
-                      f"ReLU + batch norm{res}, ({midend_filters}, T)"),
+            LayerInfo(
+                f"{me} / conv {i} / conv",
+                f"mid_end.layer{i}.conv",
+                me,
+                "conv",
+                f"{midend_filters} kernels of 7 frames (pre-ReLU), ({midend_filters}, T)",
+            ),
+            LayerInfo(
+                f"{me} / conv {i} / batch norm",
+                f"mid_end.layer{i}.bn",
+                me,
+                "batchnorm",
+                f"ReLU + batch norm, before any residual sum, ({midend_filters}, T)",
+            ),
+            LayerInfo(
+                f"{me} / conv {i}", f"mid_end.layer{i}", me, "block", f"ReLU + batch norm{res}, ({midend_filters}, T)"
+            ),
         ]
     layers += [
-        LayerInfo(me, "mid_end", me, "block",
-                  f"W: front end + the three mid-end outputs, ({rows}, T)"),
-        LayerInfo(f"{be} / pool", "back_end.pool", be, "pool",
-                  f"max and mean over time, interleaved [max0, mean0, ...], ({2 * rows},)"),
-        LayerInfo(f"{be} / pool / batch norm", "back_end.bn_pool", be, "batchnorm",
-                  f"({2 * rows},)"),
-        LayerInfo(f"{be} / dense", "back_end.dense", be, "dense",
-                  f"{backend_units} units (pre-ReLU), ({backend_units},)"),
-        LayerInfo(f"{be} / penultimate", "back_end.bn_dense", be, "batchnorm",
-                  f"dense + ReLU + batch norm (musicnn's 'penultimate'), ({backend_units},)"),
-        LayerInfo("output", "back_end.output", "output", "output",
-                  f"logits ({n_labels},); sigmoid gives tag probabilities"),
+        LayerInfo(me, "mid_end", me, "block", f"W: front end + the three mid-end outputs, ({rows}, T)"),
+        LayerInfo(
+            f"{be} / pool",
+            "back_end.pool",
+            be,
+            "pool",
+            f"max and mean over time, interleaved [max0, mean0, ...], ({2 * rows},)",
+        ),
+        LayerInfo(f"{be} / pool / batch norm", "back_end.bn_pool", be, "batchnorm", f"({2 * rows},)"),
+        LayerInfo(
+            f"{be} / dense", "back_end.dense", be, "dense", f"{backend_units} units (pre-ReLU), ({backend_units},)"
+        ),
+        LayerInfo(
+            f"{be} / penultimate",
+            "back_end.bn_dense",
+            be,
+            "batchnorm",
+            f"dense + ReLU + batch norm (musicnn's 'penultimate'), ({backend_units},)",
+        ),
+        LayerInfo(
+            "output", "back_end.output", "output", "output", f"logits ({n_labels},); sigmoid gives tag probabilities"
+        ),
     ]
     return layers
 
 
 @register_family("musicnn")
-def build_musicnn(*, n_mels: int = 96, n_labels: int = 50, timbral_filters: int = 204,
-                  temporal_filters: int = 51, midend_filters: int = 64,
-                  backend_units: int = 200) -> tuple[nn.Module, list[LayerInfo]]:
-    net = Musicnn(n_mels, n_labels, timbral_filters, temporal_filters, midend_filters,
-                  backend_units)
-    return net.eval(), musicnn_layers(timbral_filters, temporal_filters, midend_filters,
-                                      backend_units, n_labels, n_mels)
+def build_musicnn(
+    *,
+    n_mels: int = 96,
+    n_labels: int = 50,
+    timbral_filters: int = 204,
+    temporal_filters: int = 51,
+    midend_filters: int = 64,
+    backend_units: int = 200,
+) -> tuple[nn.Module, list[LayerInfo]]:
+    net = Musicnn(n_mels, n_labels, timbral_filters, temporal_filters, midend_filters, backend_units)
+    return net.eval(), musicnn_layers(
+        timbral_filters, temporal_filters, midend_filters, backend_units, n_labels, n_mels
+    )
 
 
 # ----------------------------------------------------------------------------- VGG baseline
 class VggBlock(nn.Module):
     """3×3 'same' conv -> ReLU -> BN -> max pool (kernel/stride given as (freq, time))."""
 
-    def __init__(self, in_channels: int, filters: int, pool: tuple[int, int],
-                 stride: tuple[int, int]) -> None:
+    def __init__(self, in_channels: int, filters: int, pool: tuple[int, int], stride: tuple[int, int]) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, filters, kernel_size=3, padding=1)
         self.relu = nn.ReLU()
@@ -288,8 +424,7 @@ class VggBlock(nn.Module):
 
 
 # (freq, time) pool sizes and strides of musicnn's ``vgg`` (TF's are [time, freq]).
-_VGG_POOLS = [((1, 4), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)),
-              ((4, 4), (4, 4))]
+_VGG_POOLS = [((1, 4), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4))]
 
 
 def _vgg_shapes(n_mels: int, n_frames: int) -> list[tuple[int, int]]:
@@ -308,8 +443,7 @@ class MusicnnVgg(nn.Module):
     in torch order (C, F, T) (the converter permutes TF's (T, F, C) rows accordingly).
     """
 
-    def __init__(self, n_mels: int = 96, n_frames: int = 187, n_labels: int = 50,
-                 filters: int = 128) -> None:
+    def __init__(self, n_mels: int = 96, n_frames: int = 187, n_labels: int = 50, filters: int = 128) -> None:
         super().__init__()
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
         chans = [1] + [filters] * 5
@@ -328,22 +462,42 @@ class MusicnnVgg(nn.Module):
 
 
 @register_family("musicnn_vgg")
-def build_vgg(*, n_mels: int = 96, n_frames: int = 187, n_labels: int = 50,
-              filters: int = 128) -> tuple[nn.Module, list[LayerInfo]]:
+def build_vgg(
+    *, n_mels: int = 96, n_frames: int = 187, n_labels: int = 50, filters: int = 128
+) -> tuple[nn.Module, list[LayerInfo]]:
     net = MusicnnVgg(n_mels, n_frames, n_labels, filters)
-    layers = [LayerInfo("input / batch norm", "input_bn", "input", "batchnorm",
-                        f"batch-normalised log-mel input (1, {n_mels}, T)")]
+    layers = [
+        LayerInfo(
+            "input / batch norm", "input_bn", "input", "batchnorm", f"batch-normalised log-mel input (1, {n_mels}, T)"
+        )
+    ]
     f, t = n_mels, n_frames
     for i, (fp, tp) in enumerate(_vgg_shapes(n_mels, n_frames), start=1):
         layers += [
-            LayerInfo(f"conv {i} / conv", f"block{i}.conv", "convolutions", "conv",
-                      f"{filters} kernels of 3x3 (pre-ReLU), ({filters}, {f}, {t})"),
-            LayerInfo(f"conv {i} / feature maps", f"block{i}.bn", "convolutions", "batchnorm",
-                      f"ReLU + batch norm, ({filters}, {f}, {t})"),
-            LayerInfo(f"conv {i} / pool", f"block{i}", "convolutions", "pool",
-                      f"max pool (musicnn's 'pool{i}'), ({filters}, {fp}, {tp})"),
+            LayerInfo(
+                f"conv {i} / conv",
+                f"block{i}.conv",
+                "convolutions",
+                "conv",
+                f"{filters} kernels of 3x3 (pre-ReLU), ({filters}, {f}, {t})",
+            ),
+            LayerInfo(
+                f"conv {i} / feature maps",
+                f"block{i}.bn",
+                "convolutions",
+                "batchnorm",
+                f"ReLU + batch norm, ({filters}, {f}, {t})",
+            ),
+            LayerInfo(
+                f"conv {i} / pool",
+                f"block{i}",
+                "convolutions",
+                "pool",
+                f"max pool (musicnn's 'pool{i}'), ({filters}, {fp}, {tp})",
+            ),
         ]
         f, t = fp, tp
-    layers.append(LayerInfo("output", "output", "output", "output",
-                            f"logits ({n_labels},); sigmoid gives tag probabilities"))
+    layers.append(
+        LayerInfo("output", "output", "output", "output", f"logits ({n_labels},); sigmoid gives tag probabilities")
+    )
     return net.eval(), layers

@@ -66,7 +66,7 @@ _FIRST_BLOCK = {"tags": 0, "penultimate": 1, "pooled": 2}
 
 def finetune_blocks(features: str) -> tuple[tuple[str, ...], ...]:
     """The base blocks ``features`` can fine-tune, topmost first."""
-    return FINETUNE_BLOCKS[_FIRST_BLOCK[features]:]
+    return FINETUNE_BLOCKS[_FIRST_BLOCK[features] :]
 
 
 class FeatureStandardise(nn.Module):
@@ -143,9 +143,20 @@ class MusicnnProbe(nn.Module):
     which the training loop adds to the loss.
     """
 
-    def __init__(self, *, features: str = "penultimate", head: str = "linear", hidden: int = 64,
-                 n_labels: int = 2, n_mels: int = 96, base_labels: int = 50, timbral_filters: int = 204,
-                 temporal_filters: int = 51, midend_filters: int = 64, backend_units: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        features: str = "penultimate",
+        head: str = "linear",
+        hidden: int = 64,
+        n_labels: int = 2,
+        n_mels: int = 96,
+        base_labels: int = 50,
+        timbral_filters: int = 204,
+        temporal_filters: int = 51,
+        midend_filters: int = 64,
+        backend_units: int = 200,
+    ) -> None:
         super().__init__()
         if features not in FEATURES:
             raise ParameterError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
@@ -206,12 +217,13 @@ class MusicnnProbe(nn.Module):
         if not 0 <= int(finetune) <= len(blocks):
             raise ParameterError(
                 f"finetune must be between 0 and {len(blocks)} for features={self.features!r} "
-                f"(blocks below it, topmost first: {', '.join('+'.join(b) for b in blocks)}), got {finetune}")
+                f"(blocks below it, topmost first: {', '.join('+'.join(b) for b in blocks)}), got {finetune}"
+            )
         self.finetune = int(finetune)
         for name in BASE_MODULES:
             for p in getattr(self, name).parameters():
                 p.requires_grad_(False)
-        for block in blocks[:self.finetune]:
+        for block in blocks[: self.finetune]:
             for path in block:
                 for p in self.get_submodule(path).parameters():
                     p.requires_grad_(True)
@@ -244,51 +256,80 @@ class MusicnnProbe(nn.Module):
         return h.hexdigest()
 
 
-def probe_layers(features: str, head: str, hidden: int, n_labels: int, dims: dict[str, int],
-                 base_labels: int, **base: Any) -> list[LayerInfo]:
+def probe_layers(
+    features: str, head: str, hidden: int, n_labels: int, dims: dict[str, int], base_labels: int, **base: Any
+) -> list[LayerInfo]:
     """MusiCNN's readable layers that run for ``features``, then the head's."""
     last = {"pooled": "back_end.pool", "penultimate": "back_end.bn_dense", "tags": "back_end.output"}
     layers: list[LayerInfo] = []
     for info in musicnn_layers(n_labels=base_labels, **base):
         if info.name == "output":  # the base's tag logits are an inner layer here
-            info = LayerInfo("back end / tag logits", info.module, "back end", "dense",
-                             f"the base model's {info.description}")
+            info = LayerInfo(
+                "back end / tag logits", info.module, "back end", "dense", f"the base model's {info.description}"
+            )
         layers.append(info)
         if info.module == last[features]:
             break
     d = dims[features]
-    layers.append(LayerInfo("probe / standardised features", "head.scale", "probe", "dense",
-                            f"the {features} representation ({d},) minus the training mean, "
-                            f"over the training std"))
+    layers.append(
+        LayerInfo(
+            "probe / standardised features",
+            "head.scale",
+            "probe",
+            "dense",
+            f"the {features} representation ({d},) minus the training mean, over the training std",
+        )
+    )
     if head == "mlp":
-        layers.append(LayerInfo("probe / hidden", "head.hidden", "probe", "dense",
-                                f"{hidden} units (pre-ReLU), ({hidden},)"))
-    layers.append(LayerInfo("output", "head.output", "output", "output",
-                            f"logits ({n_labels},) of the new classes"))
+        layers.append(
+            LayerInfo("probe / hidden", "head.hidden", "probe", "dense", f"{hidden} units (pre-ReLU), ({hidden},)")
+        )
+    layers.append(LayerInfo("output", "head.output", "output", "output", f"logits ({n_labels},) of the new classes"))
     return layers
 
 
 @register_family("musicnn_probe")
-def build_probe(*, features: str = "penultimate", head: str = "linear", hidden: int = 64,
-                n_labels: int = 2, n_mels: int = 96, base_labels: int = 50, timbral_filters: int = 204,
-                temporal_filters: int = 51, midend_filters: int = 64,
-                backend_units: int = 200) -> tuple[nn.Module, list[LayerInfo]]:
-    base = dict(n_mels=n_mels, timbral_filters=timbral_filters, temporal_filters=temporal_filters,
-                midend_filters=midend_filters, backend_units=backend_units)
-    net = MusicnnProbe(features=features, head=head, hidden=hidden, n_labels=n_labels,
-                       base_labels=base_labels, **base)
+def build_probe(
+    *,
+    features: str = "penultimate",
+    head: str = "linear",
+    hidden: int = 64,
+    n_labels: int = 2,
+    n_mels: int = 96,
+    base_labels: int = 50,
+    timbral_filters: int = 204,
+    temporal_filters: int = 51,
+    midend_filters: int = 64,
+    backend_units: int = 200,
+) -> tuple[nn.Module, list[LayerInfo]]:
+    base = dict(
+        n_mels=n_mels,
+        timbral_filters=timbral_filters,
+        temporal_filters=temporal_filters,
+        midend_filters=midend_filters,
+        backend_units=backend_units,
+    )
+    net = MusicnnProbe(features=features, head=head, hidden=hidden, n_labels=n_labels, base_labels=base_labels, **base)
     layers = probe_layers(features, head, hidden, n_labels, net.dims, base_labels, **base)
     return net.eval(), layers
 
 
-_LICENCE_KEYS = ("description", "source", "licence", "licence_file", "copyright", "paper", "wheel",
-                 "wheel_sha256")
+_LICENCE_KEYS = ("description", "source", "licence", "licence_file", "copyright", "paper", "wheel", "wheel_sha256")
 
 
-def create_probe(labels: list[str], *, base: str = "MSD_musicnn", features: str = "penultimate",
-                 head: str = "linear", hidden: int = 64, finetune: int = 0, multilabel: bool = False,
-                 patch_seconds: float | None = None, model_name: str | None = None,
-                 front_end: FrontEnd | None = None) -> LoadedModel:
+def create_probe(
+    labels: list[str],
+    *,
+    base: str = "MSD_musicnn",
+    features: str = "penultimate",
+    head: str = "linear",
+    hidden: int = 64,
+    finetune: int = 0,
+    multilabel: bool = False,
+    patch_seconds: float | None = None,
+    model_name: str | None = None,
+    front_end: FrontEnd | None = None,
+) -> LoadedModel:
     """A probe for ``labels`` on the pretrained ``base`` (bundled name or a musicnn folder).
 
     The head is untrained (standardisation = identity); the base holds the pretrained
@@ -302,17 +343,25 @@ def create_probe(labels: list[str], *, base: str = "MSD_musicnn", features: str 
         raise ParameterError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     b = registry.load(base)
     if b.architecture.get("family") != "musicnn":
-        raise ParameterError(f"the base of a probe must be a MusiCNN model ({', '.join(BASES)}), "
-                             f"not {b.name!r} (family {b.architecture.get('family')!r})")
+        raise ParameterError(
+            f"the base of a probe must be a MusiCNN model ({', '.join(BASES)}), "
+            f"not {b.name!r} (family {b.architecture.get('family')!r})"
+        )
     if front_end is not None and front_end != b.front_end:
-        raise ParameterError("a probe takes its base model's front end (MusiCNN's log-mel); "
-                             "don't override front_end")
+        raise ParameterError("a probe takes its base model's front end (MusiCNN's log-mel); don't override front_end")
     bp = dict(b.architecture.get("params", {}))
-    params = {"features": features, "head": head, "hidden": int(hidden), "n_labels": len(labels),
-              "n_mels": bp.get("n_mels", 96), "base_labels": bp.get("n_labels", len(b.labels)),
-              "timbral_filters": bp.get("timbral_filters", 204),
-              "temporal_filters": bp.get("temporal_filters", 51),
-              "midend_filters": bp.get("midend_filters", 64), "backend_units": bp.get("backend_units", 200)}
+    params = {
+        "features": features,
+        "head": head,
+        "hidden": int(hidden),
+        "n_labels": len(labels),
+        "n_mels": bp.get("n_mels", 96),
+        "base_labels": bp.get("n_labels", len(b.labels)),
+        "timbral_filters": bp.get("timbral_filters", 204),
+        "temporal_filters": bp.get("temporal_filters", 51),
+        "midend_filters": bp.get("midend_filters", 64),
+        "backend_units": bp.get("backend_units", 200),
+    }
     if head == "linear":
         params.pop("hidden")
     architecture = {"family": "musicnn_probe", "params": params}
@@ -335,15 +384,28 @@ def create_probe(labels: list[str], *, base: str = "MSD_musicnn", features: str 
         "arch": "musicnn-probe",
         "description": f"{head} head on {b.name}'s frozen {features} representation",
         "trained": False,
-        "base": {"name": b.name, "source_folder": str(b.source) if b.source else None,
-                 "weights_sha256": net.base_digest(),
-                 **{k: b.provenance[k] for k in _LICENCE_KEYS if k in b.provenance}},
-        "probe": {"features": features, "head": head, "hidden": int(hidden) if head == "mlp" else None,
-                  "finetune": int(finetune),
-                  "finetune_blocks": ["+".join(blk) for blk in finetune_blocks(features)[:int(finetune)]]},
+        "base": {
+            "name": b.name,
+            "source_folder": str(b.source) if b.source else None,
+            "weights_sha256": net.base_digest(),
+            **{k: b.provenance[k] for k in _LICENCE_KEYS if k in b.provenance},
+        },
+        "probe": {
+            "features": features,
+            "head": head,
+            "hidden": int(hidden) if head == "mlp" else None,
+            "finetune": int(finetune),
+            "finetune_blocks": ["+".join(blk) for blk in finetune_blocks(features)[: int(finetune)]],
+        },
     }
     return LoadedModel(
-        name=model_name or f"{b.name}-probe-{features}", net=net, front_end=b.front_end,
-        labels=list(labels), patch_frames=int(patch_frames), multilabel=bool(multilabel),
-        layers={layer.name: layer for layer in layers}, architecture=architecture, provenance=provenance,
+        name=model_name or f"{b.name}-probe-{features}",
+        net=net,
+        front_end=b.front_end,
+        labels=list(labels),
+        patch_frames=int(patch_frames),
+        multilabel=bool(multilabel),
+        layers={layer.name: layer for layer in layers},
+        architecture=architecture,
+        provenance=provenance,
     )

@@ -124,12 +124,22 @@ class LoadedModel:
     provenance: dict[str, Any]
     source: Path | None
 
-    def __init__(self, name: str, net: nn.Module, input: InputSpec | None = None,
-                 labels: Sequence[str] | None = None, patch_frames: int | None = None,
-                 multilabel: bool = False, layers: dict[str, LayerInfo] | None = None,
-                 architecture: dict[str, Any] | None = None,
-                 provenance: dict[str, Any] | None = None, source: Path | None = None, *,
-                 front_end: FrontEnd | None = None, spec: NoteSpec | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        net: nn.Module,
+        input: InputSpec | None = None,
+        labels: Sequence[str] | None = None,
+        patch_frames: int | None = None,
+        multilabel: bool = False,
+        layers: dict[str, LayerInfo] | None = None,
+        architecture: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
+        source: Path | None = None,
+        *,
+        front_end: FrontEnd | None = None,
+        spec: NoteSpec | None = None,
+    ) -> None:
         given = [v for v in (input, front_end, spec) if v is not None]
         if len(given) != 1:
             raise ParameterError("give a model exactly one input spec (input=, front_end= or spec=)")
@@ -150,8 +160,10 @@ class LoadedModel:
         self.source = source
 
     def __repr__(self) -> str:
-        return (f"LoadedModel(name={self.name!r}, kind={self.kind!r}, labels={len(self.labels)}, "
-                f"patch_frames={self.patch_frames}, device={str(self.device)!r})")
+        return (
+            f"LoadedModel(name={self.name!r}, kind={self.kind!r}, labels={len(self.labels)}, "
+            f"patch_frames={self.patch_frames}, device={str(self.device)!r})"
+        )
 
     # ------------------------------------------------------------------ the input spec
     @property
@@ -163,8 +175,9 @@ class LoadedModel:
     def front_end(self) -> FrontEnd:
         """The audio front end; a clear error for a MIDI or waveform model."""
         if not isinstance(self.input, FrontEnd):
-            raise MusicLensError(f"model {self.name!r} is a {self.kind} model: it has no audio "
-                                 f"front end ({_KIND_HINT[self.kind]})")
+            raise MusicLensError(
+                f"model {self.name!r} is a {self.kind} model: it has no audio front end ({_KIND_HINT[self.kind]})"
+            )
         return self.input
 
     @front_end.setter
@@ -176,8 +189,9 @@ class LoadedModel:
     def spec(self) -> NoteSpec:
         """The MIDI note-feature spec; a clear error for an audio or waveform model."""
         if not isinstance(self.input, NoteSpec):
-            raise MusicLensError(f"model {self.name!r} is a {self.kind} model, not a MIDI model: "
-                                 f"{_KIND_HINT[self.kind]}")
+            raise MusicLensError(
+                f"model {self.name!r} is a {self.kind} model, not a MIDI model: {_KIND_HINT[self.kind]}"
+            )
         return self.input
 
     @spec.setter
@@ -197,8 +211,9 @@ class LoadedModel:
     def patch_samples(self) -> int:
         """Samples of audio in one patch: exactly ``patch_frames`` frames of the input spec."""
         if isinstance(self.input, NoteSpec):  # kind == "midi"
-            raise MusicLensError(f"model {self.name!r} reads a window of {self.patch_frames} MIDI notes, "
-                                 "not a length of audio")
+            raise MusicLensError(
+                f"model {self.name!r} reads a window of {self.patch_frames} MIDI notes, not a length of audio"
+            )
         return self.input.frames_to_samples(self.patch_frames)
 
     @property
@@ -206,8 +221,9 @@ class LoadedModel:
         """A patch's nominal length in seconds (``patch_frames`` frame steps; consecutive
         patches start this far apart)."""
         if isinstance(self.input, NoteSpec):  # kind == "midi"
-            raise MusicLensError(f"model {self.name!r} reads a window of {self.patch_frames} MIDI notes, "
-                                 "not a length of audio")
+            raise MusicLensError(
+                f"model {self.name!r} reads a window of {self.patch_frames} MIDI notes, not a length of audio"
+            )
         return float(self.input.frames_to_seconds(self.patch_frames))
 
     # ------------------------------------------------------------------ device
@@ -240,8 +256,7 @@ class LoadedModel:
             return self.net.get_submodule(path)
         except AttributeError:
             raise MusicLensError(
-                f"model {self.name!r} has no layer {layer!r}; layers are: "
-                + ", ".join(self.layers)
+                f"model {self.name!r} has no layer {layer!r}; layers are: " + ", ".join(self.layers)
             ) from None
 
     def label_index(self, label: str | int) -> int:
@@ -294,11 +309,16 @@ class LoadedModel:
         x, m = self.tensors(feats, mask)
         p = self.predict(x, m)[0].cpu().numpy()
         k = int(p.argmax())
-        return {"labels": list(self.labels),
-                "probabilities": {lab: float(v) for lab, v in zip(self.labels, p)},
-                "predicted": self.labels[k], "confidence": float(p[k]),
-                "notes_used": int(mask.sum()), "padded": bool(mask.sum() < len(mask)),
-                "n_notes_read": int(mask.sum()), "n_notes_total": len(notes)}
+        return {
+            "labels": list(self.labels),
+            "probabilities": {lab: float(v) for lab, v in zip(self.labels, p)},
+            "predicted": self.labels[k],
+            "confidence": float(p[k]),
+            "notes_used": int(mask.sum()),
+            "padded": bool(mask.sum() < len(mask)),
+            "n_notes_read": int(mask.sum()),
+            "n_notes_total": len(notes),
+        }
 
     def classify_file(self, path: str | os.PathLike[str] | bytes) -> dict[str, Any]:
         """MIDI: read a file with the model's spec and classify it."""
@@ -341,9 +361,7 @@ def _family(name: str) -> Builder:
         for module in FAMILY_MODULES:
             importlib.import_module(module)
     if name not in _FAMILIES:
-        raise MusicLensError(
-            f"unknown model family {name!r}; known families: {', '.join(sorted(_FAMILIES))}"
-        )
+        raise MusicLensError(f"unknown model family {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
     return _FAMILIES[name]
 
 
@@ -354,8 +372,11 @@ def build(architecture: dict[str, Any]) -> tuple[nn.Module, list[LayerInfo]]:
 
 
 #: The keys each input kind needs in ``model.json`` besides "architecture" and "labels".
-INPUT_KEYS = {"audio": ("front_end", "patch_frames", "multilabel"), "midi": ("note_features",),
-              "waveform": ("waveform",)}
+INPUT_KEYS = {
+    "audio": ("front_end", "patch_frames", "multilabel"),
+    "midi": ("note_features",),
+    "waveform": ("waveform",),
+}
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
@@ -427,8 +448,9 @@ def load_weights(net: nn.Module, path: Path) -> None:
     net.load_state_dict(state, strict=True)
 
 
-def load(name_or_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu",
-         kind: str | None = None) -> LoadedModel:
+def load(
+    name_or_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu", kind: str | None = None
+) -> LoadedModel:
     """Load a bundled model by name, or a model folder (safetensors + JSON), in eval mode,
     on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``; see :func:`~musiclens.core.device.resolve_device`).
 
@@ -441,8 +463,7 @@ def load(name_or_dir: str | os.PathLike[str], *, device: str | torch.device = "c
     meta_path = folder / META_FILE
     found = meta.get("input", "audio")
     if kind is not None and found != kind:
-        raise MusicLensError(f"{meta_path} is a {found} model, not a{'n' if kind == 'audio' else ''} "
-                             f"{kind} model")
+        raise MusicLensError(f"{meta_path} is a {found} model, not a{'n' if kind == 'audio' else ''} {kind} model")
     try:
         spec = spec_from_meta(meta)
     except ParameterError as exc:
@@ -453,8 +474,7 @@ def load(name_or_dir: str | os.PathLike[str], *, device: str | torch.device = "c
         params["note_features"] = spec.to_dict()  # the normalisation is part of the network
     n_labels = params.get("n_labels")
     if n_labels is not None and int(n_labels) != len(meta["labels"]):
-        raise MusicLensError(f"{meta_path}: {len(meta['labels'])} labels but the network has "
-                             f"{n_labels} outputs")
+        raise MusicLensError(f"{meta_path}: {len(meta['labels'])} labels but the network has {n_labels} outputs")
     net, layers = _family(architecture["family"])(**params)
     load_weights(net, folder / WEIGHTS_FILE)
     net.eval().to(dev)
@@ -485,11 +505,13 @@ def save(model: LoadedModel, folder: str | os.PathLike[str]) -> Path:
         meta["input"] = model.kind
     meta["architecture"] = model.architecture
     meta.update({k: v for k, v in spec_to_meta(model.input).items() if k != "input"})
-    meta.update({
-        "labels": list(model.labels),
-        "multilabel": model.multilabel,
-        "patch_frames": model.patch_frames,
-        "provenance": model.provenance,
-    })
+    meta.update(
+        {
+            "labels": list(model.labels),
+            "multilabel": model.multilabel,
+            "patch_frames": model.patch_frames,
+            "provenance": model.provenance,
+        }
+    )
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return folder

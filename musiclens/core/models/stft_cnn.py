@@ -29,8 +29,16 @@ from musiclens.core.models.registry import LayerInfo, register_family
 
 
 class StftCNN(nn.Module):
-    def __init__(self, *, n_labels: int, in_channels: int = 2, n_bins: int = 513, n_frames: int = 259,
-                 filters: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        *,
+        n_labels: int,
+        in_channels: int = 2,
+        n_bins: int = 513,
+        n_frames: int = 259,
+        filters: tuple[int, int, int] = (16, 32, 64),
+        dropout: float = 0.3,
+    ) -> None:
         super().__init__()
         if in_channels not in (1, 2):
             raise ParameterError(f"stft-cnn takes 2 channels (real, imag) or 1 (real), got {in_channels}")

@@ -71,18 +71,21 @@ class StudyArch:
 
 
 ARCHS: dict[str, StudyArch] = {
-    a.name: a for a in (
+    a.name: a
+    for a in (
         StudyArch("vanilla-cnn", "2 conv + 2 dense (the GTZAN study's baseline)", _genre_logmel, 3.0),
-        StudyArch("masked-cnn", "vanilla-cnn with Zhang et al.'s interpretable-filter mask on conv 2",
-                  _genre_logmel, 3.0),
-        StudyArch("gap-cnn", "3 conv + transposed conv + global average pooling + linear (exact CAM)",
-                  _genre_logmel, 3.0),
-        StudyArch("choi-cnn", "4 × (conv, BN, leaky ReLU, pool) + dense 128/65 (instrument study)",
-                  _choi_logmel, 10.0),
+        StudyArch(
+            "masked-cnn", "vanilla-cnn with Zhang et al.'s interpretable-filter mask on conv 2", _genre_logmel, 3.0
+        ),
+        StudyArch(
+            "gap-cnn", "3 conv + transposed conv + global average pooling + linear (exact CAM)", _genre_logmel, 3.0
+        ),
+        StudyArch("choi-cnn", "4 × (conv, BN, leaky ReLU, pool) + dense 128/65 (instrument study)", _choi_logmel, 10.0),
         StudyArch("stft-cnn", "CNN on the complex STFT (real, imag) for the dreaming study", _stft, 3.0),
         # 2.98 s -> 187 frames at hop 256 (center=True), MusiCNN's own patch
-        StudyArch("musicnn-probe", "trainable head on a frozen pretrained MusiCNN (transfer learning)",
-                  musicnn_frontend, 2.98),
+        StudyArch(
+            "musicnn-probe", "trainable head on a frozen pretrained MusiCNN (transfer learning)", musicnn_frontend, 2.98
+        ),
     )
 }
 
@@ -93,9 +96,17 @@ def arch(name: str) -> StudyArch:
     return ARCHS[name]
 
 
-def create(name: str, labels: list[str], *, multilabel: bool = False, front_end: FrontEnd | None = None,
-           patch_seconds: float | None = None, model_name: str | None = None,
-           real_only: bool = False, **params: Any) -> registry.LoadedModel:
+def create(
+    name: str,
+    labels: list[str],
+    *,
+    multilabel: bool = False,
+    front_end: FrontEnd | None = None,
+    patch_seconds: float | None = None,
+    model_name: str | None = None,
+    real_only: bool = False,
+    **params: Any,
+) -> registry.LoadedModel:
     """An untrained model of architecture ``name`` for ``labels``.
 
     Parameters
@@ -112,20 +123,35 @@ def create(name: str, labels: list[str], *, multilabel: bool = False, front_end:
         _check_labels(labels, multilabel)
         from musiclens.core.models.musicnn_probe import create_probe
 
-        return create_probe(list(labels), multilabel=multilabel, front_end=front_end,
-                            patch_seconds=patch_seconds, model_name=model_name, **params)
+        return create_probe(
+            list(labels),
+            multilabel=multilabel,
+            front_end=front_end,
+            patch_seconds=patch_seconds,
+            model_name=model_name,
+            **params,
+        )
     _check_labels(labels, multilabel)
     if front_end is None:
         front_end = _stft(real_only) if name == "stft-cnn" else spec.front_end()
     patch_frames = spec.patch_frames(front_end, patch_seconds)
-    arch_params = {"n_labels": len(labels), "in_channels": front_end.channels,
-                   "n_bins": front_end.n_bins, "n_frames": patch_frames} | params
+    arch_params = {
+        "n_labels": len(labels),
+        "in_channels": front_end.channels,
+        "n_bins": front_end.n_bins,
+        "n_frames": patch_frames,
+    } | params
     architecture = {"family": name, "params": arch_params}
     net, layers = registry.build(architecture)
     return registry.LoadedModel(
-        name=model_name or name, net=net, front_end=front_end, labels=list(labels),
-        patch_frames=patch_frames, multilabel=bool(multilabel),
-        layers={layer.name: layer for layer in layers}, architecture=architecture,
+        name=model_name or name,
+        net=net,
+        front_end=front_end,
+        labels=list(labels),
+        patch_frames=patch_frames,
+        multilabel=bool(multilabel),
+        layers={layer.name: layer for layer in layers},
+        architecture=architecture,
         provenance={"arch": name, "description": spec.description, "trained": False},
     )
 

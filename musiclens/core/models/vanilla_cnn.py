@@ -48,8 +48,9 @@ from musiclens.core.models.registry import LayerInfo, register_family
 
 
 # ----------------------------------------------------------------------------- templates
-def elliptical_distance(shape: tuple[int, int], mu_f: torch.Tensor, mu_t: torch.Tensor,
-                        r_f: float, r_t: float) -> torch.Tensor:
+def elliptical_distance(
+    shape: tuple[int, int], mu_f: torch.Tensor, mu_t: torch.Tensor, r_f: float, r_t: float
+) -> torch.Tensor:
     """Distance of every cell of an (F_l, T_l) grid to centres ``(mu_f, mu_t)``.
 
     mu_f, mu_t : (...) centre rows / columns (float). Returns (..., F_l, T_l)."""
@@ -104,8 +105,14 @@ class InterpretableMask(nn.Module):
         return f"radius_f={self.radius_f}, radius_t={self.radius_t}"
 
 
-def zhang_filter_loss(x: torch.Tensor, *, radius_f: float = 0.25, radius_t: float = 0.25,
-                      tau: float | None = None, max_positions: int = 16) -> torch.Tensor:
+def zhang_filter_loss(
+    x: torch.Tensor,
+    *,
+    radius_f: float = 0.25,
+    radius_t: float = 0.25,
+    tau: float | None = None,
+    max_positions: int = 16,
+) -> torch.Tensor:
     """Zhang et al.'s filter loss, ``-MI(X; T)``, averaged over the K filters.
 
     For each filter, the templates are the negative template ``T⁻ = -τ`` (the filter is
@@ -160,18 +167,30 @@ def localisation(x: torch.Tensor, *, radius_f: float = 0.25, radius_t: float = 0
 class VanillaCNN(nn.Module):
     """2 conv + 2 dense; optionally Zhang's mask on the 2nd conv layer's output."""
 
-    def __init__(self, *, n_labels: int, in_channels: int = 1, n_bins: int = 128,
-                 n_frames: int = 130, filters: tuple[int, int] = (16, 32), dense: int = 64,
-                 pool: tuple[int, int] = (4, 4), dropout: float = 0.3, masked: bool = False,
-                 mask_radius_f: float = 0.25, mask_radius_t: float = 0.25,
-                 filter_tau: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        n_labels: int,
+        in_channels: int = 1,
+        n_bins: int = 128,
+        n_frames: int = 130,
+        filters: tuple[int, int] = (16, 32),
+        dense: int = 64,
+        pool: tuple[int, int] = (4, 4),
+        dropout: float = 0.3,
+        masked: bool = False,
+        mask_radius_f: float = 0.25,
+        mask_radius_t: float = 0.25,
+        filter_tau: float | None = None,
+    ) -> None:
         super().__init__()
         if n_labels < 1:
             raise ParameterError(f"n_labels must be >= 1, got {n_labels}")
         if n_bins < pool[0] ** 2 or n_frames < pool[1] ** 2:
             raise ParameterError(
                 f"the input ({n_bins} bins × {n_frames} frames) is too small for two "
-                f"{pool[0]}×{pool[1]} poolings; need at least {pool[0] ** 2} × {pool[1] ** 2}")
+                f"{pool[0]}×{pool[1]} poolings; need at least {pool[0] ** 2} × {pool[1] ** 2}"
+            )
         f1, f2 = (int(v) for v in filters)
         self.masked = bool(masked)
         self.filter_tau = None if filter_tau is None else float(filter_tau)
@@ -221,8 +240,9 @@ def _layers(masked: bool) -> list[LayerInfo]:
         LayerInfo("conv 2", "conv2", "conv", "conv", "3×3 conv (before ReLU)"),
     ]
     if masked:
-        layers.append(LayerInfo("conv 2 (masked)", "mask2", "conv", "conv",
-                                "max(ReLU(conv 2) ∘ template, 0), Zhang et al. 2018"))
+        layers.append(
+            LayerInfo("conv 2 (masked)", "mask2", "conv", "conv", "max(ReLU(conv 2) ∘ template, 0), Zhang et al. 2018")
+        )
     layers += [
         LayerInfo("dense 1", "dense1", "dense", "dense", "linear (before ReLU)"),
         LayerInfo("output", "dense2", "dense", "output", "logits"),

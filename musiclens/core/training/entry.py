@@ -47,11 +47,21 @@ def default_config(kind: str, **given: Any) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def train(data: str | Path, out: str | Path | None = None, arch: str | None = None, *,
-          task: str = "genre", config: TrainConfig | None = None,
-          fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), cache: Any = "default",
-          mode: str = "features", patch_seconds: float | None = None, resume: str | Path | None = None,
-          cancel: Any = None, model_params: dict[str, Any] | None = None) -> Iterator[Any]:
+def train(
+    data: str | Path,
+    out: str | Path | None = None,
+    arch: str | None = None,
+    *,
+    task: str = "genre",
+    config: TrainConfig | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cache: Any = "default",
+    mode: str = "features",
+    patch_seconds: float | None = None,
+    resume: str | Path | None = None,
+    cancel: Any = None,
+    model_params: dict[str, Any] | None = None,
+) -> Iterator[Any]:
     """Train a model on the dataset folder ``data`` and save it to ``out``: one generator.
 
     ``arch`` None: the default architecture of the folder's kind (audio: vanilla-cnn, MIDI:
@@ -70,19 +80,41 @@ def train(data: str | Path, out: str | Path | None = None, arch: str | None = No
             from musiclens.core.errors import ParameterError
 
             raise ParameterError("--resume is for the audio architectures, not midi-lstm")
-        yield from midi.train_on_folder(data, config=config, out=out, fractions=fractions, cancel=cancel,
-                                        model_params=model_params, arch=arch)
+        yield from midi.train_on_folder(
+            data, config=config, out=out, fractions=fractions, cancel=cancel, model_params=model_params, arch=arch
+        )
         return
-    yield from train_on_folder(arch, data, task=task, config=config, out=out, fractions=fractions, cache=cache,
-                               mode=mode, patch_seconds=patch_seconds, resume=resume, cancel=cancel,
-                               model_params=model_params)
+    yield from train_on_folder(
+        arch,
+        data,
+        task=task,
+        config=config,
+        out=out,
+        fractions=fractions,
+        cache=cache,
+        mode=mode,
+        patch_seconds=patch_seconds,
+        resume=resume,
+        cancel=cancel,
+        model_params=model_params,
+    )
 
 
-def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config: TrainConfig | None = None,
-                    out: str | Path | None = None, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                    cache: Any = "default", mode: str = "features", patch_seconds: float | None = None,
-                    resume: str | Path | None = None, cancel: Any = None,
-                    model_params: dict[str, Any] | None = None) -> Iterator[Any]:
+def train_on_folder(
+    arch: str,
+    root: str | Path,
+    *,
+    task: str = "genre",
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cache: Any = "default",
+    mode: str = "features",
+    patch_seconds: float | None = None,
+    resume: str | Path | None = None,
+    cancel: Any = None,
+    model_params: dict[str, Any] | None = None,
+) -> Iterator[Any]:
     """The audio run: scan, split by track, prepare patches, train, evaluate and save.
 
     Yields :class:`~musiclens.core.training.events.PrepareProgress` (one per track), then
@@ -105,17 +137,26 @@ def train_on_folder(arch: str, root: str | Path, *, task: str = "genre", config:
     if arch == "musicnn-probe":  # transfer learning: cached frozen features + a fitted head
         from musiclens.core.training import probe
 
-        yield from probe.train_on_folder(root, task=task, config=config, out=out, fractions=fractions,
-                                         cache=cache, mode=mode, patch_seconds=patch_seconds, resume=resume,
-                                         cancel=cancel, model_params=model_params)
+        yield from probe.train_on_folder(
+            root,
+            task=task,
+            config=config,
+            out=out,
+            fractions=fractions,
+            cache=cache,
+            mode=mode,
+            patch_seconds=patch_seconds,
+            resume=resume,
+            cancel=cancel,
+            model_params=model_params,
+        )
         return
     cfg = config or TrainConfig()
     cfg.check()
     ds = data_mod.load_dataset(root, task=task)
     split = data_mod.split_by_track(ds, fractions=fractions, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = study.create(arch, ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds,
-                         **(model_params or {}))
+    model = study.create(arch, ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds, **(model_params or {}))
     prepared = yield from prepare_run(model, ds, split, arch=arch, cache=cache, mode=mode, cancel=cancel)
     if prepared is None:
         return

@@ -80,11 +80,11 @@ class Progress(_Step):
             tr, va = self.metrics.get("train", {}), self.metrics.get("val", {})
             key = "roc_auc_mean" if "roc_auc_mean" in tr else "accuracy"
             name = "ROC-AUC" if key == "roc_auc_mean" else "acc"
-            rate = (f", {self.patches_per_second:.0f} patches/s" if self.patches_per_second
-                    else "")
-            return (f"epoch {self.epoch}/{self.epochs}: loss {_fmt(tr.get('loss'), 4)}, train {name} "
-                    f"{_fmt(tr.get(key))}, val {name} {_fmt(va.get(key))} (best epoch {self.best_epoch})"
-                    + rate)
+            rate = f", {self.patches_per_second:.0f} patches/s" if self.patches_per_second else ""
+            return (
+                f"epoch {self.epoch}/{self.epochs}: loss {_fmt(tr.get('loss'), 4)}, train {name} "
+                f"{_fmt(tr.get(key))}, val {name} {_fmt(va.get(key))} (best epoch {self.best_epoch})" + rate
+            )
         return f"{self.kind}: {self.stopped} after {len(self.history)} epochs (best epoch {self.best_epoch})"
 
 

@@ -51,8 +51,20 @@ from musiclens.core.models.registry import LoadedModel
 from musiclens.core.training.data.patches import PatchSet, PreparedData, PrepareProgress
 from musiclens.core.training.events import Finished, Progress, is_cancelled
 
-__all__ = ["TrainConfig", "train", "evaluate", "predict_set", "metrics_from", "roc_auc", "average_precision",
-           "fit_input_norm", "summary_of", "prepare_run", "finish_run", "CHECKPOINT_STATE"]
+__all__ = [
+    "TrainConfig",
+    "train",
+    "evaluate",
+    "predict_set",
+    "metrics_from",
+    "roc_auc",
+    "average_precision",
+    "fit_input_norm",
+    "summary_of",
+    "prepare_run",
+    "finish_run",
+    "CHECKPOINT_STATE",
+]
 
 CHECKPOINT_STATE = "state.json"
 CHECKPOINT_FORMAT = "musiclens-checkpoint/1"
@@ -134,8 +146,9 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tens
 
 
 @torch.no_grad()
-def predict_set(model: LoadedModel, ps: PatchSet, *, batch_size: int = 64,
-                device: torch.device | str | None = None) -> tuple[np.ndarray, float]:
+def predict_set(
+    model: LoadedModel, ps: PatchSet, *, batch_size: int = 64, device: torch.device | str | None = None
+) -> tuple[np.ndarray, float]:
     """(N, L) probabilities of every patch and the mean loss."""
     device = device or next(model.net.parameters()).device
     was = model.net.training
@@ -150,19 +163,23 @@ def predict_set(model: LoadedModel, ps: PatchSet, *, batch_size: int = 64,
     finally:
         model.net.train(was)
     n = len(ps)
-    return (np.concatenate(probs) if probs else np.zeros((0, len(model.labels)), np.float32),
-            total / n if n else float("nan"))
+    return (
+        np.concatenate(probs) if probs else np.zeros((0, len(model.labels)), np.float32),
+        total / n if n else float("nan"),
+    )
 
 
 def metrics_from(probs: np.ndarray, ps: PatchSet, labels: list[str], loss: float | None = None) -> dict[str, Any]:
     """Metrics of probabilities ``probs`` (N, L) against ``ps``'s targets (see :func:`evaluate`)."""
     n = len(ps)
-    out: dict[str, Any] = {"n_patches": n, "n_tracks": len(ps.track_ids),
-                           "loss": float("nan") if loss is None else float(loss)}
+    out: dict[str, Any] = {
+        "n_patches": n,
+        "n_tracks": len(ps.track_ids),
+        "loss": float("nan") if loss is None else float(loss),
+    }
     if ps.multilabel:
         roc = {lab: roc_auc(ps.y[:, k], probs[:, k]) if n else float("nan") for k, lab in enumerate(labels)}
-        pr = {lab: average_precision(ps.y[:, k], probs[:, k]) if n else float("nan")
-              for k, lab in enumerate(labels)}
+        pr = {lab: average_precision(ps.y[:, k], probs[:, k]) if n else float("nan") for k, lab in enumerate(labels)}
         out["roc_auc"] = roc
         out["pr_auc"] = pr
         for key, per_class in (("roc_auc_mean", roc), ("pr_auc_mean", pr)):
@@ -173,8 +190,9 @@ def metrics_from(probs: np.ndarray, ps: PatchSet, labels: list[str], loss: float
     conf = np.zeros((k, k), dtype=np.int64)
     if n:
         np.add.at(conf, (ps.y, probs.argmax(axis=1)), 1)
-    per_class = {lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan")
-                 for i, lab in enumerate(labels)}
+    per_class = {
+        lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan") for i, lab in enumerate(labels)
+    }
     out["accuracy"] = float(np.trace(conf) / n) if n else float("nan")
     out["per_class_accuracy"] = per_class
     out["confusion"] = conf.tolist()
@@ -191,8 +209,9 @@ def metrics_from(probs: np.ndarray, ps: PatchSet, labels: list[str], loss: float
     return out
 
 
-def evaluate(model: LoadedModel, ps: PatchSet, *, batch_size: int = 64,
-             device: torch.device | str | None = None) -> dict[str, Any]:
+def evaluate(
+    model: LoadedModel, ps: PatchSet, *, batch_size: int = 64, device: torch.device | str | None = None
+) -> dict[str, Any]:
     """Metrics of ``model`` on a patch set.
 
     Single-label: ``accuracy`` (per patch), ``per_class_accuracy`` {label: acc},
@@ -212,8 +231,9 @@ def _score(m: dict[str, Any]) -> float:
 
 # ============================================================================ input norm
 @torch.no_grad()
-def fit_input_norm(model: LoadedModel, ps: PatchSet, *, max_patches: int = 2048, seed: int = 0,
-                   device: torch.device | str = "cpu") -> None:
+def fit_input_norm(
+    model: LoadedModel, ps: PatchSet, *, max_patches: int = 2048, seed: int = 0, device: torch.device | str = "cpu"
+) -> None:
     """Fit the net's ``norm`` (:class:`~musiclens.core.models.blocks.Standardise`) to the
     per-channel mean and std of (up to ``max_patches``) training patches."""
     norm = getattr(model.net, "norm", None)
@@ -224,7 +244,7 @@ def fit_input_norm(model: LoadedModel, ps: PatchSet, *, max_patches: int = 2048,
     s = s2 = None
     count = 0
     for i in range(0, len(idx), 64):
-        x = ps.inputs(idx[i:i + 64], device).double()
+        x = ps.inputs(idx[i : i + 64], device).double()
         xs = x.transpose(0, 1).reshape(x.shape[1], -1)
         s = xs.sum(1) if s is None else s + xs.sum(1)
         s2 = (xs * xs).sum(1) if s2 is None else s2 + (xs * xs).sum(1)
@@ -236,13 +256,19 @@ def fit_input_norm(model: LoadedModel, ps: PatchSet, *, max_patches: int = 2048,
 
 
 # ============================================================================ checkpoints
-def _save_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimizer,
-                     best_state: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+def _save_checkpoint(
+    folder: Path,
+    model: LoadedModel,
+    opt: torch.optim.Optimizer,
+    best_state: dict[str, torch.Tensor],
+    state: dict[str, Any],
+) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
-              str(folder / "model.safetensors"))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}, str(folder / "model.safetensors")
+    )
     save_file({k: v.detach().cpu().contiguous() for k, v in best_state.items()}, str(folder / "best.safetensors"))
     osd = opt.state_dict()
     tensors, scalars = {}, {}
@@ -253,15 +279,21 @@ def _save_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimize
             else:
                 scalars[f"{pid}.{key}"] = val
     save_file(tensors, str(folder / "optimizer.safetensors"))
-    meta = dict(state, format=CHECKPOINT_FORMAT, architecture=model.architecture, labels=model.labels,
-                optimizer={"param_groups": osd["param_groups"], "scalars": scalars})
+    meta = dict(
+        state,
+        format=CHECKPOINT_FORMAT,
+        architecture=model.architecture,
+        labels=model.labels,
+        optimizer={"param_groups": osd["param_groups"], "scalars": scalars},
+    )
     tmp = folder / (CHECKPOINT_STATE + ".tmp")
     tmp.write_text(json.dumps(_nan_to_none(meta), indent=1) + "\n")
     tmp.replace(folder / CHECKPOINT_STATE)
 
 
-def _load_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimizer,
-                     device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _load_checkpoint(
+    folder: Path, model: LoadedModel, opt: torch.optim.Optimizer, device: torch.device
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
     from musiclens.core.models.registry import load_weights
@@ -278,7 +310,8 @@ def _load_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimize
     if meta.get("architecture") != json.loads(json.dumps(model.architecture)) or meta.get("labels") != model.labels:
         raise MusicLensError(
             f"the checkpoint in {folder} is for a different model ({meta.get('architecture', {}).get('family')}, "
-            f"labels {meta.get('labels')}); start a new run or resume with the same architecture and data")
+            f"labels {meta.get('labels')}); start a new run or resume with the same architecture and data"
+        )
     load_weights(model.net, folder / "model.safetensors")
     model.net.to(device)
     best = {k: v.to(device) for k, v in load_file(str(folder / "best.safetensors")).items()}
@@ -300,11 +333,17 @@ def _load_checkpoint(folder: Path, model: LoadedModel, opt: torch.optim.Optimize
 
 # ============================================================================ the loop
 def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2 ** 31)
+    return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2**31)
 
 
-def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = None, *,
-          cancel: Any = None, resume: str | Path | None = None) -> Iterator[Progress]:
+def train(
+    model: LoadedModel,
+    data: PreparedData,
+    config: TrainConfig | None = None,
+    *,
+    cancel: Any = None,
+    resume: str | Path | None = None,
+) -> Iterator[Progress]:
     """Train ``model`` on ``data`` (train split; early stopping on val). See the module doc.
 
     Parameters
@@ -322,8 +361,9 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
     if list(data.labels) != list(model.labels):
         raise MusicLensError(f"the data's labels {data.labels} are not the model's {model.labels}")
     if data.multilabel != model.multilabel:
-        raise MusicLensError("the data is multi-label but the model is not (or the reverse); "
-                             "use --task instruments for stem data")
+        raise MusicLensError(
+            "the data is multi-label but the model is not (or the reverse); use --task instruments for stem data"
+        )
     train_set, val_set = data.sets["train"], data.sets["val"]
     shape = tuple(train_set.inputs([0]).shape[1:]) if len(train_set) else None
     expected = (model.front_end.channels, model.front_end.n_bins, model.patch_frames)
@@ -369,13 +409,25 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
                 if best_epoch >= 1:  # keep the best weights so far, as a finished run does
                     net.load_state_dict(best_state)
                 net.eval()
-                note = (f"cancelled at epoch {epoch}, best val epoch {best_epoch}" if best_epoch >= 1
-                        else f"cancelled at epoch {epoch}, before any epoch ended")
-                yield Progress("cancelled", epoch, cfg.epochs, b, batches, history=history,
-                               best_epoch=best_epoch, best_score=_finite(best_score), stopped="cancelled",
-                               model=_finish(model, history, cfg, "cancelled", best_epoch, note=note))
+                note = (
+                    f"cancelled at epoch {epoch}, best val epoch {best_epoch}"
+                    if best_epoch >= 1
+                    else f"cancelled at epoch {epoch}, before any epoch ended"
+                )
+                yield Progress(
+                    "cancelled",
+                    epoch,
+                    cfg.epochs,
+                    b,
+                    batches,
+                    history=history,
+                    best_epoch=best_epoch,
+                    best_score=_finite(best_score),
+                    stopped="cancelled",
+                    model=_finish(model, history, cfg, "cancelled", best_epoch, note=note),
+                )
                 return
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = train_set.inputs(idx, device)
             y = train_set.targets(idx, device)
             logits = net(x)
@@ -392,8 +444,16 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
             seen += len(idx)
             if not model.multilabel:
                 correct += int((logits.argmax(1) == y).sum())
-            yield Progress("batch", epoch, cfg.epochs, b + 1, batches, loss=loss_value,
-                           best_epoch=best_epoch, best_score=_finite(best_score))
+            yield Progress(
+                "batch",
+                epoch,
+                cfg.epochs,
+                b + 1,
+                batches,
+                loss=loss_value,
+                best_epoch=best_epoch,
+                best_score=_finite(best_score),
+            )
         seconds = time.perf_counter() - t0
         train_metrics: dict[str, Any] = {"loss": total_loss / max(seen, 1)}
         if model.multilabel:
@@ -411,24 +471,59 @@ def train(model: LoadedModel, data: PreparedData, config: TrainConfig | None = N
             best_score, best_loss, best_epoch = score, vloss, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         pps = seen / seconds if seconds > 0 else None
-        record = {"epoch": epoch, "train": _nan_to_none(train_metrics),
-                  "val": _nan_to_none(_brief(val_metrics)), "seconds": seconds, "patches_per_second": pps}
+        record = {
+            "epoch": epoch,
+            "train": _nan_to_none(train_metrics),
+            "val": _nan_to_none(_brief(val_metrics)),
+            "seconds": seconds,
+            "patches_per_second": pps,
+        }
         history.append(record)
         if cfg.checkpoint_dir:
-            _save_checkpoint(Path(cfg.checkpoint_dir), model, opt, best_state, {
-                "epoch": epoch, "best_epoch": best_epoch, "best_score": _finite(best_score),
-                "best_loss": _finite(best_loss), "history": history, "config": asdict(cfg)})
-        yield Progress("epoch", epoch, cfg.epochs, batches, batches, loss=train_metrics["loss"],
-                       metrics={"train": train_metrics, "val": val_metrics}, best_epoch=best_epoch,
-                       best_score=_finite(best_score), patches_per_second=pps, history=history)
+            _save_checkpoint(
+                Path(cfg.checkpoint_dir),
+                model,
+                opt,
+                best_state,
+                {
+                    "epoch": epoch,
+                    "best_epoch": best_epoch,
+                    "best_score": _finite(best_score),
+                    "best_loss": _finite(best_loss),
+                    "history": history,
+                    "config": asdict(cfg),
+                },
+            )
+        yield Progress(
+            "epoch",
+            epoch,
+            cfg.epochs,
+            batches,
+            batches,
+            loss=train_metrics["loss"],
+            metrics={"train": train_metrics, "val": val_metrics},
+            best_epoch=best_epoch,
+            best_score=_finite(best_score),
+            patches_per_second=pps,
+            history=history,
+        )
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience and epoch < cfg.epochs:
             stopped = "early stopping"
             break
     net.load_state_dict(best_state)
     net.eval()
-    yield Progress("done", epoch, cfg.epochs, batches, batches, history=history, best_epoch=best_epoch,
-                   best_score=_finite(best_score), stopped=stopped,
-                   model=_finish(model, history, cfg, stopped, best_epoch))
+    yield Progress(
+        "done",
+        epoch,
+        cfg.epochs,
+        batches,
+        batches,
+        history=history,
+        best_epoch=best_epoch,
+        best_score=_finite(best_score),
+        stopped=stopped,
+        model=_finish(model, history, cfg, stopped, best_epoch),
+    )
 
 
 def _finite(v: float) -> float | None:
@@ -439,11 +534,22 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k in ("loss", "accuracy", "track_accuracy", "roc_auc_mean", "pr_auc_mean")}
 
 
-def _finish(model: LoadedModel, history: list[dict[str, Any]], cfg: TrainConfig, stopped: str, best_epoch: int,
-            note: str | None = None) -> LoadedModel:
-    model.provenance = dict(model.provenance, trained=bool(history), epochs_run=len(history),
-                            best_epoch=best_epoch, stopped=stopped,
-                            training={k: v for k, v in asdict(cfg).items() if k != "checkpoint_dir"})
+def _finish(
+    model: LoadedModel,
+    history: list[dict[str, Any]],
+    cfg: TrainConfig,
+    stopped: str,
+    best_epoch: int,
+    note: str | None = None,
+) -> LoadedModel:
+    model.provenance = dict(
+        model.provenance,
+        trained=bool(history),
+        epochs_run=len(history),
+        best_epoch=best_epoch,
+        stopped=stopped,
+        training={k: v for k, v in asdict(cfg).items() if k != "checkpoint_dir"},
+    )
     model.provenance.pop("note", None)
     if note:
         model.provenance["note"] = note
@@ -451,17 +557,27 @@ def _finish(model: LoadedModel, history: list[dict[str, Any]], cfg: TrainConfig,
 
 
 # ============================================================================ whole runs
-def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress | None,
-               *, device: torch.device | str = "cpu",
-               predictions: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def summary_of(
+    model: LoadedModel,
+    data: PreparedData,
+    arch: str,
+    last: Progress | None,
+    *,
+    device: torch.device | str = "cpu",
+    predictions: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """The CLI's JSON: arch, classes, track counts per split, accuracies (or AUCs) per split.
 
     ``predictions`` ({split: (N, L) probabilities}) are used instead of running the model
     where given (the MusiCNN probe computes them from its cached features)."""
-    out: dict[str, Any] = {"arch": arch, "kind": "audio", "classes": list(model.labels),
-                           "multilabel": model.multilabel,
-                           "split": {s: len(data.split.tracks[s]) for s in ("train", "val", "test")},
-                           "patches": {s: len(data.sets[s]) for s in ("train", "val", "test")}}
+    out: dict[str, Any] = {
+        "arch": arch,
+        "kind": "audio",
+        "classes": list(model.labels),
+        "multilabel": model.multilabel,
+        "split": {s: len(data.split.tracks[s]) for s in ("train", "val", "test")},
+        "patches": {s: len(data.sets[s]) for s in ("train", "val", "test")},
+    }
     if not model.multilabel:
         out["chance"] = 1.0 / len(model.labels)
     details: dict[str, Any] = {}
@@ -489,8 +605,9 @@ def summary_of(model: LoadedModel, data: PreparedData, arch: str, last: Progress
     return clean
 
 
-def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: Any, mode: str,
-                cancel: Any) -> Generator[PrepareProgress | Finished, None, PreparedData | None]:
+def prepare_run(
+    model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: Any, mode: str, cancel: Any
+) -> Generator[PrepareProgress | Finished, None, PreparedData | None]:
     """Yield the dataset preparation steps for ``model`` (``yield from`` it); its value is
     the :class:`PreparedData`, or None after yielding a cancelled :class:`Finished`."""
     from musiclens.core.training.data import FeatureCache, prepare
@@ -498,8 +615,14 @@ def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: An
     if cache == "default":
         cache = FeatureCache()
     prepared = None
-    for step in prepare(ds, split, model.front_end, model.patch_frames,
-                                 cache=cache if mode == "features" else None, mode=mode):  # type: ignore[arg-type]
+    for step in prepare(
+        ds,
+        split,
+        model.front_end,
+        model.patch_frames,
+        cache=cache if mode == "features" else None,
+        mode=mode,  # type: ignore[arg-type]  # "features" | "audio", checked by the callers
+    ):
         prepared = step.data or prepared
         yield step
         if is_cancelled(cancel):
@@ -508,17 +631,33 @@ def prepare_run(model: LoadedModel, ds: Any, split: Any, *, arch: str, cache: An
     return prepared
 
 
-def finish_run(model: LoadedModel, summary: dict[str, Any], last: Progress | None, *, root: str | Path,
-               task: str, ds: Any, split: Any, cfg: TrainConfig, out: str | Path | None) -> Finished:
+def finish_run(
+    model: LoadedModel,
+    summary: dict[str, Any],
+    last: Progress | None,
+    *,
+    root: str | Path,
+    task: str,
+    ds: Any,
+    split: Any,
+    cfg: TrainConfig,
+    out: str | Path | None,
+) -> Finished:
     """Record where the model came from and how it scored, save it to ``out`` when the run
     completed or was cancelled after at least one epoch (its best epoch so far), and return
     the :class:`Finished` event (shared by every architecture)."""
     from musiclens.core.models import registry
 
     model.provenance = dict(
-        model.provenance, task=task,
-        data={"root": str(Path(root).resolve()), "kind": ds.kind, "seed": cfg.seed,
-              "fractions": list(split.fractions), "tracks": split.ids()},
+        model.provenance,
+        task=task,
+        data={
+            "root": str(Path(root).resolve()),
+            "kind": ds.kind,
+            "seed": cfg.seed,
+            "fractions": list(split.fractions),
+            "tracks": split.ids(),
+        },
         metrics={k: v for k, v in summary.items() if k.endswith(("accuracy", "auc")) or k == "chance"},
     )
     # a cancelled run keeps its best epoch so far (its weights are already restored)

@@ -40,12 +40,22 @@ from musiclens.core.training.data.scan import Dataset, scan_midi_folder
 from musiclens.core.training.data.splits import SPLITS, Split, split_by_track
 from musiclens.core.training.events import Finished, PrepareProgress, Progress, is_cancelled
 
-__all__ = ["MidiDataset", "load_folder", "read_windows", "fit_normalisation", "train_midi_lstm", "evaluate",
-           "predict_windows", "train_on_folder", "MIDI_DEFAULTS", "SPEC_KEYS", "MODEL_KEYS"]
+__all__ = [
+    "MidiDataset",
+    "load_folder",
+    "read_windows",
+    "fit_normalisation",
+    "train_midi_lstm",
+    "evaluate",
+    "predict_windows",
+    "train_on_folder",
+    "MIDI_DEFAULTS",
+    "SPEC_KEYS",
+    "MODEL_KEYS",
+]
 
 #: Training settings of a MIDI run where the caller gives none (the LSTM's own defaults).
-MIDI_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4,
-                                 "patience": None}
+MIDI_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "patience": None}
 #: ``model_params`` of :func:`train_on_folder`: the note window and the network.
 SPEC_KEYS = ("n_notes", "short", "min_notes", "drop_drums")
 MODEL_KEYS = ("hidden", "layers", "dropout", "label_smoothing")
@@ -110,17 +120,27 @@ def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareP
         return np.stack(vals).astype(dtype) if vals else np.zeros(shape, dtype=dtype)
 
     data = MidiDataset(
-        labels=list(ds.labels), spec=spec,
+        labels=list(ds.labels),
+        spec=spec,
         x={s: stack(s, "x", (0, n, 3), np.float32) for s in SPLITS},
         mask={s: stack(s, "m", (0, n), bool) for s in SPLITS},
         y={s: np.asarray(per[s]["y"], dtype=np.int64) for s in SPLITS},
-        files={s: per[s]["f"] for s in SPLITS}, skipped=skipped, root=Path(ds.root), split=split)
+        files={s: per[s]["f"] for s in SPLITS},
+        skipped=skipped,
+        root=Path(ds.root),
+        split=split,
+    )
     yield PrepareProgress(total, total, None, None, data)
 
 
-def load_folder(root: str | Path, spec: NoteSpec, *, seed: int = 0,
-                fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                labels: Sequence[str] | None = None) -> Iterator[PrepareProgress]:
+def load_folder(
+    root: str | Path,
+    spec: NoteSpec,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    labels: Sequence[str] | None = None,
+) -> Iterator[PrepareProgress]:
     """Scan ``root/<label>/``, split it by file and read it (:func:`read_windows`)."""
     ds = scan_midi_folder(root, labels=labels)
     split = split_by_track(ds, fractions=fractions, seed=seed)
@@ -143,23 +163,23 @@ def fit_normalisation(spec: NoteSpec, x: np.ndarray, mask: np.ndarray) -> NoteSp
 
 
 @torch.no_grad()
-def predict_windows(model: LoadedModel, x: np.ndarray, mask: np.ndarray, *,
-                    batch_size: int = 256) -> np.ndarray:
+def predict_windows(model: LoadedModel, x: np.ndarray, mask: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """(M, L) probabilities of the note windows ``x`` (M, N, 3) with ``mask`` (M, N)."""
     was = model.net.training
     model.net.eval()
     out = []
     try:
         for i in range(0, len(x), batch_size):
-            xb, mb = model.tensors(x[i:i + batch_size], mask[i:i + batch_size])
+            xb, mb = model.tensors(x[i : i + batch_size], mask[i : i + batch_size])
             out.append(model.probabilities(model.net(xb, mb)).cpu().numpy())
     finally:
         model.net.train(was)
     return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
 
 
-def evaluate(model: LoadedModel, x: np.ndarray, mask: np.ndarray, y: np.ndarray,
-             *, batch_size: int = 256) -> dict[str, Any]:
+def evaluate(
+    model: LoadedModel, x: np.ndarray, mask: np.ndarray, y: np.ndarray, *, batch_size: int = 256
+) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix (rows = true, columns = predicted)."""
     k = len(model.labels)
     conf = np.zeros((k, k), dtype=np.int64)
@@ -167,10 +187,14 @@ def evaluate(model: LoadedModel, x: np.ndarray, mask: np.ndarray, y: np.ndarray,
         pred = predict_windows(model, x, mask, batch_size=batch_size).argmax(-1)
         np.add.at(conf, (np.asarray(y), pred), 1)
     n = int(conf.sum())
-    return {"accuracy": float(np.trace(conf) / n) if n else float("nan"), "n": n,
-            "confusion": conf.tolist(),
-            "per_class_accuracy": {lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None
-                                   for i, lab in enumerate(model.labels)}}
+    return {
+        "accuracy": float(np.trace(conf) / n) if n else float("nan"),
+        "n": n,
+        "confusion": conf.tolist(),
+        "per_class_accuracy": {
+            lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None for i, lab in enumerate(model.labels)
+        },
+    }
 
 
 def train_midi_lstm(
@@ -211,13 +235,17 @@ def train_midi_lstm(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     spec = fit_normalisation(data.spec, data.x["train"], data.mask["train"])
-    params = {"n_labels": len(data.labels), "hidden": int(hidden), "layers": int(layers),
-              "dropout": float(dropout)}
+    params = {"n_labels": len(data.labels), "hidden": int(hidden), "layers": int(layers), "dropout": float(dropout)}
     net, layer_list = build_midi_lstm(**params, note_features=spec.to_dict())
     net.to(resolve_device(device) if isinstance(device, str) else device)
-    model = LoadedModel(name=name, net=net, spec=spec, labels=list(data.labels),
-                        layers={x.name: x for x in layer_list},
-                        architecture={"family": "midi_lstm", "params": params})
+    model = LoadedModel(
+        name=name,
+        net=net,
+        spec=spec,
+        labels=list(data.labels),
+        layers={x.name: x for x in layer_list},
+        architecture={"family": "midi_lstm", "params": params},
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
@@ -229,10 +257,19 @@ def train_midi_lstm(
     best_state = copy.deepcopy(net.state_dict())
     history: list[dict[str, Any]] = []
     batches = max(1, math.ceil(len(yt) / batch_size))
-    settings = {"hidden": hidden, "layers": layers, "dropout": dropout, "epochs": epochs,
-                "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-                "label_smoothing": label_smoothing, "patience": patience,
-                "split": "by file, per label, seeded"}
+    settings = {
+        "hidden": hidden,
+        "layers": layers,
+        "dropout": dropout,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "label_smoothing": label_smoothing,
+        "patience": patience,
+        "split": "by file, per label, seeded",
+    }
     stopped = "epochs"
     epoch = 0
     train_loss = train_acc = val_acc = float("nan")
@@ -246,12 +283,26 @@ def train_midi_lstm(
             if is_cancelled(cancel):
                 net.load_state_dict(best_state)
                 net.eval()
-                model.provenance = {"training": settings, "stopped": "cancelled", "best_epoch": best_epoch,
-                                    "note": f"cancelled at epoch {epoch}, best val epoch {best_epoch}"}
-                yield Progress("cancelled", epoch, epochs, b, batches, history=history, best_epoch=best_epoch,
-                               best_score=best[0] if best_epoch else None, stopped="cancelled", model=model)
+                model.provenance = {
+                    "training": settings,
+                    "stopped": "cancelled",
+                    "best_epoch": best_epoch,
+                    "note": f"cancelled at epoch {epoch}, best val epoch {best_epoch}",
+                }
+                yield Progress(
+                    "cancelled",
+                    epoch,
+                    epochs,
+                    b,
+                    batches,
+                    history=history,
+                    best_epoch=best_epoch,
+                    best_score=best[0] if best_epoch else None,
+                    stopped="cancelled",
+                    model=model,
+                )
                 return
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             logits = net(xt[idx], mt[idx])
             loss = loss_fn(logits, yt[idx])
             opt.zero_grad()
@@ -261,8 +312,7 @@ def train_midi_lstm(
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(-1) == yt[idx]).sum())
             total += len(idx)
-            yield Progress("batch", epoch, epochs, b + 1, batches, loss=float(loss.detach()),
-                           best_epoch=best_epoch)
+            yield Progress("batch", epoch, epochs, b + 1, batches, loss=float(loss.detach()), best_epoch=best_epoch)
         sched.step()
         train_loss, train_acc = loss_sum / total, correct / total
         val_acc = evaluate(model, data.x["val"], data.mask["val"], data.y["val"])["accuracy"] if has_val else train_acc
@@ -278,34 +328,70 @@ def train_midi_lstm(
             snapshot = copy.deepcopy(model)
             snapshot.net.load_state_dict(best_state)
             snapshot.net.eval()
-            yield Progress("epoch", epoch, epochs, batches, batches, loss=train_loss, metrics=metrics,
-                           best_epoch=best_epoch, best_score=best[0], history=history, model=snapshot,
-                           text=(f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, train acc {train_acc:.3f}, "
-                                 f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"))
+            yield Progress(
+                "epoch",
+                epoch,
+                epochs,
+                batches,
+                batches,
+                loss=train_loss,
+                metrics=metrics,
+                best_epoch=best_epoch,
+                best_score=best[0],
+                history=history,
+                model=snapshot,
+                text=(
+                    f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, train acc {train_acc:.3f}, "
+                    f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"
+                ),
+            )
         if early:
             stopped = "early stopping"
             break
     net.load_state_dict(best_state)
     net.eval()
-    metrics_out: dict[str, Any] = {"selected_by": "best validation accuracy", "epochs": epochs, "epochs_run": epoch,
-                         "best_epoch": best_epoch, "counts": data.counts(), "skipped_files": len(data.skipped)}
+    metrics_out: dict[str, Any] = {
+        "selected_by": "best validation accuracy",
+        "epochs": epochs,
+        "epochs_run": epoch,
+        "best_epoch": best_epoch,
+        "counts": data.counts(),
+        "skipped_files": len(data.skipped),
+    }
     for split in ("val", "test"):
         if len(data.y[split]):
             r = evaluate(model, data.x[split], data.mask[split], data.y[split])
             metrics_out[f"{split}_accuracy"] = r["accuracy"]
             metrics_out[f"{split}_confusion"] = r["confusion"]
     model.provenance = {"metrics": metrics_out, "training": settings, "stopped": stopped, "best_epoch": best_epoch}
-    yield Progress("done", epoch, epochs, batches, batches, loss=train_loss,
-                   metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
-                   history=history, best_epoch=best_epoch, best_score=best[0], stopped=stopped, model=model,
-                   text=(f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} "
-                         f"(epoch {best_epoch})"))
+    yield Progress(
+        "done",
+        epoch,
+        epochs,
+        batches,
+        batches,
+        loss=train_loss,
+        metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
+        history=history,
+        best_epoch=best_epoch,
+        best_score=best[0],
+        stopped=stopped,
+        model=model,
+        text=(f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} (epoch {best_epoch})"),
+    )
 
 
 # ============================================================================ whole runs
-def train_on_folder(root: str | Path, *, config: Any = None, out: str | Path | None = None,
-                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), cancel: Any = None,
-                    model_params: dict[str, Any] | None = None, arch: str = "midi-lstm") -> Iterator[Any]:
+def train_on_folder(
+    root: str | Path,
+    *,
+    config: Any = None,
+    out: str | Path | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cancel: Any = None,
+    model_params: dict[str, Any] | None = None,
+    arch: str = "midi-lstm",
+) -> Iterator[Any]:
     """Read, split by file, train, evaluate and save a MIDI model: one generator.
 
     Yields :class:`PrepareProgress` (one per file), the trainer's :class:`Progress`, then
@@ -335,22 +421,41 @@ def train_on_folder(root: str | Path, *, config: Any = None, out: str | Path | N
             return
     assert data is not None
     if len(data.y["train"]) == 0:
-        raise MusicLensError(f"no usable training pieces in {root}: {len(data.skipped)} file(s) skipped"
-                             + (f" (e.g. {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else ""))
+        raise MusicLensError(
+            f"no usable training pieces in {root}: {len(data.skipped)} file(s) skipped"
+            + (f" (e.g. {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else "")
+        )
     name = Path(out).name if out is not None else "midi_lstm"
     last = None
-    for ev in train_midi_lstm(data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                              weight_decay=cfg["weight_decay"], seed=cfg["seed"], patience=cfg["patience"],
-                              device=cfg["device"], name=name, cancel=cancel,
-                              **{k: params[k] for k in MODEL_KEYS if k in params}):
+    for ev in train_midi_lstm(
+        data,
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        weight_decay=cfg["weight_decay"],
+        seed=cfg["seed"],
+        patience=cfg["patience"],
+        device=cfg["device"],
+        name=name,
+        cancel=cancel,
+        **{k: params[k] for k in MODEL_KEYS if k in params},
+    ):
         last = ev
         yield ev
     assert last is not None
     model = last.model
     summary = summary_of(model, data, arch, last)
-    model.provenance = dict(model.provenance, task="labels", data={
-        "root": str(Path(root).resolve()), "kind": "midi", "seed": cfg["seed"], "fractions": list(split.fractions),
-        "tracks": split.ids()})
+    model.provenance = dict(
+        model.provenance,
+        task="labels",
+        data={
+            "root": str(Path(root).resolve()),
+            "kind": "midi",
+            "seed": cfg["seed"],
+            "fractions": list(split.fractions),
+            "tracks": split.ids(),
+        },
+    )
     keep = last.kind == "done" or last.best_epoch >= 1
     if out is not None and keep:
         model.net.cpu()
@@ -381,10 +486,15 @@ def _settings(config: Any) -> dict[str, Any]:
 
 def summary_of(model: LoadedModel, data: MidiDataset, arch: str, last: Progress) -> dict[str, Any]:
     """The run's summary, with the same keys as an audio run's where they mean the same."""
-    out: dict[str, Any] = {"arch": arch, "kind": "midi", "classes": list(model.labels), "multilabel": False,
-                           "split": {s: len(data.split.tracks[s]) if data.split else len(data.y[s]) for s in SPLITS},
-                           "examples": {s: int(len(data.y[s])) for s in SPLITS},
-                           "chance": 1.0 / len(model.labels)}
+    out: dict[str, Any] = {
+        "arch": arch,
+        "kind": "midi",
+        "classes": list(model.labels),
+        "multilabel": False,
+        "split": {s: len(data.split.tracks[s]) if data.split else len(data.y[s]) for s in SPLITS},
+        "examples": {s: int(len(data.y[s])) for s in SPLITS},
+        "chance": 1.0 / len(model.labels),
+    }
     details = {}
     for s in SPLITS:
         if len(data.y[s]):

@@ -62,8 +62,17 @@ if TYPE_CHECKING:
 _Y = TypeVar("_Y")
 _R = TypeVar("_R")
 
-__all__ = ["ProbeSettings", "DEFAULT_L2_GRID", "extract", "representations",
-           "group_folds", "fit_head", "cross_validate", "train_probe", "train_on_folder"]
+__all__ = [
+    "ProbeSettings",
+    "DEFAULT_L2_GRID",
+    "extract",
+    "representations",
+    "group_folds",
+    "fit_head",
+    "cross_validate",
+    "train_probe",
+    "train_on_folder",
+]
 
 #: L2 strengths tried by cross-validation (penalty ``l2/2 · Σ W²`` on the mean loss).
 DEFAULT_L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -115,9 +124,9 @@ def _array_digest(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = None,
-            batch_size: int = 16,
-            cancel: Any = None) -> Generator[tuple[int, int], None, dict[str, np.ndarray] | None]:
+def extract(
+    model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = None, batch_size: int = 16, cancel: Any = None
+) -> Generator[tuple[int, int], None, dict[str, np.ndarray] | None]:
     """Frozen representations of every patch of ``ps``: a generator of ``(done, total)``
     arrays (source recordings) whose return value (``yield from``) is a dict
     ``{"pooled": (N, 1506), "penultimate": (N, 200), "tags": (N, 50)}`` float32 in the
@@ -144,14 +153,19 @@ def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = No
             def compute(rows: np.ndarray = rows) -> np.ndarray:
                 parts: list[np.ndarray] = []
                 for i in range(0, len(rows), batch_size):
-                    x = ps.inputs(rows[i:i + batch_size], device)
+                    x = ps.inputs(rows[i : i + batch_size], device)
                     reps = net.all_representations(x)
                     parts.append(torch.cat([reps[k] for k in FEATURE_ORDER], 1).cpu().numpy())
                 return np.concatenate(parts).astype(np.float32)
 
             if cache is not None:
-                spec = {"base": digest, "front_end": ps.front_end.to_dict(), "kind": ps.kind,
-                        "patch_frames": ps.patch_frames, "starts": starts}
+                spec = {
+                    "base": digest,
+                    "front_end": ps.front_end.to_dict(),
+                    "kind": ps.kind,
+                    "patch_frames": ps.patch_frames,
+                    "starts": starts,
+                }
                 key = cache.key([_array_digest(ps.arrays[int(a)])], spec, CACHE_WHAT)
                 feats = np.asarray(cache.get_or_compute(key, compute))
             else:
@@ -161,11 +175,12 @@ def extract(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = No
     finally:
         net.train(was)
     splits = np.cumsum([0] + dims)
-    return {k: out[:, splits[i]:splits[i + 1]] for i, k in enumerate(FEATURE_ORDER)}
+    return {k: out[:, splits[i] : splits[i + 1]] for i, k in enumerate(FEATURE_ORDER)}
 
 
-def representations(model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = None,
-                    batch_size: int = 16) -> dict[str, np.ndarray]:
+def representations(
+    model: LoadedModel, ps: PatchSet, *, cache: FeatureCache | None = None, batch_size: int = 16
+) -> dict[str, np.ndarray]:
     """:func:`extract` run to the end."""
     gen = extract(model, ps, cache=cache, batch_size=batch_size)
     while True:
@@ -213,8 +228,9 @@ def _targets(y: np.ndarray, multilabel: bool) -> torch.Tensor:
     return torch.as_tensor(np.asarray(y, dtype=np.float32 if multilabel else np.int64))
 
 
-def fit_head(head: ProbeHead, X: np.ndarray, y: np.ndarray, *, l2: float, multilabel: bool, seed: int = 0,
-             max_iter: int = 300) -> float:
+def fit_head(
+    head: ProbeHead, X: np.ndarray, y: np.ndarray, *, l2: float, multilabel: bool, seed: int = 0, max_iter: int = 300
+) -> float:
     """Fit a :class:`~musiclens.core.models.musicnn_probe.ProbeHead` on features ``X`` (N, D):
     standardise on X, reset (seeded), then full-batch L-BFGS on ``mean loss + l2/2 · Σ W²``.
     Returns the final objective."""
@@ -224,13 +240,21 @@ def fit_head(head: ProbeHead, X: np.ndarray, y: np.ndarray, *, l2: float, multil
     head.reset(seed)
     head.train()
     params = [p for p in head.parameters() if p.requires_grad]
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=int(max_iter), history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=int(max_iter),
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+    )
 
     def objective() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        loss: torch.Tensor = (_loss(head(x), t, multilabel)
-                              + 0.5 * float(l2) * sum(w.pow(2).sum() for w in head.weights()))
+        loss: torch.Tensor = _loss(head(x), t, multilabel) + 0.5 * float(l2) * sum(
+            w.pow(2).sum() for w in head.weights()
+        )
         loss.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward unannotated
         return loss
 
@@ -261,9 +285,19 @@ def _scores(probs: np.ndarray, y: np.ndarray, groups: np.ndarray, multilabel: bo
     return {"log_loss": ll, "accuracy": acc, "track_accuracy": float(np.mean(hits))}
 
 
-def cross_validate(head_factory: Callable[[], ProbeHead], X: np.ndarray, y: np.ndarray, groups: Sequence[str], *,
-                   multilabel: bool, grid: Sequence[float], folds: int = 5, seed: int = 0, max_iter: int = 300,
-                   cancel: Any = None) -> Generator[tuple[int, int], None, dict[str, Any] | None]:
+def cross_validate(
+    head_factory: Callable[[], ProbeHead],
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[str],
+    *,
+    multilabel: bool,
+    grid: Sequence[float],
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 300,
+    cancel: Any = None,
+) -> Generator[tuple[int, int], None, dict[str, Any] | None]:
     """Grouped k-fold cross-validation of the L2 strength: a generator of ``(fits done,
     fits)`` whose return value is the CV report (None when cancelled)::
 
@@ -278,8 +312,12 @@ def cross_validate(head_factory: Callable[[], ProbeHead], X: np.ndarray, y: np.n
     k = int(fold.max()) + 1 if len(fold) else 0
     grid = [float(v) for v in grid]
     if k < 2:
-        return {"l2": grid[0] if len(grid) == 1 else None, "grid": grid, "folds": k,
-                "skipped": "fewer than two training tracks: no cross-validation"}
+        return {
+            "l2": grid[0] if len(grid) == 1 else None,
+            "grid": grid,
+            "folds": k,
+            "skipped": "fewer than two training tracks: no cross-validation",
+        }
     per: dict[str, list[list[float]]] = {}
     total, done = len(grid) * k, 0
     for lam in grid:
@@ -296,8 +334,7 @@ def cross_validate(head_factory: Callable[[], ProbeHead], X: np.ndarray, y: np.n
             yield done, total
         for key, vs in runs.items():
             per.setdefault(key, []).append(vs)
-    report: dict[str, Any] = {"grid": grid, "folds": k, "grouped_by": "track", "scoring": "log-loss",
-                              "seed": int(seed)}
+    report: dict[str, Any] = {"grid": grid, "folds": k, "grouped_by": "track", "scoring": "log-loss", "seed": int(seed)}
     for key, rows in per.items():
         report[f"{key}_mean"] = [float(np.mean(r)) for r in rows]
         report[f"{key}_std"] = [float(np.std(r)) for r in rows]
@@ -319,9 +356,16 @@ def _run(gen: Generator[_Y, None, _R]) -> tuple[list[_Y], _R]:
             return items, stop.value
 
 
-def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | None = None, *,
-                settings: ProbeSettings | None = None, cache: FeatureCache | None = None,
-                cancel: Any = None, resume: str | Path | None = None) -> Iterator[Progress]:
+def train_probe(
+    model: LoadedModel,
+    data: PreparedData,
+    config: TrainConfig | None = None,
+    *,
+    settings: ProbeSettings | None = None,
+    cache: FeatureCache | None = None,
+    cancel: Any = None,
+    resume: str | Path | None = None,
+) -> Iterator[Progress]:
     """Fit ``model``'s head on ``data`` (see the module doc); fine-tune if the model says so.
 
     Yields ``"batch"`` events while features are computed and while CV fits run (so the GUI
@@ -347,8 +391,14 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
 
     def cancelled(epoch: int = 1) -> Progress:
         net.eval()
-        return Progress("cancelled", epoch, 1, stopped="cancelled", model=train_mod._finish(
-            model, [], cfg, "cancelled", 0), text="cancelled")
+        return Progress(
+            "cancelled",
+            epoch,
+            1,
+            stopped="cancelled",
+            model=train_mod._finish(model, [], cfg, "cancelled", 0),
+            text="cancelled",
+        )
 
     # ---------------------------------------------------------------- 1. features
     t0 = time.perf_counter()
@@ -373,10 +423,16 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     seconds = time.perf_counter() - t0
     hits = (cache.hits - hits0) if cache is not None else 0
     misses = (cache.misses - misses0) if cache is not None else total
-    yield Progress("features", 1, 1, text=(
-        f"features: {net.features} ({feats['train'].shape[1]} values per patch) of "
-        f"{sum(len(f) for f in feats.values())} patches in {seconds:.1f} s "
-        f"(cache: {hits} read, {misses} computed)"))
+    yield Progress(
+        "features",
+        1,
+        1,
+        text=(
+            f"features: {net.features} ({feats['train'].shape[1]} values per patch) of "
+            f"{sum(len(f) for f in feats.values())} patches in {seconds:.1f} s "
+            f"(cache: {hits} read, {misses} computed)"
+        ),
+    )
 
     # ---------------------------------------------------------------- 2. cross-validation
     train_set = data.sets["train"]
@@ -394,19 +450,31 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
         return ProbeHead(d, n_labels, kind, hidden_units or 1)
 
     if len(st.l2_grid) == 1:
-        report: dict[str, Any] = {"l2": st.l2_grid[0], "grid": list(st.l2_grid),
-                                  "skipped": "a single L2 strength was given"}
+        report: dict[str, Any] = {
+            "l2": st.l2_grid[0],
+            "grid": list(st.l2_grid),
+            "skipped": "a single L2 strength was given",
+        }
     else:
-        cv_gen = cross_validate(head_factory, X, y, groups, multilabel=model.multilabel, grid=st.l2_grid,
-                                folds=st.folds, seed=cfg.seed, max_iter=st.max_iter, cancel=cancel)
+        cv_gen = cross_validate(
+            head_factory,
+            X,
+            y,
+            groups,
+            multilabel=model.multilabel,
+            grid=st.l2_grid,
+            folds=st.folds,
+            seed=cfg.seed,
+            max_iter=st.max_iter,
+            cancel=cancel,
+        )
         while True:
             try:
                 fits_done, fits = next(cv_gen)
             except StopIteration as stop:
                 cv_report: dict[str, Any] | None = stop.value
                 break
-            yield Progress("batch", 1, 1, fits_done, fits,
-                             text=f"cross-validation: fit {fits_done}/{fits}")
+            yield Progress("batch", 1, 1, fits_done, fits, text=f"cross-validation: fit {fits_done}/{fits}")
         if cv_report is None:
             yield cancelled()
             return
@@ -415,10 +483,17 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
             report["l2"] = 1e-2 if 1e-2 in st.l2_grid else st.l2_grid[len(st.l2_grid) // 2]
         for i, lam in enumerate(report.get("grid", []) if "log_loss_mean" in report else []):
             acc_key = "track_accuracy_mean" if "track_accuracy_mean" in report else "accuracy_mean"
-            yield Progress("cv", 1, 1, cv=report, text=(
-                f"cv l2={lam:g}: held-out log-loss {report['log_loss_mean'][i]:.4f} ± "
-                f"{report['log_loss_std'][i]:.4f}, {acc_key.replace('_mean', '').replace('_', ' ')} "
-                f"{report[acc_key][i]:.3f}" + ("  <- chosen" if lam == report["l2"] else "")))
+            yield Progress(
+                "cv",
+                1,
+                1,
+                cv=report,
+                text=(
+                    f"cv l2={lam:g}: held-out log-loss {report['log_loss_mean'][i]:.4f} ± "
+                    f"{report['log_loss_std'][i]:.4f}, {acc_key.replace('_mean', '').replace('_', ' ')} "
+                    f"{report[acc_key][i]:.3f}" + ("  <- chosen" if lam == report["l2"] else "")
+                ),
+            )
     l2 = float(report["l2"])
 
     # ---------------------------------------------------------------- 3. the head
@@ -427,29 +502,57 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     net.l2 = l2
     fit_seconds = time.perf_counter() - t1
     preds = {s: _probabilities(net.head, feats[s], model.multilabel) for s in data.sets}
-    m_train = metrics_from(preds["train"], train_set, model.labels,
-                           _mean_loss(preds["train"], train_set.y, model.multilabel))
+    m_train = metrics_from(
+        preds["train"], train_set, model.labels, _mean_loss(preds["train"], train_set.y, model.multilabel)
+    )
     val_set = data.sets["val"]
-    m_val = (metrics_from(preds["val"], val_set, model.labels, _mean_loss(preds["val"], val_set.y, model.multilabel))
-             if len(val_set) else {})
+    m_val = (
+        metrics_from(preds["val"], val_set, model.labels, _mean_loss(preds["val"], val_set.y, model.multilabel))
+        if len(val_set)
+        else {}
+    )
     train_metrics = {"loss": m_train["loss"]}
     for key in ("accuracy", "roc_auc_mean", "pr_auc_mean"):
         if key in m_train:
             train_metrics[key] = m_train[key]
-    record = {"epoch": 1, "train": train_mod._nan_to_none(train_metrics),
-              "val": train_mod._nan_to_none(train_mod._brief(m_val)), "seconds": fit_seconds,
-              "patches_per_second": len(train_set) / fit_seconds if fit_seconds > 0 else None,
-              "fit": "head (L-BFGS on cached features)", "l2": l2}
+    record = {
+        "epoch": 1,
+        "train": train_mod._nan_to_none(train_metrics),
+        "val": train_mod._nan_to_none(train_mod._brief(m_val)),
+        "seconds": fit_seconds,
+        "patches_per_second": len(train_set) / fit_seconds if fit_seconds > 0 else None,
+        "fit": "head (L-BFGS on cached features)",
+        "l2": l2,
+    }
     history = [record]
     score = train_mod._score(m_val) if m_val else -m_train["loss"]
-    yield Progress("epoch", 1, 1, 1, 1, loss=m_train["loss"], metrics={"train": train_metrics, "val": m_val},
-                     best_epoch=1, best_score=train_mod._finite(score), history=history,
-                     text=(f"head fitted (l2={l2:g}) in {fit_seconds:.2f} s: train loss {m_train['loss']:.4f}, "
-                           + ", ".join(f"{s} {_headline(m)}" for s, m in (("train", m_train), ("val", m_val)) if m)))
-    model.provenance = dict(model.provenance, probe=dict(
-        model.provenance.get("probe", {}), l2=l2, cv=report, settings=asdict(st),
-        cv_tracks=sorted(set(groups.tolist())),
-        feature_cache={"read": hits, "computed": misses, "seconds": round(seconds, 3)}))
+    yield Progress(
+        "epoch",
+        1,
+        1,
+        1,
+        1,
+        loss=m_train["loss"],
+        metrics={"train": train_metrics, "val": m_val},
+        best_epoch=1,
+        best_score=train_mod._finite(score),
+        history=history,
+        text=(
+            f"head fitted (l2={l2:g}) in {fit_seconds:.2f} s: train loss {m_train['loss']:.4f}, "
+            + ", ".join(f"{s} {_headline(m)}" for s, m in (("train", m_train), ("val", m_val)) if m)
+        ),
+    )
+    model.provenance = dict(
+        model.provenance,
+        probe=dict(
+            model.provenance.get("probe", {}),
+            l2=l2,
+            cv=report,
+            settings=asdict(st),
+            cv_tracks=sorted(set(groups.tolist())),
+            feature_cache={"read": hits, "computed": misses, "seconds": round(seconds, 3)},
+        ),
+    )
 
     # ---------------------------------------------------------------- 4. fine-tuning
     if net.finetune > 0:
@@ -467,10 +570,21 @@ def train_probe(model: LoadedModel, data: PreparedData, config: TrainConfig | No
     _check_frozen(net, base_before)
     net.eval()
     model = train_mod._finish(model, history, cfg, "fitted", 1)
-    yield Progress("done", 1, 1, 1, 1, history=history, best_epoch=1, best_score=train_mod._finite(score),
-                     stopped="fitted", model=model, predictions=preds, cv=report,
-                     text=f"done: head fitted on {len(train_set)} patches of {len(set(groups.tolist()))} "
-                          f"training tracks, l2={l2:g}")
+    yield Progress(
+        "done",
+        1,
+        1,
+        1,
+        1,
+        history=history,
+        best_epoch=1,
+        best_score=train_mod._finite(score),
+        stopped="fitted",
+        model=model,
+        predictions=preds,
+        cv=report,
+        text=f"done: head fitted on {len(train_set)} patches of {len(set(groups.tolist()))} training tracks, l2={l2:g}",
+    )
 
 
 def _headline(m: dict[str, Any]) -> str:
@@ -500,11 +614,20 @@ PROBE_MODEL_KEYS = ("base", "features", "head", "hidden", "finetune")
 PROBE_SETTING_KEYS = ("l2_grid", "folds", "max_iter", "batch_size")
 
 
-def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfig | None = None,
-                    out: str | Path | None = None, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                    cache: Any = "default", mode: str = "features", patch_seconds: float | None = None,
-                    resume: str | Path | None = None, cancel: Any = None,
-                    model_params: dict[str, Any] | None = None) -> Iterator[Any]:
+def train_on_folder(
+    root: str | Path,
+    *,
+    task: str = "genre",
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cache: Any = "default",
+    mode: str = "features",
+    patch_seconds: float | None = None,
+    resume: str | Path | None = None,
+    cancel: Any = None,
+    model_params: dict[str, Any] | None = None,
+) -> Iterator[Any]:
     """The whole run for ``arch="musicnn-probe"`` (:func:`musiclens.core.training.train` hands it here).
 
     ``model_params``: ``base`` (``MSD_musicnn`` / ``MTT_musicnn`` / a MusiCNN folder),
@@ -523,32 +646,44 @@ def train_on_folder(root: str | Path, *, task: str = "genre", config: TrainConfi
     params = dict(model_params or {})
     unknown = set(params) - set(PROBE_MODEL_KEYS) - set(PROBE_SETTING_KEYS)
     if unknown:
-        raise ParameterError(f"unknown probe settings {sorted(unknown)}; allowed: "
-                             f"{', '.join(PROBE_MODEL_KEYS + PROBE_SETTING_KEYS)}")
+        raise ParameterError(
+            f"unknown probe settings {sorted(unknown)}; allowed: {', '.join(PROBE_MODEL_KEYS + PROBE_SETTING_KEYS)}"
+        )
     settings = ProbeSettings(**{k: params.pop(k) for k in PROBE_SETTING_KEYS if k in params})
     settings.check()
     ds = data_mod.load_dataset(root, task=task)
     split = data_mod.split_by_track(ds, fractions=fractions, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = study.create("musicnn-probe", ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds,
-                         **params)
+    model = study.create("musicnn-probe", ds.labels, multilabel=ds.multilabel, patch_seconds=patch_seconds, **params)
     model.net.to(resolve_device(cfg.device))
     if cache == "default":
         cache = data_mod.FeatureCache()  # used again below for the frozen features
-    prepared = yield from prepare_run(model, ds, split, arch="musicnn-probe", cache=cache, mode=mode,
-                                      cancel=cancel)
+    prepared = yield from prepare_run(model, ds, split, arch="musicnn-probe", cache=cache, mode=mode, cancel=cancel)
     if prepared is None:
         return
     last = None
-    for ev in train_probe(model, prepared, cfg, settings=settings, cache=cache if mode == "features" else None,
-                          cancel=cancel, resume=resume):
+    for ev in train_probe(
+        model,
+        prepared,
+        cfg,
+        settings=settings,
+        cache=cache if mode == "features" else None,
+        cancel=cancel,
+        resume=resume,
+    ):
         last = ev
         yield ev
     device = resolve_device(cfg.device)
     preds = getattr(last, "predictions", None)
     summary = summary_of(model, prepared, "musicnn-probe", last, device=device, predictions=preds)
     pr = model.provenance.get("probe", {})
-    summary["probe"] = {"base": model.provenance["base"]["name"], "features": pr.get("features"),
-                        "head": pr.get("head"), "hidden": pr.get("hidden"), "finetune": pr.get("finetune"),
-                        "l2": pr.get("l2"), "cv": pr.get("cv")}
+    summary["probe"] = {
+        "base": model.provenance["base"]["name"],
+        "features": pr.get("features"),
+        "head": pr.get("head"),
+        "hidden": pr.get("hidden"),
+        "finetune": pr.get("finetune"),
+        "l2": pr.get("l2"),
+        "cv": pr.get("cv"),
+    }
     yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)

@@ -27,8 +27,9 @@ SPLIT_CHOICES = ("auto", "all", "train", "val", "test")
 VOTES = ("mean", "majority")
 
 
-def _choose(tracks: list[Any], recorded: dict[str, list[str]], which: str, model_name: str, root: Any
-            ) -> tuple[str, list[Any]]:
+def _choose(
+    tracks: list[Any], recorded: dict[str, list[str]], which: str, model_name: str, root: Any
+) -> tuple[str, list[Any]]:
     if which not in SPLIT_CHOICES:
         raise ParameterError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {which!r}")
     if which == "auto":
@@ -51,8 +52,13 @@ def _overlap(scored_ids: list[str], recorded: dict[str, list[str]]) -> dict[str,
     train, val = set(recorded.get("train", [])), set(recorded.get("val", []))
     in_train = [i for i in scored_ids if i in train]
     in_val = [i for i in scored_ids if i in val]
-    return {"train": len(in_train), "val": len(in_val), "held_out": len(scored_ids) - len(in_train) - len(in_val),
-            "train_files": in_train, "val_files": in_val}
+    return {
+        "train": len(in_train),
+        "val": len(in_val),
+        "held_out": len(scored_ids) - len(in_train) - len(in_val),
+        "train_files": in_train,
+        "val_files": in_val,
+    }
 
 
 def _split_of(recorded: dict[str, list[str]]) -> dict[str, str]:
@@ -65,15 +71,25 @@ def _confusion_metrics(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> di
     if len(y):
         np.add.at(conf, (y, pred), 1)
     n = int(conf.sum())
-    return {"accuracy": float(np.trace(conf) / n) if n else None,
-            "per_class_accuracy": {lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None
-                                   for i, lab in enumerate(labels)},
-            "confusion": conf.tolist()}
+    return {
+        "accuracy": float(np.trace(conf) / n) if n else None,
+        "per_class_accuracy": {
+            lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None for i, lab in enumerate(labels)
+        },
+        "confusion": conf.tolist(),
+    }
 
 
-def evaluate_folder(model: Any, data: str | Path, *, split: str = "auto", task: str | None = None,
-                    vote: Literal["mean", "majority"] = "mean", per_file: bool = False,
-                    cache: Any = "default") -> dict[str, Any]:
+def evaluate_folder(
+    model: Any,
+    data: str | Path,
+    *,
+    split: str = "auto",
+    task: str | None = None,
+    vote: Literal["mean", "majority"] = "mean",
+    per_file: bool = False,
+    cache: Any = "default",
+) -> dict[str, Any]:
     """Score ``model`` (a loaded model of either kind) on the labelled folder ``data``.
 
     Returns (JSON-ready) ``{"model", "data", "kind", "split", "classes", "multilabel",
@@ -99,8 +115,15 @@ def evaluate_folder(model: Any, data: str | Path, *, split: str = "auto", task: 
     return out
 
 
-def _file_rows(ids: list[str], truth: list[Any], probs: np.ndarray, labels: list[str], multilabel: bool,
-               recorded: dict[str, list[str]], extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def _file_rows(
+    ids: list[str],
+    truth: list[Any],
+    probs: np.ndarray,
+    labels: list[str],
+    multilabel: bool,
+    recorded: dict[str, list[str]],
+    extra: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     where = _split_of(recorded)
     rows = []
     for i, tid in enumerate(ids):
@@ -113,16 +136,30 @@ def _file_rows(ids: list[str], truth: list[Any], probs: np.ndarray, labels: list
             predicted = labels[int(np.argmax(p))]
             label = labels[int(truth[i])]
             correct = predicted == label
-        row = {"file": tid, "label": label, "predicted": predicted, "correct": bool(correct),
-               "probabilities": {lab: float(v) for lab, v in zip(labels, p)}, "split": where.get(tid)}
+        row = {
+            "file": tid,
+            "label": label,
+            "predicted": predicted,
+            "correct": bool(correct),
+            "probabilities": {lab: float(v) for lab, v in zip(labels, p)},
+            "split": where.get(tid),
+        }
         if extra is not None:
             row.update(extra[i])
         rows.append(row)
     return rows
 
 
-def _evaluate_audio(m: Any, data: str | Path, which: str, recorded: dict[str, list[str]], per_file: bool,
-                    task: str | None, vote: str, cache: Any) -> dict[str, Any]:
+def _evaluate_audio(
+    m: Any,
+    data: str | Path,
+    which: str,
+    recorded: dict[str, list[str]],
+    per_file: bool,
+    task: str | None,
+    vote: str,
+    cache: Any,
+) -> dict[str, Any]:
     from musiclens.core.training import data as data_mod
     from musiclens.core.training.data.splits import _group
     from musiclens.core.training.loop import _nan_to_none, metrics_from, predict_set
@@ -139,9 +176,16 @@ def _evaluate_audio(m: Any, data: str | Path, which: str, recorded: dict[str, li
     metrics = metrics_from(probs, ps, m.labels, loss)
     scored = list(ps.track_ids)
     by_id = {t.id: t for t in chosen}
-    out: dict[str, Any] = {"model": m.name, "data": str(data), "kind": "audio", "split": which,
-                           "classes": list(m.labels), "multilabel": m.multilabel,
-                           "n_files": len(scored), "n_tracks": len({_group(by_id[i]) for i in scored})}
+    out: dict[str, Any] = {
+        "model": m.name,
+        "data": str(data),
+        "kind": "audio",
+        "split": which,
+        "classes": list(m.labels),
+        "multilabel": m.multilabel,
+        "n_files": len(scored),
+        "n_tracks": len({_group(by_id[i]) for i in scored}),
+    }
     out.update({k: v for k, v in metrics.items() if k not in ("n_tracks",)})
     n_tr, k = len(scored), len(m.labels)
     mean_probs = np.zeros((n_tr, k))
@@ -156,8 +200,9 @@ def _evaluate_audio(m: Any, data: str | Path, which: str, recorded: dict[str, li
         if len(ps):
             np.add.at(votes, (ps.track, probs.argmax(1)), 1)
         # majority of the patches' labels; ties go to the higher mean probability
-        majority = np.array([max(range(k), key=lambda c: (votes[j, c], mean_probs[j, c])) for j in range(n_tr)],
-                            dtype=np.int64)
+        majority = np.array(
+            [max(range(k), key=lambda c: (votes[j, c], mean_probs[j, c])) for j in range(n_tr)], dtype=np.int64
+        )
         truth = np.array([by_id[i].labels[0] for i in scored], dtype=np.int64)
         acc_mean = float((mean_probs.argmax(1) == truth).mean()) if n_tr else None
         acc_major = float((majority == truth).mean()) if n_tr else None
@@ -189,8 +234,9 @@ def _evaluate_audio(m: Any, data: str | Path, which: str, recorded: dict[str, li
     return clean
 
 
-def _evaluate_midi(m: Any, data: str | Path, which: str, recorded: dict[str, list[str]],
-                   per_file: bool) -> dict[str, Any]:
+def _evaluate_midi(
+    m: Any, data: str | Path, which: str, recorded: dict[str, list[str]], per_file: bool
+) -> dict[str, Any]:
     from musiclens.core.training.data.scan import scan_midi_folder
     from musiclens.core.training.midi import predict_windows
 
@@ -213,8 +259,15 @@ def _evaluate_midi(m: Any, data: str | Path, which: str, recorded: dict[str, lis
     y = np.asarray(ys, dtype=np.int64)
     probs = predict_windows(m, x, mk)
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
-    out: dict[str, Any] = {"model": m.name, "data": str(data), "kind": "midi", "split": which,
-                           "classes": list(m.labels), "multilabel": False, "n_files": len(ids)}
+    out: dict[str, Any] = {
+        "model": m.name,
+        "data": str(data),
+        "kind": "midi",
+        "split": which,
+        "classes": list(m.labels),
+        "multilabel": False,
+        "n_files": len(ids),
+    }
     out.update(_confusion_metrics(y, pred, m.labels))
     out["chance"] = 1.0 / len(m.labels)
     out["training_overlap"] = _overlap(ids, recorded)

@@ -62,8 +62,7 @@ class FeatureCache:
 
     @staticmethod
     def key(content: Sequence[str], spec: dict[str, Any], what: str = "features") -> str:
-        blob = json.dumps({"v": CACHE_VERSION, "content": list(content), "spec": spec, "what": what},
-                          sort_keys=True)
+        blob = json.dumps({"v": CACHE_VERSION, "content": list(content), "spec": spec, "what": what}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -87,8 +86,10 @@ class FeatureCache:
             np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
             os.replace(tmp, p)
         except OSError as exc:  # a full or read-only disk must not stop training
-            raise MusicLensError(f"cannot write the feature cache in {self.root}: {exc.strerror}; "
-                                 "set MUSICLENS_CACHE to a writable folder or disable the cache") from None
+            raise MusicLensError(
+                f"cannot write the feature cache in {self.root}: {exc.strerror}; "
+                "set MUSICLENS_CACHE to a writable folder or disable the cache"
+            ) from None
 
     def get_or_compute(self, key: str, compute: Callable[..., np.ndarray]) -> np.ndarray:
         # compute() is called without arguments; `...` because callers pass lambdas with bound

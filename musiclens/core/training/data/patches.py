@@ -64,10 +64,10 @@ class PatchSet:
         rows = self.index[np.asarray(idx, dtype=np.int64)]
         p = self.patch_frames
         if self.kind == "features":
-            batch = np.stack([self.arrays[a][..., s:s + p] for a, s in rows]).astype(np.float32, copy=False)
+            batch = np.stack([self.arrays[a][..., s : s + p] for a, s in rows]).astype(np.float32, copy=False)
             return torch.from_numpy(batch).to(device)
         hop, span = self.front_end.hop, self.audio_span()
-        chunks = np.stack([self.arrays[a][s * hop:s * hop + span] for a, s in rows])
+        chunks = np.stack([self.arrays[a][s * hop : s * hop + span] for a, s in rows])
         fe = self.front_end.replace(center=False)
         with torch.no_grad():
             return fe(torch.from_numpy(chunks).to(device))
@@ -104,15 +104,16 @@ def _segment_db(y: np.ndarray, fe: FrontEnd, starts: list[int], p: int) -> np.nd
     out = np.empty(len(starts))
     length = fe.replace(center=True).frames_to_samples(p)  # (p - 1) · hop + 1: the patch's own samples
     for i, s in enumerate(starts):
-        seg = y[s * fe.hop:s * fe.hop + length]
+        seg = y[s * fe.hop : s * fe.hop + length]
         rms = float(np.sqrt(np.mean(np.square(seg, dtype=np.float64)))) if seg.size else 0.0
         out[i] = 20 * np.log10(max(rms, 1e-10))
     return out
 
 
 class _Builder:
-    def __init__(self, kind: Literal["features", "audio"], fe: FrontEnd, p: int, n_labels: int,
-                 multilabel: bool) -> None:
+    def __init__(
+        self, kind: Literal["features", "audio"], fe: FrontEnd, p: int, n_labels: int, multilabel: bool
+    ) -> None:
         self.kind, self.fe, self.p, self.n_labels, self.multilabel = kind, fe, p, n_labels, multilabel
         self.arrays: list[np.ndarray] = []
         self.index: list[tuple[int, int]] = []
@@ -139,17 +140,35 @@ class _Builder:
             self.track.append(len(self.track_ids) - 1)
 
     def build(self) -> PatchSet:
-        y = (np.asarray(self.y, dtype=np.float32).reshape(-1, self.n_labels) if self.multilabel
-             else np.asarray(self.y, dtype=np.int64))
-        return PatchSet(self.kind, self.fe, self.p, self.arrays,
-                        np.asarray(self.index, dtype=np.int64).reshape(-1, 2), y,
-                        np.asarray(self.track, dtype=np.int64), self.track_ids)
+        y = (
+            np.asarray(self.y, dtype=np.float32).reshape(-1, self.n_labels)
+            if self.multilabel
+            else np.asarray(self.y, dtype=np.int64)
+        )
+        return PatchSet(
+            self.kind,
+            self.fe,
+            self.p,
+            self.arrays,
+            np.asarray(self.index, dtype=np.int64).reshape(-1, 2),
+            y,
+            np.asarray(self.track, dtype=np.int64),
+            self.track_ids,
+        )
 
 
-def prepare(ds: Dataset, split: Split, front_end: FrontEnd, patch_frames: int, *,
-            cache: FeatureCache | None = None, mode: Literal["features", "audio"] = "features",
-            patch_hop: int | None = None, active_db: float = -45.0,
-            require_all_stems: bool = True) -> Iterator[PrepareProgress]:
+def prepare(
+    ds: Dataset,
+    split: Split,
+    front_end: FrontEnd,
+    patch_frames: int,
+    *,
+    cache: FeatureCache | None = None,
+    mode: Literal["features", "audio"] = "features",
+    patch_hop: int | None = None,
+    active_db: float = -45.0,
+    require_all_stems: bool = True,
+) -> Iterator[PrepareProgress]:
     """Decode every track of ``split`` and cut it into patches; one progress step per track.
 
     Parameters
@@ -184,8 +203,9 @@ def prepare(ds: Dataset, split: Split, front_end: FrontEnd, patch_frames: int, *
             error = None
             try:
                 if ds.kind == "stems":
-                    _add_stem_track(builders[s], track, front_end, p, hop, spec, cache, mode,
-                                    active_db, require_all_stems)
+                    _add_stem_track(
+                        builders[s], track, front_end, p, hop, spec, cache, mode, active_db, require_all_stems
+                    )
                 else:
                     n = _add_file_track(builders[s], track, front_end, p, hop, spec, cache, mode)
                     if n == 0:
@@ -203,7 +223,8 @@ def prepare(ds: Dataset, split: Split, front_end: FrontEnd, patch_frames: int, *
         raise MusicLensError(
             f"no training patches in {ds.root}: {len(skipped)} file(s) skipped"
             + (f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else "")
-            + (f"; {len(short)} track(s) shorter than one patch" if short else ""))
+            + (f"; {len(short)} track(s) shorter than one patch" if short else "")
+        )
     data = PreparedData(sets, list(ds.labels), ds.multilabel, split, skipped, ds)
     yield PrepareProgress(total, total, None, None, data)
 
@@ -222,8 +243,16 @@ def _load(path: Path, fe: FrontEnd) -> np.ndarray:
     return y
 
 
-def _add_file_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, spec: dict[str, Any],
-                    cache: FeatureCache | None, mode: str) -> int:
+def _add_file_track(
+    b: _Builder,
+    track: Track,
+    fe: FrontEnd,
+    p: int,
+    hop: int,
+    spec: dict[str, Any],
+    cache: FeatureCache | None,
+    mode: str,
+) -> int:
     path = track.files[0]
     if mode == "features":
         if cache is not None:
@@ -242,8 +271,18 @@ def _add_file_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, s
     return len(starts)
 
 
-def _add_stem_track(b: _Builder, track: Track, fe: FrontEnd, p: int, hop: int, spec: dict[str, Any],
-                    cache: FeatureCache | None, mode: str, active_db: float, require_all: bool) -> None:
+def _add_stem_track(
+    b: _Builder,
+    track: Track,
+    fe: FrontEnd,
+    p: int,
+    hop: int,
+    spec: dict[str, Any],
+    cache: FeatureCache | None,
+    mode: str,
+    active_db: float,
+    require_all: bool,
+) -> None:
     hashes = [file_hash(f) for f in track.files] if cache is not None else []
     stems: list[np.ndarray] | None = None
 

@@ -38,8 +38,20 @@ MUSDB_STEMS = ("drums", "bass", "vocals", "other")
 MIX_NAMES = ("mixture", "mix")
 TASKS = ("genre", "mood", "instruments", "labels")
 
-__all__ = ["DATA_EXTENSIONS", "MUSDB_STEMS", "MIX_NAMES", "TASKS", "Track", "Dataset", "check_label",
-           "scan_folder", "scan_stems", "scan_midi_folder", "load_dataset", "data_kind"]
+__all__ = [
+    "DATA_EXTENSIONS",
+    "MUSDB_STEMS",
+    "MIX_NAMES",
+    "TASKS",
+    "Track",
+    "Dataset",
+    "check_label",
+    "scan_folder",
+    "scan_stems",
+    "scan_midi_folder",
+    "load_dataset",
+    "data_kind",
+]
 
 
 def check_label(name: str, *, where: str = "") -> str:
@@ -56,7 +68,8 @@ def check_label(name: str, *, where: str = "") -> str:
     if bad:
         raise MusicLensError(
             f"label {label!r}{where} contains control or invisible characters "
-            f"({', '.join(repr(c) for c in dict.fromkeys(bad))}); rename it using printable characters")
+            f"({', '.join(repr(c) for c in dict.fromkeys(bad))}); rename it using printable characters"
+        )
     if "/" in label or "\\" in label:
         raise MusicLensError(f"label {label!r}{where} contains a path separator; rename it")
     if len(label) > 100:
@@ -91,9 +104,14 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     def describe(self) -> dict[str, Any]:
-        return {"root": str(self.root), "kind": self.kind, "labels": self.labels,
-                "multilabel": self.multilabel, "tracks": len(self.tracks),
-                "skipped": [{"file": p, "reason": r} for p, r in self.skipped]}
+        return {
+            "root": str(self.root),
+            "kind": self.kind,
+            "labels": self.labels,
+            "multilabel": self.multilabel,
+            "tracks": len(self.tracks),
+            "skipped": [{"file": p, "reason": r} for p, r in self.skipped],
+        }
 
 
 def _is_hidden(p: Path) -> bool:
@@ -165,22 +183,21 @@ def scan_folder(root: str | os.PathLike[str], *, labels: Sequence[str] | None = 
         found[lab] = files
     if not found:
         loose = _audio_files(root, recursive=False)
-        hint = (f"; the {len(loose)} audio files directly in it need one sub-folder per label"
-                if loose else "")
+        hint = f"; the {len(loose)} audio files directly in it need one sub-folder per label" if loose else ""
         raise MusicLensError(
-            f"no audio files found in {root} (looked for {', '.join(DATA_EXTENSIONS)} in "
-            f"sub-folders <label>/){hint}")
+            f"no audio files found in {root} (looked for {', '.join(DATA_EXTENSIONS)} in sub-folders <label>/){hint}"
+        )
     names = sorted(found)
     if len(names) < 2 and labels is None:
         raise MusicLensError(
             f"{root} has only one class ({names[0]!r}); a classifier needs at least two "
-            "sub-folders <label>/ with audio files")
+            "sub-folders <label>/ with audio files"
+        )
     label_list = list(labels) if labels is not None else names
     index = {lab: i for i, lab in enumerate(label_list)}
     unknown = [lab for lab in names if lab not in index]
     if unknown:
-        raise MusicLensError(f"{root} has labels the model does not know: {unknown}; "
-                             f"its labels are {label_list}")
+        raise MusicLensError(f"{root} has labels the model does not know: {unknown}; its labels are {label_list}")
     tracks = []
     for lab in names:
         for f in found[lab]:
@@ -197,8 +214,7 @@ def _scan_csv(root: Path, table: Path, labels: Sequence[str] | None) -> Dataset:
     except UnicodeDecodeError:
         raise MusicLensError(f"{table} is not UTF-8 text") from None
     if not rows or not {"file", "label"} <= set(rows[0]):
-        raise MusicLensError(f"{table} needs a header with the columns 'file' and 'label' "
-                             "(optionally 'track')")
+        raise MusicLensError(f"{table} needs a header with the columns 'file' and 'label' (optionally 'track')")
     skipped: list[tuple[str, str]] = []
     entries = []
     for n, row in enumerate(rows, start=2):
@@ -253,9 +269,12 @@ def scan_stems(root: str | os.PathLike[str], *, labels: Sequence[str] | None = N
     if not raw:
         raise MusicLensError(
             f"no stem folders found in {root}: expected root/{{train,test}}/<track>/"
-            f"{{{','.join(MUSDB_STEMS)}}}.wav (musdb18-HQ layout) or root/<track>/<stem>.wav")
-    names = sorted({s for _, _, st in raw for s in st},
-                   key=lambda s: (MUSDB_STEMS.index(s) if s in MUSDB_STEMS else len(MUSDB_STEMS), s))
+            f"{{{','.join(MUSDB_STEMS)}}}.wav (musdb18-HQ layout) or root/<track>/<stem>.wav"
+        )
+    names = sorted(
+        {s for _, _, st in raw for s in st},
+        key=lambda s: (MUSDB_STEMS.index(s) if s in MUSDB_STEMS else len(MUSDB_STEMS), s),
+    )
     label_list = list(labels) if labels is not None else names
     index = {lab: i for i, lab in enumerate(label_list)}
     unknown = [s for s in names if s not in index]
@@ -267,14 +286,20 @@ def scan_stems(root: str | os.PathLike[str], *, labels: Sequence[str] | None = N
         if not ok:
             continue
         order = [s for s in label_list if s in ok]
-        tracks.append(Track(str(d.relative_to(root)), tuple(ok[s] for s in order),
-                            tuple(index[s] for s in order), tuple(order), official))
+        tracks.append(
+            Track(
+                str(d.relative_to(root)),
+                tuple(ok[s] for s in order),
+                tuple(index[s] for s in order),
+                tuple(order),
+                official,
+            )
+        )
     _check_usable(root, tracks, skipped)
     return Dataset(root, "stems", label_list, True, tracks, skipped)
 
 
-def load_dataset(root: str | os.PathLike[str], *, task: str = "genre",
-                 labels: Sequence[str] | None = None) -> Dataset:
+def load_dataset(root: str | os.PathLike[str], *, task: str = "genre", labels: Sequence[str] | None = None) -> Dataset:
     """``task`` ``"instruments"`` reads a stems folder, the others a labelled folder."""
     if task not in TASKS:
         raise ParameterError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -300,14 +325,15 @@ def scan_midi_folder(root: str | os.PathLike[str], *, labels: Sequence[str] | No
             found[lab] = files
     names = sorted(found)
     if len(names) < 2 and labels is None:
-        raise MusicLensError(f"{root} needs at least two sub-folders <label>/ with MIDI files "
-                             f"({', '.join(exts)}); found {names or 'none'}")
+        raise MusicLensError(
+            f"{root} needs at least two sub-folders <label>/ with MIDI files "
+            f"({', '.join(exts)}); found {names or 'none'}"
+        )
     label_list = list(labels) if labels is not None else names
     index = {lab: i for i, lab in enumerate(label_list)}
     unknown = [lab for lab in names if lab not in index]
     if unknown:
-        raise MusicLensError(f"{root} has labels the model does not know: {unknown}; "
-                             f"its labels are {label_list}")
+        raise MusicLensError(f"{root} has labels the model does not know: {unknown}; its labels are {label_list}")
     if not names:
         raise MusicLensError(f"no MIDI files found in {root} (looked in sub-folders <label>/)")
     tracks = [Track(str(f.relative_to(root)), (f,), (index[lab],)) for lab in names for f in found[lab]]
@@ -333,11 +359,14 @@ def data_kind(root: str | os.PathLike[str]) -> Literal["audio", "midi"]:
             n_audio += suffix in DATA_EXTENSIONS
             n_midi += suffix in midi_exts
     if n_audio and n_midi:
-        raise MusicLensError(f"{root} holds both audio ({n_audio} files) and MIDI ({n_midi} files); "
-                             "train on one kind at a time")
+        raise MusicLensError(
+            f"{root} holds both audio ({n_audio} files) and MIDI ({n_midi} files); train on one kind at a time"
+        )
     if n_midi:
         return "midi"
     if n_audio:
         return "audio"
-    raise MusicLensError(f"no audio or MIDI files found in {root} (looked for "
-                         f"{', '.join(DATA_EXTENSIONS + midi_exts)} in sub-folders <label>/)")
+    raise MusicLensError(
+        f"no audio or MIDI files found in {root} (looked for "
+        f"{', '.join(DATA_EXTENSIONS + midi_exts)} in sub-folders <label>/)"
+    )

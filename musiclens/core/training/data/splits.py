@@ -49,8 +49,9 @@ def _cut(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def split_by_track(ds: Dataset, *, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                   seed: int = 0, use_official: bool = True) -> Split:
+def split_by_track(
+    ds: Dataset, *, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0, use_official: bool = True
+) -> Split:
     """Seeded train/val/test split of **tracks** (default 80/10/10).
 
     Single-label sets are stratified: each label's tracks are shuffled and cut, with at
