@@ -183,8 +183,8 @@ def test_training_panel_trains_saves_and_lists_the_model(qtbot, window, tmp_path
     import soundfile as sf
 
     from musiclens.app.panels.training import ARCHS, models_home
+    from musiclens.core.models import architectures as archs
     from musiclens.core.models import study
-    from musiclens.core.training import archs
 
     assert ARCHS == tuple(archs.names()) and set(study.ARCHS) <= set(ARCHS)  # every trainable architecture
     rng = np.random.default_rng(0)

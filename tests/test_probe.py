@@ -430,7 +430,7 @@ def test_gtzan_excerpts_probe_by_track(shared_data, tmp_path, capsys):
 @pytest.mark.gui
 def test_training_panel_offers_the_probe_base_and_features(qtbot, monkeypatch):
     from musiclens.app.panels.training import ARCHS, TrainingPanel
-    from musiclens.core.training import archs
+    from musiclens.core.models import architectures as archs
 
     assert "musicnn-probe" in ARCHS and tuple(archs.names("audio")) == tuple(study.ARCHS)
     assert ARCHS == tuple(archs.names())  # every trainable architecture, audio and MIDI

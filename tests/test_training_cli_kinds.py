@@ -17,7 +17,7 @@ from test_train import genre_22k
 
 TRAINING_MODULES = (
     "musiclens.core.training",
-    "musiclens.core.training.archs",
+    "musiclens.core.models.architectures",
     "musiclens.core.training.events",
     "musiclens.core.training.data",
     "musiclens.core.training.data.cache",
@@ -44,7 +44,7 @@ def test_every_training_module_imports_alone_and_the_light_ones_need_no_torch():
 import importlib, sys
 mod = sys.argv[1]
 importlib.import_module(mod)
-if mod in ("musiclens.core.training", "musiclens.core.training.archs", "musiclens.core.training.events"):
+if mod in ("musiclens.core.training", "musiclens.core.models.architectures", "musiclens.core.training.events"):
     assert "torch" not in sys.modules, f"{mod} imports torch"
 if mod == "musiclens.core.training.loop":
     bad = [m for m in ("musiclens.core.training.probe", "musiclens.core.training.midi",
@@ -62,8 +62,8 @@ def test_the_old_training_modules_are_gone():
 
 
 def test_one_list_of_trainable_architectures():
+    from musiclens.core.models import architectures as archs
     from musiclens.core.models import study
-    from musiclens.core.training import archs
 
     assert archs.names("audio") == list(study.ARCHS)
     assert archs.names("midi") == ["midi-lstm"]
@@ -75,7 +75,7 @@ def test_the_training_panel_and_the_cli_read_the_list():
     pytest.importorskip("PySide6")
     from musiclens.app.panels import training as panel
     from musiclens.cli import build_parser
-    from musiclens.core.training import archs
+    from musiclens.core.models import architectures as archs
 
     assert list(panel.ARCHS) == archs.names()
     parser = build_parser()

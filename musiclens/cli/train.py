@@ -39,7 +39,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from musiclens.core.training.archs import ARCHITECTURES, DEFAULT_ARCH
+    from musiclens.core.models.architectures import ARCHITECTURES, DEFAULT_ARCH
 
     p = subparsers.add_parser("train", help="train a model (audio or MIDI) on a labelled folder")
     kinds = ", ".join(f"{a.name} ({a.kind})" for a in ARCHITECTURES)

@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from musiclens.core.training.archs import ARCHITECTURES
-from musiclens.core.training.archs import names as arch_names
+from musiclens.core.models.architectures import ARCHITECTURES
+from musiclens.core.models.architectures import names as arch_names
 
-ARCHS = tuple(arch_names())  # the one list of trainable architectures (core.training.archs)
+ARCHS = tuple(arch_names())  # the one list of trainable architectures (core.models.architectures)
 PROBE_BASES = ("MSD_musicnn", "MTT_musicnn")
 PROBE_FEATURES = ("penultimate", "pooled", "tags")
 TASKS = ("genre", "instruments", "mood")

@@ -34,15 +34,7 @@ from typing import Any
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.features import FrontEnd, logmel_frontend, musicnn_frontend, stft_frontend
-from musiclens.core.models import registry
-
-#: The modules that define the study families (added to ``registry.FAMILY_MODULES``).
-STUDY_FAMILY_MODULES = (
-    "musiclens.core.models.vanilla_cnn",
-    "musiclens.core.models.gap_cnn",
-    "musiclens.core.models.choi_cnn",
-    "musiclens.core.models.stft_cnn",
-)
+from musiclens.core.models import architectures, registry
 
 
 def _genre_logmel() -> FrontEnd:
@@ -59,10 +51,10 @@ def _stft(real_only: bool = False) -> FrontEnd:
 
 @dataclass(frozen=True)
 class StudyArch:
-    """An architecture of the studies: its family, default front end and patch length."""
+    """An architecture of the studies: its family, default front end and patch length (what
+    it is: :mod:`musiclens.core.models.architectures`)."""
 
     name: str
-    description: str
     front_end: Callable[[], FrontEnd]
     patch_seconds: float
 
@@ -73,19 +65,13 @@ class StudyArch:
 ARCHS: dict[str, StudyArch] = {
     a.name: a
     for a in (
-        StudyArch("vanilla-cnn", "2 conv + 2 dense (the GTZAN study's baseline)", _genre_logmel, 3.0),
-        StudyArch(
-            "masked-cnn", "vanilla-cnn with Zhang et al.'s interpretable-filter mask on conv 2", _genre_logmel, 3.0
-        ),
-        StudyArch(
-            "gap-cnn", "3 conv + transposed conv + global average pooling + linear (exact CAM)", _genre_logmel, 3.0
-        ),
-        StudyArch("choi-cnn", "4 × (conv, BN, leaky ReLU, pool) + dense 128/65 (instrument study)", _choi_logmel, 10.0),
-        StudyArch("stft-cnn", "CNN on the complex STFT (real, imag) for the dreaming study", _stft, 3.0),
+        StudyArch("vanilla-cnn", _genre_logmel, 3.0),
+        StudyArch("masked-cnn", _genre_logmel, 3.0),
+        StudyArch("gap-cnn", _genre_logmel, 3.0),
+        StudyArch("choi-cnn", _choi_logmel, 10.0),
+        StudyArch("stft-cnn", _stft, 3.0),
         # 2.98 s -> 187 frames at hop 256 (center=True), MusiCNN's own patch
-        StudyArch(
-            "musicnn-probe", "trainable head on a frozen pretrained MusiCNN (transfer learning)", musicnn_frontend, 2.98
-        ),
+        StudyArch("musicnn-probe", musicnn_frontend, 2.98),
     )
 }
 
@@ -152,7 +138,7 @@ def create(
         multilabel=bool(multilabel),
         layers={layer.name: layer for layer in layers},
         architecture=architecture,
-        provenance={"arch": name, "description": spec.description, "trained": False},
+        provenance={"arch": name, "description": architectures.get(name).description, "trained": False},
     )
 
 

@@ -28,8 +28,8 @@ _LAZY = {
     "Progress": ("musiclens.core.training.events", "Progress"),
     "PrepareProgress": ("musiclens.core.training.events", "PrepareProgress"),
     "Finished": ("musiclens.core.training.events", "Finished"),
-    "ARCHITECTURES": ("musiclens.core.training.archs", "ARCHITECTURES"),
-    "DEFAULT_ARCH": ("musiclens.core.training.archs", "DEFAULT_ARCH"),
+    "ARCHITECTURES": ("musiclens.core.models.architectures", "ARCHITECTURES"),
+    "DEFAULT_ARCH": ("musiclens.core.models.architectures", "DEFAULT_ARCH"),
 }
 
 

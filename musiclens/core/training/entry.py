@@ -2,7 +2,7 @@
 
 ``train(data=FOLDER, out=MODEL_DIR)`` finds the kind of the folder's files (audio or MIDI,
 :func:`~musiclens.core.training.data.data_kind`), takes that kind's default architecture
-(:data:`~musiclens.core.training.archs.DEFAULT_ARCH`; ``arch`` overrides) and runs the whole
+(:data:`~musiclens.core.models.architectures.DEFAULT_ARCH`; ``arch`` overrides) and runs the whole
 job as one generator: :class:`~musiclens.core.training.events.PrepareProgress` per file, the
 trainer's :class:`~musiclens.core.training.events.Progress`, then
 :class:`~musiclens.core.training.events.Finished` with the model and the summary. The CLI's
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from musiclens.core.training import archs
+from musiclens.core.models import architectures as archs
 from musiclens.core.training.loop import TrainConfig, finish_run, prepare_run, summary_of
 from musiclens.core.training.loop import train as train_loop
 

@@ -1,9 +1,10 @@
-"""The trainable architectures, each with the input kind it learns from — ONE list, read by
-the CLI's ``train --arch`` choices, the window's Training panel and :func:`musiclens.core.training.train`.
+"""The trainable architectures, each with the input kind it learns from and what it is — ONE
+list, read by the CLI's ``train --arch`` choices, the window's Training panel,
+:func:`musiclens.core.training.train` and the study models' provenance.
 
 No torch import here (the window builds its panels before torch is loaded). The audio
-entries are the study architectures of :mod:`musiclens.core.models.study` (a test keeps the
-two lists equal); ``midi-lstm`` is :mod:`musiclens.core.models.midi_lstm`.
+entries are built by :mod:`musiclens.core.models.study` (front end and patch length there; a
+test keeps the two lists equal); ``midi-lstm`` is :mod:`musiclens.core.models.midi_lstm`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ class TrainableArch:
 
 ARCHITECTURES: tuple[TrainableArch, ...] = (
     TrainableArch("vanilla-cnn", "audio", "2 conv + 2 dense (the GTZAN study's baseline)"),
-    TrainableArch("masked-cnn", "audio", "vanilla-cnn with Zhang et al.'s interpretable-filter mask"),
-    TrainableArch("gap-cnn", "audio", "3 conv + global average pooling (exact CAM)"),
-    TrainableArch("choi-cnn", "audio", "4 conv blocks + dense (instrument study)"),
-    TrainableArch("stft-cnn", "audio", "CNN on the complex STFT (dreaming study)"),
-    TrainableArch("musicnn-probe", "audio", "a head on a frozen pretrained MusiCNN (transfer learning)"),
+    TrainableArch("masked-cnn", "audio", "vanilla-cnn with Zhang et al.'s interpretable-filter mask on conv 2"),
+    TrainableArch("gap-cnn", "audio", "3 conv + transposed conv + global average pooling + linear (exact CAM)"),
+    TrainableArch("choi-cnn", "audio", "4 × (conv, BN, leaky ReLU, pool) + dense 128/65 (instrument study)"),
+    TrainableArch("stft-cnn", "audio", "CNN on the complex STFT (real, imag) for the dreaming study"),
+    TrainableArch("musicnn-probe", "audio", "trainable head on a frozen pretrained MusiCNN (transfer learning)"),
     TrainableArch("midi-lstm", "midi", "LSTM over the first notes of a MIDI piece (pitch, step, duration)"),
 )
 
