@@ -66,7 +66,8 @@ def test_one_list_of_trainable_architectures():
     from musiclens.core.models import study
 
     assert archs.names("audio") == list(study.ARCHS)
-    assert archs.names("midi") == ["midi-lstm"]
+    assert archs.names("midi") == ["midi-lstm", "midi-piece"]
+    assert archs.DEFAULT_ARCH["midi"] == "midi-piece"
     assert archs.kind_of(archs.DEFAULT_ARCH["audio"]) == "audio"
     assert archs.kind_of(archs.DEFAULT_ARCH["midi"]) == "midi"
 
@@ -117,6 +118,8 @@ def midi_run(tmp_path_factory):
         str(out),
         "--epochs",
         "1",
+        "--arch",
+        "midi-lstm",
         "--n-notes",
         "16",
         "--hidden",
@@ -134,7 +137,7 @@ def _run(cli, argv, capsys):
     return status, o, e
 
 
-def test_cli_trains_a_midi_folder_with_its_default_architecture(midi_run, capsys):
+def test_cli_trains_a_midi_folder_with_midi_lstm(midi_run, capsys):
     root, out, argv, cli = midi_run
     status, o, e = _run(cli, argv, capsys)
     assert status == 0, e
@@ -142,7 +145,7 @@ def test_cli_trains_a_midi_folder_with_its_default_architecture(midi_run, capsys
     assert res["arch"] == "midi-lstm" and res["kind"] == "midi" and res["classes"] == ["high", "low"]
     assert res["split"] == {"train": 16, "val": 2, "test": 2} and res["epochs_run"] == 1
     assert 0.0 <= res["test_accuracy"] <= 1.0 and res["out"] == str(out)
-    assert "holds midi files: training midi-lstm" in e and "files read" in e
+    assert "files read" in e  # (the default MIDI architecture, midi-piece: tests/test_midi_wholepiece.py)
     meta = json.loads((out / "model.json").read_text())
     assert meta["input"] == "midi" and meta["note_features"]["n_notes"] == 16
     tracks = meta["provenance"]["data"]["tracks"]
@@ -294,7 +297,23 @@ def test_cli_jazz_vs_dance_train_evaluate_predict(shared_data, tmp_path, capsys)
         (root / label).symlink_to(genre / label, target_is_directory=True)
     out = tmp_path / "model"
     status, o, e = _run(
-        cli, ["train", "--data", root, "--out", out, "--epochs", "3", "--hidden", "32", "--json", "--quiet"], capsys
+        cli,
+        [
+            "train",
+            "--data",
+            root,
+            "--out",
+            out,
+            "--arch",
+            "midi-lstm",
+            "--epochs",
+            "3",
+            "--hidden",
+            "32",
+            "--json",
+            "--quiet",
+        ],
+        capsys,
     )
     assert status == 0, e
     res = json.loads(o)

@@ -233,6 +233,7 @@ class MainWindow(QMainWindow):
         file = menu.addMenu("&File")
         self._action(file, "&Open…", self.open_dialog, QKeySequence.Open)
         self.recent_menu = file.addMenu("Open &Recent")
+        self._action(file, "Open &batch results…", lambda: self.open_batch_results())
         file.addSeparator()
         self._action(file, "Export spectrogram as &PNG…", self.export_spectrogram_png)
         panels = file.addMenu("Export a panel as PNG")
@@ -628,6 +629,12 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open a recording", "", AUDIO_FILTER)
         if path:
             self.open_file(path)
+
+    def open_batch_results(self, path: str | Path | None = None):
+        """File > Open batch results…: a ``musiclens batch`` table; a row opens its file."""
+        from musiclens.app.panels.batch_results import open_batch_results
+
+        return open_batch_results(self, path)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls():

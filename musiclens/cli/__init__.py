@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.predict",
     "musiclens.cli.midi_classify",
     "musiclens.cli.midi_flip",
+    "musiclens.cli.batch",
 )
 
 

@@ -20,6 +20,11 @@ stderr; with ``--json`` stdout holds one document::
      "train_accuracy", "val_accuracy", "test_accuracy", "epochs_run", ...}
 
 (multi-label ``--task instruments``: ``*_roc_auc`` and ``*_pr_auc`` instead of accuracies).
+
+Several processes (audio architectures trained end to end): ``torchrun --nproc_per_node N -m
+musiclens train ... --distributed`` trains with DistributedDataParallel (gloo on the CPU, NCCL
+on GPUs), ``--batch-size`` being the global batch shared by the processes; only rank 0 prints
+and writes (see :mod:`musiclens.core.training.distributed` and the README).
 """
 
 from __future__ import annotations
@@ -103,6 +108,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="masked-cnn: template scale of the filter loss (default Zhang's 0.5/(F·T))",
     )
     p.add_argument("--real-only", action="store_true", help="stft-cnn: real part only (1 channel)")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout probability of the architecture's dropout layers (default: the architecture's own)",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one process of a torchrun job (torchrun --nproc_per_node N -m musiclens train ... --distributed): "
+        "DDP, gloo on the CPU, NCCL on GPUs; --batch-size is the global batch",
+    )
     g = p.add_argument_group("musicnn-probe (transfer learning on a frozen pretrained MusiCNN)")
     g.add_argument(
         "--base",
@@ -193,6 +210,12 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ParameterError(f"--l2 takes numbers separated by commas, got {args.l2!r}") from None
     params.update({k: v for k, v in probe_args.items() if v is not None})
+    if args.dropout is not None:
+        if arch == "musicnn-probe":
+            raise ParameterError("--dropout is not for musicnn-probe")
+        if not 0.0 <= args.dropout < 1.0:
+            raise ParameterError(f"--dropout must be in [0, 1), got {args.dropout}")
+        params["dropout"] = args.dropout
     midi_args = {
         "n_notes": args.n_notes,
         "hidden": args.hidden_units if kind == "midi" else None,
@@ -216,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         params.update({k: v for k, v in midi_args.items() if v is not None})
     cfg = entry.default_config(
         kind,
+        arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -230,6 +254,14 @@ def run(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else FeatureCache(args.cache_dir) if args.cache_dir else "default"
 
     from musiclens.cli._progress import Progress
+
+    main_process = True  # under torchrun only rank 0 prints progress and the result
+    if args.distributed:
+        import os
+
+        main_process = os.environ.get("RANK", "0") == "0"
+        if not main_process:
+            args.quiet = True
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -274,9 +306,12 @@ def run(args: argparse.Namespace) -> int:
             patch_seconds=args.patch_seconds,
             resume=args.resume,
             model_params=params,
+            distributed=args.distributed,
         ),
         show,
     ).summary
+    if not main_process:
+        return 0
     for item in summary.get("skipped", []):
         say(f"skipped {item['file']}: {item['reason']}")
     if args.json:

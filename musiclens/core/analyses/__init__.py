@@ -16,6 +16,8 @@ dream                  dream -> Dreamt
 flip                   flip_recording -> RecordingFlip (audio)
 midi                   open_midi, classify_notes, flip -> MidiFlip, render
 training               train -> Trained, evaluate (the evaluate command's dict)
+batch                  batch (a folder -> summary.parquet + array shards; resumable,
+                       ``workers`` processes), read_table -> BatchTable, read_array
 =====================  ============================================================
 
 No module here imports torch at import time (the window imports the result types before

@@ -305,6 +305,12 @@ def flip_steps(
     target = model.label_index(to)
     if steps < 1 or lr <= 0 or penalty < 0:
         raise ParameterError("steps must be >= 1, lr > 0 and penalty >= 0")
+    if len(getattr(model.spec, "features", FEATURES)) != len(FEATURES):
+        raise ParameterError(
+            f"{model.name}: the flip works on models that read (pitch, step, duration) of the first notes "
+            f"(midi-lstm); this model reads {len(model.spec.features)} features of the whole piece, which the "
+            "flip does not support yet"
+        )
     bad = [f for f in features if f not in FEATURES]
     if bad or not features:
         raise ParameterError(f"features must be a non-empty subset of {FEATURES}, got {list(features)}")

@@ -40,8 +40,8 @@ def rnn_grad_context(device: torch.device | str) -> contextlib.AbstractContextMa
 
 
 def _check(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise ParameterError(f"x must have shape (B, N, 3), got {tuple(x.shape)}")
+    if x.ndim != 3 or x.shape[-1] not in (3, 7):  # (pitch, step, duration) or a whole-piece spec's 7 features
+        raise ParameterError(f"x must have shape (B, N, 3) or (B, N, 7), got {tuple(x.shape)}")
     if mask is None:
         return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
     if mask.shape != x.shape[:2]:

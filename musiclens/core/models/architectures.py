@@ -33,10 +33,16 @@ ARCHITECTURES: tuple[TrainableArch, ...] = (
     TrainableArch("stft-cnn", "audio", "CNN on the complex STFT (real, imag) for the dreaming study"),
     TrainableArch("musicnn-probe", "audio", "trainable head on a frozen pretrained MusiCNN (transfer learning)"),
     TrainableArch("midi-lstm", "midi", "LSTM over the first notes of a MIDI piece (pitch, step, duration)"),
+    TrainableArch(
+        "midi-piece",
+        "midi",
+        "CNN over every note of every track (pitch, timing, velocity, instrument, drums, beat position), "
+        "per-note votes averaged over the whole piece",
+    ),
 )
 
 #: The architecture a folder of each kind gets when none is asked for.
-DEFAULT_ARCH: dict[str, str] = {"audio": "vanilla-cnn", "midi": "midi-lstm"}
+DEFAULT_ARCH: dict[str, str] = {"audio": "vanilla-cnn", "midi": "midi-piece"}
 
 
 def names(kind: str | None = None) -> list[str]:

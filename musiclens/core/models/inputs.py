@@ -87,6 +87,8 @@ class NoteSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NoteSpec:
+        if d.get("whole_piece") and cls is NoteSpec:
+            return PieceSpec.from_dict(d)
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -147,6 +149,84 @@ class NoteSpec:
 
 #: The older name of :class:`NoteSpec`.
 NoteFeatureSpec = NoteSpec
+
+#: The note features of a :class:`PieceSpec`, in column order.
+PIECE_FEATURES: tuple[str, ...] = ("pitch", "step", "duration", "velocity", "program", "drum", "beat")
+
+
+@dataclass(frozen=True)
+class PieceSpec(NoteSpec):
+    """The whole piece as model input: every note of every track (drums included), in order
+    of onset, with seven raw features per note (:data:`PIECE_FEATURES`)::
+
+        pitch (MIDI number), step (s since the previous onset), duration (s), velocity (1..127),
+        program (General MIDI 0..127), drum (1.0 for a drum note), beat (onset in beats, the
+        file's tempo map; its fraction is the position in the beat)
+
+    ``window(notes)`` returns ``(n, 7)`` features and an all-True mask for the piece's ``n``
+    notes (no padding, no cut below ``n_notes``, which is only a cap against absurd files);
+    the network reads them all. ``mean``/``std``/``time_transform`` apply to the first three
+    columns (as :class:`NoteSpec`); the network standardises the rest itself.
+    In ``model.json`` the spec carries ``"whole_piece": true``.
+    """
+
+    n_notes: int = 200_000
+    features: tuple[str, ...] = PIECE_FEATURES
+    drop_drums: bool = False
+    min_notes: int = 16
+    whole_piece: bool = True
+
+    def __post_init__(self) -> None:
+        if tuple(self.features) != PIECE_FEATURES:
+            raise ParameterError(f"a whole-piece spec's features are {PIECE_FEATURES}, got {self.features}")
+        if int(self.n_notes) <= 0 or self.time_scale <= 0 or min(self.std) <= 0:
+            raise ParameterError("n_notes, time_scale and std must be positive")
+        if self.short not in ("drop", "pad") or self.time_transform not in ("log1p", "none"):
+            raise ParameterError(f"bad short {self.short!r} or time_transform {self.time_transform!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PieceSpec:
+        d = dict(d)
+        for key in ("features", "mean", "std"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if d.get("programs") is not None:
+            d["programs"] = tuple(int(p) for p in d["programs"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ParameterError(f"unknown note-feature fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def window(self, notes: Notes) -> tuple[np.ndarray, np.ndarray]:
+        """``(features (n, 7) float32, mask (n,) bool all True)`` for every note of the piece."""
+        from musiclens.core.midi import TooFewNotesError
+
+        n = len(notes)
+        if n < max(1, self.min_notes):
+            where = f" ({notes.source.name})" if notes.source else ""
+            raise TooFewNotesError(f"the piece{where} has {n} notes; this model needs at least {self.min_notes}")
+        feats = piece_features(notes)[: self.n_notes]
+        return feats, np.ones(len(feats), dtype=bool)
+
+
+def piece_features(notes: Notes) -> np.ndarray:
+    """``(n, 7)`` float32 :data:`PIECE_FEATURES` of every note of ``notes`` (in their order).
+
+    ``beat`` uses the file's tempo map when the notes carry their document, else the
+    notes' initial tempo."""
+    n = len(notes)
+    if n == 0:
+        return np.zeros((0, len(PIECE_FEATURES)), np.float32)
+    doc = notes.document
+    if doc is not None:
+        beat = doc.to_ticks(notes.start).astype(np.float64) / max(1, doc.resolution)
+    else:
+        beat = notes.start * float(notes.tempo) / 60.0
+    cols = [notes.pitch, notes.step, notes.duration, notes.velocity, notes.program, notes.is_drum, beat]
+    return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "musiclens.core.models.choi_cnn",
     "musiclens.core.models.stft_cnn",
     "musiclens.core.models.midi_lstm",
+    "musiclens.core.models.midi_piece",
     "musiclens.core.models.musicnn_probe",
 )
 

@@ -1,16 +1,17 @@
 """Training, as one package (no import cycles; a test imports every module alone):
 
-==============  =====================================================================
-``archs``       the trainable architectures and their input kind (no torch; the GUI reads it)
-``events``      ONE progress type for every trainer (:class:`Progress`), plus
-                :class:`PrepareProgress` and :class:`Finished` around it (no torch)
-``data``        datasets by concern: ``scan`` (folders, CSV, stems, MIDI), ``splits``
-                (by track), ``patches`` (patch sets), ``cache`` (the feature cache)
-``loop``        the training loop of the audio study models (metrics, checkpoints, resume)
-``probe``       the MusiCNN probe (cached frozen features, cross-validated head)
-``midi``        MIDI note windows and the LSTM trainer
-``entry``       :func:`train` — the one entry point: ``train(data=FOLDER, out=DIR, arch=None)``
-==============  =====================================================================
+================  =====================================================================
+``archs``         the trainable architectures and their input kind (no torch; the GUI reads it)
+``events``        ONE progress type for every trainer (:class:`Progress`), plus
+                  :class:`PrepareProgress` and :class:`Finished` around it (no torch)
+``data``          datasets by concern: ``scan`` (folders, CSV, stems, MIDI), ``splits``
+                  (by track), ``patches`` (patch sets), ``cache`` (the feature cache)
+``loop``          the training loop of the audio study models (metrics, checkpoints, resume)
+``distributed``   torchrun processes: the process group, DDP, batch shards, gathered metrics
+``probe``         the MusiCNN probe (cached frozen features, cross-validated head)
+``midi``          MIDI note windows and the LSTM trainer
+``entry``         :func:`train` — the one entry point: ``train(data=FOLDER, out=DIR, arch=None)``
+================  =====================================================================
 
 Importing this package is cheap; :func:`train`, :class:`TrainConfig` and the event types
 are loaded on first use.

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from musiclens.core.models import architectures as archs
 from musiclens.core.training.loop import TrainConfig, finish_run, prepare_run, summary_of
 from musiclens.core.training.loop import train as train_loop
+
+if TYPE_CHECKING:
+    from musiclens.core.training.distributed import World
 
 __all__ = ["train", "train_on_folder", "resolve_arch", "default_config"]
 
@@ -35,14 +38,16 @@ def resolve_arch(data: str | Path, arch: str | None = None) -> tuple[str, str]:
     return archs.DEFAULT_ARCH[kind], kind
 
 
-def default_config(kind: str, **given: Any) -> TrainConfig:
+def default_config(kind: str, arch: str | None = None, **given: Any) -> TrainConfig:
     """A :class:`TrainConfig` with ``kind``'s defaults (MIDI: the LSTM's epochs, learning rate
-    and weight decay, no early stopping) and the settings ``given`` that are not None."""
+    and weight decay, no early stopping; ``arch`` "midi-piece": the whole-piece model's, as
+    selected by cross-validation in ``bench_midi_jazz_dance.py``) and the settings ``given``
+    that are not None."""
     base: dict[str, Any] = {}
     if kind == "midi":
-        from musiclens.core.training.midi import MIDI_DEFAULTS
+        from musiclens.core.training.midi import MIDI_DEFAULTS, PIECE_DEFAULTS
 
-        base.update(MIDI_DEFAULTS)
+        base.update(PIECE_DEFAULTS if arch == "midi-piece" else MIDI_DEFAULTS)
     base.update({k: v for k, v in given.items() if v is not None})
     return TrainConfig(**base)
 
@@ -61,6 +66,7 @@ def train(
     resume: str | Path | None = None,
     cancel: Any = None,
     model_params: dict[str, Any] | None = None,
+    distributed: bool = False,
 ) -> Iterator[Any]:
     """Train a model on the dataset folder ``data`` and save it to ``out``: one generator.
 
@@ -69,10 +75,41 @@ def train(
     ``mode``, ``patch_seconds`` and ``resume`` apply to audio; ``model_params`` are the
     architecture's own settings. ``cancel``: a ``threading.Event`` or callable, checked before
     every batch; a cancelled run still saves its best epoch so far.
+
+    ``distributed``: this process is one of a torchrun job (audio architectures trained by
+    the loop, not musicnn-probe or midi-lstm): it joins the process group
+    (:func:`~musiclens.core.training.distributed.init_from_env`) and leaves it when the
+    generator ends, fails or is closed; only rank 0 saves to ``out`` and the checkpoints.
     """
     arch, kind = resolve_arch(data, arch)
     if config is None:
-        config = default_config(kind)
+        config = default_config(kind, arch)
+    if distributed:
+        from musiclens.core.errors import ParameterError
+        from musiclens.core.training import distributed as dist_mod
+
+        if kind != "audio" or arch == "musicnn-probe":
+            raise ParameterError(f"--distributed is for the audio architectures trained end to end, not {arch}")
+        world = dist_mod.init_from_env(config.device)
+        try:
+            yield from train_on_folder(
+                arch,
+                data,
+                task=task,
+                config=config,
+                out=out if world.is_main else None,
+                fractions=fractions,
+                cache=cache,
+                mode=mode,
+                patch_seconds=patch_seconds,
+                resume=resume,
+                cancel=cancel,
+                model_params=model_params,
+                world=world,
+            )
+        finally:
+            world.close()
+        return
     if kind == "midi":
         from musiclens.core.training import midi
 
@@ -114,6 +151,7 @@ def train_on_folder(
     resume: str | Path | None = None,
     cancel: Any = None,
     model_params: dict[str, Any] | None = None,
+    world: World | None = None,
 ) -> Iterator[Any]:
     """The audio run: scan, split by track, prepare patches, train, evaluate and save.
 
@@ -122,7 +160,8 @@ def train_on_folder(
     :class:`~musiclens.core.training.events.Finished` with the model (saved to ``out`` when
     given) and :func:`~musiclens.core.training.loop.summary_of`'s dict. ``cache="default"``
     uses :func:`~musiclens.core.training.data.cache_dir`, None disables it, a
-    :class:`~musiclens.core.training.data.FeatureCache` is used as is.
+    :class:`~musiclens.core.training.data.FeatureCache` is used as is. ``world``: a
+    :class:`~musiclens.core.training.distributed.World` (see :func:`train`'s ``distributed``).
     """
     import torch
 
@@ -134,6 +173,10 @@ def train_on_folder(
         from musiclens.core.errors import ParameterError
 
         raise ParameterError(f"{arch} is not an audio architecture")
+    if world is not None and arch == "musicnn-probe":
+        from musiclens.core.errors import ParameterError
+
+        raise ParameterError("--distributed is not for musicnn-probe (its head is fitted on cached features)")
     if arch == "musicnn-probe":  # transfer learning: cached frozen features + a fitted head
         from musiclens.core.training import probe
 
@@ -161,9 +204,9 @@ def train_on_folder(
     if prepared is None:
         return
     last = None
-    for ev in train_loop(model, prepared, cfg, cancel=cancel, resume=resume):
+    for ev in train_loop(model, prepared, cfg, cancel=cancel, resume=resume, world=world):
         last = ev
         yield ev
-    device = resolve_device(cfg.device)
-    summary = summary_of(model, prepared, arch, last, device=device)
+    device = world.device if world is not None else resolve_device(cfg.device)
+    summary = summary_of(model, prepared, arch, last, device=device, world=world)
     yield finish_run(model, summary, last, root=root, task=task, ds=ds, split=split, cfg=cfg, out=out)

@@ -29,6 +29,9 @@ The whole run from a folder (scan, split, prepare, train, evaluate, save) is
   per-track accuracy (mean probability over a track's patches) for single-label models;
   ROC-AUC and PR-AUC (average precision) per class and their means for multi-label ones.
 * runs on the GPU when one is present (``device="auto"``).
+* **several processes** (``world``, a :class:`~musiclens.core.training.distributed.World`
+  under torchrun): DDP, each global batch sharded over the processes, metrics gathered;
+  only rank 0 writes checkpoints (see :mod:`musiclens.core.training.distributed`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +53,9 @@ from musiclens.core.errors import MusicLensError, ParameterError
 from musiclens.core.models.registry import LoadedModel
 from musiclens.core.training.data.patches import PatchSet, PreparedData, PrepareProgress
 from musiclens.core.training.events import Finished, Progress, is_cancelled
+
+if TYPE_CHECKING:
+    from musiclens.core.training.distributed import World
 
 __all__ = [
     "TrainConfig",
@@ -150,23 +156,54 @@ def predict_set(
     model: LoadedModel, ps: PatchSet, *, batch_size: int = 64, device: torch.device | str | None = None
 ) -> tuple[np.ndarray, float]:
     """(N, L) probabilities of every patch and the mean loss."""
+    probs, total = _predict_rows(model, ps, np.arange(len(ps)), batch_size=batch_size, device=device)
+    n = len(ps)
+    return probs, total / n if n else float("nan")
+
+
+@torch.no_grad()
+def _predict_rows(
+    model: LoadedModel, ps: PatchSet, rows: np.ndarray, *, batch_size: int, device: torch.device | str | None
+) -> tuple[np.ndarray, float]:
+    """(len(rows), L) probabilities of the patches ``rows`` and their summed loss."""
     device = device or next(model.net.parameters()).device
     was = model.net.training
     model.net.eval()
     probs, total = [], 0.0
     try:
-        for i in range(0, len(ps), batch_size):
-            idx = np.arange(i, min(i + batch_size, len(ps)))
+        for i in range(0, len(rows), batch_size):
+            idx = rows[i : i + batch_size]
             logits = model.net(ps.inputs(idx, device))
             total += float(_loss(logits, ps.targets(idx, device), ps.multilabel)) * len(idx)
             probs.append(model.probabilities(logits).cpu().numpy())
     finally:
         model.net.train(was)
+    return np.concatenate(probs) if probs else np.zeros((0, len(model.labels)), np.float32), total
+
+
+def _predict_world(
+    model: LoadedModel, ps: PatchSet, device: torch.device | str | None, world: World | None
+) -> tuple[np.ndarray, float]:
+    """:func:`predict_set`, on this process's shard of ``ps`` gathered on every process
+    when ``world`` is given (rank 0's buffers first, so every process sees the same model)."""
+    if world is None:
+        return predict_set(model, ps, device=device)
+    world.broadcast_buffers(model.net)
     n = len(ps)
-    return (
-        np.concatenate(probs) if probs else np.zeros((0, len(model.labels)), np.float32),
-        total / n if n else float("nan"),
-    )
+    probs, total = _predict_rows(model, ps, world.shard(np.arange(n)), batch_size=64, device=device)
+    probs = world.gather_rows(probs.astype(np.float32), n)
+    (total,) = world.sum([total])
+    return probs, total / n if n else float("nan")
+
+
+def _evaluate_world(
+    model: LoadedModel, ps: PatchSet, device: torch.device | str | None, world: World | None
+) -> dict[str, Any]:
+    """:func:`evaluate`, sharded over the processes of ``world`` (the same dict on each)."""
+    if world is None:
+        return evaluate(model, ps, device=device)
+    probs, loss = _predict_world(model, ps, device, world)
+    return metrics_from(probs, ps, model.labels, loss)
 
 
 def metrics_from(probs: np.ndarray, ps: PatchSet, labels: list[str], loss: float | None = None) -> dict[str, Any]:
@@ -343,6 +380,7 @@ def train(
     *,
     cancel: Any = None,
     resume: str | Path | None = None,
+    world: World | None = None,
 ) -> Iterator[Progress]:
     """Train ``model`` on ``data`` (train split; early stopping on val). See the module doc.
 
@@ -353,6 +391,9 @@ def train(
     data : patches from :func:`musiclens.core.training.data.prepare`; its labels must be the model's.
     cancel : ``threading.Event`` or callable; checked before every batch.
     resume : a checkpoint folder written by an earlier run (``config.checkpoint_dir``).
+    world : this process's place in a torchrun job
+        (:func:`musiclens.core.training.distributed.init_from_env`): the net is trained with
+        DDP on this process's share of every global batch of ``config.batch_size`` patches.
 
     Yields :class:`Progress` events; the last one is ``"done"`` or ``"cancelled"``.
     """
@@ -369,7 +410,7 @@ def train(
     expected = (model.front_end.channels, model.front_end.n_bins, model.patch_frames)
     if shape != expected:
         raise MusicLensError(f"the patches have shape {shape}, the model takes {expected}")
-    device = resolve_device(cfg.device)
+    device = world.device if world is not None else resolve_device(cfg.device)
     net = model.net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_filter_loss = cfg.filter_loss > 0
@@ -393,6 +434,9 @@ def train(
         torch.manual_seed(_epoch_seed(cfg.seed, 0))
         fit_input_norm(model, train_set, seed=cfg.seed, device=device)
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    # several processes: DDP averages the gradients (and starts every process from rank 0's state)
+    step_net = world.wrap(net) if world is not None else net
+    writes = world is None or world.is_main
 
     n = len(train_set)
     batches = math.ceil(n / cfg.batch_size)
@@ -405,7 +449,12 @@ def train(
         t0 = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
         for b in range(batches):
-            if is_cancelled(cancel):
+            stop = is_cancelled(cancel)
+            if world is not None and cancel is not None:
+                stop = world.any(stop)  # every process stops at the same batch
+            if stop:
+                if world is not None:
+                    world.unwrap()
                 if best_epoch >= 1:  # keep the best weights so far, as a finished run does
                     net.load_state_dict(best_state)
                 net.eval()
@@ -428,10 +477,17 @@ def train(
                 )
                 return
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            weight, n_real = 1.0, len(idx)
+            if world is not None:  # this process's share, weighted so that DDP's mean is the batch's
+                mine = world.shard(idx)
+                n_real = len(mine)
+                weight = n_real * world.world_size / len(idx)
+                idx = mine if n_real else idx[:1]  # no patch left for it: one at weight 0
             x = train_set.inputs(idx, device)
             y = train_set.targets(idx, device)
-            logits = net(x)
-            loss = _loss(logits, y, model.multilabel)
+            logits = step_net(x)
+            data_loss = _loss(logits, y, model.multilabel)
+            loss = data_loss if world is None else data_loss * weight
             if use_filter_loss and filter_loss is not None:
                 loss = loss + cfg.filter_loss * filter_loss()
             if regularisation is not None:
@@ -439,10 +495,13 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward unannotated
             opt.step()
-            loss_value = float(loss.detach())
-            total_loss += loss_value * len(idx)
-            seen += len(idx)
-            if not model.multilabel:
+            if world is None:
+                loss_value = float(loss.detach())
+            else:  # this share's mean loss plus the regularisation terms
+                loss_value = float(data_loss.detach()) + float((loss - data_loss * weight).detach())
+            total_loss += loss_value * n_real
+            seen += n_real
+            if not model.multilabel and n_real:
                 correct += int((logits.argmax(1) == y).sum())
             yield Progress(
                 "batch",
@@ -455,14 +514,19 @@ def train(
                 best_score=_finite(best_score),
             )
         seconds = time.perf_counter() - t0
+        if world is not None:  # the whole batch's numbers, the same on every process
+            total_loss, correct_f, seen_f = world.sum([total_loss, float(correct), float(seen)])
+            correct, seen = int(round(correct_f)), int(round(seen_f))
         train_metrics: dict[str, Any] = {"loss": total_loss / max(seen, 1)}
         if model.multilabel:
-            probs, _ = predict_set(model, train_set, device=device)
+            probs, _ = _predict_world(model, train_set, device, world)
             m = metrics_from(probs, train_set, model.labels)
             train_metrics.update(roc_auc_mean=m["roc_auc_mean"], pr_auc_mean=m["pr_auc_mean"])
         else:
             train_metrics["accuracy"] = correct / max(seen, 1)
-        val_metrics = evaluate(model, val_set, device=device) if len(val_set) else {}
+        if world is not None:  # BN running statistics: rank 0's (see .distributed)
+            world.broadcast_buffers(net)
+        val_metrics = _evaluate_world(model, val_set, device, world) if len(val_set) else {}
         if val_metrics:
             score, vloss = _score(val_metrics), float(val_metrics["loss"])
         else:  # no validation tracks: follow the training loss
@@ -479,7 +543,7 @@ def train(
             "patches_per_second": pps,
         }
         history.append(record)
-        if cfg.checkpoint_dir:
+        if cfg.checkpoint_dir and writes:
             _save_checkpoint(
                 Path(cfg.checkpoint_dir),
                 model,
@@ -510,8 +574,12 @@ def train(
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience and epoch < cfg.epochs:
             stopped = "early stopping"
             break
+    if world is not None:
+        world.unwrap()
     net.load_state_dict(best_state)
     net.eval()
+    if world is not None:
+        model.provenance = dict(model.provenance, distributed=world.describe())
     yield Progress(
         "done",
         epoch,
@@ -565,11 +633,13 @@ def summary_of(
     *,
     device: torch.device | str = "cpu",
     predictions: dict[str, np.ndarray] | None = None,
+    world: World | None = None,
 ) -> dict[str, Any]:
     """The CLI's JSON: arch, classes, track counts per split, accuracies (or AUCs) per split.
 
     ``predictions`` ({split: (N, L) probabilities}) are used instead of running the model
-    where given (the MusiCNN probe computes them from its cached features)."""
+    where given (the MusiCNN probe computes them from its cached features); ``world``: the
+    evaluation is sharded over the processes of a torchrun job (every one must call this)."""
     out: dict[str, Any] = {
         "arch": arch,
         "kind": "audio",
@@ -587,7 +657,7 @@ def summary_of(
         elif predictions is not None and s in predictions:
             m = metrics_from(predictions[s], data.sets[s], model.labels)
         else:
-            m = evaluate(model, data.sets[s], device=device)
+            m = _evaluate_world(model, data.sets[s], device, world)
         if model.multilabel:
             out[f"{s}_roc_auc"] = None if m is None else m["roc_auc_mean"]
             out[f"{s}_pr_auc"] = None if m is None else m["pr_auc_mean"]

@@ -402,8 +402,13 @@ def train_on_folder(
     ``min_notes``, ``drop_drums``) and the network (``hidden``, ``layers``, ``dropout``,
     ``label_smoothing``). ``model.json`` records the files of each split (``provenance.data.tracks``).
     """
+    if arch == "midi-piece":
+        yield from train_piece_on_folder(
+            root, config=config, out=out, fractions=fractions, cancel=cancel, model_params=model_params
+        )
+        return
     if arch != "midi-lstm":
-        raise ParameterError(f"{arch!r} is not a MIDI architecture; use midi-lstm")
+        raise ParameterError(f"{arch!r} is not a MIDI architecture; use midi-piece or midi-lstm")
     params = dict(model_params or {})
     unknown = set(params) - set(SPEC_KEYS) - set(MODEL_KEYS)
     if unknown:
@@ -509,3 +514,376 @@ def summary_of(model: LoadedModel, data: MidiDataset, arch: str, last: Progress)
     out["test_metrics"] = details.get("test")
     out["skipped"] = [{"file": str(p), "reason": r} for p, r in data.skipped]
     return out
+
+
+# ============================================================================ whole pieces
+#: ``model_params`` of the whole-piece architecture (``midi-piece``): the network and its window training.
+PIECE_KEYS = ("channels", "layers", "kernel", "embed", "dropout", "label_smoothing", "window", "crops")
+#: Training settings of a whole-piece run where the caller gives none (selected by 5-fold CV on jazz/dance).
+PIECE_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "patience": None}
+
+
+@dataclass
+class PieceDataset:
+    """Whole pieces per split: ``x[split]`` a list of (n_i, 7) float32 arrays, ``y`` (M,) int64."""
+
+    labels: list[str]
+    spec: NoteSpec
+    x: dict[str, list[np.ndarray]]
+    y: dict[str, np.ndarray]
+    files: dict[str, list[Path]]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    root: Path | None = None
+    split: Split | None = None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {s: {lab: int((self.y[s] == k).sum()) for k, lab in enumerate(self.labels)} for s in SPLITS}
+
+    def summary(self) -> str:
+        parts = [f"{s}: " + ", ".join(f"{lab} {n}" for lab, n in c.items()) for s, c in self.counts().items()]
+        return "; ".join(parts) + f"; skipped {len(self.skipped)} file(s)"
+
+
+def read_pieces(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareProgress]:
+    """Read every file of ``split`` whole with ``spec``; the last step carries a :class:`PieceDataset`."""
+    per: dict[str, dict[str, list[Any]]] = {s: {"x": [], "y": [], "f": []} for s in SPLITS}
+    skipped: list[tuple[Path, str]] = []
+    total = sum(len(split.tracks[s]) for s in SPLITS)
+    done = 0
+    for s in SPLITS:
+        for track in split.tracks[s]:
+            path = track.files[0]
+            error = None
+            try:
+                feats, _ = spec.window(spec.read(path))
+                per[s]["x"].append(feats)
+                per[s]["y"].append(track.labels[0])
+                per[s]["f"].append(path)
+            except MusicLensError as exc:
+                error = str(exc)
+                skipped.append((path, error))
+            done += 1
+            if done < total:
+                yield PrepareProgress(done, total, track.id, error)
+    data = PieceDataset(
+        labels=list(ds.labels),
+        spec=spec,
+        x={s: per[s]["x"] for s in SPLITS},
+        y={s: np.asarray(per[s]["y"], dtype=np.int64) for s in SPLITS},
+        files={s: per[s]["f"] for s in SPLITS},
+        skipped=skipped,
+        root=Path(ds.root),
+        split=split,
+    )
+    yield PrepareProgress(total, total, None, None, data)
+
+
+def random_windows(
+    pieces: Sequence[np.ndarray], length: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random window of ``length`` notes from each piece: ``(B, length, F)`` features and
+    ``(B, length)`` mask (shorter pieces are padded at the end). The window's first step is 0."""
+    f = pieces[0].shape[1] if len(pieces) else 7
+    out = np.zeros((len(pieces), length, f), np.float32)
+    mask = np.zeros((len(pieces), length), bool)
+    for i, x in enumerate(pieces):
+        a = int(rng.integers(0, max(1, len(x) - length + 1)))
+        w = x[a : a + length]
+        out[i, : len(w)] = w
+        out[i, 0, 1] = 0.0
+        mask[i, : len(w)] = True
+    return out, mask
+
+
+@torch.no_grad()
+def predict_pieces(model: LoadedModel, pieces: Sequence[np.ndarray]) -> np.ndarray:
+    """(M, L) probabilities of whole pieces (each (n_i, F)), one piece at a time."""
+    was = model.net.training
+    model.net.eval()
+    try:
+        out = [model.probabilities(model.net(*model.tensors(x, np.ones(len(x), bool)))).cpu().numpy() for x in pieces]
+    finally:
+        model.net.train(was)
+    return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
+
+
+def evaluate_pieces(model: LoadedModel, pieces: Sequence[np.ndarray], y: np.ndarray) -> dict[str, Any]:
+    """Like :func:`evaluate`, on whole pieces."""
+    k = len(model.labels)
+    conf = np.zeros((k, k), dtype=np.int64)
+    if len(y):
+        np.add.at(conf, (np.asarray(y), predict_pieces(model, pieces).argmax(-1)), 1)
+    n = int(conf.sum())
+    return {
+        "accuracy": float(np.trace(conf) / n) if n else float("nan"),
+        "n": n,
+        "confusion": conf.tolist(),
+        "per_class_accuracy": {
+            lab: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None for i, lab in enumerate(model.labels)
+        },
+    }
+
+
+def train_midi_piece(
+    data: PieceDataset,
+    *,
+    channels: int = 64,
+    layers: int = 3,
+    kernel: int = 5,
+    embed: int = 8,
+    dropout: float = 0.2,
+    window: int = 256,
+    crops: int = 4,
+    epochs: int = 30,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-2,
+    seed: int = 0,
+    label_smoothing: float = 0.1,
+    patience: int | None = None,
+    device: str | torch.device = "cpu",
+    name: str = "midi_piece",
+    cancel: Any = None,
+) -> Iterator[Progress]:
+    """Train the whole-piece CNN (:mod:`musiclens.core.models.midi_piece`) on random windows of
+    ``window`` notes (``crops`` per piece and epoch); validate and test on whole pieces.
+
+    Events as :func:`train_midi_lstm`: ``"batch"``, ``"epoch"`` (best-on-validation model so
+    far), ``"done"`` or ``"cancelled"``. Without a validation split, the last epoch is kept."""
+    from musiclens.core.models.midi_piece import build_midi_piece
+
+    if epochs <= 0 or batch_size <= 0 or lr <= 0 or window <= 0 or crops <= 0:
+        raise ParameterError("epochs, batch_size, lr, window and crops must be positive")
+    if patience is not None and patience < 1:
+        raise ParameterError(f"patience must be >= 1 (or None), got {patience}")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    arch_params: dict[str, Any] = {"n_labels": len(data.labels), "channels": channels, "layers": layers}
+    arch_params["kernel"] = kernel
+    arch_params.update({"embed": embed, "dropout": float(dropout)})
+    net, layer_list = build_midi_piece(**arch_params, note_features=data.spec.to_dict())
+    dev = resolve_device(device) if isinstance(device, str) else device
+    net.to(dev)
+    model = LoadedModel(
+        name=name,
+        net=net,
+        spec=data.spec,
+        labels=list(data.labels),
+        layers={x.name: x for x in layer_list},
+        architecture={"family": "midi_piece", "params": arch_params},
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
+    train_x, train_y = data.x["train"], data.y["train"]
+    has_val = len(data.y["val"]) > 0
+    settings: dict[str, Any] = dict(
+        arch_params, window=window, crops=crops, epochs=epochs, batch_size=batch_size, lr=lr
+    )
+    settings.update(weight_decay=weight_decay, seed=seed, label_smoothing=label_smoothing, patience=patience)
+    settings["split"] = "by file, per label, seeded"
+    best = (-1.0, float("inf"))
+    best_epoch = 0
+    best_state = copy.deepcopy(net.state_dict())
+    history: list[dict[str, Any]] = []
+    batches = max(1, math.ceil(len(train_y) * crops / batch_size))
+    stopped = "epochs"
+    epoch = 0
+    train_loss = train_acc = val_acc = float("nan")
+    for epoch in range(1, epochs + 1):
+        t0 = time.time()
+        net.train()
+        order = np.repeat(np.arange(len(train_y)), crops)
+        rng.shuffle(order)
+        total = correct = 0
+        loss_sum = 0.0
+        for b, i in enumerate(range(0, len(order), batch_size)):
+            if is_cancelled(cancel):
+                net.load_state_dict(best_state)
+                net.eval()
+                model.provenance = {"training": settings, "stopped": "cancelled", "best_epoch": best_epoch}
+                model.provenance["note"] = f"cancelled at epoch {epoch}, best val epoch {best_epoch}"
+                yield Progress(
+                    "cancelled",
+                    epoch,
+                    epochs,
+                    b,
+                    batches,
+                    history=history,
+                    best_epoch=best_epoch,
+                    best_score=best[0] if best_epoch else None,
+                    stopped="cancelled",
+                    model=model,
+                )
+                return
+            idx = order[i : i + batch_size]
+            xb, mb = random_windows([train_x[j] for j in idx], window, rng)
+            xt, mt = model.tensors(xb, mb)
+            yt = torch.as_tensor(train_y[idx], device=xt.device)
+            logits = net(xt, mt)
+            loss = loss_fn(logits, yt)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(-1) == yt).sum())
+            total += len(idx)
+            yield Progress("batch", epoch, epochs, b + 1, batches, loss=float(loss.detach()), best_epoch=best_epoch)
+        sched.step()
+        train_loss, train_acc = loss_sum / total, correct / total
+        val_acc = evaluate_pieces(model, data.x["val"], data.y["val"])["accuracy"] if has_val else train_acc
+        better = (val_acc, -train_loss) > (best[0], -best[1]) if has_val else True
+        if better:
+            best = (val_acc, train_loss)
+            best_epoch = epoch
+            best_state = copy.deepcopy(net.state_dict())
+        seconds = time.time() - t0
+        metrics = {"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}}
+        history.append({"epoch": epoch, "train": metrics["train"], "val": metrics["val"], "seconds": seconds})
+        early = patience is not None and epoch - best_epoch >= patience and epoch < epochs
+        if epoch < epochs and not early:
+            snapshot = copy.deepcopy(model)
+            snapshot.net.load_state_dict(best_state)
+            snapshot.net.eval()
+            yield Progress(
+                "epoch",
+                epoch,
+                epochs,
+                batches,
+                batches,
+                loss=train_loss,
+                metrics=metrics,
+                best_epoch=best_epoch,
+                best_score=best[0],
+                history=history,
+                model=snapshot,
+                text=(
+                    f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, train acc (windows) {train_acc:.3f}, "
+                    f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"
+                ),
+            )
+        if early:
+            stopped = "early stopping"
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    metrics_out: dict[str, Any] = {
+        "selected_by": "best validation accuracy" if has_val else "last epoch",
+        "epochs": epochs,
+        "epochs_run": epoch,
+        "best_epoch": best_epoch,
+        "counts": data.counts(),
+        "skipped_files": len(data.skipped),
+    }
+    for split in ("val", "test"):
+        if len(data.y[split]):
+            r = evaluate_pieces(model, data.x[split], data.y[split])
+            metrics_out[f"{split}_accuracy"] = r["accuracy"]
+            metrics_out[f"{split}_confusion"] = r["confusion"]
+    model.provenance = {"metrics": metrics_out, "training": settings, "stopped": stopped, "best_epoch": best_epoch}
+    yield Progress(
+        "done",
+        epoch,
+        epochs,
+        batches,
+        batches,
+        loss=train_loss,
+        metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
+        history=history,
+        best_epoch=best_epoch,
+        best_score=best[0],
+        stopped=stopped,
+        model=model,
+        text=f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} (epoch {best_epoch})",
+    )
+
+
+def train_piece_on_folder(
+    root: str | Path,
+    *,
+    config: Any = None,
+    out: str | Path | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cancel: Any = None,
+    model_params: dict[str, Any] | None = None,
+) -> Iterator[Any]:
+    """:func:`train_on_folder` for ``midi-piece``: read whole pieces, train on windows, save."""
+    arch = "midi-piece"
+    params = dict(model_params or {})
+    unknown = set(params) - set(PIECE_KEYS)
+    if unknown:
+        raise ParameterError(f"unknown midi-piece settings {sorted(unknown)}; allowed: {', '.join(PIECE_KEYS)}")
+    from musiclens.core.models.inputs import PieceSpec
+
+    spec = PieceSpec()
+    cfg = _settings(config)
+    ds = scan_midi_folder(root)
+    split = split_by_track(ds, fractions=fractions, seed=cfg["seed"])
+    data = None
+    for step in read_pieces(ds, split, spec):
+        data = step.data or data
+        yield step
+        if is_cancelled(cancel):
+            yield Finished(None, {"arch": arch, "kind": "midi", "cancelled": True}, cancelled=True)
+            return
+    assert isinstance(data, PieceDataset)
+    if len(data.y["train"]) == 0:
+        raise MusicLensError(
+            f"no usable training pieces in {root}: {len(data.skipped)} file(s) skipped"
+            + (f" (e.g. {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else "")
+        )
+    last = None
+    for ev in train_midi_piece(
+        data,
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        weight_decay=cfg["weight_decay"],
+        seed=cfg["seed"],
+        patience=cfg["patience"],
+        device=cfg["device"],
+        name=Path(out).name if out is not None else "midi_piece",
+        cancel=cancel,
+        **params,
+    ):
+        last = ev
+        yield ev
+    assert last is not None
+    model = last.model
+    summary: dict[str, Any] = {
+        "arch": arch,
+        "kind": "midi",
+        "classes": list(model.labels),
+        "multilabel": False,
+        "split": {s: len(split.tracks[s]) for s in SPLITS},
+        "examples": {s: int(len(data.y[s])) for s in SPLITS},
+        "chance": 1.0 / len(model.labels),
+    }
+    for s in SPLITS:
+        r = evaluate_pieces(model, data.x[s], data.y[s]) if len(data.y[s]) else None
+        summary[f"{s}_accuracy"] = r["accuracy"] if r else None
+        if s == "test":
+            summary["test_metrics"] = r
+    summary.update(epochs_run=len(last.history), best_epoch=last.best_epoch, stopped=last.stopped)
+    summary["skipped"] = [{"file": str(p), "reason": r} for p, r in data.skipped]
+    model.provenance = dict(
+        model.provenance,
+        task="labels",
+        data={
+            "root": str(Path(root).resolve()),
+            "kind": "midi",
+            "seed": cfg["seed"],
+            "fractions": list(split.fractions),
+            "tracks": split.ids(),
+        },
+    )
+    if out is not None and (last.kind == "done" or last.best_epoch >= 1):
+        model.net.cpu()
+        from musiclens.core.models import registry
+
+        registry.save(model, out)
+        summary["out"] = str(out)
+    if model.provenance.get("note"):
+        summary["note"] = model.provenance["note"]
+    yield Finished(model, summary, cancelled=last.kind == "cancelled")

@@ -254,10 +254,15 @@ def _evaluate_midi(
         ys.append(t.labels[0])
         ids.append(t.id)
     n = m.spec.n_notes
-    x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, n, 3), np.float32)
-    mk = np.stack(masks).astype(bool) if masks else np.zeros((0, n), bool)
     y = np.asarray(ys, dtype=np.int64)
-    probs = predict_windows(m, x, mk)
+    if getattr(m.spec, "whole_piece", False):  # whole pieces of different lengths: one at a time
+        from musiclens.core.training.midi import predict_pieces
+
+        probs = predict_pieces(m, xs)
+    else:
+        x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, n, 3), np.float32)
+        mk = np.stack(masks).astype(bool) if masks else np.zeros((0, n), bool)
+        probs = predict_windows(m, x, mk)
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
     out: dict[str, Any] = {
         "model": m.name,
