@@ -84,6 +84,7 @@ def train(
     arch, kind = resolve_arch(data, arch)
     if config is None:
         config = default_config(kind, arch)
+    world = None
     if distributed:
         from musiclens.core.errors import ParameterError
         from musiclens.core.training import distributed as dist_mod
@@ -91,26 +92,7 @@ def train(
         if kind != "audio" or arch == "musicnn-probe":
             raise ParameterError(f"--distributed is for the audio architectures trained end to end, not {arch}")
         world = dist_mod.init_from_env(config.device)
-        try:
-            yield from train_on_folder(
-                arch,
-                data,
-                task=task,
-                config=config,
-                out=out if world.is_main else None,
-                fractions=fractions,
-                cache=cache,
-                mode=mode,
-                patch_seconds=patch_seconds,
-                resume=resume,
-                cancel=cancel,
-                model_params=model_params,
-                world=world,
-            )
-        finally:
-            world.close()
-        return
-    if kind == "midi":
+    elif kind == "midi":
         from musiclens.core.training import midi
 
         if resume is not None:
@@ -121,20 +103,25 @@ def train(
             data, config=config, out=out, fractions=fractions, cancel=cancel, model_params=model_params, arch=arch
         )
         return
-    yield from train_on_folder(
-        arch,
-        data,
-        task=task,
-        config=config,
-        out=out,
-        fractions=fractions,
-        cache=cache,
-        mode=mode,
-        patch_seconds=patch_seconds,
-        resume=resume,
-        cancel=cancel,
-        model_params=model_params,
-    )
+    try:
+        yield from train_on_folder(
+            arch,
+            data,
+            task=task,
+            config=config,
+            out=out if world is None or world.is_main else None,
+            fractions=fractions,
+            cache=cache,
+            mode=mode,
+            patch_seconds=patch_seconds,
+            resume=resume,
+            cancel=cancel,
+            model_params=model_params,
+            world=world,
+        )
+    finally:
+        if world is not None:
+            world.close()
 
 
 def train_on_folder(

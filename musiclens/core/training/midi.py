@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,140 @@ def evaluate(
     }
 
 
+def _epoch_loop(
+    model: LoadedModel,
+    data: Any,
+    *,
+    epochs: int,
+    batches: int,
+    settings: dict[str, Any],
+    patience: int | None,
+    cancel: Any,
+    sched: Any,
+    batch_indices: Callable[[], Iterable[Any]],
+    train_step: Callable[[Any], tuple[float, int]],
+    evaluate_split: Callable[[str], dict[str, Any]],
+    last_without_val: bool = False,
+    train_acc_label: str = "train acc",
+) -> Iterator[Progress]:
+    """The epoch loop both MIDI trainers share: ``batch_indices()`` gives an epoch's batches
+    (each a sequence of example indices), ``train_step(idx)`` trains on one and returns its
+    ``(loss, correct)``, ``evaluate_split(split)`` evaluates ``model`` on ``data``'s split.
+    Keeps the best epoch on validation (ties: lower training loss; ``last_without_val``: the
+    last epoch when there is no validation split), stops early after ``patience`` epochs
+    without a better one, and yields ``"batch"``, ``"epoch"`` (with a snapshot of the best
+    model so far), then ``"done"`` or ``"cancelled"``."""
+    net = model.net
+    has_val = len(data.y["val"]) > 0
+    keep_last = last_without_val and not has_val
+    best = (-1.0, float("inf"))
+    best_epoch = 0
+    best_state = copy.deepcopy(net.state_dict())
+    history: list[dict[str, Any]] = []
+    stopped = "epochs"
+    epoch = 0
+    train_loss = train_acc = val_acc = float("nan")
+    for epoch in range(1, epochs + 1):
+        t0 = time.time()
+        net.train()
+        total = correct = 0
+        loss_sum = 0.0
+        for b, idx in enumerate(batch_indices()):
+            if is_cancelled(cancel):
+                net.load_state_dict(best_state)
+                net.eval()
+                model.provenance = {
+                    "training": settings,
+                    "stopped": "cancelled",
+                    "best_epoch": best_epoch,
+                    "note": f"cancelled at epoch {epoch}, best val epoch {best_epoch}",
+                }
+                yield Progress(
+                    "cancelled",
+                    epoch,
+                    epochs,
+                    b,
+                    batches,
+                    history=history,
+                    best_epoch=best_epoch,
+                    best_score=best[0] if best_epoch else None,
+                    stopped="cancelled",
+                    model=model,
+                )
+                return
+            loss, n_correct = train_step(idx)
+            loss_sum += loss * len(idx)
+            correct += n_correct
+            total += len(idx)
+            yield Progress("batch", epoch, epochs, b + 1, batches, loss=loss, best_epoch=best_epoch)
+        sched.step()
+        train_loss, train_acc = loss_sum / total, correct / total
+        val_acc = evaluate_split("val")["accuracy"] if has_val else train_acc
+        if keep_last or (val_acc, -train_loss) > (best[0], -best[1]):
+            best = (val_acc, train_loss)
+            best_epoch = epoch
+            best_state = copy.deepcopy(net.state_dict())
+        seconds = time.time() - t0
+        metrics = {"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}}
+        history.append({"epoch": epoch, "train": metrics["train"], "val": metrics["val"], "seconds": seconds})
+        early = patience is not None and epoch - best_epoch >= patience and epoch < epochs
+        if epoch < epochs and not early:
+            snapshot = copy.deepcopy(model)
+            snapshot.net.load_state_dict(best_state)
+            snapshot.net.eval()
+            yield Progress(
+                "epoch",
+                epoch,
+                epochs,
+                batches,
+                batches,
+                loss=train_loss,
+                metrics=metrics,
+                best_epoch=best_epoch,
+                best_score=best[0],
+                history=history,
+                model=snapshot,
+                text=(
+                    f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, {train_acc_label} {train_acc:.3f}, "
+                    f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"
+                ),
+            )
+        if early:
+            stopped = "early stopping"
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    metrics_out: dict[str, Any] = {
+        "selected_by": "last epoch" if keep_last else "best validation accuracy",
+        "epochs": epochs,
+        "epochs_run": epoch,
+        "best_epoch": best_epoch,
+        "counts": data.counts(),
+        "skipped_files": len(data.skipped),
+    }
+    for split in ("val", "test"):
+        if len(data.y[split]):
+            r = evaluate_split(split)
+            metrics_out[f"{split}_accuracy"] = r["accuracy"]
+            metrics_out[f"{split}_confusion"] = r["confusion"]
+    model.provenance = {"metrics": metrics_out, "training": settings, "stopped": stopped, "best_epoch": best_epoch}
+    yield Progress(
+        "done",
+        epoch,
+        epochs,
+        batches,
+        batches,
+        loss=train_loss,
+        metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
+        history=history,
+        best_epoch=best_epoch,
+        best_score=best[0],
+        stopped=stopped,
+        model=model,
+        text=f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} (epoch {best_epoch})",
+    )
+
+
 def train_midi_lstm(
     data: MidiDataset,
     *,
@@ -251,11 +385,6 @@ def train_midi_lstm(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
     xt, mt = model.tensors(data.x["train"], data.mask["train"])
     yt = torch.as_tensor(data.y["train"], device=xt.device)
-    has_val = len(data.y["val"]) > 0
-    best = (-1.0, float("inf"))
-    best_epoch = 0
-    best_state = copy.deepcopy(net.state_dict())
-    history: list[dict[str, Any]] = []
     batches = max(1, math.ceil(len(yt) / batch_size))
     settings = {
         "hidden": hidden,
@@ -270,114 +399,32 @@ def train_midi_lstm(
         "patience": patience,
         "split": "by file, per label, seeded",
     }
-    stopped = "epochs"
-    epoch = 0
-    train_loss = train_acc = val_acc = float("nan")
-    for epoch in range(1, epochs + 1):
-        t0 = time.time()
-        net.train()
+
+    def batch_indices() -> list[torch.Tensor]:
         order = torch.randperm(len(yt), generator=gen).to(xt.device)
-        total = correct = 0
-        loss_sum = 0.0
-        for b, i in enumerate(range(0, len(order), batch_size)):
-            if is_cancelled(cancel):
-                net.load_state_dict(best_state)
-                net.eval()
-                model.provenance = {
-                    "training": settings,
-                    "stopped": "cancelled",
-                    "best_epoch": best_epoch,
-                    "note": f"cancelled at epoch {epoch}, best val epoch {best_epoch}",
-                }
-                yield Progress(
-                    "cancelled",
-                    epoch,
-                    epochs,
-                    b,
-                    batches,
-                    history=history,
-                    best_epoch=best_epoch,
-                    best_score=best[0] if best_epoch else None,
-                    stopped="cancelled",
-                    model=model,
-                )
-                return
-            idx = order[i : i + batch_size]
-            logits = net(xt[idx], mt[idx])
-            loss = loss_fn(logits, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(-1) == yt[idx]).sum())
-            total += len(idx)
-            yield Progress("batch", epoch, epochs, b + 1, batches, loss=float(loss.detach()), best_epoch=best_epoch)
-        sched.step()
-        train_loss, train_acc = loss_sum / total, correct / total
-        val_acc = evaluate(model, data.x["val"], data.mask["val"], data.y["val"])["accuracy"] if has_val else train_acc
-        if (val_acc, -train_loss) > (best[0], -best[1]):
-            best = (val_acc, train_loss)
-            best_epoch = epoch
-            best_state = copy.deepcopy(net.state_dict())
-        seconds = time.time() - t0
-        metrics = {"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}}
-        history.append({"epoch": epoch, "train": metrics["train"], "val": metrics["val"], "seconds": seconds})
-        early = patience is not None and epoch - best_epoch >= patience and epoch < epochs
-        if epoch < epochs and not early:
-            snapshot = copy.deepcopy(model)
-            snapshot.net.load_state_dict(best_state)
-            snapshot.net.eval()
-            yield Progress(
-                "epoch",
-                epoch,
-                epochs,
-                batches,
-                batches,
-                loss=train_loss,
-                metrics=metrics,
-                best_epoch=best_epoch,
-                best_score=best[0],
-                history=history,
-                model=snapshot,
-                text=(
-                    f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, train acc {train_acc:.3f}, "
-                    f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"
-                ),
-            )
-        if early:
-            stopped = "early stopping"
-            break
-    net.load_state_dict(best_state)
-    net.eval()
-    metrics_out: dict[str, Any] = {
-        "selected_by": "best validation accuracy",
-        "epochs": epochs,
-        "epochs_run": epoch,
-        "best_epoch": best_epoch,
-        "counts": data.counts(),
-        "skipped_files": len(data.skipped),
-    }
-    for split in ("val", "test"):
-        if len(data.y[split]):
-            r = evaluate(model, data.x[split], data.mask[split], data.y[split])
-            metrics_out[f"{split}_accuracy"] = r["accuracy"]
-            metrics_out[f"{split}_confusion"] = r["confusion"]
-    model.provenance = {"metrics": metrics_out, "training": settings, "stopped": stopped, "best_epoch": best_epoch}
-    yield Progress(
-        "done",
-        epoch,
-        epochs,
-        batches,
-        batches,
-        loss=train_loss,
-        metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
-        history=history,
-        best_epoch=best_epoch,
-        best_score=best[0],
-        stopped=stopped,
-        model=model,
-        text=(f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} (epoch {best_epoch})"),
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def train_step(idx: torch.Tensor) -> tuple[float, int]:
+        logits = net(xt[idx], mt[idx])
+        loss = loss_fn(logits, yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return float(loss.detach()), int((logits.argmax(-1) == yt[idx]).sum())
+
+    yield from _epoch_loop(
+        model,
+        data,
+        epochs=epochs,
+        batches=batches,
+        settings=settings,
+        patience=patience,
+        cancel=cancel,
+        sched=sched,
+        batch_indices=batch_indices,
+        train_step=train_step,
+        evaluate_split=lambda split: evaluate(model, data.x[split], data.mask[split], data.y[split]),
     )
 
 
@@ -676,126 +723,44 @@ def train_midi_piece(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
     train_x, train_y = data.x["train"], data.y["train"]
-    has_val = len(data.y["val"]) > 0
     settings: dict[str, Any] = dict(
         arch_params, window=window, crops=crops, epochs=epochs, batch_size=batch_size, lr=lr
     )
     settings.update(weight_decay=weight_decay, seed=seed, label_smoothing=label_smoothing, patience=patience)
     settings["split"] = "by file, per label, seeded"
-    best = (-1.0, float("inf"))
-    best_epoch = 0
-    best_state = copy.deepcopy(net.state_dict())
-    history: list[dict[str, Any]] = []
     batches = max(1, math.ceil(len(train_y) * crops / batch_size))
-    stopped = "epochs"
-    epoch = 0
-    train_loss = train_acc = val_acc = float("nan")
-    for epoch in range(1, epochs + 1):
-        t0 = time.time()
-        net.train()
+
+    def batch_indices() -> list[np.ndarray]:
         order = np.repeat(np.arange(len(train_y)), crops)
         rng.shuffle(order)
-        total = correct = 0
-        loss_sum = 0.0
-        for b, i in enumerate(range(0, len(order), batch_size)):
-            if is_cancelled(cancel):
-                net.load_state_dict(best_state)
-                net.eval()
-                model.provenance = {"training": settings, "stopped": "cancelled", "best_epoch": best_epoch}
-                model.provenance["note"] = f"cancelled at epoch {epoch}, best val epoch {best_epoch}"
-                yield Progress(
-                    "cancelled",
-                    epoch,
-                    epochs,
-                    b,
-                    batches,
-                    history=history,
-                    best_epoch=best_epoch,
-                    best_score=best[0] if best_epoch else None,
-                    stopped="cancelled",
-                    model=model,
-                )
-                return
-            idx = order[i : i + batch_size]
-            xb, mb = random_windows([train_x[j] for j in idx], window, rng)
-            xt, mt = model.tensors(xb, mb)
-            yt = torch.as_tensor(train_y[idx], device=xt.device)
-            logits = net(xt, mt)
-            loss = loss_fn(logits, yt)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(-1) == yt).sum())
-            total += len(idx)
-            yield Progress("batch", epoch, epochs, b + 1, batches, loss=float(loss.detach()), best_epoch=best_epoch)
-        sched.step()
-        train_loss, train_acc = loss_sum / total, correct / total
-        val_acc = evaluate_pieces(model, data.x["val"], data.y["val"])["accuracy"] if has_val else train_acc
-        better = (val_acc, -train_loss) > (best[0], -best[1]) if has_val else True
-        if better:
-            best = (val_acc, train_loss)
-            best_epoch = epoch
-            best_state = copy.deepcopy(net.state_dict())
-        seconds = time.time() - t0
-        metrics = {"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}}
-        history.append({"epoch": epoch, "train": metrics["train"], "val": metrics["val"], "seconds": seconds})
-        early = patience is not None and epoch - best_epoch >= patience and epoch < epochs
-        if epoch < epochs and not early:
-            snapshot = copy.deepcopy(model)
-            snapshot.net.load_state_dict(best_state)
-            snapshot.net.eval()
-            yield Progress(
-                "epoch",
-                epoch,
-                epochs,
-                batches,
-                batches,
-                loss=train_loss,
-                metrics=metrics,
-                best_epoch=best_epoch,
-                best_score=best[0],
-                history=history,
-                model=snapshot,
-                text=(
-                    f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, train acc (windows) {train_acc:.3f}, "
-                    f"val acc {val_acc:.3f} (best {best[0]:.3f}), {seconds:.1f} s"
-                ),
-            )
-        if early:
-            stopped = "early stopping"
-            break
-    net.load_state_dict(best_state)
-    net.eval()
-    metrics_out: dict[str, Any] = {
-        "selected_by": "best validation accuracy" if has_val else "last epoch",
-        "epochs": epochs,
-        "epochs_run": epoch,
-        "best_epoch": best_epoch,
-        "counts": data.counts(),
-        "skipped_files": len(data.skipped),
-    }
-    for split in ("val", "test"):
-        if len(data.y[split]):
-            r = evaluate_pieces(model, data.x[split], data.y[split])
-            metrics_out[f"{split}_accuracy"] = r["accuracy"]
-            metrics_out[f"{split}_confusion"] = r["confusion"]
-    model.provenance = {"metrics": metrics_out, "training": settings, "stopped": stopped, "best_epoch": best_epoch}
-    yield Progress(
-        "done",
-        epoch,
-        epochs,
-        batches,
-        batches,
-        loss=train_loss,
-        metrics={"train": {"loss": train_loss, "accuracy": train_acc}, "val": {"accuracy": val_acc}},
-        history=history,
-        best_epoch=best_epoch,
-        best_score=best[0],
-        stopped=stopped,
-        model=model,
-        text=f"done: {stopped} after {epoch} epochs, best val acc {best[0]:.3f} (epoch {best_epoch})",
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def train_step(idx: np.ndarray) -> tuple[float, int]:
+        xb, mb = random_windows([train_x[j] for j in idx], window, rng)
+        xt, mt = model.tensors(xb, mb)
+        yt = torch.as_tensor(train_y[idx], device=xt.device)
+        logits = net(xt, mt)
+        loss = loss_fn(logits, yt)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return float(loss.detach()), int((logits.argmax(-1) == yt).sum())
+
+    yield from _epoch_loop(
+        model,
+        data,
+        epochs=epochs,
+        batches=batches,
+        settings=settings,
+        patience=patience,
+        cancel=cancel,
+        sched=sched,
+        batch_indices=batch_indices,
+        train_step=train_step,
+        evaluate_split=lambda split: evaluate_pieces(model, data.x[split], data.y[split]),
+        last_without_val=True,
+        train_acc_label="train acc (windows)",
     )
 
 
