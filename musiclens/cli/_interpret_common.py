@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from musiclens.cli._model import DEFAULT_MODEL, add_model_argument, load_model  # noqa: F401  (one place)
 
@@ -43,22 +44,11 @@ def add_segment_arguments(p: argparse.ArgumentParser, *, default_duration: float
     p.add_argument("--duration", type=float, default=None, help=f"seconds to read (default {what}; 0 = the whole file)")
 
 
-def read_audio(path: str, m, *, offset: float, duration: float | None):
-    """Mono audio at the file's own rate -> (samples,) float32, rate. ``duration`` None =
-    one model patch, 0 = the whole file."""
-    from musiclens.core import audio
-    from musiclens.core.errors import ParameterError
+def read_audio(path: str, m: Any, *, offset: float, duration: float | None) -> tuple[Any, int]:
+    """The span a command reads: :func:`musiclens.core.analyses.recording.read_span`."""
+    from musiclens.core.analyses.recording import read_span
 
-    if offset < 0:
-        raise ParameterError(f"--offset must be non-negative, got {offset}")
-    if duration is None:
-        duration = m.patch_samples / m.sample_rate  # exactly one patch of frames
-    if duration < 0:
-        raise ParameterError(f"--duration must be non-negative, got {duration}")
-    y, sr = audio.load(path, sr=None, mono=True, offset=offset, duration=duration or None)
-    if len(y) == 0:
-        raise ParameterError(f"{path}: no audio at offset {offset} s")
-    return y, int(sr)
+    return read_span(path, m, offset=offset, duration=duration)
 
 
 def features_at_model_rate(m, y, sr: int):

@@ -13,7 +13,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "turbo", "CET-L1")
 
@@ -119,11 +128,13 @@ class SpectrogramView(QWidget):
         self.opacity.setRange(0, 100)
         self.opacity.setValue(80)
         self.opacity.setMaximumWidth(120)
+        self.opacity.setMinimumWidth(60)  # a long caption must not squeeze it away
         self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100))
         self.contrast = QSlider(Qt.Horizontal)
         self.contrast.setRange(0, 100)
         self.contrast.setValue(50)  # gamma 0.5
         self.contrast.setMaximumWidth(100)
+        self.contrast.setMinimumWidth(60)
         self.contrast.setToolTip(
             "overlay contrast: 0 = linear, 50 = square root, 100 = fourth root of the "
             "scaled values (weak values become visible)"
@@ -146,6 +157,9 @@ class SpectrogramView(QWidget):
         self._overlay_data: dict | None = None
         self.caption = QLabel("")
         self.caption.setStyleSheet("color: palette(mid);")
+        # the caption takes what the controls leave (clipped, full text in its tooltip)
+        self.caption.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.caption.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
 
         controls = QHBoxLayout()
         controls.addWidget(QLabel("colours"))
@@ -157,8 +171,7 @@ class SpectrogramView(QWidget):
         controls.addWidget(QLabel("scale"))
         controls.addWidget(self.overlay_scale)
         controls.addWidget(self.grey_under)
-        controls.addStretch(1)
-        controls.addWidget(self.caption)
+        controls.addWidget(self.caption, 1)
         body = QHBoxLayout()
         body.addWidget(self.plot, 1)
         body.addWidget(self.histogram)
@@ -196,6 +209,7 @@ class SpectrogramView(QWidget):
         self.freq_axis.set_bins(bin_hz)
         self.clear_overlay()
         self.caption.setText(caption)
+        self.caption.setToolTip(caption)
         self.plot.setLimits(xMin=-0.05 * self.duration_s, xMax=1.05 * self.duration_s, yMin=-1, yMax=self.n_bins + 1)
         self.plot.setRange(xRange=(0, self.duration_s), yRange=(0, self.n_bins), padding=0)
         self.selection.setRegion((0, 0))
@@ -232,6 +246,7 @@ class SpectrogramView(QWidget):
         self._apply_colormap()
         if caption:
             self.caption.setText(caption)
+            self.caption.setToolTip(caption)
 
     def _draw_overlay(self) -> None:
         """(Re)draw the overlay with the current scale and contrast; update the colour bar."""

@@ -11,6 +11,29 @@ import numpy as np
 from musiclens.core.analyses.results import ModelSummary, Recording
 
 
+def read_span(
+    path: str | Path, model: Any, *, offset: float = 0.0, duration: float | None = None
+) -> tuple[np.ndarray, int]:
+    """A span of an audio file, mono at the file's own rate -> ((samples,) float32, rate Hz).
+
+    offset : seconds from the start (>= 0). duration : seconds; None = one model patch
+    (exactly ``patch_frames`` frames), 0 = the rest of the file.
+    """
+    from musiclens.core import audio
+    from musiclens.core.errors import ParameterError
+
+    if offset < 0:
+        raise ParameterError(f"--offset must be non-negative, got {offset}")
+    if duration is None:
+        duration = model.patch_samples / model.sample_rate  # exactly one patch of frames
+    if duration < 0:
+        raise ParameterError(f"--duration must be non-negative, got {duration}")
+    y, sr = audio.load(path, sr=None, mono=True, offset=offset, duration=duration or None)
+    if len(y) == 0:
+        raise ParameterError(f"{path}: no audio at offset {offset} s")
+    return y, int(sr)
+
+
 def summarise(model: Any) -> ModelSummary:
     """A LoadedModel -> :class:`ModelSummary` (plain Python)."""
     fe = model.front_end

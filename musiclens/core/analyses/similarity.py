@@ -24,20 +24,11 @@ def read_features(
     """
     import torch
 
-    from musiclens.core import audio
-    from musiclens.core.errors import ParameterError
+    from musiclens.core.analyses.recording import read_span
     from musiclens.core.interpret._common import to_fe_rate
 
-    if offset < 0:
-        raise ParameterError(f"--offset must be non-negative, got {offset}")
-    if duration is None:
-        duration = model.patch_samples / model.sample_rate  # exactly one patch of frames
-    if duration < 0:
-        raise ParameterError(f"--duration must be non-negative, got {duration}")
-    y, sr = audio.load(path, sr=None, mono=True, offset=offset, duration=duration or None)
-    if len(y) == 0:
-        raise ParameterError(f"{path}: no audio at offset {offset} s")
-    yy, _, _ = to_fe_rate(y, int(sr), model.front_end, device=model.device)
+    y, sr = read_span(path, model, offset=offset, duration=duration)
+    yy, _, _ = to_fe_rate(y, sr, model.front_end, device=model.device)
     if pad and yy.shape[-1] < model.patch_samples:
         yy = torch.nn.functional.pad(yy, (0, model.patch_samples - yy.shape[-1]))
     with torch.no_grad():
