@@ -230,3 +230,150 @@ def test_save_never_clips(tmp_path, name):
     else:
         assert abs(np.abs(back).max() - 0.99) < 1e-3
         np.testing.assert_allclose(back, y * (0.99 / np.abs(y).max()), atol=1e-4)
+
+
+# --------------------------------------------------------------------- hostile headers (issue 18)
+def _ogg(tmp_path, seconds=2.0, sr=16000):
+    y = tone((440.0,), sr=sr, seconds=seconds)
+    return write(tmp_path / "a.ogg", np.stack([y, y[::-1]], 1), sr, subtype="VORBIS")
+
+
+def test_stream_ends_where_the_data_ends_when_the_header_promises_more(tmp_path):
+    """An Ogg whose last page's granule says 2**40 samples (19,000 hours): the stream ends
+    after the real 8 s, without stale samples, and equals what load reads."""
+    import struct
+
+    from fuzz_loaders import fix_ogg_crcs, ogg_pages
+
+    path = _ogg(tmp_path, seconds=8.0)
+    good = np.concatenate([b for _, b in audio.stream(path)])
+    buf = bytearray(path.read_bytes())
+    last = ogg_pages(buf)[-1][0]
+    buf[last + 6 : last + 14] = struct.pack("<q", 2**40)
+    bad = tmp_path / "granule.ogg"
+    bad.write_bytes(fix_ogg_crcs(buf))
+    meta = audio.info(bad)
+    assert meta.frames == 2**40 and not meta.plausible and "hours" in meta.warning and "bytes can hold" in meta.warning
+    streamed = np.concatenate([b for _, b in audio.stream(bad, block_seconds=0.25)])
+    np.testing.assert_array_equal(streamed, good)
+    whole, _ = audio.load(bad, allow_truncated=True)
+    np.testing.assert_array_equal(whole, good)
+    with pytest.raises(AudioFileError, match="truncated"):
+        audio.load(bad)
+
+
+@pytest.mark.parametrize("block_seconds", [0.07, 1.0, 100.0])
+def test_streamed_mp3_puts_together_to_what_load_reads(tmp_path, block_seconds):
+    """An mp3 whose Xing header promises 3 frames more than it holds (the demo MP3 of MusiCNN
+    promises 2,356 samples too many): the stream ends at the decoded data, and its blocks put
+    together are load's samples, bit for bit (the decoder's last bit depends on where reads
+    split: both read the same grid)."""
+    path = write(tmp_path / "t.mp3", tone((330.0, 660.0), sr=16000, seconds=3.0), 16000)
+    buf = bytearray(path.read_bytes())
+    at = buf.find(b"Xing")
+    assert at > 0 and buf[at + 7] & 1  # the frame count is there
+    frames = int.from_bytes(buf[at + 8 : at + 12], "big")
+    buf[at + 8 : at + 12] = (frames + 3).to_bytes(4, "big")
+    path.write_bytes(buf)
+    meta = audio.info(path)
+    y, _ = audio.load(path)
+    assert len(y) < meta.frames  # the header promised more than there is
+    z = np.concatenate([b for _, b in audio.stream(path, block_seconds=block_seconds)])
+    np.testing.assert_array_equal(z, y)
+
+
+@pytest.mark.realdata
+def test_the_musicnn_demo_mp3_streams_exactly_what_load_reads(shared_data):
+    path = shared_data / "audio" / "musicnn" / "joram-moments_of_clarity-08-solipsism-59-88.mp3"
+    if not path.exists():
+        pytest.skip(f"{path.name} is not in ../shared/data")
+    y, _ = audio.load(path)
+    z = np.concatenate([b for _, b in audio.stream(path, block_seconds=7.0)])
+    assert len(z) == len(y) < audio.info(path).frames
+    np.testing.assert_array_equal(z, y)
+
+
+def _peak_traced(fn):
+    """(result or exception, peak bytes numpy and Python allocated while ``fn`` ran)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            out = fn()
+        except Exception as exc:  # noqa: BLE001 - returned for the test to check
+            out = exc
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_an_ogg_claiming_240_channels_allocates_nothing_big(tmp_path):
+    from fuzz_loaders import fix_ogg_crcs
+
+    buf = bytearray(_ogg(tmp_path, seconds=8.0).read_bytes())
+    at = buf.find(b"\x01vorbis")
+    buf[at + 11] = 240
+    bad = tmp_path / "ch240.ogg"
+    bad.write_bytes(fix_ogg_crcs(buf))
+    for call in (lambda: audio.load(bad), lambda: audio.load(bad, mono=False), lambda: list(audio.stream(bad))):
+        out, peak = _peak_traced(call)
+        assert isinstance(out, AudioFileError) and peak < 20 * 2**20, (out, peak)
+        assert "Internal error" not in str(out) and "SF_INFO" not in str(out)
+
+
+def test_an_aiff_claiming_32_channels_at_1_hz_is_refused_before_allocating(tmp_path):
+    """16 kHz mono PCM relabelled 32 channels at 1 Hz: loaded at 16 kHz without mixing it would
+    take 7.6 GB; refused with the reason, before decoding; info calls the header implausible."""
+    import struct
+
+    path = write(tmp_path / "a.aiff", tone((440.0,), sr=16000, seconds=8.0), 16000, subtype="PCM_16")
+    buf = bytearray(path.read_bytes())
+    c = buf.find(b"COMM")
+    buf[c + 8 : c + 10] = struct.pack(">h", 32)
+    buf[c + 16 : c + 26] = struct.pack(">HQ", 16383, 1 << 63)  # 80-bit extended 1.0
+    bad = tmp_path / "ch32.aiff"
+    bad.write_bytes(buf)
+    meta = audio.info(bad)
+    assert (meta.channels, meta.sample_rate) == (32, 1) and not meta.plausible and "1 Hz" in meta.warning
+    out, peak = _peak_traced(lambda: audio.load(bad, sr=16000, mono=False, max_seconds=None))
+    assert isinstance(out, AudioFileError) and "GB" in str(out) and "1 Hz" in str(out)
+    assert peak < 20 * 2**20
+    with pytest.raises(AudioFileError, match="sample rate of 1 Hz"):
+        list(audio.stream(bad))
+
+
+def test_decoding_more_than_the_file_can_hold_is_refused(tmp_path, monkeypatch):
+    """The bound on decoded samples per byte is applied while decoding (a decoder that keeps
+    giving samples is stopped); real files are far below it."""
+    path = write(tmp_path / "z.flac", np.zeros(SR * 4, np.float32), subtype="PCM_16")  # silence: ~340 samples/byte
+    assert audio.load(path)[0].shape == (SR * 4,)
+    monkeypatch.setattr(audio, "COMPRESSED_SAMPLES_PER_BYTE", 20.0)
+    with pytest.raises(AudioFileError, match=r"more audio than its \d+ bytes can hold"):
+        list(audio.stream(path))
+
+
+def test_plausible_headers_are_not_flagged(tmp_path):
+    for ext, sub in (("wav", "PCM_16"), ("flac", "PCM_24"), ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")):
+        meta = audio.info(write(tmp_path / f"p.{ext}", tone(seconds=1.0), subtype=sub))
+        assert meta.plausible and meta.warning is None, (ext, meta)
+        assert meta.size == (tmp_path / f"p.{ext}").stat().st_size
+
+
+def test_pipes_devices_and_folders_are_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "named pipe"), ("/dev/zero", "device"), (tmp_path, "folder")):
+        for call in (audio.info, audio.load, lambda p: list(audio.stream(p))):
+            with pytest.raises(AudioFileError, match=what):
+                call(path)
+
+
+def test_a_misleading_decoder_message_is_not_passed_on(tmp_path):
+    path = tmp_path / "x.mp3"
+    path.write_bytes(b"\xff\xfb" + bytes(range(256)) * 8)  # a frame sync, then nonsense
+    with pytest.raises(AudioFileError) as err:
+        audio.load(path)
+    assert "does not exist" not in str(err.value) and "not a regular file" not in str(err.value)

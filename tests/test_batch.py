@@ -192,3 +192,105 @@ def test_a_folder_of_midi_files_only_gets_the_bundled_midi_model_by_default(run_
     assert rows["a.mid"]["predicted"] == "folk" and rows["b.mid"]["status"] == "error"
     meta = json.loads(_table(tmp_path / "out").schema.metadata[b"musiclens"])
     assert meta["model"] == "midi_style_lstm"
+
+
+def test_a_worker_that_dies_fails_only_its_file_and_a_rerun_resumes(run_cli, model_dir, folder, tmp_path, monkeypatch):
+    """Two workers; the one given s2.wav segfaults (a real null-pointer read), later the one given
+    sub/s3.wav is SIGKILLed (as the out-of-memory killer does): each file is logged with how its
+    worker died, the others finish with the same rows as an undisturbed run, a rerun skips them."""
+    from musiclens.core.analyses.batch import CRASH_ENV
+
+    argv = ["batch", folder, "--model", model_dir, "--analyses", "tags,attribution:gradient", "--workers", "2"]
+    status, _, err = run_cli(*argv, "--out", tmp_path / "clean", "--quiet")
+    assert status == 0, err
+    for crash, name, how in (("SIGSEGV", "s2.wav", "killed by SIGSEGV"), ("SIGKILL", "s3.wav", "killed by SIGKILL")):
+        out = tmp_path / crash
+        monkeypatch.setenv(CRASH_ENV, f"{name}={crash}")
+        status, text, err = run_cli(*argv, "--out", out, "--json")
+        assert status == 0, err
+        summary = json.loads(text)
+        assert summary["analysed"] == 6 and summary["errors"] == 2 and summary["ok"] == 3, summary
+        rows = {r["path"]: r for r in _table(out).to_pylist()}
+        dead = next(r for p, r in rows.items() if p.endswith(name))
+        assert dead["status"] == "error" and how in dead["error"] and "worker" in dead["error"]
+        assert f"{dead['path']}: the worker analysing it died ({how}" in err
+        clean = {r["path"]: r for r in _table(tmp_path / "clean").to_pylist()}
+        for p, r in rows.items():
+            if p != dead["path"]:
+                assert {k: v for k, v in r.items() if k != "shard"} == {
+                    k: v for k, v in clean[p].items() if k != "shard"
+                }
+        monkeypatch.delenv(CRASH_ENV)
+        again = json.loads(run_cli(*argv, "--out", out, "--json", "--quiet")[1])
+        assert again["analysed"] == 0 and again["previously_done"] == 6
+        retried = json.loads(run_cli(*argv, "--out", out, "--json", "--quiet", "--retry-errors")[1])
+        assert retried["analysed"] == 2 and retried["ok"] == 4  # the crashed file now works; broken.wav does not
+
+
+def test_a_one_worker_run_that_died_on_a_file_logs_it_on_the_rerun(model_dir, folder, tmp_path):
+    """The one-worker run analyses in its own process: killed on a file, the rerun logs that file
+    as failed (it would kill the run again) and finishes the others."""
+    import os
+    import subprocess
+    import sys
+
+    from musiclens.core.analyses.batch import CRASH_ENV
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "musiclens", "batch", str(folder), "--model", str(model_dir), "--out", str(out)]
+    argv += ["--shard-files", "1"]
+    env = dict(os.environ, **{CRASH_ENV: "s2.wav=SIGKILL"})
+    killed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert (out / "RUNNING").read_text() == "s2.wav" and len(read_rows(out)) == 2  # broken.wav, s0.wav
+    rerun = subprocess.run(argv + ["--json"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "batch: error s2.wav: the previous run died while analysing it" in rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["analysed"] == 3 and summary["previously_done"] == 3 and summary["ok"] == 3
+    assert not (out / "RUNNING").exists()
+
+
+def test_midi_activations_and_attributions_on_a_few_midi_files(run_cli, tmp_path):
+    """activations:LAYER on the bundled MIDI LSTM: per-note layers cut to the notes read (a piece
+    longer than the 100-note window gives 100 rows), the output layer's logits whose softmax is
+    the table's probabilities, and the head applied to the LSTM's last note giving those
+    logits; two workers give the same table."""
+    import torch
+
+    from midi_tunes import write_piece
+
+    tunes = tmp_path / "tunes"
+    tunes.mkdir()
+    folk_tune(tunes / "jig.mid")
+    folk_tune(tunes / "long.mid", n=150)
+    write_piece(tunes / "low.mid", low=True, n_notes=24, seed=1)
+    write_piece(tunes / "high.mid", low=False, n_notes=30, seed=2)
+    wanted = "tags,activations:lstm,activations:output,activations:normalise,attribution:integrated-gradients"
+    argv = ["batch", tunes, "--model", "midi_style_lstm", "--analyses", wanted, "--quiet", "--json"]
+    status, text, err = run_cli(*argv, "--out", tmp_path / "one")
+    assert status == 0, err
+    assert json.loads(text)["ok"] == 4
+    status, _, err = run_cli(*argv, "--out", tmp_path / "two", "--workers", "2")
+    assert status == 0, err
+    assert _table(tmp_path / "one").equals(_table(tmp_path / "two"))
+
+    model = registry.load("midi_style_lstm", device="cpu")
+    out = tmp_path / "one"
+    rows = {r["path"]: r for r in _table(out).to_pylist()}
+    assert {p: r["n_notes"] for p, r in rows.items()} == {"high.mid": 30, "jig.mid": 60, "long.mid": 100, "low.mid": 24}
+    for row in rows.values():
+        k = row["n_notes"]
+        lstm = read_array(out, row, "activations:lstm")
+        assert lstm.shape == (k, 168) and row["activations:lstm.shape"] == [k, 168]
+        assert row["activations:lstm.energy"] == pytest.approx(float((lstm.astype(np.float64) ** 2).mean()))
+        assert read_array(out, row, "activations:normalise").shape == (k, 3)
+        logits = read_array(out, row, "activations:output")
+        assert logits.shape == (3,)
+        np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 0).numpy(), row["probabilities"], atol=1e-6)
+        with torch.no_grad():
+            from_last = model.net.head(torch.from_numpy(lstm[-1])).numpy()
+        np.testing.assert_allclose(from_last, logits, atol=1e-5)
+        sal = read_array(out, row, "attribution:integrated-gradients")
+        assert sal.shape == (k, 3) and np.isfinite(sal).all() and np.abs(sal).max() > 0
+    assert rows["jig.mid"]["predicted"] == "folk"

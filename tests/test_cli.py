@@ -43,6 +43,24 @@ def test_info_json(low_tone_wav):
         "channels": 2,
         "frames": 44100,
     }
+    assert got["plausible"] is True and got["warning"] is None and not r.stderr
+
+
+def test_info_flags_an_implausible_header(low_tone_wav, tmp_path):
+    """A WAV whose header says 2 Hz (two seconds become 6 hours): info says so on stderr and in
+    the JSON (the duration is the header's)."""
+    import struct
+
+    buf = bytearray(low_tone_wav.read_bytes())
+    at = buf.index(b"fmt ") + 12  # chunk id, size, format tag, channels, then the rate
+    buf[at : at + 4] = struct.pack("<I", 2)
+    bad = tmp_path / "claims.wav"
+    bad.write_bytes(bytes(buf))
+    r = musiclens("info", bad, "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["plausible"] is False and "2 Hz" in got["warning"] and got["duration_s"] > 6 * 3600
+    assert "info: warning: implausible header" in r.stderr
 
 
 def test_spectrogram_png_has_low_frequencies_at_the_bottom(low_tone_wav, tmp_path):

@@ -186,8 +186,7 @@ _PROGRESS = {
         d / "high",
         "--model",
         t,
-        "--permutations",
-        "0",
+        "--no-baseline",
         "--json",
     ],
     "flip": lambda d, t, b, tmp: [

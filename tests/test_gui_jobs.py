@@ -115,3 +115,66 @@ def test_cancelled_training_offers_the_best_model_so_far(qtbot, window, tmp_path
     assert meta["provenance"]["note"].startswith("cancelled at epoch ")
     assert registry.load(saved[0]).labels == ["noise", "tones"]
     assert window.model_picker.findData(str(saved[0])) >= 0  # offered in the model picker
+
+
+def test_time_left_from_the_rate_of_progress(monkeypatch):
+    """ETA = (1 - f) at the rate between the first and the latest fraction, counting down
+    between reports; "m:ss so far" without fractions; nothing in the first second."""
+    from musiclens.app import worker as w
+    from musiclens.app.jobs import clock, running_text
+
+    now = [100.0]
+    monkeypatch.setattr(w.time, "perf_counter", lambda: now[0])
+    job = w.Job("dream", lambda ctx: None)
+    job.running_since = 100.0
+    assert job.eta_s() is None and running_text(job) == "dream"
+    now[0] = 104.0  # 4 s of loading, then the first fraction
+    job._mark(0.0)
+    now[0] = 106.0
+    job._mark(0.25)  # 0.25 in 2 s: 6 s left
+    job.last_progress = w.JobProgress(0.25, "step 25/100")
+    assert job.eta_s() == 6.0
+    assert running_text(job) == "dream (step 25/100, ETA 0:06)"
+    now[0] = 107.5  # no report since: it counts down
+    assert running_text(job) == "dream (step 25/100, ETA 0:05)"
+    other = w.Job("predict", lambda ctx: None)
+    other.running_since = 100.0
+    now[0] = 100.5
+    assert running_text(other) == "predict"
+    now[0] = 172.2
+    assert running_text(other) == "predict (1:13 so far)"
+    assert clock(3725) == "1:02:05" and clock(0.2) == "0:01"
+
+
+def test_status_bar_shows_time_left_of_a_running_job(qtbot):
+    """A real worker job that reports fractions for over a second shows "ETA m:ss" in the
+    status bar's job list, and the list empties when it ends."""
+    import threading
+
+    from musiclens.app.jobs import JobQueueButton
+    from musiclens.app.worker import Worker
+
+    worker = Worker(name="eta test")
+    button = JobQueueButton([worker])
+    qtbot.addWidget(button)
+    release = threading.Event()
+
+    def slow(ctx):
+        for i in range(1, 41):
+            time.sleep(0.04)
+            ctx.progress(i / 100, f"step {i}/100")
+        release.wait(20)
+        return "done"
+
+    try:
+        job = worker.run("slow job", slow)
+        qtbot.waitUntil(lambda: "ETA" in button.text(), timeout=15000)
+        assert button.text().startswith("⏳ slow job (step ")
+        eta = job.eta_s()
+        assert eta is not None and 0 < eta < 60
+        release.set()
+        qtbot.waitUntil(lambda: button.text() == "", timeout=15000)
+        assert not button._clock.isActive()
+    finally:
+        release.set()
+        worker.shutdown()

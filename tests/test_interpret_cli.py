@@ -101,8 +101,6 @@ def test_similarity_json_and_errors(run, wavs):
         str(wavs / "chord.wav"),
         "--layers",
         "front end / timbral 7x38,mid end / conv 1,back end / penultimate",
-        "--permutations",
-        "2",
         "--json",
     )
     assert status == 0

@@ -567,8 +567,6 @@ def test_similarity_within_class_pairs_give_a_curve_per_class(run, tiny, tiny_di
         "--pairs",
         "within-class",
         "--labels-from-folders",
-        "--permutations",
-        "3",
         "--json",
     )
     assert status == 0, err
@@ -579,7 +577,7 @@ def test_similarity_within_class_pairs_give_a_curve_per_class(run, tiny, tiny_di
     for label in ("low", "high"):
         xa = _patch_features(tiny, wavs / label / "a.wav")[0]
         xb = _patch_features(tiny, wavs / label / "b.wav")[0]
-        one = sim.layer_similarity(tiny, xa, xb, metrics=metrics, n_permutations=3)
+        one = sim.layer_similarity(tiny, xa, xb, metrics=metrics)
         cls = res["classes"][label]
         assert cls["n_pairs"] == 1 and cls["n_files"] == 2
         for k in one.values:
@@ -606,8 +604,7 @@ def test_similarity_all_pairs_folders_and_errors(run, tiny_dir, wavs):
         wavs / "high",
         "--metrics",
         "pearson,mse_max",
-        "--permutations",
-        "0",
+        "--no-baseline",
         "--json",
     )
     assert status == 0, err
@@ -620,8 +617,7 @@ def test_similarity_all_pairs_folders_and_errors(run, tiny_dir, wavs):
         tiny_dir,
         wavs / "low" / "a.wav",
         wavs / "high" / "a.wav",
-        "--permutations",
-        "0",
+        "--no-baseline",
         "--json",
     )
     two = json.loads(text)
@@ -635,8 +631,7 @@ def test_similarity_all_pairs_folders_and_errors(run, tiny_dir, wavs):
         "--pairs",
         "within-class",
         "--labels-from-folders",
-        "--permutations",
-        "0",
+        "--no-baseline",
     )
     assert status == 0 and "class 'low'" in text and "mean over 2 within-class pairs" in text
     status, _, err = run("similarity", "--model", tiny_dir, wavs / "low", "--pairs", "within-class")

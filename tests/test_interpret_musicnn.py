@@ -79,7 +79,7 @@ def test_auralise_and_deconv_timbral_filter(mtt, x):
 
 
 def test_similarity_curve_over_all_layers(mtt, x):
-    curve = similarity.layer_similarity(mtt, x, x, n_permutations=2)
+    curve = similarity.layer_similarity(mtt, x, x)
     assert len(curve.layers) == len(mtt.layers) - 1
     np.testing.assert_allclose(curve.curve("pearson"), 1.0, atol=1e-6)
     np.testing.assert_allclose(curve.curve("nmse"), 0.0, atol=1e-10)

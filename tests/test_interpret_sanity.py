@@ -66,3 +66,36 @@ def test_cancel_and_errors():
         sanity.cascading_randomisation(m, x, method="gradient")
     with pytest.raises(ParameterError, match="needs a layer"):
         sanity.cascading_randomisation(m, x, method="grad_cam", target=0)
+
+
+def test_sanity_check_job_reports_fractions_and_gives_the_cascades():
+    m = logmel_cnn()
+    x = features(m, signal(0.5))
+    reports = []
+    gen = sanity.sanity_check(m, x, {"grad": "gradient", "ig": "ig"}, target=1, options={"ig": {"steps": 4}})
+    try:
+        while True:
+            reports.append(next(gen))
+    except StopIteration as stop:
+        out = stop.value
+    assert list(out) == ["grad", "ig"]
+    for name, method, kw in (("grad", "gradient", {}), ("ig", "ig", {"steps": 4})):  # as the one-method cascade
+        alone = sanity.cascading_randomisation(m, x, method=method, target=1, **kw)
+        assert [s.layer for s in out[name]] == [s.layer for s in alone]
+        for got, want in zip(out[name], alone, strict=True):
+            assert [got.spearman, got.spearman_signed, got.ssim] == pytest.approx(
+                [want.spearman, want.spearman_signed, want.ssim], rel=1e-9, nan_ok=True
+            )
+    fractions = [p.fraction for p in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert 0 < fractions[2] < 1  # after both trained-model maps and one randomised step
+    assert [p.payload.layer for p in reports if p.payload is not None] == [s.layer for s in out["grad"][1:]] + [
+        s.layer for s in out["ig"][1:]
+    ]
+    calls = iter([False, True, True, True])
+    cut = sanity.sanity_check(m, x, {"grad": "gradient"}, target=1, cancel=lambda: next(calls))
+    try:
+        while True:
+            next(cut)
+    except StopIteration as stop:
+        assert [s.step for s in stop.value["grad"]] == [0, 1]

@@ -102,7 +102,7 @@ def test_the_call_checks_layer_kind_and_options(gap, x):
         methods.get("grad-cam")(gap, x, target=0)
     with pytest.raises(ParameterError, match=r"no option n_samples.*its options: output, mask"):
         methods.get("gradient")(gap, x, target=0, n_samples=3)
-    with pytest.raises(ParameterError, match="smoothgrad works on audio models, not on a midi model"):
+    with pytest.raises(ParameterError, match="smoothgrad works on audio, waveform models, not on a midi model"):
         methods.get("smoothgrad")(_midi_model(), _notes(), target=0)
     assert methods.input_kind(gap) == "audio" and methods.input_kind(_midi_model()) == "midi"
     g = methods.get("gradient")
@@ -339,7 +339,7 @@ def test_gradient_x_input_appears_everywhere_without_touching_the_consumers():
 
     entry = methods.get("gradient-x-input")
     assert entry.function is gradient_x_input and not entry.needs_layer and entry.signed
-    assert entry.input_kinds == ("audio", "midi")
+    assert entry.input_kinds == ("audio", "midi", "waveform")
     assert ("Gradient × input", "gradient-x-input") in attribution.METHODS
     assert "gradient-x-input" in _method_action(_subparsers()["saliency"]).choices
     assert "gradient-x-input" in sanity.METHODS
@@ -372,7 +372,7 @@ def test_midi_methods_are_the_per_note_saliency_functions():
     from musiclens.core.interpret import midi_saliency
 
     model, notes = _midi_model(), _notes()
-    assert methods.names(kind="midi") == ["gradient", "gradient-x-input", "integrated-gradients"]
+    assert methods.names(kind="midi") == ["gradient", "gradient-x-input", "integrated-gradients", "feature-ablation"]
     torch.testing.assert_close(
         methods.get("gradient")(model, notes, target=2), midi_saliency.gradient_saliency(model, notes, target=2)
     )

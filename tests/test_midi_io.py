@@ -286,3 +286,59 @@ def test_more_than_ten_million_ticks_is_read(tmp_path):
     np.testing.assert_allclose(notes.start, [0.0, 1101 * 0.5])  # 120 bpm: exact on the beat grid
     np.testing.assert_allclose(notes.duration, [0.5, 0.25])
     assert any("resolution" in r for r in notes.repairs) and notes.resolution < 10080
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 18)
+def test_pipes_devices_and_folders_are_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.mid"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "named pipe"), ("/dev/zero", "device"), (tmp_path, "folder")):
+        with pytest.raises(MidiFileError, match=what):
+            read_midi(path)
+
+
+def test_a_file_with_more_than_ten_million_ticks_is_parsed_once(tmp_path, monkeypatch):
+    """A long piece at a fine resolution is coarsened before pretty_midi sees it: mido parses the
+    bytes once (it used to parse them again after pretty_midi refused the first parse)."""
+    import mido
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0, resolution=10080)
+    inst = pretty_midi.Instrument(program=0)
+    for i in range(4200):  # 4200 notes of half a beat: 21 million ticks
+        inst.notes.append(pretty_midi.Note(velocity=80, pitch=60 + i % 12, start=i * 0.25, end=i * 0.25 + 0.25))
+    pm.instruments.append(inst)
+    path = tmp_path / "long.mid"
+    pm.write(str(path))
+    parses = []
+    original = mido.MidiFile.__init__
+
+    def counting(self, *args, **kw):
+        if kw.get("file") is not None or args:
+            parses.append(1)
+        original(self, *args, **kw)
+
+    monkeypatch.setattr(mido.MidiFile, "__init__", counting)
+    notes = read_midi(path)
+    assert len(parses) == 1
+    assert len(notes) == 4200 and any("reduced the resolution from 10080" in r for r in notes.repairs)
+    np.testing.assert_allclose(notes.start[:3], [0.0, 0.25, 0.5], atol=1e-6)
+    assert notes.start[-1] == pytest.approx(4199 * 0.25, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda d: d[:14] + b"MTrX" + d[18:], "missing MTrk header"),
+        (lambda d: d.replace(b"\x00\x90\x40\x64", b"\x00\x40\x64\x00", 1)[:-4] + b"\x00", "truncated|status byte"),
+        (lambda d: d[:22] + b"\x00\xff\x01\x8f\xff\xff\x7f" + d[22:], "claims more bytes than a MIDI event"),
+    ],
+)
+def test_unreadable_midi_is_explained_in_a_readers_terms(tmp_path, damage, reason):
+    path = tmp_path / "bad.mid"
+    path.write_bytes(damage(_simple_smf(NOTE_TRACK)))
+    with pytest.raises(MidiFileError, match=reason) as err:
+        read_midi(path)
+    text = str(err.value)
+    assert "Error:" not in text and "OSError" not in text and "ValueError" not in text, text

@@ -5,6 +5,7 @@ per-note saliency over every note of the piece."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +114,96 @@ def test_real_jazz_dance_pieces_read_whole():
         assert feats[:, 5].sum() > 0 or label == "jazz"  # dance files have drums
 
 
-def test_flip_says_it_does_not_support_whole_piece_models_yet(trained, tmp_path, capsys):
-    root, out, cli = trained
-    piece = next((root / "low").glob("*.mid"))
+def pitch_reader(tmp_path, notes, *, lead):
+    """A saved whole-piece model (no statistics branch) whose "high" logit minus its "low" logit
+    is ``40 * mean standardised pitch + bias``, the bias set so that ``notes`` reads "high"
+    with a lead of ``lead`` in probability: a model near its boundary, to flip with small edits."""
+    from musiclens.core.models import registry
+    from musiclens.core.models.inputs import PieceSpec
+
+    params = {"n_labels": 2, "channels": 4, "layers": 1, "kernel": 1, "dropout": 0.0}
+    arch = {"family": "midi_piece", "params": params}
+    net, layers = registry.build(arch)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        conv, head = net.body[0], net.head
+        conv.weight[0, 0, 0] = 1.0  # channel 0 = standardised pitch + 5 (GELU ~ identity there)
+        conv.bias[0] = 5.0
+        net.body[1].weight.fill_(1.0)
+        head.weight[0, 0, 0], head.weight[1, 0, 0] = 20.0, -20.0
+    net.eval()
+    model = registry.LoadedModel("pitch", net, spec=PieceSpec(), labels=["high", "low"], architecture=arch)
+    x, m = model.tensors(*model.spec.window(notes))
+    with torch.no_grad():
+        d = float(net(x, m)[0, 0] - net(x, m)[0, 1])
+        p_high = (1 + lead) / 2
+        head.bias[0] = (np.log(p_high / (1 - p_high)) - d) / 2
+        head.bias[1] = -float(head.bias[0])
+    registry.save(model, tmp_path / "pitch")
+    return tmp_path / "pitch"
+
+
+def test_flip_on_a_whole_piece_is_local_and_holds_in_the_written_file(trained, tmp_path, capsys):
+    import mido
+
+    from musiclens.core.models import registry
+
+    root, _, cli = trained
+    piece = tmp_path / "piece.mid"
+    folk_tune(piece, n=200, drums=True)
+    from musiclens.core.models.inputs import PieceSpec
+
+    out = pitch_reader(tmp_path, PieceSpec().read(piece), lead=0.03)
+    model = registry.load(out, kind="midi")
+    assert model.classify_file(piece)["predicted"] == "high"
     capsys.readouterr()
-    status = cli.main(["flip", str(piece), "--model", str(out), "--to", "high", "-o", str(tmp_path / "f.mid")])
-    err = capsys.readouterr().err
-    assert status == 2 and len(err.strip().splitlines()) == 1
-    assert "does not support" in err and "RuntimeError" not in err
-    assert not (tmp_path / "f.mid").exists()
+    dest = tmp_path / "f.mid"
+    status = cli.main(["flip", str(piece), "--model", str(out), "--to", "low", "-o", str(dest), "--json", "--quiet"])
+    assert status == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["predicted_before"] == "high" and res["flipped"] and res["flip_holds_in_output"]
+    assert model.classify_file(dest)["predicted"] == "low"  # re-read from disk
+    before, after = model.spec.read(piece), model.spec.read(dest)
+    assert len(after) == len(before)
+    c = res["change"]
+    assert 0 < c["notes_changed"] < 0.1 * len(before)  # a small change
+    assert all(n["after"]["pitch"] < n["before"]["pitch"] for n in res["changed_notes"])  # lower = less "high"
+    # local: no note moves in time, every unchanged note is the same note
+    key = lambda n: list(zip(n.start.round(6), n.end.round(6), n.instrument, n.pitch, n.velocity))  # noqa: E731
+    kept = sum((Counter(key(before)) & Counter(key(after))).values())
+    assert len(before) - kept == c["notes_changed"]
+    # every track kept
+    assert len(mido.MidiFile(dest).tracks) == len(mido.MidiFile(piece).tracks)
+
+
+def test_flip_of_the_trained_hybrid_runs_and_reports_what_holds(trained, tmp_path, capsys):
+    from musiclens.core.analyses import flip, run
+    from musiclens.core.models import registry
+
+    root, out, _ = trained
+    model = registry.load(out, kind="midi")
+    path = sorted(root.glob("high/*.mid"))[0]
+    notes = model.spec.read(path)
+    res = run(flip(model, notes, "low"), lambda p: None)
+    assert res is not None
+    r = res.result
+    assert len(r.written) == len(notes) and r.change["notes"] == len(notes)
+    # whatever it reached, it is what the written piece reads as
+    again = model.predict(*model.tensors(*model.spec.window(res.proposal)))[0].numpy()
+    assert np.allclose(again, r.probabilities_after, atol=1e-5)
+
+
+def test_midi_classify_says_when_a_piece_lies_outside_the_training_pieces(trained, tmp_path, capsys):
+    root, out, cli = trained
+    meta = json.loads((out / "model.json").read_text())
+    stats = meta["provenance"]["training_statistics"]
+    assert stats["pieces"] == meta["provenance"]["metrics"]["counts"]["train"]["high"] * 2
+    capsys.readouterr()
+    seen = sorted(root.glob("high/*.mid"))[0]
+    assert cli.main(["midi-classify", str(seen), "--model", str(out), "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)["training_distance"]
+    other = folk_tune(tmp_path / "other.mid", n=400, drums=True)  # drums, another length and tempo
+    assert cli.main(["midi-classify", str(other), "--model", str(out), "--json"]) == 0
+    far = json.loads(capsys.readouterr().out)["training_distance"]
+    assert far["outside"] and far["distance"] > near["distance"] and len(far["farthest"]) == 3

@@ -226,3 +226,42 @@ def test_fast_front_end_equals_the_layer_by_layer_path(name):
         "front end"
     ]
     assert torch.allclose(fast, slow, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["MTT_musicnn", "MSD_musicnn"])
+def test_fast_front_end_gradients_equal_the_layer_by_layer_path(name):
+    """The timbral branches' own backward (sparse over the selected rows, issue 20) gives the
+    input and weight gradients of the hooked, layer-by-layer path, also where rows tie (a
+    silent stretch: every row of a column equal, and partly tied quantised values)."""
+    m = registry.load(name)
+    x = torch.randn(2, 1, 96, 187) * 2 + 1
+    x[:, :, :, 60:110] = 0.0
+    x[1] = (x[1] * 2).round() / 2
+
+    def grads(hooked: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        m.net.zero_grad()
+        handles = [b.bn.register_forward_hook(lambda *a: None) for b in m.net.front_end.children()] if hooked else []
+        xi = x.clone().requires_grad_(True)
+        (m.net(xi) * torch.linspace(-1, 1, len(m.labels))).sum().backward()
+        for h in handles:
+            h.remove()
+        return xi.grad, m.net.front_end.timbral_38.conv.weight.grad.clone()
+
+    (gx, gw), (rx, rw) = grads(False), grads(True)
+    m.net.zero_grad()
+    assert torch.allclose(gx, rx, atol=1e-6 * float(rx.abs().max()), rtol=0)
+    assert torch.allclose(gw, rw, atol=1e-4 * float(rw.abs().max()), rtol=0)
+
+
+def test_predict_steps_report_the_fraction_of_patches_done(mtt):
+    """The window's predict job reports a fraction per patch (issue 20: every job over 1 s
+    shows progress) and returns what predict returns."""
+    from musiclens.core import analyses
+
+    y = 0.1 * np.random.default_rng(1).standard_normal(mtt.front_end.frames_to_samples(3 * mtt.patch_frames))
+    y = y.astype(np.float32)
+    fractions: list[float | None] = []
+    result = analyses.run(analyses.predict_steps(mtt, y), lambda p: fractions.append(p.fraction))
+    assert fractions == [0.0, 1 / 3, 2 / 3]
+    np.testing.assert_array_equal(result.probabilities, analyses.predict(mtt, y).probabilities)
+    assert result.top == analyses.predict(mtt, y).top

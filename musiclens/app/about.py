@@ -289,11 +289,14 @@ plays. The overlay marks where a Grad-CAM found evidence for the top tag.</li>
 <i>taggram</i>: how each tag's probability changes over time.</li>
 <li><b>Layers and filters</b> (bottom left): every layer of the network. Pick one to see
 what each of its filters responds to; click a filter to <i>hear</i> it.</li>
-<li><b>CAM and saliency</b>: which parts of the spectrogram drove a tag.</li>
+<li><b>CAM and saliency</b>: which parts of the spectrogram drove a tag; <b>Score this
+map</b> and <b>Compare methods</b> say which map to believe, <b>Hear the explanation</b>
+plays what the network used and what it ignored.</li>
 <li>The <b>Dream</b>, <b>Similarity</b>, <b>Kernels</b> and <b>Training</b> tabs: make the
 network dream, compare its layers on two sounds, inspect its weights, train your own.</li>
 </ul>
-<p>Open your own recording with <b>File &gt; Open</b> or by dropping it on the window.
+<p>Open your own recording with <b>File &gt; Open</b> or by dropping it on the window, and
+your own PyTorch network with <b>File &gt; Open model</b>.
 This guide stays in <b>Help &gt; What am I looking at?</b></p>
 """
 

@@ -3,12 +3,14 @@ worker of the window, each job cancellable on its own from the button's menu."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMenu, QToolButton, QWidget
 
 from musiclens.app.worker import Job, Worker
 
 MESSAGE_CHARS = 48  # of a running job's last progress message
 QUEUED_NAMED = 3  # queued jobs named in the text; the others are counted
+SHOW_TIME_AFTER_S = 1.0  # a running job shows its time left (or its time so far) after this
 
 
 class JobQueueButton(QToolButton):
@@ -28,6 +30,9 @@ class JobQueueButton(QToolButton):
         self.setMenu(self._menu)
         for worker in self.workers:
             worker.changed.connect(self.refresh)
+        self._clock = QTimer(self)  # the time left counts down between progress reports
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self.refresh)
         self.refresh()
 
     def jobs(self) -> list[tuple[Job, str]]:
@@ -37,8 +42,14 @@ class JobQueueButton(QToolButton):
         return running + [(job, "queued") for job in pending if job.state != "running"]
 
     def refresh(self) -> None:
-        self.setText(describe(self.jobs()))
+        jobs = self.jobs()
+        self.setText(describe(jobs))
         self.setVisible(bool(self.text()))
+        running = any(state == "running" for _, state in jobs)
+        if running and not self._clock.isActive():
+            self._clock.start()
+        elif not running:
+            self._clock.stop()
 
     def cancel_all(self) -> None:
         for worker in self.workers:
@@ -64,17 +75,35 @@ class JobQueueButton(QToolButton):
         everything.triggered.connect(self.cancel_all)
 
 
-def running_text(job: Job) -> str:
-    """A running job's name with its last progress message (shortened) or fraction."""
+def clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on), rounded up to whole seconds."""
+    total = int(-(-max(0.0, seconds) // 1))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def time_text(job: Job, now: float | None = None) -> str:
+    """ "ETA m:ss" for a job that has run over :data:`SHOW_TIME_AFTER_S` and reports fractions,
+    "m:ss so far" for one that has run that long without; "" before."""
+    if job.running_s(now) < SHOW_TIME_AFTER_S:
+        return ""
+    eta = job.eta_s(now)
+    return f"ETA {clock(eta)}" if eta is not None else f"{clock(job.running_s(now))} so far"
+
+
+def running_text(job: Job, now: float | None = None) -> str:
+    """A running job's name with its last progress message (shortened) or fraction, and its
+    time left (:func:`time_text`)."""
     p = job.last_progress
-    if p is None:
-        return job.name
-    if p.message:
-        message = p.message if len(p.message) <= MESSAGE_CHARS else p.message[: MESSAGE_CHARS - 1] + "…"
-        return f"{job.name} ({message})"
-    if p.fraction is not None:
-        return f"{job.name} ({100 * p.fraction:.0f} %)"
-    return job.name
+    parts = []
+    if p is not None and p.message:
+        parts.append(p.message if len(p.message) <= MESSAGE_CHARS else p.message[: MESSAGE_CHARS - 1] + "…")
+    elif p is not None and p.fraction is not None:
+        parts.append(f"{100 * p.fraction:.0f} %")
+    if when := time_text(job, now):
+        parts.append(when)
+    return f"{job.name} ({', '.join(parts)})" if parts else job.name
 
 
 def describe(jobs: list[tuple[Job, str]]) -> str:

@@ -31,6 +31,14 @@ def _drive(ctx: JobContext, steps: Generator[analyses.Progress, None, Any], *, c
     return analyses.run(steps, lambda p: ctx.progress(p.fraction, p.message, p.payload, check=check))
 
 
+def _use_case(session: Any, name: str, use_case: Callable, args: tuple, kwargs: dict, on_result, **kw) -> Job:
+    """Submit a core use case (a generator of Progress) on ``session``'s loaded model as a job:
+    ``use_case(model, *args, **kwargs)``."""
+    return session.submit(
+        name, lambda ctx: _drive(ctx, use_case(session._require_model(), *args, **kwargs)), on_result, **kw
+    )
+
+
 class Session(QObject):
     model_changed = Signal(object)  # ModelSummary
     recording_changed = Signal(object)  # Recording
@@ -45,10 +53,12 @@ class Session(QObject):
         self.long_worker = long_worker or worker  # training runs here, so analyses never wait behind it
         self.model = None  # LoadedModel, touched only in jobs (worker thread)
         self.summary: ModelSummary | None = None
+        self.abilities: dict = {}  # of the loaded model: see load_model
         self.recording: Recording | None = None
         self.analysis: Analysis | None = None
         self._path: Path | None = None
         self.midi_model = None  # a LoadedModel of kind "midi", touched only in jobs
+        self.midi_model_name: str | None = None  # the piano roll's model (None: the bundled one)
         self._dream_stop: threading.Event | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -77,21 +87,37 @@ class Session(QObject):
         return (worker or self.worker).run(name, fn, on_result=on_result, on_error=failed, on_progress=progressed)
 
     # ------------------------------------------------------------------ model and recording
-    def load_model(self, name_or_dir: str, *, then: Callable[[], None] | None = None, device: str = "auto") -> Job:
-        """Load a model on ``device`` (``"auto"``: the GPU when there is one; ``"cpu"``, ``"cuda"``)."""
+    def load_model(
+        self,
+        name_or_dir: str,
+        *,
+        then: Callable[[], None] | None = None,
+        device: str = "auto",
+        trust_code: bool = False,
+    ) -> Job:
+        """Load a model on ``device`` (``"auto"``: the GPU when there is one; ``"cpu"``, ``"cuda"``);
+        ``trust_code``: the user chose to run the model folder's Python code. :attr:`abilities` says
+        what it can do: ``{"cam_layer": str | None, "limits": {feature: why not}, "lines": [...]}``
+        (the CAM layer and the lines only for the user's own networks: a family's are known)."""
 
-        def work(ctx: JobContext) -> ModelSummary:
+        def work(ctx: JobContext) -> tuple[ModelSummary, dict]:
             ctx.progress(None, "loading PyTorch")
             import torch  # noqa: F401  (the heavy import happens here, off the GUI thread)
 
-            from musiclens.core.models import registry
+            from musiclens.core.models import discover, registry, user_models
 
             ctx.progress(None, f"loading model {name_or_dir}")
-            model = registry.load(name_or_dir, device=device)
+            model = registry.load(name_or_dir, device=device, trust_code=trust_code)
             self.model = model
-            return analyses.summarise(model)
+            own = "family" not in model.architecture  # the user's own network: found out by running it
+            return analyses.summarise(model), {
+                "cam_layer": discover.default_cam_layer(model) if own else None,
+                "limits": dict(model.limits),
+                "lines": user_models.describe(model) if own else [],
+            }
 
-        def done(summary: ModelSummary) -> None:
+        def done(result: tuple[ModelSummary, dict]) -> None:
+            summary, self.abilities = result
             self.summary = summary
             self.model_changed.emit(summary)
             self.status.emit(f"model {summary.name} ready ({len(summary.labels)} labels)")
@@ -101,6 +127,19 @@ class Session(QObject):
                 then()
 
         return self.submit(f"load model {name_or_dir}", work, done)
+
+    def user_model(self, verb: str, args: tuple, on_result: Callable, on_error: OnError, **kw: Any) -> Job:
+        """The Open-model dialog's torch work: ``"guess"`` a draft ``model.json`` for a model file or folder
+        (``args``: ``(path,)``, ``kw``: ``trust_code``; :func:`~musiclens.core.models.user_models.guess_meta`),
+        or ``"write"`` and check a model folder (``(meta, folder)``, ``weights``, ``trust_code``:
+        :func:`~musiclens.core.models.user_models.write_model_folder`)."""
+
+        def work(ctx: JobContext) -> Any:
+            from musiclens.core.models import user_models
+
+            return (user_models.guess_meta if verb == "guess" else user_models.write_model_folder)(*args, **kw)
+
+        return self.submit(f"{verb} model {Path(args[-1]).name}", work, on_result, on_error=on_error)
 
     def open(self, path: str | Path) -> Job:
         """Read a recording at the model's rate, draw it, then predict."""
@@ -126,7 +165,9 @@ class Session(QObject):
             best = ", ".join(f"{t} {p:.2f}" for t, p in result.top[:3])
             self.status.emit(f"analysed {rec.path.name}: {best}")
 
-        return self.submit("predict", lambda ctx: analyses.predict(self._require_model(), rec.audio), done)
+        return self.submit(
+            "predict", lambda ctx: _drive(ctx, analyses.predict_steps(self._require_model(), rec.audio)), done
+        )
 
     # ------------------------------------------------------------------ looking inside
     def layer_maps(self, layer: str, patch: int, on_result: Callable[[LayerMaps], None]) -> Job:
@@ -160,13 +201,54 @@ class Session(QObject):
 
     def attribution(self, method: str, target: str, layer: str | None, on_result: Callable[[Attribution], None]) -> Job:
         """A method of the table over every analysed patch, joined along time."""
-        rec = self.recording
-        return self.submit(
+        return _use_case(
+            self,
             f"{method} for {target}",
-            lambda ctx: _drive(
-                ctx, analyses.attribution_over_file(self._require_model(), rec.audio, method, target, layer=layer)
-            ),
+            analyses.attribution_over_file,
+            (self.recording.audio, method, target),
+            {"layer": layer},
             on_result,
+        )
+
+    def hear_explanation(
+        self, method: str, target: str, layer: str | None, top: float, soft: bool, on_result, *, attribution=None
+    ) -> Job:
+        """What the model used for ``target`` in the recording (top ``top`` % cells) and what it
+        ignored, with its scores: :func:`musiclens.core.analyses.explanation.hear_explanation`
+        (``attribution``: a map computed before, to mask again without recomputing it)."""
+        from musiclens.core.analyses.explanation import hear_explanation
+
+        return _use_case(
+            self,
+            f"hear {method} for {target}",
+            hear_explanation,
+            (self.recording.audio, method, target),
+            {"top": top, "soft": soft, "layer": layer, "attribution": attribution},
+            on_result,
+        )
+
+    def compare_methods(
+        self, methods: list[str], target: str, layer: str | None, patch: int, options: dict, on_result, **kw
+    ) -> Job:
+        """Faithfulness of ``methods`` on one patch: :func:`musiclens.core.analyses.faithfulness.faithfulness`
+        (``options``: its keywords, e.g. cells, steps, baseline, sanity_layers; ``kw``: on_progress, on_error)."""
+        from musiclens.core.analyses.faithfulness import faithfulness
+
+        audio, start = self.patch_audio(patch)
+        kwargs = {"layer": layer, "start_s": start, **options}
+        return _use_case(
+            self, f"compare methods for {target}", faithfulness, (audio, methods, target), kwargs, on_result, **kw
+        )
+
+    def score_map(self, result: Attribution, patch: int, options: dict, on_result, **kw) -> Job:
+        """Deletion/insertion AUCs of a shown map on one patch:
+        :func:`musiclens.core.analyses.faithfulness.score_shown_map` (``kw``: on_progress, on_error)."""
+        from musiclens.core.analyses.faithfulness import score_shown_map
+
+        args = (self.recording.audio, result.values, result.method, result.target)
+        kwargs = {"patch": patch, "layer": result.layer, **options}
+        return _use_case(
+            self, f"score {result.method} for {result.target}", score_shown_map, args, kwargs, on_result, **kw
         )
 
     def kernels(self, on_result: Callable[[dict], None]) -> Job:
@@ -218,10 +300,12 @@ class Session(QObject):
 
     def class_similarity(self, folder: str | Path, on_result: Callable[[ClassSimilarity], None]) -> Job:
         """Within-class similarity over ``folder/<label>/*.wav`` (first patch of each file)."""
-        folder = Path(folder)
-        return self.submit(
-            f"similarity within the classes of {folder.name}",
-            lambda ctx: _drive(ctx, analyses.class_similarity(self._require_model(), folder, pad=True)),
+        return _use_case(
+            self,
+            f"similarity within the classes of {Path(folder).name}",
+            analyses.class_similarity,
+            (Path(folder),),
+            {"pad": True},
             on_result,
         )
 
@@ -266,10 +350,11 @@ class Session(QObject):
 
     # ------------------------------------------------------------------ MIDI (piano roll)
     def _midi_model(self, name: str | None = None):
-        """The MIDI model (loaded once, in the worker thread)."""
+        """The MIDI model (loaded once, in the worker thread): ``name``, else
+        :attr:`midi_model_name` (a MIDI model trained in the window), else the bundled one."""
         from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, load_midi_model
 
-        name = name or DEFAULT_MIDI_MODEL
+        name = name or self.midi_model_name or DEFAULT_MIDI_MODEL
         if self.midi_model is None or name not in (self.midi_model.name, str(self.midi_model.source)):
             self.midi_model = load_midi_model(name)
         return self.midi_model
@@ -288,6 +373,17 @@ class Session(QObject):
             lambda ctx: analyses.open_midi(self._midi_model(model), path),
             on_result,
             on_error=on_error,
+        )
+
+    def midi_scope(self, path: str | Path, on_result: Callable[[dict | None], None]) -> Job:
+        """How far the piece at ``path`` lies from the MIDI model's training pieces (None: unknown)."""
+        from musiclens.core.analyses.midi import training_distance
+
+        return self.submit(
+            f"compare {Path(path).name} with the training pieces",
+            lambda ctx: training_distance(self._midi_model(), path),
+            on_result,
+            on_error=lambda message: None,
         )
 
     def midi_classify(

@@ -170,6 +170,11 @@ class MainWindow(QMainWindow):
         preds = self.add_dock("Predictions", self.predictions, Qt.RightDockWidgetArea)
         cam = self.add_dock("CAM and saliency", self.attribution, Qt.RightDockWidgetArea)
         self.splitDockWidget(preds, cam, Qt.Vertical)
+        from musiclens.app.panels.explanation import ExplanationPanel
+
+        self.explanation = ExplanationPanel()  # tabbed with CAM and saliency
+        self.tabifyDockWidget(cam, self.add_dock("Hear the explanation", self.explanation, Qt.RightDockWidgetArea))
+        cam.raise_()
         # tall forms scroll inside their docks: the window fits a 1366x768 laptop screen
         dream = self.add_dock("Dream", self.dream, Qt.RightDockWidgetArea, scroll=True)
         self.tabifyDockWidget(layers, dream)
@@ -179,6 +184,10 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(layers, kernels)
         training = self.add_dock("Training", self.training, Qt.LeftDockWidgetArea, scroll=True)
         self.tabifyDockWidget(layers, training)
+        from musiclens.app.panels.faithfulness import FaithfulnessPanel
+
+        self.faithfulness = FaithfulnessPanel()  # "Compare methods", opened from CAM and saliency
+        self.tabifyDockWidget(layers, self.add_dock("Compare methods", self.faithfulness, Qt.LeftDockWidgetArea))
         piano = self.add_dock("Piano roll", self.piano_roll, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(spec, piano)
         spec.raise_()
@@ -232,6 +241,7 @@ class MainWindow(QMainWindow):
         menu = self.menuBar()
         file = menu.addMenu("&File")
         self._action(file, "&Open…", self.open_dialog, QKeySequence.Open)
+        self._action(file, "Open &model…", self.open_model_dialog)
         self.recent_menu = file.addMenu("Open &Recent")
         self._action(file, "Open &batch results…", lambda: self.open_batch_results())
         file.addSeparator()
@@ -248,7 +258,8 @@ class MainWindow(QMainWindow):
         self.view_menu.addSeparator()
         self._action(self.view_menu, "Reset layout", self.reset_layout)
         model = menu.addMenu("&Model")
-        self._action(model, "Open model &folder…", self.open_model_dialog)
+        self._action(model, "&Open model…", self.open_model_dialog)
+        self._action(model, "What this model &can do", self.show_abilities)
         self._build_device_menu(model)
         analysis = menu.addMenu("&Analysis")
         self._action(analysis, "&Predict again", lambda: self.session.recording and self.session.analyse())
@@ -308,6 +319,16 @@ class MainWindow(QMainWindow):
             lambda method, target, layer: s.attribution(method, target, layer, self._show_attribution)
         )
         self.attribution.cleared.connect(self.spectrogram.clear_overlay)
+        self.faithfulness.attach(s, self.attribution, self.current_patch)
+        self.attribution.compare_requested.connect(
+            lambda: (self.docks["Compare methods"].show(), self.docks["Compare methods"].raise_())
+        )
+        self.explanation.requested.connect(
+            lambda method, target, layer, top, soft, attr: s.hear_explanation(
+                method, target, layer, top, soft, self._show_explanation, attribution=attr
+            )
+        )
+        self.explanation.play_requested.connect(lambda y, sr, label, t0: self.play(y, sr, label, offset_s=t0))
         self.dream.start_requested.connect(self._start_dream)
         self.kernels.requested.connect(lambda: s.kernels(self.kernels.set_stats))
         self.training.start_requested.connect(self._start_training)
@@ -329,6 +350,9 @@ class MainWindow(QMainWindow):
         self.dream.play_requested.connect(lambda d: self.play(d.audio, d.sample_rate, d.label, on_recording=False))
         self.model_picker.activated.connect(self._picked_model)
         self.piano_roll.opened.connect(lambda path: self._remember(Path(path)))  # only what opened
+        self.piano_roll.train_requested.connect(
+            lambda: (self.docks["Training"].show(), self.docks["Training"].raise_())
+        )
         self.piano_roll.discard_button.clicked.connect(  # nothing restored: back to the recording
             lambda: self.piano_roll.editor is None and self.docks["Spectrogram"].raise_()
         )
@@ -369,10 +393,50 @@ class MainWindow(QMainWindow):
         self._show_device()
         self.layers.set_model(summary)
         self.attribution.set_model(summary)
+        self.explanation.set_model(summary)
         self.dream.set_model(summary)
         self.kernels.clear()
         self._clear_results()
         self._select_model(summary)
+        self._show_abilities(summary)
+
+    def _show_abilities(self, summary: ModelSummary) -> None:
+        """What this model cannot do, in one line where it would be missed (a TorchScript model
+        has no layer hooks: the layer tree, the CAM layer and the Kernels panel say so; every
+        line: Model > What this model can do), and the CAM layer chosen for the user's network."""
+        from musiclens.app.open_model import headline
+
+        limits: dict = self.session.abilities.get("limits", {})
+        if not summary.layers:
+            why = limits.get("layers") or "the model lists no layers to look inside"
+            self.layers.show_unavailable(headline(why), why[0].upper() + why[1:])
+        self.attribution.layer.setPlaceholderText(headline(limits["cam"]) if "cam" in limits else "")
+        self.attribution.layer.setToolTip(f"CAM: {limits['cam']}" if "cam" in limits else "")
+        kernels = limits.get("kernels")
+        self.kernels.refresh_button.setEnabled(kernels is None)
+        if kernels:
+            self.kernels.summary.setText(f"Kernel statistics are not available: {kernels}")
+        cam = self.session.abilities.get("cam_layer")  # the last layer with a time-frequency output
+        if cam and any(name == cam for name, _g, _k in summary.layers):
+            if self.attribution.layer.findText(cam) < 0:
+                self.attribution.layer.addItem(cam)
+            self.attribution.layer.setCurrentText(cam)
+        lines = self.session.abilities.get("lines") or []
+        self.model_picker.setToolTip("\n".join([f"{summary.name}: {summary.source or 'bundled'}", *lines]))
+
+    def show_abilities(self) -> QMessageBox | None:
+        """Model > What this model can do: one line per feature, what works and why not."""
+        summary = self.session.summary
+        if summary is None:
+            return None
+        lines = self.session.abilities.get("lines") or [
+            f"{summary.name}: a MusicLens model family; every panel works with it"
+        ]
+        box = QMessageBox(QMessageBox.Information, "What this model can do", lines[0], QMessageBox.Ok, self)
+        box.setInformativeText("\n".join(f"• {line}" for line in lines[1:]))
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.open()
+        return box
 
     def _select_model(self, summary: ModelSummary) -> None:
         """Show ``summary``'s model in the picker (listed once: bundled by name, folders by path)."""
@@ -392,6 +456,7 @@ class MainWindow(QMainWindow):
         if self.similarity.result is not None:  # a comparison of the previous recording
             self.similarity.clear()
         self.attribution.clear()
+        self.explanation.clear()
         self.player.load(rec.audio, rec.sample_rate, label=rec.path.name)
         self.playing_label.setText(f" {rec.path.name} ")
         self._on_position(0.0)
@@ -414,6 +479,7 @@ class MainWindow(QMainWindow):
     def _on_analysis(self, analysis: Analysis) -> None:
         self.predictions.set_analysis(analysis)
         self.attribution.set_analysis(analysis)
+        self.explanation.set_analysis(analysis)
         self.dream.set_analysis(analysis)
         if getattr(self, "_showcase", False):
             self._showcase = False
@@ -505,7 +571,11 @@ class MainWindow(QMainWindow):
 
         def done(summary: dict) -> None:
             self.training.finished(summary)
-            self._add_model_folder(str(out))
+            if summary.get("kind") == "midi":  # MIDI models read notes: the piano roll's model from now on
+                self.session.midi_model_name = str(out)
+                self.statusBar().showMessage(f"the piano roll now uses {out.name}: open a MIDI file", 15000)
+            else:
+                self._add_model_folder(str(out))
 
         def cancelled() -> None:  # the best model so far was saved when an epoch had ended
             summary = job.partial or {}
@@ -528,6 +598,17 @@ class MainWindow(QMainWindow):
         if job is not None and job.state != "done":
             job.cancel()
             self._on_jobs()
+
+    def _show_explanation(self, result) -> None:
+        """Scores in the panel; the cells used drawn over the spectrogram."""
+        self.explanation.set_result(result)
+        self.spectrogram.set_overlay(
+            result.mask,
+            start_s=result.start_s,
+            end_s=result.end_s,
+            caption=f"overlay: cells {result.method} used for {result.target}",
+            what=f"cells used: top {result.top:g} % of {result.method} for '{result.target}'",
+        )
 
     def _show_attribution(self, result) -> None:
         self.attribution.set_result(result)
@@ -567,6 +648,14 @@ class MainWindow(QMainWindow):
             self._revert_device()
         if message.startswith(MUST_SEE_FAILURES) and not self.screenshot_mode:
             self._show_error_dialog(message)
+        cam = f"{self.attribution.method.currentData()} for {self.attribution.target.currentData()}: "
+        waiting = (  # a panel that says "computing…" says why it will not come (e.g. a layer without filters)
+            (f"activations of {self.layers.selected_layer()}: ", self.layers.info),
+            (cam, self.attribution.note),
+        )
+        for job, label in waiting:
+            if message.startswith(job) and label.text().startswith("computing"):
+                label.setText(f"⚠ {message[len(job) :]}")
 
     def _show_error_dialog(self, message: str) -> None:
         """A non-modal warning (one at a time: a newer failure replaces the text)."""
@@ -705,26 +794,43 @@ class MainWindow(QMainWindow):
         ):
             self._load_model(name)
 
-    def open_model_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a model folder (weights.safetensors + model.json)")
-        if folder:
-            self.open_model_folder(folder)
+    def open_model_dialog(self):
+        """File > Open model…: a model file or folder (musiclens.app.open_model); returns the dialog."""
+        from musiclens.app.open_model import OpenModelDialog
 
-    def open_model_folder(self, folder: str) -> None:
-        """Load a model folder; it joins the picker and the remembered folders once it loads."""
-        self._load_model(folder, then=lambda: self._add_model_folder(folder))
+        dialog = OpenModelDialog(self.session, self)
+        dialog.opened.connect(lambda folder, trust: self.open_model_folder(folder, trust_code=trust))
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.open()
+        self.open_model = dialog  # the last one (tests drive it)
+        return dialog
 
-    def _add_model_folder(self, folder: str) -> None:
-        """Remember a model folder and list it in the picker (newest first)."""
+    def open_model_folder(self, folder: str, *, trust_code: bool = False) -> None:
+        """Load a model folder; it joins the picker and the remembered folders once it loads
+        (``trust_code``: the user ticked "Run the Python code", remembered with the folder)."""
+        self._load_model(
+            folder, then=lambda: self._add_model_folder(folder, trust_code=trust_code), trust_code=trust_code
+        )
+
+    def _add_model_folder(self, folder: str, *, trust_code: bool = False) -> None:
+        """Remember a model folder and list it in the picker (newest first); ``trust_code``:
+        its Python code runs again when it is picked (the user's choice in the Open dialog)."""
         folders = [f for f in settings_list("model_folders") if f != folder]
         settings().setValue("model_folders", [folder] + folders)
+        if trust_code:
+            trusted = [f for f in settings_list("trusted_model_folders") if f != folder]
+            settings().setValue("trusted_model_folders", [folder] + trusted)
         if self.model_picker.findData(folder) < 0:
             self.model_picker.addItem(Path(folder).name, folder)
 
-    def _load_model(self, name: str, *, then=None) -> None:
-        """Load ``name`` on the Model > Device setting (remembered, to load it again elsewhere)."""
+    def _load_model(self, name: str, *, then=None, trust_code: bool = False) -> None:
+        """Load ``name`` on the Model > Device setting (remembered, to load it again elsewhere);
+        its Python code runs when ``trust_code`` or when the user trusted the folder before."""
         self._asked = (name, then)
-        self.session.load_model(name, then=then, device=self.device)
+        if trust_code:  # asked again (on another device) before it loaded and was remembered
+            self._trusted_now = name
+        trusted = [*settings_list("trusted_model_folders"), getattr(self, "_trusted_now", None)]
+        self.session.load_model(name, then=then, device=self.device, trust_code=bool(trust_code) or name in trusted)
 
     # ------------------------------------------------------------------ device
     def _build_device_menu(self, model_menu) -> None:

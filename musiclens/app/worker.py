@@ -103,6 +103,9 @@ class Job(QObject):
         self.state = "queued"  # "queued" | "running" | "done" (GUI thread's view)
         self.last_progress: JobProgress | None = None
         self.partial: Any = None  # Cancelled(partial=...) of a cancelled job
+        self.running_since: float | None = None  # perf_counter when the GUI heard it start
+        self._first_mark: tuple[float, float] | None = None  # (time, fraction) of its first fraction
+        self._last_mark: tuple[float, float] | None = None  # and of its latest
 
         self._post: Callable[[str, Any], None] = lambda kind, payload: None  # set by Worker
 
@@ -112,6 +115,37 @@ class Job(QObject):
     @property
     def is_cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    def running_s(self, now: float | None = None) -> float:
+        """Seconds since the job started (0 while queued)."""
+        if self.running_since is None:
+            return 0.0
+        return (time.perf_counter() if now is None else now) - self.running_since
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left, from the rate of its progress fractions: (1 - f) at the rate between
+        its first fraction and the latest (the elapsed time when it reported one fraction
+        only), less the time since the latest; None without a fraction in (0, 1)."""
+        if self._last_mark is None or self.running_since is None:
+            return None
+        now = time.perf_counter() if now is None else now
+        t1, f1 = self._last_mark
+        if not 0.0 < f1 < 1.0:
+            return None
+        t0, f0 = self._first_mark or (self.running_since, 0.0)
+        if f1 <= f0 or t1 <= t0:
+            t0, f0 = self.running_since, 0.0
+        rate = (f1 - f0) / max(t1 - t0, 1e-9)  # fraction per second
+        return max(0.0, (1.0 - f1) / rate - (now - t1))
+
+    def _mark(self, fraction: float | None) -> None:
+        """GUI thread: note when a fraction arrived (for :meth:`eta_s`)."""
+        if fraction is None:
+            return
+        mark = (time.perf_counter(), float(fraction))
+        if self._first_mark is None or fraction < self._first_mark[1]:  # a job that starts over
+            self._first_mark = mark
+        self._last_mark = mark
 
 
 def readable_error(exc: BaseException) -> str:
@@ -230,11 +264,13 @@ class Worker(QObject):
         """GUI thread: turn a worker event into the job's own signals."""
         if kind == "started":
             job.state = "running"
+            job.running_since = time.perf_counter()
             self.changed.emit()
             return
         if kind == "progress":
             if not job.is_cancelled:
                 job.last_progress = payload
+                job._mark(payload.fraction)
                 job.progressed.emit(payload)
                 self.changed.emit()
             return

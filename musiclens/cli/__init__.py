@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.deconv",
     "musiclens.cli.saliency",
     "musiclens.cli.sanity",
+    "musiclens.cli.faithfulness",
     "musiclens.cli.flip",
     "musiclens.cli.train",
     "musiclens.cli.evaluate",
@@ -41,6 +42,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "musiclens.cli.midi_classify",
     "musiclens.cli.midi_flip",
     "musiclens.cli.batch",
+    "musiclens.cli.hear_explanation",
+    "musiclens.cli.study",
 )
 
 

@@ -62,16 +62,35 @@ def features_at_model_rate(m, y, sr: int):
         return m.front_end(yy)
 
 
-def resolve_target(m, target: str | None, x) -> int:
-    """A label name or index; None = the model's top label on ``x``."""
+def resolve_target(m, target: str | None, x, *, allow_set: bool = False) -> int | str:
+    """A label name or index; None = the model's top label on ``x``.
+
+    ``allow_set``: ``"a+b"`` (names or indices joined by ``+``) is a set of labels attributed
+    at once (the sum of their scores); returned as the label names joined by ``+`` (an int
+    for one label). Without it, a set raises one clear error."""
     import torch
 
+    from musiclens.core.errors import ParameterError
     from musiclens.core.interpret._common import target_index
+
+    def one(text: str) -> int:
+        text = text.strip()
+        return target_index(m, int(text) if text.lstrip("-").isdigit() else text)
 
     if target is None:
         with torch.no_grad():
             return int(m.probabilities(m.net(x)).mean(0).argmax())
-    return target_index(m, int(target) if target.lstrip("-").isdigit() else target)
+    if "+" in target.strip("+") and target not in m.labels:
+        idx = list(dict.fromkeys(one(t) for t in target.split("+")))  # the user's order, once each
+        if len(idx) > 1 and not allow_set:
+            raise ParameterError(f"this command takes one label, got the set {target!r}")
+        return "+".join(m.labels[i] for i in idx) if len(idx) > 1 else idx[0]
+    return one(target)
+
+
+def target_name(m, target: int | str) -> str:
+    """The label of a resolved target (``"a+b"`` for a set)."""
+    return m.labels[target] if isinstance(target, int) else str(target)
 
 
 def output_kind(path: str | None, allowed: tuple[str, ...]) -> str | None:

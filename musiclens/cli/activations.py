@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
+    from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.core.errors import ParameterError
-    from musiclens.core.models import registry
     from musiclens.core.tagging import (
         audio_to_patches,
         dense_matrix,
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         load_audio_for,
     )
 
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     info = m.layers.get(args.layer)
     if info is None and args.layer not in dict(m.net.named_modules()):
         raise ParameterError(f"model {m.name!r} has no layer {args.layer!r}; layers are: " + ", ".join(m.layers))

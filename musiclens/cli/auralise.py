@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import read_audio
+    from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.core import analyses, audio
-    from musiclens.core.models import registry
 
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     duration = 30.0 if args.duration is None else args.duration
     y, sr = read_audio(args.file, m, offset=args.offset, duration=duration)
     # the window's "hear a filter" (core.analyses), on the file at its own rate

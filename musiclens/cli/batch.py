@@ -9,7 +9,7 @@ from the table (``shard`` and ``<analysis>.key`` columns). Load it in one line::
     numpy.load("DIR/" + row["shard"])[row["attribution:gradient.key"]]
 
 Analyses (comma-separated): ``tags`` (class or tag probabilities), ``activations:LAYER`` (the
-layer's output per patch; audio models), ``attribution:METHOD`` or ``attribution:METHOD@LAYER``
+layer's output per patch; MIDI models: per note), ``attribution:METHOD`` or ``attribution:METHOD@LAYER``
 for layer methods (any method of the method table for the model's input kind; the target is
 each file's top class). Files of the other kind than the model's are listed as ``skipped``;
 files that cannot be read or analysed as ``error`` with the message, and the run goes on.
@@ -17,13 +17,15 @@ files that cannot be read or analysed as ``error`` with the message, and the run
 Running it again with the same ``--out`` resumes: finished files are skipped (``--retry-errors``
 runs the failed ones again). ``--workers N`` runs N processes with one model each (one torch
 thread each; on several GPUs one GPU per worker in turn); the table is the same as with one.
+A file whose process dies (a crash, the out-of-memory killer) is logged as an error saying so,
+and the other files go on.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from musiclens.cli._model import DEFAULT_MIDI_MODEL, DEFAULT_MODEL, add_model_argument
+from musiclens.cli._model import DEFAULT_MIDI_MODEL, DEFAULT_MODEL, add_model_argument, trust_code
 from musiclens.cli._progress import add_quiet_argument
 
 
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(step, BatchProgress):
             return
         if step.done == 0:  # the start: how many files, how many done by an earlier run
+            if step.status == "error" and not args.quiet:  # the file an earlier run died on
+                print(f"batch: error {step.path}: {step.error}", file=sys.stderr, flush=True)
             before = f"{step.before} done before" if step.before else ""
             progress.update(0, total=step.total, detail=before, force=True)
             return
@@ -96,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             top=args.top,
             shard_files=args.shard_files,
             retry_errors=args.retry_errors,
+            trust_code=trust_code(args),
         ),
         show,
     )

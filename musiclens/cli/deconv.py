@@ -58,15 +58,15 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import output_kind, peak_of, read_audio, write_png
+    from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.core import audio
     from musiclens.core.interpret._common import to_fe_rate
     from musiclens.core.interpret.auralise import apply_mask
     from musiclens.core.interpret.deconv import deconv, deconv_mask
-    from musiclens.core.models import registry
 
     kind = output_kind(args.output, (".npz", ".png") + AUDIO)
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     fe = m.front_end
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     yy, _, _ = to_fe_rate(y, sr, fe)

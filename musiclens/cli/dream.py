@@ -77,14 +77,14 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import read_audio, resolve_target
+    from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.cli._progress import Progress
     from musiclens.core import analyses, audio
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret.dream import sine_sweep
-    from musiclens.core.models import registry
 
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     if args.init is not None:
         if args.file is not None or args.sweep is not None:
             raise ParameterError("give only one start: FILE, --init FILE|sweep or --sweep SECONDS")

@@ -38,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio: a file's label from the mean probability of its patches, or their majority",
     )
     p.add_argument("--per-file", action="store_true", help="list each file's prediction")
-    from musiclens.cli._model import add_device_argument
+    from musiclens.cli._model import add_device_argument, add_trust_code_argument
 
     add_device_argument(p)
+    add_trust_code_argument(p)
     p.add_argument(
         "--task",
         default=None,
@@ -72,10 +73,10 @@ def overlap_warning(out: dict) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.cli._model import load_model
     from musiclens.core import analyses
-    from musiclens.core.models import registry
 
-    m = registry.load(args.model, device=getattr(args, "device", "auto"))
+    m = load_model(args)
     out = analyses.evaluate(
         m,
         args.data,

@@ -76,19 +76,19 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import read_audio, resolve_target
+    from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.cli._progress import Progress
     from musiclens.core import audio
     from musiclens.core.analyses import flip_recording
     from musiclens.core.errors import ParameterError
-    from musiclens.core.models import registry
 
     if not 0 < args.threshold < 1:
         raise ParameterError(f"--threshold must be in (0, 1), got {args.threshold}")
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     start = int(round(args.offset * sr))  # where the span lies (as audio.load counts it)
-    target = resolve_target(m, args.to, None)
+    target = int(resolve_target(m, args.to, None))  # one label: a set is refused
     label = m.labels[target]
     output = prepare_output(args.output)  # a bad path fails now, not after the optimisation
     stop = threading.Event()

@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from musiclens.cli import print_json
     from musiclens.core.audio import info
 
@@ -23,8 +25,13 @@ def run(args: argparse.Namespace) -> int:
         "channels": meta.channels,
         "frames": meta.frames,
     }
+    if meta.warning:  # an implausible header: said on stderr, kept in the JSON
+        print(f"info: warning: {meta.warning}", file=sys.stderr)
     if args.json:
-        print_json(summary | {"format": meta.format, "subtype": meta.subtype})
+        print_json(
+            summary
+            | {"format": meta.format, "subtype": meta.subtype, "plausible": meta.plausible, "warning": meta.warning}
+        )
     else:
         print(
             f"{meta.path}: {meta.duration_s:.3f} s, {meta.sample_rate} Hz, "

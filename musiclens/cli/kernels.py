@@ -24,13 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
-    from musiclens.core.errors import ParameterError
+    from musiclens.cli._model import load_model
+    from musiclens.core.errors import MusicLensError, ParameterError
     from musiclens.core.interpret.kernels import kernel_stats
-    from musiclens.core.models import registry
 
     if not 0 <= args.dead_tol < 1:
         raise ParameterError(f"--dead-tol must be in [0, 1), got {args.dead_tol}")
-    stats = kernel_stats(registry.load(args.model, device=args.device), dead_rel_tol=args.dead_tol)
+    m = load_model(args)
+    if "kernels" in m.limits:  # a TorchScript or exported network: say why, not "0 of 0"
+        raise MusicLensError(f"model {m.name!r}: {m.limits['kernels']}")
+    stats = kernel_stats(m, dead_rel_tol=args.dead_tol)
     if args.json:
         print_json(stats)
         return 0

@@ -1,4 +1,9 @@
-"""``musiclens layers --model NAME [--json]``: every inspectable layer and its output shape."""
+"""``musiclens layers --model NAME [--json]``: every inspectable layer and its output shape.
+
+For a folder holding the user's own network it also says, one line per feature, what works
+with it and what does not (:func:`musiclens.core.models.user_models.describe`); a TorchScript
+network has no hookable layers, and the command says why.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +20,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def layer_table(m) -> dict:
-    """{"model", "input_shape", "layers": [{name, module, group, kind, description, shape}]}.
+    """{"model", "input_shape", "layers": [{name, module, group, kind, description, shape}],
+    "limits": {feature: why not}}.
 
-    Shapes are per item (no batch axis), measured with one patch of zeros.
+    Shapes are per item (no batch axis), measured with one patch of zeros of the input
+    spec's shape.
     """
-    import torch
+    from musiclens.core.models.discover import layer_shapes, probe_input
 
-    from musiclens.core.tagging import layer_outputs
-
-    fe = m.front_end
-    x = torch.zeros(1, fe.channels, fe.n_bins, m.patch_frames, device=m.device)
-    outs = layer_outputs(m, x, list(m.layers))
+    x, _ = probe_input(m.input, m.patch_frames)
+    shapes = layer_shapes(m)
     return {
         "model": m.name,
         "input_shape": list(x.shape[1:]),
+        "limits": dict(m.limits),
         "layers": [
             {
                 "name": info.name,
@@ -36,23 +41,37 @@ def layer_table(m) -> dict:
                 "group": info.group,
                 "kind": info.kind,
                 "description": info.description,
-                "shape": list(outs[info.name].shape[1:]),
+                "shape": list(shapes[info.name]),
             }
             for info in m.layers.values()
+            if info.name in shapes
         ],
     }
 
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
-    from musiclens.core.models import registry
+    from musiclens.cli._model import load_model
+    from musiclens.core.models.discover import input_axes
 
-    table = layer_table(registry.load(args.model, device=args.device))
+    m = load_model(args)
+    table = layer_table(m)
+    own = "family" not in m.architecture  # the user's own network: say what works with it
+    if own:
+        from musiclens.core.models.user_models import describe
+
+        table["about"] = describe(m)
     if args.json:
         print_json(table)
         return 0
-    print(f"{table['model']}: input {tuple(table['input_shape'])} (channels, mel bands, frames)")
-    width = max(len(row["name"]) for row in table["layers"])
-    for row in table["layers"]:
-        print(f"  {row['name']:<{width}}  {tuple(row['shape'])!s:<18} {row['kind']}")
+    axes = input_axes(m.input).replace("B, ", "")
+    print(f"{table['model']}: input {tuple(table['input_shape'])} {axes}")
+    if table["layers"]:
+        width = max(len(row["name"]) for row in table["layers"])
+        for row in table["layers"]:
+            print(f"  {row['name']:<{width}}  {tuple(row['shape'])!s:<18} {row['kind']}")
+    if not m.hooks_supported and not own:
+        print(f"  no layers to inspect: {m.limits.get('layers', 'its layers cannot be hooked')}")
+    for line in table.get("about", [])[1:]:
+        print(f"  {line}")
     return 0

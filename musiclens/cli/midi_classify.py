@@ -2,7 +2,9 @@
 
 An alias kept for scripts: the same JSON as ``predict`` on a MIDI file (``classes``,
 ``probabilities``, ``predicted``, ``n_notes_read``, ``n_notes_total``, ...), with the bundled
-MIDI model by default.
+MIDI model by default, plus ``training_distance``: how far the piece's whole-piece statistics lie
+from the model's training pieces (``outside`` when farther than 95 % of them; None when the
+model keeps no such statistics).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_midi_model(args.model or DEFAULT_MIDI_MODEL, device=getattr(args, "device", "auto"))
     out = predict_midi(args.file, model)
+    from musiclens.core.analyses.midi import training_distance
+
+    out["training_distance"] = training_distance(model, args.file)  # None: the model keeps no statistics
     if args.json:
         print_json(out)
     else:

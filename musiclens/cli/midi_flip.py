@@ -1,6 +1,7 @@
 """``musiclens midi-flip FILE --to CLASS [--model NAME] -o OUT.mid [--json]``.
 
-Learns the smallest change to the first N notes that makes the model predict CLASS,
+Learns the smallest change to the first N notes (whole-piece models: to the pitch, velocity
+or onset of a few notes anywhere in the piece) that makes the model predict CLASS,
 writes the modified piece (only the changed notes differ: every other note, track, tempo
 change, controller and pitch bend of the file is kept), reads the written file back and
 classifies it again, and reports before/after probabilities, the changed notes and the
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             f"({c['pitch_l1_semitones']:.0f} semitones), {c['steps_changed']} steps "
             f"({c['step_l1_seconds']:.3f} s), {c['durations_changed']} durations "
             f"({c['duration_l1_seconds']:.3f} s)"
+            + (f", {c['velocities_changed']} velocities" if c.get("velocities_changed") else "")
         )
         print(f"  wrote {path}")
     return 0

@@ -29,9 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model folder or bundled model name (default: the bundled model of the file's kind)",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
-    from musiclens.cli._model import add_device_argument
+    from musiclens.cli._model import add_device_argument, add_trust_code_argument
 
     add_device_argument(p)
+    add_trust_code_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -72,12 +73,12 @@ def check_kinds(path, m) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.cli._model import load_model
     from musiclens.core.errors import ParameterError
-    from musiclens.core.models import registry
 
     if not 0 < args.threshold < 1:
         raise ParameterError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    m = registry.load(args.model or default_model(args.file), device=getattr(args, "device", "auto"))
+    m = load_model(args, default=default_model(args.file))
     check_kinds(args.file, m)
     if getattr(m, "kind", "audio") == "midi":
         out = predict_midi(args.file, m)

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="an audio file, or a MIDI file (.mid: a MIDI model, per-note saliency)")
     add_model_argument(p)
     add_method_argument(p, default="gradient", needs_layer=False)  # the method table's input methods
-    p.add_argument("--target", default=None, help="label name or index (default: the top label)")
+    p.add_argument("--target", default=None, help="label name or index, or a set of tags a+b (default: the top label)")
     p.add_argument(
         "--output-score",
         choices=("logit", "probability"),
@@ -79,18 +79,19 @@ def run(args: argparse.Namespace) -> int:
         peak_of,
         read_audio,
         resolve_target,
+        target_name,
         write_png,
     )
+    from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.core import analyses
     from musiclens.core.interpret import methods
-    from musiclens.core.models import registry
 
     kind = output_kind(args.output, (".npz", ".png"))
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
-    target = resolve_target(m, args.target, x)
+    target = resolve_target(m, args.target, x, allow_set=True)  # "a+b": a set of labels
     method = methods.get("gradient-x-input" if args.method == "gradient" and args.times_input else args.method)
     info: dict = {}  # diagnostics the method reports (Integrated Gradients: its completeness)
     options = {
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "model": m.name,
         "file": str(args.file),
         "method": method.name,
-        "target": m.labels[target],
+        "target": target_name(m, target),
         "score": args.output_score,
         "shape": list(maps.shape),
         "min": float(maps.min()),
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             out,
             attribution=maps,
             method=np.array(method.name),
-            target=np.array(m.labels[target]),
+            target=np.array(target_name(m, target)),
             model=np.array(m.name),
             frame_seconds=np.array(m.front_end.hop / m.front_end.sample_rate),
             **arrays,
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         pk = summary["peak"]
         print(
-            f"{method.name} saliency of {m.labels[target]!r}: {tuple(maps.shape)}, range "
+            f"{method.name} saliency of {target_name(m, target)!r}: {tuple(maps.shape)}, range "
             f"[{maps.min():.4g}, {maps.max():.4g}], peak at {pk['hz']:.0f} Hz, {pk['seconds']:.2f} s"
             + (f"; wrote {args.output}" if args.output else "")
         )

@@ -86,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclens.cli import print_json
     from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.cli._model import load_model
     from musiclens.cli._progress import Progress
+    from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret import methods
-    from musiclens.core.interpret.sanity import METHODS, Attribution, cascade_layers, iter_cascading_randomisation
-    from musiclens.core.models import registry
+    from musiclens.core.interpret.sanity import METHODS, Attribution, sanity_check
 
     names = [s.strip() for s in args.method.split(",") if s.strip()]
     if not names:
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--threshold must be in (0, 1], got {args.threshold}")
     if args.samples < 1 or args.steps < 1:
         raise ParameterError("--samples and --steps must be at least 1")
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x)
@@ -119,26 +120,25 @@ def run(args: argparse.Namespace) -> int:
         "threshold": args.threshold,
         "methods": {},
     }
-    per_method = 1 + (len(layers) if layers is not None else len(cascade_layers(m)))
-    progress = Progress("sanity", "steps", total=per_method * len(chosen), quiet=args.quiet)
-    done = 0
+    fns: dict[str, str | Attribution] = {}
+    options: dict[str, dict] = {}
     for name, method in chosen.items():
-        kwargs: dict = {}
-        fn: str | Attribution
         if method is None:
-            fn = lambda _mm, xx: xx  # noqa: E731 - the control: the input, whatever the model
+            fns[name] = lambda _mm, xx: xx  # the control: the input, whatever the model
         else:
-            fn = method.name
-            kwargs = method.supported({"n_samples": args.samples, "steps": args.steps})
-        steps = []
-        for step in iter_cascading_randomisation(
-            m, x, method=fn, target=target, layer=args.layer, layers=layers, seed=args.seed, **kwargs
-        ):
-            d = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in step.to_dict().items()}
-            steps.append(d)
-            done += 1
-            progress.update(done, detail=f"{name}, {step.layer or '(trained)'}")
-        result["methods"][name] = {"steps": steps} | verdict(steps, args.threshold)
+            fns[name] = method.name
+            options[name] = method.supported({"n_samples": args.samples, "steps": args.steps})
+    progress = Progress("sanity", "%", total=100, quiet=args.quiet)
+    job = sanity_check(m, x, fns, target=target, layer=args.layer, layers=layers, seed=args.seed, options=options)
+    done: dict[str, list] = analyses.run(
+        job, lambda p: progress.update(int(100 * (p.fraction or 0.0)), detail=p.message)
+    )
+    for name, steps in done.items():
+        rows = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in step.to_dict().items()}
+            for step in steps
+        ]
+        result["methods"][name] = {"steps": rows} | verdict(rows, args.threshold)
     if args.json:
         print_json(result)
         return 0

@@ -3,8 +3,9 @@
 
 Every file is run through the model once; pairs of files are compared layer by layer
 (Pearson, cosine, nMSE ``‖A−B‖²/‖A‖²``, ``mse_max`` = MSE normalised per pair to its
-maximum, linear CKA and debiased CKA, each CKA with a permutation baseline), and the MEAN
-over the pairs is printed per layer (one curve per metric).
+maximum, linear CKA and debiased CKA, each CKA with its permutation baseline: the exact mean
+over all permutations of the positions), and the MEAN over the pairs is printed per layer
+(one curve per metric).
 
 * ``--pairs all`` (default): every pair of the given files (two files: the one pair, the
   first being the reference for nMSE, e.g. a mix and one of its stems).
@@ -48,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_METRICS,
         help=f"comma-separated: pearson, cosine, nmse, mse_max, cka, cka_debiased (default {DEFAULT_METRICS})",
     )
-    p.add_argument("--permutations", type=int, default=10, help="permutations for the CKA baselines (0 = none)")
+    p.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="leave out the CKA permutation baselines (by default the exact mean over all permutations)",
+    )
     p.add_argument("--layers", default=None, help="comma-separated layer names (default all)")
     add_segment_arguments(p, default_duration=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -81,13 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from musiclens.cli import print_json
+    from musiclens.cli._model import load_model
     from musiclens.cli._progress import Progress
     from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
-    from musiclens.core.models import registry
 
-    if args.permutations < 0:
-        raise ParameterError(f"--permutations must be non-negative, got {args.permutations}")
     if args.pairs == "within-class" and not args.labels_from_folders:
         raise ParameterError("--pairs within-class needs the classes: add --labels-from-folders")
     files = expand(args.files)
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     labels = [Path(f).resolve().parent.name for f in files] if args.labels_from_folders else None
     metrics = [s.strip() for s in args.metrics.split(",") if s.strip()]
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     reading = Progress("similarity", "files read", quiet=args.quiet)
     comparing = Progress("similarity", "comparisons", quiet=args.quiet)
     n_pairs = [1]
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             labels=labels,
             within_class=args.pairs == "within-class",
             metrics=metrics,
-            n_permutations=args.permutations,
+            baseline=not args.no_baseline,
             layers=layers,
             offset=args.offset,
             duration=args.duration,

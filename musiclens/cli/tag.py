@@ -23,15 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from musiclens.cli import print_json
+    from musiclens.cli._model import load_model
     from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
-    from musiclens.core.models import registry
 
     if args.top is not None and args.top <= 0:
         raise ParameterError(f"--top must be positive, got {args.top}")
     if args.hop is not None and args.hop <= 0:
         raise ParameterError(f"--hop must be a positive number of frames, got {args.hop}")
-    m = registry.load(args.model, device=args.device)
+    m = load_model(args)
     tg = analyses.predict_file(m, args.file, hop=args.hop)  # the window's predict (core.analyses)
     if args.json:
         print_json({"model": m.name, "file": str(args.file)} | tg.to_dict(top=args.top))

@@ -41,12 +41,14 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import numpy.typing as npt
 
-from musiclens.core.errors import MusicLensError, ParameterError
+from musiclens.core.errors import MusicLensError, ParameterError, regular_file
 
 FEATURES: tuple[str, ...] = ("pitch", "step", "duration")
 MIDI_EXTENSIONS: tuple[str, ...] = (".mid", ".midi", ".rmi", ".kar")
 _TIME_DECIMALS = 9
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: pretty_midi's limit on a file's last tick (it allocates a tick -> time table)
+MAX_TICKS = 10_000_000
 #: a note in ticks: (start tick, end tick, pitch, velocity)
 _Ticks = tuple[int, int, int, int]
 #: an event to place in a track: (absolute tick, order at that tick, sequence number, mido message)
@@ -389,17 +391,13 @@ def load_document(
     else:
         path = Path(path_or_bytes)
         name = name or str(path)
-        if path.is_dir():
-            raise MidiFileError(f"{name} is a folder, not a MIDI file")
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise MidiFileError(f"MIDI file not found: {name}") from None
+        size = regular_file(path, "MIDI file", MidiFileError)  # a pipe or /dev/zero would never end
         if size > MAX_FILE_BYTES:
             raise MidiFileError(
                 f"{name} is {size / 2**20:.0f} MB; MIDI files over {MAX_FILE_BYTES // 2**20} MB are refused"
             )
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     if not data:
         raise MidiFileError(f"{name} is empty (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
@@ -409,22 +407,21 @@ def load_document(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return parsed(mido.MidiFile(file=io.BytesIO(data)), digest), repairs
-        except Exception as exc:  # noqa: BLE001 - any parser failure goes to the lenient path
-            first_error = exc
-        if isinstance(first_error, ValueError) and "largest tick" in str(first_error):
-            # pretty_midi refuses > 1e7 ticks (it allocates a tick -> time table); long pieces
-            # at a fine resolution (music21 writes 10080 ticks per beat) are valid MIDI though.
-            try:
-                mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
+            mf = mido.MidiFile(file=io.BytesIO(data))
+            longest = max((sum(msg.time for msg in track) for track in mf.tracks), default=0)
+            if longest + 1 > MAX_TICKS:
+                # pretty_midi refuses > 1e7 ticks (it allocates a tick -> time table); long pieces
+                # at a fine resolution (music21 writes 10080 ticks per beat) are valid MIDI though:
+                # coarsened here, before pretty_midi, so the file is parsed once
                 old_tpb = mf.ticks_per_beat
                 _coarsen_ticks(mf)
-                return parsed(mf, digest), repairs + [
+                repairs = repairs + [
                     f"reduced the resolution from {old_tpb} to {mf.ticks_per_beat} "
                     "ticks per beat (the file has more than 10 million ticks)"
                 ]
-            except Exception:  # noqa: BLE001
-                pass
+            return parsed(mf, digest), repairs
+        except Exception as exc:  # noqa: BLE001 - any parser failure goes to the lenient path
+            first_error = exc
         attempts = [(data, ["clamped out-of-range data bytes (mido clip=True)"])]
         fixed_data, n_fixed = _fix_key_signatures(data)
         if n_fixed:
@@ -437,17 +434,43 @@ def load_document(
                     ],
                 )
             )
+        last_error: Exception | None = None
         for attempt, what in attempts:
             try:
                 mf = mido.MidiFile(file=io.BytesIO(attempt), clip=True)
                 doc = parsed(mf, digest)
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
+                last_error = exc
                 continue
             return doc, repairs + what
-    reason = f"{type(first_error).__name__}: {first_error}".strip()
-    if isinstance(first_error, EOFError) or "EOF" in reason or "end of file" in reason.lower():
-        reason = "the file is truncated (it ends in the middle of a track)"
-    raise MidiFileError(f"{name} cannot be read as MIDI, even leniently: {reason}")
+    raise MidiFileError(f"{name} cannot be read as MIDI, even leniently: {_why_unreadable(last_error or first_error)}")
+
+
+#: what the MIDI parsers' messages mean, in a reader's terms (first match wins)
+_MIDI_REASONS: tuple[tuple[str, str], ...] = (
+    ("EOF", "the file is truncated (it ends in the middle of a track)"),
+    ("end of file", "the file is truncated (it ends in the middle of a track)"),
+    ("data byte must be in range", "an event holds a data byte over 127"),
+    ("no MTrk header", "a track does not start where the previous one's length says (missing MTrk header)"),
+    ("MThd not found", "the MThd header is missing"),
+    ("running status without last_status", "a track starts with data bytes and no status byte"),
+    ("exceeds maximum length", "an event claims more bytes than a MIDI event can hold"),
+    ("undefined status byte", "an event has an undefined status byte"),
+    ("end time must be greater than start time", "a note ends before it starts"),
+    ("cannot reduce the resolution", "its timing needs more than 10 million ticks even at the coarsest resolution"),
+    ("largest tick", "its timing needs more than 10 million ticks even at the coarsest resolution"),
+)
+
+
+def _why_unreadable(exc: Exception | None) -> str:
+    """Why a MIDI file could not be parsed, in the user's terms (never a Python exception's text)."""
+    text = str(exc) if exc is not None else ""
+    if isinstance(exc, EOFError):
+        return _MIDI_REASONS[0][1]
+    for needle, reason in _MIDI_REASONS:
+        if needle.lower() in text.lower():
+            return reason
+    return "its events are corrupt where the parser stopped"
 
 
 def read_midi(

@@ -13,7 +13,7 @@ Everything here is headless (numpy + torch) and shape-documented; the CLI comman
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from musiclens.core.errors import ParameterError
+from musiclens.core.models.inputs import NoteSpec
 from musiclens.core.models.registry import LoadedModel
+from musiclens.core.progress import Progress
 
 
 # ----------------------------------------------------------------------------- patching
@@ -58,10 +60,18 @@ def frames_to_patches(x: torch.Tensor, *, length: int, hop: int | None = None) -
 
 
 def audio_to_patches(model: LoadedModel, audio: np.ndarray | torch.Tensor, *, hop: int | None = None) -> torch.Tensor:
-    """Mono audio ``(samples,)`` at ``model.front_end.sample_rate`` -> patches (P, C, F, L)."""
+    """Mono audio ``(samples,)`` at the model's sample rate -> patches (P, C, F, L); a raw-
+    waveform model's patches are samples (P, 1, patch_samples) (``hop`` in samples)."""
     y = model.tensor(np.asarray(audio, dtype=np.float32))
     if y.dim() != 1:
         raise ParameterError(f"expected mono audio (samples,), got shape {tuple(y.shape)}")
+    if model.kind == "waveform":
+        if y.shape[0] < model.patch_frames:
+            raise ParameterError(
+                f"the audio is {y.shape[0] / model.sample_rate:.3f} s long; {model.name} needs at least "
+                f"{model.patch_seconds:.3f} s (one patch of {model.patch_frames} samples)"
+            )
+        return frames_to_patches(y[None, None], length=model.patch_frames, hop=hop)[:, 0]  # (P, 1, S)
     fe = model.front_end
     if fe.n_frames(y.shape[0]) < model.patch_frames:
         raise ParameterError(
@@ -78,7 +88,7 @@ def load_audio_for(model: LoadedModel, path: str | os.PathLike[str]) -> np.ndarr
     """Read a file as mono float32 at the model's front-end sample rate."""
     from musiclens.core import audio
 
-    y, _ = audio.load(path, sr=model.front_end.sample_rate, mono=True)
+    y, _ = audio.load(path, sr=model.sample_rate, mono=True)
     return y
 
 
@@ -127,7 +137,7 @@ class Taggram:
         }
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: ~10 % faster than no_grad on MusiCNN (issue 20)
 def predict_patches(model: LoadedModel, patches: torch.Tensor, *, batch_size: int | None = None) -> np.ndarray:
     """(P, C, F, L) patches -> (P, n_labels) probabilities, in batches."""
     batch_size = batch_size or default_batch_size(model)
@@ -135,14 +145,35 @@ def predict_patches(model: LoadedModel, patches: torch.Tensor, *, batch_size: in
     return torch.cat(out).numpy().astype(np.float32)
 
 
+def taggram_steps(
+    model: LoadedModel, audio: np.ndarray, *, hop: int | None = None, batch_size: int | None = None
+) -> Generator[Progress, None, Taggram]:
+    """:func:`taggram` in steps: yields a :class:`Progress` (fraction of the patches done)
+    before each batch of patches and returns the :class:`Taggram`."""
+    patches = audio_to_patches(model, audio, hop=hop)
+    size = batch_size or default_batch_size(model)
+    parts = []
+    for i in range(0, len(patches), size):
+        yield Progress(fraction=i / len(patches), message=f"tagging patch {i + 1}/{len(patches)}")
+        parts.append(predict_patches(model, patches[i : i + size], batch_size=size))
+    probs = np.concatenate(parts)
+    step = model.patch_frames if hop is None else int(hop)
+    spec = model.input
+    if isinstance(spec, NoteSpec):  # audio_to_patches has already refused MIDI models' input
+        raise ParameterError(f"{model.name} reads MIDI notes, not audio: it has no taggram")
+    starts = spec.frames_to_seconds(np.arange(len(probs)) * step)
+    return Taggram(list(model.labels), probs, starts, model.patch_seconds)
+
+
 def taggram(model: LoadedModel, audio: np.ndarray, *, hop: int | None = None, batch_size: int | None = None) -> Taggram:
     """Mono audio ``(samples,)`` at the model's sample rate -> :class:`Taggram`."""
-    patches = audio_to_patches(model, audio, hop=hop)
-    probs = predict_patches(model, patches, batch_size=batch_size)
-    fe = model.front_end
-    step = model.patch_frames if hop is None else int(hop)
-    starts = fe.frames_to_seconds(np.arange(len(probs)) * step)
-    return Taggram(list(model.labels), probs, starts, model.patch_seconds)
+    steps = taggram_steps(model, audio, hop=hop, batch_size=batch_size)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: Taggram = done.value
+            return result
 
 
 def tag_file(

@@ -31,6 +31,8 @@ class AttributionPanel(QWidget):
     requested = Signal(str, str, object)  # method, target, layer or None
     cleared = Signal()
     display_changed = Signal()  # the way the result is shown changed: draw it again
+    score_requested = Signal()  # score the shown map's faithfulness (at the playhead's patch)
+    compare_requested = Signal()  # open the "Compare methods" table
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +68,19 @@ class AttributionPanel(QWidget):
         self.contrast.setToolTip("0 = linear, 50 = square root, 100 = fourth root of the scaled values")
         self.note = QLabel("")
         self.note.setWordWrap(True)
+        self.score_button = QPushButton("Score this map")
+        self.score_button.setToolTip(
+            "deletion and insertion AUC of the shown map on the patch at the playhead, against a random "
+            "order of the cells (deletion: lower is better; insertion: higher is better)"
+        )
+        self.score_button.setEnabled(False)
+        self.score_button.clicked.connect(self._score)
+        self.compare_button = QPushButton("Compare methods…")
+        self.compare_button.setToolTip("a table of every method's faithfulness for this file and target")
+        self.compare_button.clicked.connect(self.compare_requested.emit)
+        self.scores = QLabel("")
+        self.scores.setWordWrap(True)
+        self.scores.setTextFormat(Qt.RichText)
         form = QFormLayout()
         form.addRow("method", self.method)
         form.addRow("target", self.target)
@@ -82,6 +97,12 @@ class AttributionPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.note)
+        faithful = QHBoxLayout()
+        faithful.addWidget(self.score_button)
+        faithful.addWidget(self.compare_button)
+        faithful.addStretch(1)
+        layout.addLayout(faithful)
+        layout.addWidget(self.scores)
         layout.addStretch(1)
 
     def sizeHint(self):  # noqa: N802 (Qt naming)
@@ -138,6 +159,28 @@ class AttributionPanel(QWidget):
         """Forget the shown result (another model or recording is open)."""
         self.result = None
         self.note.setText("")
+        self.scores.setText("")
+        self.score_button.setEnabled(False)
+
+    def _score(self) -> None:
+        self.scores.setText("scoring the map (deletion and insertion against a random order)…")
+        self.score_button.setEnabled(False)
+        self.score_requested.emit()
+
+    def set_scores(self, result) -> None:
+        """A :class:`~musiclens.core.analyses.faithfulness.Faithfulness` of the shown map."""
+        from musiclens.app.panels.faithfulness import scores_line
+
+        self.score_button.setEnabled(self.result is not None)
+        s = result.methods[0]
+        self.scores.setText(
+            f"Faithfulness at {result.start_s:.1f}–{result.end_s:.1f} s: {scores_line(s)}<br>"
+            "<small>deletion: lower is better; insertion: higher is better</small>"
+        )
+
+    def score_failed(self, message: str) -> None:
+        self.score_button.setEnabled(self.result is not None)
+        self.scores.setText(f"could not score the map: {message}")
 
     def set_result(self, result: Attribution) -> None:
         if self.result is None or self.result.method != result.method:  # that method's usual display
@@ -148,6 +191,8 @@ class AttributionPanel(QWidget):
             self.show_as.setEnabled(result.signed)
             self.show_as.blockSignals(False)
         self.result = result
+        self.scores.setText("")
+        self.score_button.setEnabled(getattr(result, "values", None) is not None and result.values.ndim == 2)
         where = f" at {result.layer}" if result.layer else ""
         v = result.values
         self.note.setText(

@@ -123,7 +123,8 @@ class DreamPanel(QWidget):
         else:
             self.channels.addItem("the only channel", None)
         self.channels.setEnabled(self.channels.count() > 1)
-        self.lr.setValue(0.5 if summary.front_end_kind == "logmel" else 0.1)
+        # a step in the input's units: log-mel (dB-like), linear spectra, raw samples in [-1, 1]
+        self.lr.setValue({"logmel": 0.5, "waveform": 0.02}.get(summary.front_end_kind, 0.1))
         self.patch_seconds = summary.patch_seconds
 
     def set_analysis(self, analysis: Analysis) -> None:

@@ -6,13 +6,17 @@ The ranking is by what is heard: the energy of the positive part of each activat
 auralisation's mask is the ReLU'd activation, so a filter that is never positive is digital
 silence however large its raw energy). Filters whose auralisation is below ``silent_db``
 (−40 dBFS) are greyed and labelled "silent" and listed last; "normalise loudness" plays
-each auralisation at ``target_dbfs`` and says the gain."""
+each auralisation at ``target_dbfs`` and says the gain.
+
+A 1-D layer (a raw-waveform model's Conv1d, MusiCNN's mid end: maps (K, 1, T_l)) is also
+shown whole, as one channels × time picture above the grid (filter 0 at the top), so its
+filters can be compared along time at a glance; its thumbnails are curves over time."""
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -72,6 +76,10 @@ class LayersPanel(QWidget):
         self.export_button.clicked.connect(self.export)
         self.info = QLabel("select a layer")
         self.info.setWordWrap(True)
+        self.overview = QLabel()  # a 1-D layer's channels × time
+        self.overview.setMinimumHeight(60)
+        self.overview.setScaledContents(True)
+        self.overview.hide()
 
         right = QWidget()
         controls = QHBoxLayout()
@@ -85,6 +93,7 @@ class LayersPanel(QWidget):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addLayout(controls)
         rl.addWidget(self.info)
+        rl.addWidget(self.overview)
         rl.addWidget(self.grid, 1)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.tree)
@@ -98,6 +107,7 @@ class LayersPanel(QWidget):
         self.tree.clear()
         self.grid.clear()
         self.maps = None
+        self.overview.hide()
         groups: dict[str, QTreeWidgetItem] = {}
         for name, group, kind in summary.layers:
             parent = groups.get(group)
@@ -109,7 +119,21 @@ class LayersPanel(QWidget):
             item = QTreeWidgetItem(parent, [short, kind])
             item.setToolTip(0, name)
             item.setData(0, Qt.UserRole, name)
+        # short names (a user's network: "features 0"): a narrower name column shows the kind beside them
+        self.tree.setColumnWidth(0, min(230, self.tree.sizeHintForColumn(0) + 12) if summary.layers else 230)
         self.info.setText(f"{len(summary.layers)} layers; select one to see its filters")
+
+    def show_unavailable(self, line: str, detail: str = "") -> None:
+        """No layers to show (a TorchScript model has no layer hooks): the tree says why in
+        one ``line``; the ``detail`` (what works, what to do) is beside it and in the tooltip."""
+        import textwrap
+
+        self.tree.clear()
+        item = QTreeWidgetItem(self.tree, [textwrap.fill(line, 34), ""])
+        item.setFlags(Qt.ItemIsEnabled)  # readable, not selectable
+        item.setFirstColumnSpanned(True)
+        item.setToolTip(0, detail or line)
+        self.info.setText(detail or line)
 
     def selected_layer(self) -> str | None:
         items = self.tree.selectedItems()
@@ -125,6 +149,7 @@ class LayersPanel(QWidget):
     def set_maps(self, maps: LayerMaps) -> None:
         self.maps = maps
         k, f, t = maps.maps.shape
+        self._show_overview(maps)
         silent = (
             ""
             if maps.silent is None
@@ -136,6 +161,21 @@ class LayersPanel(QWidget):
             f"hears, the ranking), level of its auralisation in dBFS.{silent} Click a filter to hear it."
         )
         self._fill_grid()
+
+    def _show_overview(self, maps: LayerMaps) -> None:
+        """A 1-D layer's (K, T_l) channels × time as one picture (rows = filters, 0 at the top)."""
+        k, f, t = maps.maps.shape
+        if f != 1 or t < 2:
+            self.overview.hide()
+            return
+        rows = maps.maps[::-1, 0, :]  # to_pixmap draws row 0 at the bottom
+        self.overview.setPixmap(to_pixmap(rows, width=min(max(t, 200), 1200), height=min(max(2 * k, 60), 240)))
+        self.overview.setFixedHeight(min(max(2 * k, 60), 160))
+        self.overview.setToolTip(
+            f"{maps.layer}: {k} filters (rows, filter 0 at the top) × {t} time steps over the patch at "
+            f"{maps.start_s:.2f} s; bright = strong activation"
+        )
+        self.overview.show()
 
     def show_heard(self, heard) -> None:
         """Say what is playing: its level and, when normalised, the gain."""
@@ -170,13 +210,16 @@ class LayersPanel(QWidget):
         grey = QBrush(QColor(130, 130, 130))
         for k in order:
             quiet = bool(silent[k])
-            pix = to_pixmap(
-                m.maps[k],
-                width=THUMB.width(),
-                height=THUMB.height(),
-                levels=levels,
-                colormap="CET-L1" if quiet else "magma",
-            )
+            if m.maps.shape[1] == 1 and m.maps.shape[2] > 1:  # a 1-D layer: the filter's curve over time
+                pix = curve_pixmap(m.maps[k, 0], width=THUMB.width(), height=THUMB.height(), levels=levels, grey=quiet)
+            else:
+                pix = to_pixmap(
+                    m.maps[k],
+                    width=THUMB.width(),
+                    height=THUMB.height(),
+                    levels=levels,
+                    colormap="CET-L1" if quiet else "magma",
+                )
             if quiet:
                 text = f"#{k}  silent"
                 why = (
@@ -230,3 +273,33 @@ class LayersPanel(QWidget):
                 start_s=self.maps.start_s,
                 **extra,
             )
+
+
+def curve_pixmap(values: np.ndarray, *, width: int, height: int, levels: tuple[float, float], grey: bool) -> QPixmap:
+    """A filter's activation over time (T,) as a thumbnail: its min/max envelope filled
+    from 0 (a grey line), on the layer's common scale ``levels`` (0 always inside)."""
+    from musiclens.app.panels.spectrogram import envelope
+
+    _t, low, high = envelope(values, 0.0, 1.0, points=width)
+    lo, hi = min(levels[0], 0.0), max(levels[1], 0.0)
+    span = (hi - lo) or 1.0
+    xs = np.linspace(0, width - 1, len(high))
+
+    def y(v: np.ndarray) -> np.ndarray:
+        return (hi - v) / span * (height - 1)
+
+    pix = QPixmap(width, height)
+    pix.fill(QColor(24, 24, 32))
+    top, bottom = y(np.maximum(high, 0.0)), y(np.minimum(low, 0.0))  # filled from 0 to the curve
+    outline = [QPointF(float(a), float(b)) for a, b in zip(xs, top)]
+    outline += [QPointF(float(a), float(b)) for a, b in zip(xs[::-1], bottom[::-1])]
+    path = QPainterPath()
+    path.addPolygon(QPolygonF(outline))
+    painter = QPainter(pix)
+    painter.setRenderHint(QPainter.Antialiasing)
+    painter.fillPath(path, QColor(150, 150, 150) if grey else QColor(250, 160, 60))
+    painter.setPen(QPen(QColor(120, 120, 140), 1))
+    zero = float(y(np.zeros(1))[0])
+    painter.drawLine(QPointF(0, zero), QPointF(width - 1, zero))
+    painter.end()
+    return pix

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -292,6 +293,7 @@ class PianoRollPanel(QWidget):
     flip_ready = Signal(object)  # MidiFlip proposal shown
     edited = Signal()
     opened = Signal(object)  # Path of a MIDI file now shown
+    train_requested = Signal()  # "Train on a folder of your own…": the window shows the Training panel
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -305,6 +307,7 @@ class PianoRollPanel(QWidget):
         self.clipboard = Clipboard()
         self.cursor_time = 0.0
         self.result = None  # the MidiClassified shown
+        self.scope_result: dict | None = None  # how far the piece lies from the training pieces
         self.summary_text = ""
         self.proposal = None  # a MidiFlip waiting for accept/reject
         self.play_label = ""
@@ -440,12 +443,33 @@ class PianoRollPanel(QWidget):
         self.bars_plot.addItem(self.after_bars)
         self.summary = QLabel("Open a MIDI file (File ▸ Open or drop it on the window).")
         self.summary.setWordWrap(True)
+        # the model's scope: how far this piece lies from what the model was trained on
+        self.scope = QLabel("")
+        self.scope.setWordWrap(True)
+        self.train_own = QPushButton("Train on a folder of your own…")
+        self.train_own.setToolTip("a folder of <label>/*.mid: the Training panel trains a model for your music")
+        self.train_own.clicked.connect(self.train_requested)
+        # the texts scroll when the dock is short (1280x800): never cut off under the plot
+        texts = QWidget()
+        tl = QVBoxLayout(texts)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.summary)
+        tl.addWidget(self.scope)
+        tl.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(texts)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(30)
+        self.bars_plot.setMinimumHeight(60)
         side = QWidget()
         sl = QVBoxLayout(side)
         sl.setContentsMargins(0, 0, 0, 0)
         sl.addWidget(QLabel("MIDI predictions"))
-        sl.addWidget(self.bars_plot, 1)
-        sl.addWidget(self.summary)
+        sl.addWidget(self.bars_plot, 2)
+        sl.addWidget(scroll, 3)
+        sl.addWidget(self.train_own)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.plot)
         split.addWidget(side)
@@ -529,8 +553,27 @@ class PianoRollPanel(QWidget):
         def opened(o) -> None:
             self.set_editor(NoteEditor(o.notes, source=o.path), o.labels, o.window, repairs=o.repairs)
             self.opened.emit(o.path)
+            self.scope.setText("")
+            self.session.midi_scope(o.path, self.show_scope)
 
         self.session.open_midi(path, opened, on_error=failed)
+
+    def show_scope(self, scope: dict | None) -> None:
+        """Say whether the piece looks like the model's training pieces (``training_distance``)."""
+        self.scope_result = scope
+        if scope is None:
+            self.scope.setText("This model keeps no statistics of its training pieces: its scope is unknown.")
+        elif scope["outside"]:
+            far = ", ".join(scope["farthest"])
+            self.scope.setText(
+                f"⚠ Outside this model's training pieces: distance {scope['distance']:.1f} "
+                f"(95 % of them ≤ {scope['training_p95']:.1f}; farthest: {far}). Its answer here is a guess."
+            )
+        else:
+            self.scope.setText(
+                f"Like this model's training pieces (distance {scope['distance']:.1f} ≤ {scope['training_p95']:.1f})."
+            )
+        self.scope.setStyleSheet("color: #e8a33c;" if scope is None or scope["outside"] else "")
 
     def set_editor(self, editor: NoteEditor, labels: list[str], window: int = 100, *, repairs=()) -> None:
         from musiclens.core.midi import other_notes

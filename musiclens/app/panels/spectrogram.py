@@ -5,7 +5,11 @@ Overlays are scaled robustly (percentiles, :mod:`musiclens.core.interpret.displa
 maps in a diverging blue-transparent-red map symmetric around 0, unsigned ones in a
 sequential map; a colour bar under the controls says what the colours mean, a contrast
 control bends the scale, and the spectrogram turns grey under an overlay (optional) so
-the overlay's colours stand out."""
+the overlay's colours stand out.
+
+A raw-waveform model's attribution has one value per sample, not a map over bins: it is
+drawn as a curve in a lane under the image (:class:`AttributionLane`), on the same time
+axis (the two plots' x ranges are linked and their left axes have the same width)."""
 
 from __future__ import annotations
 
@@ -87,6 +91,64 @@ class FrequencyAxis(pg.AxisItem):
         return out
 
 
+LEFT_AXIS_WIDTH = 64  # px, the image's and the lane's, so that their time axes line up
+LANE_POINTS = 2000  # a curve of more samples is drawn as its min/max envelope over this many bins
+
+
+def envelope(values: np.ndarray, start_s: float, end_s: float, points: int = LANE_POINTS):
+    """(n,) values over [start_s, end_s] -> (times, low, high) of at most ``points`` bins:
+    each bin's min and max (the curve itself when it is short), times at the bins' centres."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = len(v)
+    step = max(1, int(np.ceil(n / points)))
+    m = n // step
+    edges = v[: m * step].reshape(m, step) if m else v[None, :0]
+    low, high = edges.min(axis=1), edges.max(axis=1)
+    if m * step < n:
+        low, high = np.append(low, v[m * step :].min()), np.append(high, v[m * step :].max())
+    width = (end_s - start_s) / max(n, 1)
+    times = start_s + (np.arange(len(low)) * step + step / 2) * width
+    return times, low, high
+
+
+class AttributionLane(pg.PlotWidget):
+    """A curve under the spectrogram: one value per sample of a raw-waveform model's input
+    (its attribution), drawn as the min/max envelope; red above 0 (toward the class),
+    blue below (against it); unsigned curves in teal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=True, y=False)
+        self.setFixedHeight(110)
+        self.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
+        self.hideAxis("bottom")
+        self.positive = pg.FillBetweenItem(pg.PlotDataItem(), pg.PlotDataItem(), brush=pg.mkBrush(220, 60, 40, 200))
+        self.negative = pg.FillBetweenItem(pg.PlotDataItem(), pg.PlotDataItem(), brush=pg.mkBrush(40, 90, 220, 200))
+        self.addItem(self.positive)
+        self.addItem(self.negative)
+        self.addItem(pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen(150, 150, 150)))
+        self.data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def set_curve(self, values: np.ndarray, start_s: float, end_s: float, *, signed: bool, what: str) -> None:
+        times, low, high = envelope(values, start_s, end_s)
+        self.data = (times, low, high)
+        zero = np.zeros_like(times)
+        self.positive.setCurves(pg.PlotDataItem(times, np.maximum(high, 0)), pg.PlotDataItem(times, zero))
+        self.negative.setCurves(pg.PlotDataItem(times, np.minimum(low, 0)), pg.PlotDataItem(times, zero))
+        colour = (220, 60, 40, 200) if signed else (30, 170, 160, 220)
+        self.positive.setBrush(pg.mkBrush(*colour))
+        self.negative.setVisible(signed)
+        top = float(max(np.abs(low).max(), np.abs(high).max())) if len(times) else 1.0
+        self.setYRange(-top if signed else 0.0, top or 1.0, padding=0.05)
+        self.setToolTip(what)
+        self.show()
+
+    def clear_curve(self) -> None:
+        self.data = None
+        self.hide()
+
+
 class SpectrogramView(QWidget):
     """The image, its overlay, playhead and selection. Time in seconds on x, bins on y."""
 
@@ -96,6 +158,7 @@ class SpectrogramView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.freq_axis = FrequencyAxis()
+        self.freq_axis.setWidth(LEFT_AXIS_WIDTH)
         self.plot = pg.PlotWidget(axisItems={"left": self.freq_axis})
         self.plot.setLabel("bottom", "time", units="s")
         self.plot.setMenuEnabled(False)
@@ -172,8 +235,15 @@ class SpectrogramView(QWidget):
         controls.addWidget(self.overlay_scale)
         controls.addWidget(self.grey_under)
         controls.addWidget(self.caption, 1)
+        self.lane = AttributionLane()
+        self.lane.setXLink(self.plot)
+        self.lane.hide()
+        plots = QVBoxLayout()
+        plots.setSpacing(0)
+        plots.addWidget(self.plot, 1)
+        plots.addWidget(self.lane)
         body = QHBoxLayout()
-        body.addWidget(self.plot, 1)
+        body.addLayout(plots, 1)
         body.addWidget(self.histogram)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -226,13 +296,27 @@ class SpectrogramView(QWidget):
         what: str = "",
         ends: tuple[str, str] = ("against", "toward"),
     ) -> None:
-        """values: (F', T') drawn over [start_s, end_s] x all bins (rows resampled by Qt).
+        """values: (F', T') drawn over [start_s, end_s] x all bins (rows resampled by Qt); a
+        1-D ``values`` (n,) (a raw-waveform model's attribution, one value per sample) is
+        drawn as a curve in the lane under the image, over [start_s, end_s].
 
         symmetric : a signed map (diverging colours around 0), else unsigned (sequential).
         what : what the values are, for the colour bar (e.g. "IG attribution for 'rock'").
         ends : what negative and positive values mean (signed maps).
         """
         end_s = self.duration_s if end_s is None else end_s
+        if np.ndim(values) == 1:
+            self.clear_overlay()
+            negative, positive = ends
+            text = what or caption.removeprefix("overlay: ")
+            if symmetric:
+                text += f" (red: {positive}, blue: {negative})"
+            self.lane.set_curve(np.asarray(values), start_s, end_s, signed=symmetric, what=text)
+            if caption:
+                self.caption.setText(caption + " (curve under the spectrogram)")
+                self.caption.setToolTip(text)
+            return
+        self.lane.clear_curve()
         self._overlay_data = {
             "values": np.asarray(values, dtype=np.float32),
             "signed": bool(symmetric),
@@ -272,6 +356,7 @@ class SpectrogramView(QWidget):
 
     def clear_overlay(self) -> None:
         self._overlay_data = None
+        self.lane.clear_curve()
         self.overlay.clear()
         self.overlay.hide()
         self.legend.hide()

@@ -225,10 +225,15 @@ class TrainingPanel(QWidget):
         else:
             score = f"test ROC-AUC {summary.get('test_roc_auc')}"
         split = summary.get("split", {})
+        where = (
+            "the piano roll uses it now: open a MIDI file"
+            if summary.get("kind") == "midi"
+            else "added to the model picker"
+        )
         self.report.setText(
             f"{summary['arch']} on {len(summary['classes'])} classes, tracks "
             f"{split.get('train')}/{split.get('val')}/{split.get('test')}: {score}. "
-            f"Saved to {summary.get('out')} and added to the model picker."
+            f"Saved to {summary.get('out')}; {where}."
         )
 
 

@@ -9,6 +9,7 @@ session submits these to its worker and forwards the steps; a command prints the
 recording              open_recording, summarise, patch_audio/patch_at, display_of
 predict                predict, predict_file -> Analysis
 attribution            attribute (one input), attribution_over_file -> Attribution
+                       (raw-waveform models: WaveformAttribution, one value per sample)
 layers                 layer_maps -> LayerMaps, hear_filter -> Heard, kernels
 similarity             pair_similarity -> Similarity, similarity_of_files ->
                        PairwiseSimilarity, class_similarity -> ClassSimilarity
@@ -29,12 +30,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-from musiclens.core.analyses.attribution import attribute, attribution_over_file
+from musiclens.core.analyses.attribution import WaveformAttribution, attribute, attribution_over_file
 from musiclens.core.analyses.dream import dream
 from musiclens.core.analyses.flip import flip_recording
 from musiclens.core.analyses.layers import hear_filter, kernels, layer_maps
 from musiclens.core.analyses.midi import classify_notes, flip, open_midi, render
-from musiclens.core.analyses.predict import predict, predict_file
+from musiclens.core.analyses.predict import predict, predict_file, predict_steps
 from musiclens.core.analyses.recording import (
     display_of,
     layer_kinds,
@@ -91,6 +92,7 @@ __all__ = [
     "RecordingFlip",
     "Similarity",
     "Trained",
+    "WaveformAttribution",
     "attribute",
     "attribution_over_file",
     "class_similarity",
@@ -114,6 +116,7 @@ __all__ = [
     "patch_audio",
     "predict",
     "predict_file",
+    "predict_steps",
     "probabilities",
     "read_features",
     "render",

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from musiclens.core.analyses.results import Attribution
 from musiclens.core.progress import Progress
+
+
+@dataclass
+class WaveformAttribution(Attribution):
+    """An attribution over the samples of a raw-waveform model's recording: ``values`` is
+    (S_total,) one value per sample at ``sample_rate`` (the patches' curves joined), drawn
+    as a curve under the spectrogram on the same time axis (:attr:`times_s`)."""
+
+    sample_rate: int = 0  # Hz
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """(S_total,) the time of each value in seconds (``start_s`` + sample / rate)."""
+        t: np.ndarray = self.start_s + np.arange(len(self.values)) / float(self.sample_rate)
+        return t
 
 
 def attribute(
@@ -48,15 +64,22 @@ def attribution_over_file(
     resolution and joined along time -> :class:`Attribution` (F, P × patch frames).
 
     ``options``: the method's keywords; default the table's ``quick`` options (what the window
-    runs). Yields one :class:`Progress` per patch."""
+    runs). Yields one :class:`Progress` per patch.
+
+    Raw-waveform models: patches of ``patch_samples`` samples, each method's result brought
+    to one value per sample (input methods: summed over the input's one channel, or its
+    magnitude for ``shown_as="abs"``; layer methods: the layer's curve interpolated
+    linearly) and joined -> :class:`WaveformAttribution` (S_total,)."""
     import torch
 
     from musiclens.core.interpret import methods
     from musiclens.core.tagging import audio_to_patches
 
     meth = methods.get(method)
-    patches = audio_to_patches(model, audio)  # (P, C, F, L)
     base = dict(meth.quick) if options is None else dict(options)
+    if model.kind == "waveform":
+        return (yield from _over_waveform(model, audio, meth, target, layer, base))
+    patches = audio_to_patches(model, audio)  # (P, C, F, L)
     maps, completeness = [], []
     for i in range(len(patches)):
         yield Progress(fraction=i / len(patches), message=f"{meth.label} for {target}: patch {i + 1}/{len(patches)}")
@@ -77,4 +100,54 @@ def attribution_over_file(
         len(patches) * model.patch_seconds,
         signed=meth.shown_signed,
         note=note,
+    )
+
+
+def _over_waveform(
+    model: Any, audio: np.ndarray, meth: Any, target: int | str, layer: str | None, options: dict[str, Any]
+) -> Generator[Progress, None, WaveformAttribution]:
+    """:func:`attribution_over_file` for a raw-waveform model (non-overlapping patches of
+    ``patch_samples``, the partial last one dropped)."""
+    import torch
+
+    from musiclens.core.audio import patch_starts
+    from musiclens.core.errors import ParameterError
+
+    n, rate = model.patch_samples, model.sample_rate
+    y = model.tensor(np.asarray(audio, dtype=np.float32)).reshape(-1)
+    starts = patch_starts(int(y.shape[0]), n, n)
+    if not starts:
+        raise ParameterError(
+            f"the audio is {y.shape[0] / rate:.3f} s long; {model.name} needs at least one patch of "
+            f"{n} samples ({n / rate:.3f} s)"
+        )
+    curves, completeness = [], []
+    for i, a in enumerate(starts):
+        yield Progress(fraction=i / len(starts), message=f"{meth.label} for {target}: patch {i + 1}/{len(starts)}")
+        x = model.input(y[a : a + n][None])  # (1, 1, S)
+        info: dict[str, Any] = {}
+        r = attribute(model, x, meth.name, target, layer=layer, options=options, info=info)
+        if "completeness_error" in info:
+            completeness.append(float(info["completeness_error"].abs().max()))
+        if meth.needs_layer:  # the layer's curve over time, one value per sample
+            c = r.detach().float()[0].squeeze()  # (T_l,): 1-D layers, or a unit axis dropped
+            if c.dim() != 1:
+                raise ParameterError(f"{meth.name} at {layer} gave a {tuple(r.shape)} map, not a curve over time")
+            curve = torch.nn.functional.interpolate(c[None, None], size=n, mode="linear", align_corners=False)[0, 0]
+        else:
+            curve = meth.input_map(r, x.shape[-2:])[0].reshape(-1)  # (S,)
+        if curve.shape[0] != n:
+            raise ParameterError(f"{meth.name} returned {tuple(r.shape)} for a patch of {n} samples")
+        curves.append(curve.detach().float().cpu())
+    note = f"; completeness error ≤ {max(completeness):.3g}" if completeness else ""
+    return WaveformAttribution(
+        meth.name,
+        str(target),
+        layer if meth.needs_layer else None,
+        torch.cat(curves).numpy(),
+        0.0,
+        len(starts) * n / rate,
+        signed=meth.shown_signed,
+        note=note,
+        sample_rate=int(rate),
     )

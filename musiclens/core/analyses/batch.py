@@ -17,7 +17,8 @@ folder with one model, and writes into an output folder ``DIR``:
 * ``DIR/shards/shard-NNNNN.npz`` — the arrays, a few dozen files per shard:
   ``np.load(DIR / row["shard"])[row["<analysis>.key"]]`` (:func:`read_array`): ``tags`` the
   taggram (P, L) (MIDI: the probabilities (L,)); ``activations:L`` the layer's output per
-  patch (P, ...); ``attribution:M`` the map over the file (F, P × patch frames), as the
+  patch (P, ...) (MIDI: of the model's window, a per-note layer cut to the notes read, e.g.
+  an LSTM's (notes, 168)); ``attribution:M`` the map over the file (F, P × patch frames), as the
   window draws it (MIDI: (notes, 3)). All float32.
 * ``DIR/rows.jsonl`` and ``DIR/batch.json`` — the finished rows and the run's settings: a
   rerun with the same settings skips the files already done (resume); a shard and its rows
@@ -26,20 +27,25 @@ folder with one model, and writes into an output folder ``DIR``:
 
 Memory stays constant however many files: each file's arrays go to the open shard as soon
 as they are computed. With ``workers > 1`` the files run in a pool of spawned processes
-(:class:`concurrent.futures.ProcessPoolExecutor`), one model per process, one torch thread
-each (the one-worker run uses one thread too), every file seeded alike; results are taken
-in path order, so the table and the shards are the same whatever the number of workers.
+(:func:`_in_pool`), one model per process, one torch thread each (the one-worker run uses
+one thread too), every file seeded alike; results are taken in path order, so the table and
+the shards are the same whatever the number of workers.
+
+A process that dies on a file (a crash in native code, the out-of-memory killer) fails only
+that file: its row says how the process died and the run goes on (workers: a new worker
+takes its place; one worker: the next run finds the file in ``DIR/RUNNING`` and logs it
+instead of dying on it again). ``--retry-errors`` tries such files again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import itertools
 import json
 import os
+import signal
 import time
 import zipfile
-from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +73,7 @@ __all__ = [
 TABLE = "summary.parquet"
 ROWS = "rows.jsonl"
 SETTINGS = "batch.json"
+RUNNING = "RUNNING"  # the file a one-worker run is analysing
 SHARDS = "shards"
 ANALYSIS_KINDS = ("tags", "activations", "attribution")
 
@@ -134,8 +141,8 @@ def check_analyses(model: Any, specs: Sequence[AnalysisSpec]) -> None:
     kind = methods.input_kind(model)
     for spec in specs:
         if spec.kind == "activations":
-            if kind != "audio":
-                raise ParameterError(f"activations:LAYER is for audio models; {model.name} reads {kind}")
+            if kind not in ("audio", "midi"):
+                raise ParameterError(f"activations:LAYER is for audio and MIDI models; {model.name} reads {kind}")
             if spec.layer not in model.layers and spec.layer not in dict(model.net.named_modules()):
                 raise ParameterError(
                     f"model {model.name!r} has no layer {spec.layer!r}; layers are: {', '.join(model.layers)}"
@@ -269,10 +276,7 @@ def _analyse_audio(
         elif spec.kind == "activations":
             layer = str(spec.layer)
             acts = layer_outputs(model, audio_to_patches(model, y), [layer])[layer].numpy().astype(np.float32)
-            a64 = acts.astype(np.float64)
-            row[f"{spec.name}.energy"] = float((a64**2).mean())
-            row[f"{spec.name}.mean"] = float(a64.mean())
-            row[f"{spec.name}.shape"] = list(acts.shape)
+            _activation_columns(row, spec.name, acts)
             arrays[spec.name] = acts
         else:
             attribution = run(attribution_over_file(model, y, str(spec.method), target, layer=spec.layer))
@@ -283,20 +287,51 @@ def _analyse_audio(
     return arrays
 
 
+def _activation_columns(row: dict[str, Any], name: str, acts: np.ndarray) -> None:
+    """``<name>.energy`` (mean square), ``.mean`` and ``.shape`` of an activation array."""
+    a64 = acts.astype(np.float64)
+    row[f"{name}.energy"] = float((a64**2).mean()) if a64.size else float("nan")
+    row[f"{name}.mean"] = float(a64.mean()) if a64.size else float("nan")
+    row[f"{name}.shape"] = list(acts.shape)
+
+
+def _midi_activations(model: Any, notes: Any, layer: str, k: int) -> np.ndarray:
+    """A MIDI model's ``layer`` output for its window of ``notes`` -> float32, the batch axis
+    dropped: a per-note layer (its first axis the window's length, e.g. an LSTM's (N, 168))
+    cut to the ``k`` notes read (the padding after them is not the piece), others as they are
+    (e.g. the output layer's (L,))."""
+    import torch
+
+    from musiclens.core.interpret.hooks import capture
+
+    feats, mask = model.spec.window(notes)
+    x, m = model.tensors(feats, mask)
+    with torch.no_grad(), capture(model, layer) as acts:
+        model.logits(x, m)
+    a = acts[layer][0].float().cpu().numpy()
+    if a.ndim >= 1 and a.shape[0] == len(mask):
+        a = a[:k]
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
 def _analyse_midi(
     model: Any, path: Path, specs: Sequence[AnalysisSpec], row: dict[str, Any], top: int
 ) -> dict[str, np.ndarray]:
     from musiclens.core.analyses.midi import classify_notes, open_midi
 
-    opened = open_midi(model, path)
+    opened = open_midi(model, path)  # the file is read once; every analysis uses its notes
     first = model.classify_notes(opened.notes)
     probabilities = np.array([first["probabilities"][lab] for lab in model.labels], dtype=np.float64)
-    row["n_notes"] = int(first["notes_used"])
+    k = row["n_notes"] = int(first["notes_used"])
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.kind == "tags":
             row |= _tag_columns(model.labels, probabilities, top)
             arrays[spec.name] = probabilities.astype(np.float32)
+        elif spec.kind == "activations":
+            acts = _midi_activations(model, opened.notes, str(spec.layer), k)
+            _activation_columns(row, spec.name, acts)
+            arrays[spec.name] = acts
         elif spec.kind == "attribution":
             classified = classify_notes(model, opened.notes, method=str(spec.method))
             values = np.asarray(classified.saliency, dtype=np.float32)
@@ -590,19 +625,22 @@ def batch(
     shard_files: int = 32,
     retry_errors: bool = False,
     cancel: Cancel = None,
+    trust_code: bool = False,
 ) -> Generator[BatchProgress, None, BatchSummary]:
     """Run ``analyses`` on every audio or MIDI file under ``folder`` with ``model`` (a bundled
     name, a model folder, or a LoadedModel; workers load it by its name or folder) and write
     the results to ``out`` (the module docstring). Resumes: files with a committed row are
     skipped (errors too, unless ``retry_errors``). Yields a :class:`BatchProgress` per file;
     returns :class:`BatchSummary`. ``cancel`` (or closing the generator) stops after the
-    current file, keeping what is done."""
+    current file, keeping what is done. ``trust_code``: a model folder's own Python code may
+    run (here and in the workers)."""
     from musiclens.core.models import registry
 
     root, out_dir = Path(folder).resolve(), Path(out).resolve()
     workers = max(1, int(workers))
-    if isinstance(model, (str, os.PathLike)):
-        model = registry.load(model, device=device)
+    loaded_here = isinstance(model, (str, os.PathLike))
+    if loaded_here:
+        model = registry.load(model, device=device, trust_code=trust_code)
     specs = _specs(analyses)
     check_analyses(model, specs)
     ref = _model_ref(model)
@@ -617,8 +655,15 @@ def batch(
         "folder": str(root),
         "top": int(top),
     }
+    if workers > 1 and loaded_here:
+        model = None  # each worker loads its own: the parent keeps no copy (peak memory)
     files = find_files(root, exclude=[out_dir])
     _check_settings(out_dir, {k: metadata[k] for k in ("model", "analyses", "folder", "top")})
+    store = _Store(out_dir, shard_files)
+    crashed = _crashed_before(out_dir, root, set(read_rows(out_dir)))
+    if crashed is not None:
+        store.add(*crashed)
+        store.commit()
     done_rows = read_rows(out_dir)
     finished = {p for p, r in done_rows.items() if not (retry_errors and r.get("status") == "error")}
     pending = [(p, p.relative_to(root).as_posix()) for p in files]
@@ -631,10 +676,12 @@ def batch(
         message=f"batch: {total} files to analyse" + (f" ({previously} done before)" if previously else ""),
         total=total,
         before=previously,
+        **({"path": crashed[0]["path"], "status": "error", "error": crashed[0]["error"]} if crashed else {}),
     )
-    store = _Store(out_dir, shard_files)
     results: Iterator[FileResult] = (
-        _in_process(model, specs, top, pending) if workers == 1 else _in_pool(ref, device, specs, top, pending, workers)
+        _in_process(model, specs, top, pending, out_dir)
+        if workers == 1
+        else _in_pool(ref, device, specs, top, pending, workers, trust_code=trust_code)
     )
     done = errors = 0
     cancelled = False
@@ -687,22 +734,50 @@ def batch(
 
 
 def _in_process(
-    model: Any, specs: Sequence[AnalysisSpec], top: int, pending: Sequence[tuple[Path, str]]
+    model: Any, specs: Sequence[AnalysisSpec], top: int, pending: Sequence[tuple[Path, str]], out: Path
 ) -> Generator[FileResult, None, None]:
-    """The files one after another in this process, on one torch thread (as each worker)."""
+    """The files one after another in this process, on one torch thread (as each worker).
+    The file being analysed is named in ``out/RUNNING`` until its result is taken: if the
+    process dies on it (a crash in native code, the out-of-memory killer), the next run logs
+    that file as failed instead of dying on it again (:func:`_crashed_before`)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    marker = out / RUNNING
     try:
         for path, rel in pending:
-            yield analyse_file(model, path, rel, specs, top=top)
+            marker.write_text(rel, encoding="utf-8")
+            _crash_for_tests(str(path))
+            result = analyse_file(model, path, rel, specs, top=top)
+            marker.unlink(missing_ok=True)
+            yield result
     finally:
+        marker.unlink(missing_ok=True)
         torch.set_num_threads(threads)
 
 
-# the worker process's model and analyses (set by _init_worker)
+def _crashed_before(out: Path, root: Path, finished: set[str]) -> FileResult | None:
+    """The failed row of the file an earlier one-worker run died on (``out/RUNNING``), if any."""
+    marker = out / RUNNING
+    try:
+        rel = marker.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    marker.unlink(missing_ok=True)
+    if not rel or rel in finished:
+        return None
+    why = "the previous run died while analysing it (a crash or out of memory); --retry-errors runs it again"
+    return _failed_row(rel, root / rel, why), {}
+
+
+# the worker process's model and analyses (set by _worker_main)
 _WORKER: dict[str, Any] = {}
+
+#: tests only: ``"NAME=SIGNAL"`` (SIGSEGV, SIGKILL or an exit code) makes a batch worker die
+#: that way when it starts the file whose name is NAME, as a crash in native code or the
+#: out-of-memory killer would (``tests/test_batch.py``)
+CRASH_ENV = "MUSICLENS_TEST_BATCH_CRASH"
 
 
 def _worker_device(device: str, k: int) -> str:
@@ -717,22 +792,92 @@ def _worker_device(device: str, k: int) -> str:
     return str(dev)
 
 
-def _init_worker(ref: str, device: str, names: list[str], top: int, counter: Any) -> None:
+def _crash_for_tests(path: str) -> None:
+    """Die as :data:`CRASH_ENV` says when ``path`` is the file it names (tests only)."""
+    name, _, how = os.environ.get(CRASH_ENV, "").partition("=")
+    if not name or Path(path).name != name:
+        return
+    if how == "SIGSEGV":
+        import ctypes
+
+        ctypes.string_at(0)  # a real null-pointer read: the kernel sends SIGSEGV
+    if how == "SIGKILL":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(int(how or 1))
+
+
+def _worker_main(conn: Any, ref: str, device: str, names: list[str], top: int, trust_code: bool = False) -> None:
+    """A batch worker: load the model, answer ``("ready", None)`` (or ``("failed", message)``),
+    then analyse each ``(i, path, rel)`` received and send ``(i, result)``; ``None`` or a closed
+    pipe ends it."""
     import torch
 
     from musiclens.core.models import registry
 
     torch.set_num_threads(1)
-    with counter.get_lock():
-        k = int(counter.value)
-        counter.value += 1
-    _WORKER.update(
-        model=registry.load(ref, device=_worker_device(device, k)), specs=parse_analyses(names), top=int(top)
-    )
+    try:
+        model = registry.load(ref, device=device, trust_code=trust_code)
+        _WORKER.update(model=model, specs=parse_analyses(names), top=int(top))
+    except Exception as exc:  # noqa: BLE001 - told to the parent, which stops the run with it
+        conn.send(("failed", _one_line(exc)))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if task is None:
+            return
+        i, path, rel = task
+        _crash_for_tests(path)
+        try:
+            result = analyse_file(_WORKER["model"], path, rel, _WORKER["specs"], top=_WORKER["top"])
+        except MemoryError:
+            result = _failed_row(rel, path, "out of memory while analysing it"), {}
+        conn.send((i, result))
 
 
-def _work(path: str, rel: str) -> FileResult:
-    return analyse_file(_WORKER["model"], path, rel, _WORKER["specs"], top=_WORKER["top"])
+def _failed_row(rel: str, path: str | Path, why: str) -> dict[str, Any]:
+    return {"path": rel, "kind": file_kind(path) or "audio", "status": "error", "error": why}
+
+
+def _death(exitcode: int | None) -> str:
+    """Why a worker process ended, in words."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = {"SIGKILL": " (as the out-of-memory killer does)", "SIGSEGV": " (a crash in native code)"}
+        return f"killed by {name}{hint.get(name, '')}"
+    return f"exit code {exitcode}"
+
+
+class _Worker:
+    """One worker process, its pipe and the file it is analysing (``task``, or None)."""
+
+    def __init__(self, ctx: Any, k: int, ref: str, device: str, names: list[str], top: int, trust: bool) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, ref, _worker_device(device, k), names, top, trust), daemon=True
+        )
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.task: tuple[int, str, str] | None = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.ready and self.task is None and self.proc.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+        else:
+            self.proc.terminate()  # abandoned in the middle of a file or of loading the model
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
 
 
 def _in_pool(
@@ -742,37 +887,72 @@ def _in_pool(
     top: int,
     pending: Sequence[tuple[Path, str]],
     workers: int,
+    *,
+    trust_code: bool = False,
 ) -> Generator[FileResult, None, None]:
     """The files on ``workers`` spawned processes, results in ``pending``'s order, at most
-    ``2 × workers`` files in flight (constant memory)."""
-    import multiprocessing as mp
-    from concurrent.futures import Future, ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    ``2 × workers`` files ahead of the next result to give (constant memory).
 
+    A worker that dies (a segfault, the out-of-memory killer) fails only the file it was
+    analysing: that file's row says how it died, a new worker takes its place, the others go
+    on. Hand-written on :mod:`multiprocessing` because :class:`ProcessPoolExecutor` breaks the
+    whole pool when one process dies and cannot tell which file killed it."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    if not pending:
+        return
     ctx = mp.get_context("spawn")
-    counter = ctx.Value("i", 0)
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(ref, device, [s.name for s in specs], top, counter),
-    )
-    window: deque[Future[FileResult]] = deque()
-    todo = iter(pending)
+    names = [s.name for s in specs]
+    pool = [_Worker(ctx, k, ref, device, names, top, trust_code) for k in range(workers)]
+    started = workers
+    done: dict[int, FileResult] = {}
+    sent = given = 0
     try:
-        for path, rel in itertools.islice(todo, 2 * workers):
-            window.append(pool.submit(_work, str(path), rel))
-        while window:
-            try:
-                result = window.popleft().result()
-            except BrokenProcessPool as exc:
-                raise MusicLensError(
-                    f"a batch worker stopped ({exc}); the finished files are kept: run the command again to go on"
-                ) from None
-            for path, rel in itertools.islice(todo, 1):
-                window.append(pool.submit(_work, str(path), rel))
-            yield result
+        while given < len(pending):
+            for w in pool:  # keep every ready worker busy, at most 2 × workers files ahead
+                if w.ready and w.task is None and sent < len(pending) and sent < given + 2 * workers:
+                    path, rel = pending[sent]
+                    w.task = (sent, str(path), rel)
+                    w.conn.send(w.task)
+                    sent += 1
+            while given in done:
+                yield done.pop(given)
+                given += 1
+            if given >= len(pending):
+                break
+            ready = wait([w.conn for w in pool] + [w.proc.sentinel for w in pool])
+            for k, w in enumerate(pool):
+                message = None
+                if w.conn in ready or w.proc.sentinel in ready:
+                    try:
+                        message = w.conn.recv() if w.conn.poll() else None
+                    except (EOFError, OSError):
+                        message = None
+                if message is not None:
+                    if message[0] == "ready":
+                        w.ready = True
+                    elif message[0] == "failed":
+                        raise MusicLensError(f"a batch worker could not load the model: {message[1]}")
+                    else:
+                        done[int(message[0])] = message[1]
+                        w.task = None
+                    continue
+                if w.proc.sentinel in ready or not w.proc.is_alive():
+                    w.proc.join()
+                    how = _death(w.proc.exitcode)
+                    if not w.ready:
+                        raise MusicLensError(f"a batch worker died while loading the model ({how})")
+                    if w.task is not None:
+                        i, where, rel = w.task
+                        done[i] = (
+                            _failed_row(rel, where, f"the worker analysing it died ({how}); the other files went on"),
+                            {},
+                        )
+                    w.task = None
+                    w.conn.close()
+                    pool[k] = _Worker(ctx, started, ref, device, names, top, trust_code)
+                    started += 1
     finally:
-        for fut in window:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for w in pool:
+            w.stop()

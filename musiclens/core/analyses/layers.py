@@ -12,7 +12,9 @@ from musiclens.core.analyses.results import Heard, LayerMaps
 def layer_maps(model: Any, audio: np.ndarray, layer: str, *, patch: int = 0, start_s: float = 0.0) -> LayerMaps:
     """Per-filter activation maps of ``layer`` on one patch ((samples,) at the model's rate),
     with what each filter's auralisation sounds like (energy of the positive part, level in
-    dBFS, silent or not). ``patch``/``start_s`` say where the patch is, for the result."""
+    dBFS, silent or not). ``patch``/``start_s`` say where the patch is, for the result.
+    Raw-waveform models: ``maps`` is (K, 1, T_l), each filter's activation over time (a
+    1-D layer's channels × time), heard by time-domain masking."""
     from musiclens.core.interpret.auralise import filter_levels
 
     levels = filter_levels(model, audio, layer=layer)  # the same input hear_filter uses
@@ -35,13 +37,19 @@ def hear_filter(
     """Auralise (``how="activation"``) or deconvolve (``"deconv"``) filter ``k`` of ``layer``
     on ``audio`` ((samples,) at ``sample_rate``, default the model's). ``normalise_to``: scale
     the result to that RMS level in dBFS (peak ≤ 0.99; silence stays silent); the gain is in
-    ``Heard.gain_db``, the level as computed in ``Heard.level_db``."""
+    ``Heard.gain_db``, the level as computed in ``Heard.level_db``. Raw-waveform models are
+    heard by time-domain masking (``Heard.mask`` is (1, T_l), the filter's activation over
+    time); deconvolution is for spectrogram models."""
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret.auralise import auralise_filter, normalise_loudness, rms_dbfs
     from musiclens.core.interpret.deconv import auralise_deconv
 
     if how not in ("activation", "deconv"):
         raise ParameterError(f"how must be 'activation' or 'deconv', got {how!r}")
+    if how == "deconv" and model.kind == "waveform":
+        raise ParameterError(
+            f"deconvolution hears a filter through a spectrogram; {model.name} reads raw samples: use how='activation'"
+        )
     run = auralise_filter if how == "activation" else auralise_deconv
     result = run(model, audio, layer=layer, filter=k, sample_rate=sample_rate)
     y = result.audio[0]
@@ -49,7 +57,7 @@ def hear_filter(
     if normalise_to is not None:
         y, gain = normalise_loudness(y, target_dbfs=normalise_to)
     label = f"{layer} #{k} ({how}" + (f", {gain:+.1f} dB)" if normalise_to is not None else ")")
-    seconds = len(audio) / (sample_rate or model.front_end.sample_rate)
+    seconds = len(audio) / (sample_rate or model.sample_rate)
     return Heard(
         label, y, result.sample_rate, result.mask[0].float().cpu().numpy(), start_s, start_s + seconds, level, gain
     )

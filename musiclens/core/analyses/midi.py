@@ -22,6 +22,20 @@ def open_midi(model: Any, path: str | Path) -> MidiOpened:
     return MidiOpened(path, notes, list(model.labels), model.name, model.spec.n_notes, list(notes.repairs))
 
 
+def training_distance(model: Any, path: str | Path) -> dict[str, Any] | None:
+    """How far the piece at ``path`` (every note of every track) lies from ``model``'s training
+    pieces (:func:`~musiclens.core.models.midi_piece.distance_to_training`), or None when the
+    model does not record its training pieces' statistics."""
+    from musiclens.core.midi import read_midi
+    from musiclens.core.models.inputs import piece_features
+    from musiclens.core.models.midi_piece import distance_to_training
+
+    stats = (model.provenance or {}).get("training_statistics")
+    if not stats:
+        return None
+    return distance_to_training(piece_features(read_midi(path)), stats)
+
+
 def classify_notes(
     model: Any, notes: Any, *, target: int | None = None, revision: int = 0, method: str = "gradient"
 ) -> MidiClassified:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from musiclens.core.analyses.results import Analysis
+from musiclens.core.progress import Progress
 
 
 def predict(model: Any, audio: np.ndarray, *, hop: int | None = None) -> Analysis:
@@ -15,7 +17,19 @@ def predict(model: Any, audio: np.ndarray, *, hop: int | None = None) -> Analysi
     non-overlapping patches (``hop``: frames between patch starts), the file's ranking."""
     from musiclens.core.tagging import taggram
 
-    tg = taggram(model, audio, hop=hop)
+    return _analysis(taggram(model, audio, hop=hop))
+
+
+def predict_steps(model: Any, audio: np.ndarray, *, hop: int | None = None) -> Generator[Progress, None, Analysis]:
+    """:func:`predict` in steps (a long recording takes seconds): yields a :class:`Progress`
+    per patch (fraction done), returns the :class:`Analysis`."""
+    from musiclens.core.tagging import taggram_steps
+
+    tg = yield from taggram_steps(model, audio, hop=hop)
+    return _analysis(tg)
+
+
+def _analysis(tg: Any) -> Analysis:
     return Analysis(tg.labels, tg.probabilities, tg.patch_starts_s, tg.patch_seconds, tg.top())
 
 

@@ -35,16 +35,16 @@ def read_span(
 
 
 def summarise(model: Any) -> ModelSummary:
-    """A LoadedModel -> :class:`ModelSummary` (plain Python)."""
-    fe = model.front_end
+    """A LoadedModel -> :class:`ModelSummary` (plain Python); a raw-waveform model's
+    ``front_end_kind`` is ``"waveform"``."""
     return ModelSummary(
         name=model.name,
         labels=list(model.labels),
         multilabel=model.multilabel,
         layers=[(info.name, info.group, info.kind) for info in model.layers.values()],
         patch_seconds=model.patch_seconds,
-        front_end_kind=fe.kind,
-        sample_rate=fe.sample_rate,
+        front_end_kind="waveform" if model.kind == "waveform" else model.front_end.kind,
+        sample_rate=model.sample_rate,
         source=str(model.source or ""),
     )
 
@@ -77,9 +77,16 @@ def layer_kinds(model: Any) -> dict[str, str]:
 
 def make_recording(path: Path, y: np.ndarray, sr: int, model: Any) -> Recording:
     """(samples,) at the model's rate -> :class:`Recording`: the front end of the whole file
-    reduced to one (F, T) image for display."""
+    reduced to one (F, T) image for display (a raw-waveform model: a log-mel of the samples,
+    :func:`~musiclens.core.analyses.dream.waveform_display`)."""
     import torch
 
+    if model.kind == "waveform":
+        from musiclens.core.analyses.dream import waveform_display, waveform_display_front_end
+
+        shown = waveform_display_front_end(sr)
+        caption = f"raw samples at {sr} Hz, shown as a {shown.n_mels}-band log-mel"
+        return Recording(path, y, sr, waveform_display(y, sr), shown.bin_frequencies(), len(y) / sr, caption)
     fe = model.front_end
     with torch.no_grad():
         x = fe(torch.from_numpy(y)[None].to(getattr(model, "device", "cpu")))[0]  # (C, F, T)
@@ -93,7 +100,7 @@ def open_recording(model: Any, path: str | Path) -> Recording:
     from musiclens.core import audio
 
     path = Path(path)
-    y, sr = audio.load(path, sr=model.front_end.sample_rate)
+    y, sr = audio.load(path, sr=model.sample_rate)
     return make_recording(path, y, sr, model)
 
 

@@ -42,7 +42,7 @@ def similarity_of_files(
     labels: Sequence[str] | None = None,
     within_class: bool = False,
     metrics: Iterable[str] | None = None,
-    n_permutations: int = 10,
+    baseline: bool = True,
     layers: Sequence[str] | None = None,
     offset: float = 0.0,
     duration: float | None = None,
@@ -56,7 +56,7 @@ def similarity_of_files(
     total)), one before the comparisons (("pairs", n, n)) and one after; these run in one call of the engine,
     which reports each pair at each layer to ``on_compare(done, total)`` when given."""
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret.similarity import DEFAULT_METRICS, all_pairs, class_pairs, pairwise_similarity
+    from musiclens.core.interpret.similarity import DEFAULT_METRICS, all_pairs, class_pairs, pairwise_similarity_steps
 
     names = [str(f) for f in files]
     if len(names) < 2:
@@ -87,15 +87,24 @@ def similarity_of_files(
     )
     # only the files in some pair are run; renumber the pairs to the compact list
     pos = {i: k for k, i in enumerate(used)}
-    curve = pairwise_similarity(
+    steps = pairwise_similarity_steps(
         model,
         [xs[i] for i in used],
         [(pos[a], pos[b]) for a, b in pairs],
         layers=layers,
         metrics=DEFAULT_METRICS if metrics is None else metrics,
-        n_permutations=n_permutations,
-        progress=on_compare,
+        baseline=baseline,
     )
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            curve = stop.value
+            break
+        if on_compare is not None:
+            on_compare(done, total)
+        if done % max(1, total // 100) == 0 or done == total:  # about 100 steps for the progress bar
+            yield Progress(fraction=0.5 + 0.5 * done / total, message=f"compared {done}/{total} (pair, layer)")
     yield Progress(fraction=1.0, message="compared")
     return PairwiseSimilarity(
         names,
@@ -141,7 +150,7 @@ def pair_similarity(
 
     other = Path(other)
     fe = model.front_end
-    yield Progress(message=f"reading {other.name}")
+    yield Progress(fraction=0.0, message=f"reading {other.name}")
     y, _ = audio.load(other, sr=fe.sample_rate, offset=start_s, duration=len(audio_a) / fe.sample_rate)
     if len(y) < len(audio_a):
         y = np.pad(y, (0, len(audio_a) - len(y)))
@@ -149,7 +158,7 @@ def pair_similarity(
     with torch.no_grad():
         xa = fe(torch.from_numpy(np.ascontiguousarray(audio_a))[None].to(device))[..., : model.patch_frames]
         xb = fe(torch.from_numpy(np.ascontiguousarray(y[: len(audio_a)]))[None].to(device))[..., : model.patch_frames]
-    yield Progress(message="comparing every layer")
+    yield Progress(fraction=0.3, message="comparing every layer")
     curve = layer_similarity(model, xa, xb)
     layers = [name for name in default_layers(model) if name in curve.layers]
     acts_a = activations(model, xa, layers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TypeAlias, cast
 
 import numpy as np
@@ -18,8 +19,12 @@ from musiclens.core.errors import ParameterError
 from musiclens.core.features import FrontEnd
 from musiclens.core.models.registry import LoadedModel
 
-#: A class or tag: its index in ``LoadedModel.labels`` or its name.
-Target: TypeAlias = int | str
+#: A class or tag: its index in ``LoadedModel.labels`` or its name; or a *set* of tags
+#: attributed at once (the sum of their scores, for multi-label models): a ``set`` /
+#: ``frozenset`` of indices or names, or one string joining names with ``+``
+#: (``"guitar+piano"``). A list or tuple is never a set: it gives one target per batch item
+#: (each of which may be a set).
+Target: TypeAlias = int | str | AbstractSet[int | str]
 
 
 def check_input(m: LoadedModel, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +57,8 @@ def target_index(m: LoadedModel, target: Target) -> int:
         if target.lower() in lower:
             return lower.index(target.lower())
         raise ParameterError(f"model {m.name!r} has no label {target!r}; labels: {', '.join(m.labels)}")
+    if isinstance(target, AbstractSet):
+        raise ParameterError(f"one label is needed here, got the set {sorted(map(str, target))}")
     try:
         idx = int(target)
     except (TypeError, ValueError):
@@ -61,27 +68,56 @@ def target_index(m: LoadedModel, target: Target) -> int:
     return idx % n
 
 
-def target_indices(m: LoadedModel, target: Target | Sequence[Target], batch: int) -> torch.Tensor:
-    """One target per batch item: (B,) long tensor from a single target or a sequence of B."""
+def target_set(m: LoadedModel, target: Target) -> list[int]:
+    """The label indices of one item's target: one index, or several for a set of labels
+    (a ``set``/``frozenset``, or names joined by ``+`` that are not themselves a label)."""
+    if isinstance(target, AbstractSet):
+        if not target:
+            raise ParameterError("a set of target labels must not be empty")
+        return sorted({target_index(m, t) for t in target})
+    if isinstance(target, str) and "+" in target.strip("+"):
+        labels = getattr(m, "labels", [])
+        if target not in labels and target.lower() not in (lab.lower() for lab in labels):
+            return target_set(m, frozenset(t.strip() for t in target.split("+")))
+    return [target_index(m, target)]
+
+
+def target_weights(m: LoadedModel, target: Target | Sequence[Target], batch: int) -> torch.Tensor:
+    """(B, L) float: row b selects item b's target labels (1 for each label of the target,
+    0 elsewhere), so that ``(outputs · weights).sum(1)`` is each item's target score, the sum
+    over a set of labels. ``target``: one target for every item, or a list/tuple (or a (B,)
+    tensor) of one per item."""
+    n = len(m.labels)
+    per_item: list[Target]
     if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() == 1):
-        idx = [target_index(m, t if not isinstance(t, torch.Tensor) else int(t)) for t in target]
-        if len(idx) != batch:
-            raise ParameterError(f"got {len(idx)} targets for a batch of {batch}")
-        return torch.tensor(idx, dtype=torch.long, device=m.device)
-    if isinstance(target, torch.Tensor):
-        target = int(target)
-    # a sequence other than a list or a tuple is passed on as is: target_index rejects it
-    return torch.full((batch,), target_index(m, cast(Target, target)), dtype=torch.long, device=m.device)
+        per_item = [int(t) if isinstance(t, torch.Tensor) else t for t in target]
+        if len(per_item) != batch:
+            raise ParameterError(
+                f"got {len(per_item)} targets for a batch of {batch} "
+                "(a list or tuple gives one target per item; for a set of labels use {'a', 'b'} or 'a+b')"
+            )
+    else:
+        one = int(target) if isinstance(target, torch.Tensor) else target
+        per_item = [cast(Target, one)] * batch
+    w = torch.zeros(batch, n)
+    for b, t in enumerate(per_item):
+        w[b, target_set(m, t)] = 1.0
+    return w.to(m.device)
 
 
 def class_scores(m: LoadedModel, logits: torch.Tensor, targets: torch.Tensor, output: str = "logit") -> torch.Tensor:
-    """(B, L) logits -> (B,) score of each item's target: the logit or the probability."""
+    """(B, L) logits -> (B,) score of each item's target: the logit or the probability.
+
+    ``targets``: (B,) label indices, or (B, L) weights (:func:`target_weights`: the sum over a
+    set of labels)."""
     if output == "logit":
         out = logits
     elif output == "probability":
         out = m.probabilities(logits)
     else:
         raise ParameterError(f"output must be 'logit' or 'probability', got {output!r}")
+    if targets.dim() == 2:
+        return (out * targets.to(out)).sum(1)
     return out.gather(1, targets.to(out.device).view(-1, 1)).squeeze(1)
 
 

@@ -26,6 +26,17 @@ from musiclens.core.models.registry import LoadedModel
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 
 
+def model_input(m: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """Check a batch of network inputs: a front-end output (B, C, F, T) for a spectrogram
+    model, samples (B, 1, S) or (B, S) for a raw-waveform model -> float on the model's device."""
+    if m.kind != "waveform":
+        return check_input(m, x)
+    if not isinstance(x, torch.Tensor) or not (x.dim() == 2 or (x.dim() == 3 and x.shape[1] == 1)):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ParameterError(f"model {m.name!r} takes samples (B, 1, S) or (B, S), got {shape}")
+    return (x if x.dim() == 3 else x[:, None]).float().to(m.device)
+
+
 def _readable(m: LoadedModel, path: str) -> str:
     for name, info in m.layers.items():
         if info.module == path:
@@ -66,13 +77,14 @@ def unit_activity(
     atol: float = 0.0,
     batch_size: int = 8,
 ) -> dict[str, UnitActivity]:
-    """Per-unit energies and dead units of ``layers`` on the inputs ``x`` (B, C, F, T).
+    """Per-unit energies and dead units of ``layers`` on the inputs ``x`` (B, C, F, T), or
+    (B, 1, S) / (B, S) samples for a raw-waveform model.
 
     layers : default every convolution of the net (by readable name when listed).
     relu : read the positive part of each activation (what the next layer sees after a
         ReLU; a conv output read before its ReLU counts as dead when it is never positive).
     """
-    x = check_input(m, x)
+    x = model_input(m, x)
     if layers is None:
         layers = [_readable(m, p) for p, mod in m.net.named_modules() if isinstance(mod, CONV_TYPES)]
     names = list(layers)
@@ -115,7 +127,7 @@ def dead_units(
     ``{layer: {"norm": [...], "activation": [...]}}``.
 
     ``norm``: near-zero kernels (:func:`musiclens.core.interpret.kernels.kernel_stats`).
-    ``activation`` (only when inputs ``x`` (B, C, F, T) are given): filters whose output is
+    ``activation`` (only when inputs ``x`` (B, C, F, T) or (B, 1, S) are given): filters whose output is
     never positive on any of them (a ReLU after them always outputs 0).
     """
     from musiclens.core.interpret.kernels import kernel_stats

@@ -15,12 +15,19 @@ result is a filtered version of the real recording, not a phase-less reconstruct
 
 Audio comes in and goes out at the file's own rate: it is resampled to the front end's
 rate for the analysis and the result is resampled back.
+
+Raw-waveform models (``model.kind == "waveform"``) have no spectrogram to mask: a filter is
+heard by *time-domain masking* with its **activation** (not its contribution to a class): the
+positive part of the filter's activation over time (a 1-D layer's ``(B, K, T_l)``), scaled
+to a maximum of 1 and interpolated linearly to one gain per sample, multiplies the
+recording (:func:`activation_gain`). The result keeps the parts of the recording where the
+filter responds and silences the rest; it cannot change the spectrum within a frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +41,7 @@ from musiclens.core.interpret.hooks import as_map, capture, filter_map
 from musiclens.core.interpret.maps import normalise as normalise_maps
 from musiclens.core.interpret.maps import upsample
 from musiclens.core.inversion import features_to_audio, istft, to_power
+from musiclens.core.models.inputs import Waveform
 from musiclens.core.models.registry import LoadedModel
 
 
@@ -174,7 +182,24 @@ def layer_output(m: LoadedModel, x: torch.Tensor, layer: str, *, stop_early: boo
                 handle.remove()
     if layer not in acts:
         raise ParameterError(f"layer {layer!r} did not run in the forward pass")
-    return acts[layer]
+    out = acts[layer]
+    if out.dim() == 3 and _channel_last(m, layer, module):
+        raise ParameterError(
+            f"layer {layer!r} outputs {tuple(out.shape)}: positions × features (tokens or frames, channels last), "
+            "not filters over time or frequency, so its maps cannot be drawn or heard; pick a conv layer"
+        )
+    return out
+
+
+#: modules whose 3-D outputs are (B, positions, features), channels last
+_CHANNEL_LAST_TYPES = (nn.Linear, nn.LayerNorm, nn.MultiheadAttention, nn.RNNBase)
+
+
+def _channel_last(m: LoadedModel, layer: str, module: nn.Module) -> bool:
+    """A linear, layer-norm, attention or recurrent layer (by module type, or by the kind
+    the model's layer list gives it): its (B, N, D) output is not (B, K filters, T)."""
+    info = m.layers.get(layer)
+    return isinstance(module, _CHANNEL_LAST_TYPES) or (info is not None and info.kind in ("attention", "recurrent"))
 
 
 def filter_mask(
@@ -227,7 +252,21 @@ def auralise_filter(
     Returns
     -------
     :class:`Auralisation`: audio (B, samples) at ``sample_rate``, the same length as the input.
+    A raw-waveform model is heard by time-domain masking (the module doc; ``mode`` unused):
+    ``mask`` is then (B, 1, T_l), the layer's time resolution, and ``linear_mask`` (B, 1, S)
+    the gain applied to each sample at the model's rate.
     """
+    if isinstance(m.input, Waveform):
+        return _auralise_waveform(
+            m,
+            audio,
+            layer=layer,
+            filter=filter,
+            sample_rate=sample_rate,
+            relu=relu,
+            normalise=normalise,
+            stop_early=stop_early,
+        )
     fe = m.front_end
     y, sr, n = to_fe_rate(audio, sample_rate, fe, device=m.device)
     x = fe(y)
@@ -307,7 +346,13 @@ def filter_levels(
     filter (up to float rounding).
 
     audio : (samples,) float at ``sample_rate`` Hz (default: the model's rate).
+    Raw-waveform models: the filters are heard by time-domain masking (:func:`activation_gain`)
+    and ``maps`` is (K, 1, T_l) (:func:`waveform_maps`).
     """
+    if isinstance(m.input, Waveform):
+        return _waveform_levels(
+            m, audio, layer=layer, sample_rate=sample_rate, batch=batch, silent_db=silent_db, stop_early=stop_early
+        )
     fe = m.front_end
     y, sr, n = to_fe_rate(audio, sample_rate, fe, device=m.device)
     if y.shape[0] != 1:
@@ -326,6 +371,120 @@ def filter_levels(
             heard = from_fe_rate(out, sr, n, fe)
             levels.extend(rms_dbfs(h) for h in heard)
     maps = act.detach().float().cpu().numpy()
+    energy = (np.clip(maps, 0, None).astype(np.float64) ** 2).mean(axis=(1, 2))
+    level_db = np.asarray(levels, dtype=np.float64)
+    return FilterLevels(layer, maps, energy, level_db, ~(level_db >= silent_db), silent_db)
+
+
+# ---------------------------------------------------------------------- raw-waveform models
+def _rate(spec: Waveform) -> FrontEnd:
+    """``to_fe_rate``/``from_fe_rate`` read only ``.sample_rate`` of their spec; a
+    :class:`Waveform` has one too (typed as a front end for them)."""
+    return cast(FrontEnd, spec)
+
+
+def waveform_input(
+    m: LoadedModel, audio: torch.Tensor | npt.ArrayLike, sample_rate: int | None = None
+) -> tuple[torch.Tensor, int, int]:
+    """A raw-waveform model's input from audio: (samples,) or (B, samples) at ``sample_rate``
+    (default the model's) -> (x (B, 1, S) float32 at the model's rate on its device, the rate
+    given in Hz, the number of samples given)."""
+    spec = m.input
+    if not isinstance(spec, Waveform):
+        raise ParameterError(f"model {m.name!r} is a {m.kind} model, not a raw-waveform model")
+    y, sr, n = to_fe_rate(audio, sample_rate, _rate(spec), device=m.device)
+    return spec(y), sr, n
+
+
+def waveform_output(m: LoadedModel, y: torch.Tensor, sr: int, n: int) -> np.ndarray:
+    """The inverse of :func:`waveform_input`: samples (B, S) at the model's rate -> float32
+    numpy (B, n) at ``sr`` Hz (resampled, trimmed or zero-padded to ``n``)."""
+    return from_fe_rate(y, sr, n, _rate(cast(Waveform, m.input)))
+
+
+def waveform_maps(act: torch.Tensor) -> torch.Tensor:
+    """A layer's output on a raw-waveform input as per-filter curves over time (B, K, T_l).
+
+    (B, K, T) stays (``Conv1d``); (B, K, T, 1) and (B, K, 1, T) (a ``Conv2d`` run over the
+    samples as a (B, 1, S, 1) image, as CREPE does) drop their unit axis; (B, K) (a dense
+    layer) becomes (B, K, 1). A 4-D output with two axes longer than 1 raises: it is not a
+    curve over time.
+    """
+    if act.dim() == 3:
+        return act
+    if act.dim() == 2:
+        return act.unsqueeze(-1)
+    if act.dim() == 4 and act.shape[-1] == 1:
+        return act[..., 0]
+    if act.dim() == 4 and act.shape[-2] == 1:
+        return act[..., 0, :]
+    raise ParameterError(
+        f"a layer output of shape {tuple(act.shape)} is not (B, K, T); pick a layer whose output runs over time"
+    )
+
+
+def activation_gain(act: torch.Tensor, n_samples: int, *, relu: bool = True, normalise: bool = True) -> torch.Tensor:
+    """One gain per sample from activations over time: (B, T_l) -> (B, n_samples).
+
+    ``relu`` keeps the positive part (a gain must not flip the signal); ``normalise`` scales
+    each item to a maximum of 1; the T_l values are spread evenly over the samples (linear
+    interpolation, ``align_corners=False``: each value covers its share of the patch;
+    padding and receptive fields of the layer are not modelled).
+    """
+    if act.dim() != 2:
+        raise ParameterError(f"activations must be (B, T_l), got {tuple(act.shape)}")
+    a = act.clamp_min(0) if relu else act
+    if normalise:
+        a = normalise_maps(a, mode="max")
+    return torch.nn.functional.interpolate(
+        a.float().unsqueeze(1), size=int(n_samples), mode="linear", align_corners=False
+    )[:, 0]
+
+
+def _auralise_waveform(
+    m: LoadedModel,
+    audio: torch.Tensor | npt.ArrayLike,
+    *,
+    layer: str,
+    filter: int,
+    sample_rate: int | None,
+    relu: bool,
+    normalise: bool,
+    stop_early: bool,
+) -> Auralisation:
+    """:func:`auralise_filter` for a raw-waveform model (time-domain masking)."""
+    x, sr, n = waveform_input(m, audio, sample_rate)
+    act = filter_map(waveform_maps(layer_output(m, x, layer, stop_early=stop_early)), filter)  # (B, T_l)
+    mask = act.clamp_min(0) if relu else act
+    if normalise:
+        mask = normalise_maps(mask, mode="max")
+    gain = activation_gain(mask, x.shape[-1], relu=False, normalise=False)  # (B, S)
+    out = x[:, 0] * gain.to(x)
+    return Auralisation(waveform_output(m, out, sr, n), sr, mask[:, None], gain[:, None])
+
+
+def _waveform_levels(
+    m: LoadedModel,
+    audio: torch.Tensor | npt.ArrayLike,
+    *,
+    layer: str,
+    sample_rate: int | None,
+    batch: int,
+    silent_db: float,
+    stop_early: bool,
+) -> FilterLevels:
+    """:func:`filter_levels` for a raw-waveform model (time-domain masking)."""
+    x, sr, n = waveform_input(m, audio, sample_rate)
+    if x.shape[0] != 1:
+        raise ParameterError(f"filter_levels takes one recording, got a batch of {x.shape[0]}")
+    act = waveform_maps(layer_output(m, x, layer, stop_early=stop_early))[0]  # (K, T_l)
+    levels: list[float] = []
+    with torch.no_grad():
+        for a in range(0, act.shape[0], batch):
+            gain = activation_gain(act[a : a + batch], x.shape[-1])  # (k, S)
+            heard = waveform_output(m, x[:, 0] * gain.to(x), sr, n)
+            levels.extend(rms_dbfs(h) for h in heard)
+    maps = act.detach().float().cpu().numpy()[:, None, :]  # (K, 1, T_l)
     energy = (np.clip(maps, 0, None).astype(np.float64) ** 2).mean(axis=(1, 2))
     level_db = np.asarray(levels, dtype=np.float64)
     return FilterLevels(layer, maps, energy, level_db, ~(level_db >= silent_db), silent_db)

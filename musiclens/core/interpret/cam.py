@@ -9,6 +9,10 @@ Targets are a label index or a label name (``"rock"``); with a batch, one target
 items or a sequence with one per item. The score is the target's logit by default
 (``output="probability"`` differentiates the sigmoid/softmax output instead).
 
+Grad-CAM is Captum's ``LayerGradCam`` (equal to the earlier hand-written version,
+``tests/test_captum_parity.py``); CAM and Grad-CAM++ are ours (Captum has neither). A target
+may be a set of labels (``{"a", "b"}`` or ``"a+b"``): the score is the sum of their logits.
+
 References: Zhou et al. 2016 (CAM); Selvaraju et al. 2017 (Grad-CAM); Chattopadhyay et al.
 2018 (Grad-CAM++, the closed form with an exponential of the score).
 """
@@ -27,7 +31,7 @@ from musiclens.core.interpret._common import (
     check_input,
     class_scores,
     eval_mode,
-    target_indices,
+    target_weights,
 )
 from musiclens.core.interpret.hooks import as_map, capture, resolve
 from musiclens.core.interpret.maps import upsample  # noqa: F401  (re-exported for callers)
@@ -83,7 +87,7 @@ def cam(
     (B, F_l, T_l) float tensor.
     """
     x = check_input(m, x)
-    targets = target_indices(m, target, x.shape[0])
+    targets = target_weights(m, target, x.shape[0])
     with torch.no_grad(), eval_mode(m.net), capture(m, layer) as acts:
         m.net(x)
     if layer not in acts:
@@ -94,7 +98,7 @@ def cam(
         w = torch.eye(a.shape[1], device=a.device, dtype=a.dtype)
     else:
         w = lin.weight.detach().to(a)
-    weights = w[targets.to(a.device)]  # (B, K)
+    weights = targets.to(a) @ w  # (B, K): the sum of the rows of a set of labels
     out = torch.einsum("bk,bkft->bft", weights, a)
     return out.clamp_min(0) if relu else out
 
@@ -127,19 +131,16 @@ def grad_cam(
     relu: bool = False,
     output: str = "logit",
 ) -> torch.Tensor:
-    """Grad-CAM: ``Σ_k α_k A_k`` with ``α_k = mean_{f,t} ∂y_c/∂A_k``.
+    """Grad-CAM (Captum ``LayerGradCam``): ``Σ_k α_k A_k`` with ``α_k = mean_{f,t} ∂y_c/∂A_k``.
 
     x : (B, C, F, T). layer : any layer with (B, K, F_l, T_l) or (B, K, T_l) output.
     Returns (B, F_l, T_l) (``F_l = 1`` for 1-D layers), sign kept unless ``relu``.
     For a GAP model read at the averaged layer, this equals :func:`cam` divided by
     ``F_l·T_l``.
     """
-    x = check_input(m, x)
-    targets = target_indices(m, target, x.shape[0])
-    a, g, _ = _layer_and_grad(m, x, layer, targets, output)
-    alpha = g.mean(dim=(2, 3))  # (B, K)
-    out = torch.einsum("bk,bkft->bft", alpha, a)
-    return out.clamp_min(0) if relu else out
+    from musiclens.core.interpret.captum_methods import layer_grad_cam
+
+    return layer_grad_cam(m, x, target=target, layer=layer, relu=relu, output=output)
 
 
 def grad_cam_pp(
@@ -157,7 +158,7 @@ def grad_cam_pp(
     where ``g = ∂S_c/∂A_k``; map ``= Σ_k w_k A_k``. Shapes as :func:`grad_cam`.
     """
     x = check_input(m, x)
-    targets = target_indices(m, target, x.shape[0])
+    targets = target_weights(m, target, x.shape[0])
     a, g, _ = _layer_and_grad(m, x, layer, targets, output)
     g2, g3 = g.pow(2), g.pow(3)
     denom = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3

@@ -32,6 +32,13 @@ a gain mask on the recording's own STFT (``√(P_dream / P_start)`` per bin, mel
 linear frequency as in auralisation): no Griffin-Lim artefacts, the untouched parts stay
 bit-exact, but energy can only be scaled where the recording had some. Output rate = the
 start audio's rate.
+
+Raw-waveform models (``model.kind == "waveform"``) dream on the samples themselves: the
+same objective and steps on ``x`` (1, 1, S) at the model's rate, each update low-passed by a
+Hann window of ``smoothness`` samples (a regulariser: without it gradient ascent fills the
+dream with high-frequency noise the model happens to like), the values clamped to [-1, 1]
+(full scale; ``value_range``), silence is 0 for the subtractive update, and the audio is
+``x`` itself (no inversion).
 """
 
 from __future__ import annotations
@@ -49,13 +56,15 @@ from musiclens.core.features import FrontEnd, stft
 from musiclens.core.interpret._common import (
     Target,
     check_input,
-    eval_mode,
     from_fe_rate,
     silence_value,
     target_index,
     to_fe_rate,
 )
+from musiclens.core.interpret.auralise import waveform_input, waveform_output
+from musiclens.core.interpret.flip_loop import frozen
 from musiclens.core.inversion import features_to_audio
+from musiclens.core.models.inputs import Waveform
 from musiclens.core.models.registry import LoadedModel
 from musiclens.core.progress import Cancel, is_cancelled
 
@@ -67,7 +76,8 @@ class DreamStep:
     step : number of updates applied so far (0 = the start); total : planned updates.
     objective : J at the reported input; scores : (L,) the model's outputs (logits or
     probabilities, see ``output``) at that input.
-    x : (1, C, F, T) the input at this step (a detached copy).
+    x : (1, C, F, T) the input at this step (a detached copy); (1, 1, S) samples for a
+    raw-waveform model.
     done : the last report; cancelled : the run stopped because ``cancel`` was set.
     audio : (samples,) float32 at ``sample_rate``, in the last report (and every
     ``audio_every`` steps when asked), else None.
@@ -106,6 +116,21 @@ def sine_sweep(
     return sweep
 
 
+#: the default ``smoothness`` of a raw-waveform dream, in samples: at 16 kHz an 8-tap Hann
+#: window halves the change's amplitude near 2 kHz and removes most of it above 4 kHz
+WAVEFORM_SMOOTHNESS = 8
+
+
+def low_pass(g: torch.Tensor, width: int) -> torch.Tensor:
+    """Smooth (B, C, S) along S with a normalised Hann window of ``width`` samples (same
+    length out; reflect padding)."""
+    w = torch.hann_window(int(width) + 2, periodic=False, dtype=g.dtype, device=g.device)[1:-1]
+    w = (w / w.sum()).view(1, 1, -1).expand(g.shape[1], 1, -1)
+    left = (int(width) - 1) // 2
+    padded = torch.nn.functional.pad(g, (left, int(width) - 1 - left), mode="reflect")
+    return torch.nn.functional.conv1d(padded, w, groups=g.shape[1])
+
+
 def dream_audio(
     m: LoadedModel, x: torch.Tensor, *, phase: torch.Tensor | None = None, length: int | None = None, n_iter: int = 32
 ) -> torch.Tensor:
@@ -139,6 +164,7 @@ def dream(
     n_iter: int = 32,
     resynthesis: str = "griffinlim",
     seed: int | None = 0,
+    smoothness: int | None = None,
 ) -> Iterator[DreamStep]:
     """Dream: gradient steps on the input that increase the objective (see the module doc).
 
@@ -159,12 +185,19 @@ def dream(
     audio_every : also attach audio every that many steps (0 = only at the end).
     resynthesis : ``"griffinlim"`` (default) or ``"mask"`` (mel/magnitude models started
         from audio; see the module doc). n_iter : Griffin-Lim iterations.
+    smoothness : raw-waveform models: width in samples of the Hann window that low-passes
+        each update (None = :data:`WAVEFORM_SMOOTHNESS`; 0 or 1 = off): the change's amplitude
+        is halved near ``sample_rate / smoothness`` Hz and mostly gone above twice that.
+        Unused for spectrogram models.
+    For a raw-waveform model ``start`` is audio or the model input (1, 1, S), ``lr`` is in
+    full-scale units (with ``normalise_grad`` a step moves samples by about ``lr``) and
+    ``value_range="auto"`` is [-1, 1].
 
     Yields
     ------
     :class:`DreamStep` for steps 0 .. n-1 (before each update), then one with ``done=True``.
     """
-    fe = m.front_end
+    waveform = isinstance(m.input, Waveform)
     if steps < 0:
         raise ParameterError(f"steps must be non-negative, got {steps}")
     if lr <= 0:
@@ -180,10 +213,22 @@ def dream(
 
     # ------------------------------------------------------------------ the start
     phase = y = None
-    if isinstance(start, torch.Tensor) and start.dim() == 4:
+    smooth = 0
+    if waveform:
+        smooth = WAVEFORM_SMOOTHNESS if smoothness is None else int(smoothness)
+        if smooth < 0:
+            raise ParameterError(f"smoothness must be a non-negative number of samples, got {smoothness}")
+        if isinstance(start, torch.Tensor) and start.dim() == 3:
+            x0, sr, n_out = start.detach().float().to(m.device), m.sample_rate, None
+        else:
+            x0, sr, n_out = waveform_input(m, start, sample_rate)
+        length = x0.shape[-1]
+    elif isinstance(start, torch.Tensor) and start.dim() == 4:
+        fe = m.front_end
         x0 = check_input(m, start.detach())
         sr, n_out, length = fe.sample_rate, None, None
     else:
+        fe = m.front_end
         y, sr, n_out = to_fe_rate(start, sample_rate, fe, device=m.device)
         if y.shape[0] != 1:
             raise ParameterError(f"dream takes one recording, got a batch of {y.shape[0]}")
@@ -191,8 +236,8 @@ def dream(
             x0 = fe(y)
             phase = torch.angle(stft(y, fe))
         length = y.shape[-1]
-    if x0.shape[0] != 1:
-        raise ParameterError(f"dream takes one input (1, C, F, T), got {tuple(x0.shape)}")
+    if x0.shape[0] != 1 or (waveform and x0.shape[1] != 1):
+        raise ParameterError(f"dream takes one input (1, C, F, T) or (1, 1, S), got {tuple(x0.shape)}")
 
     t_idx = target_index(m, target)
     n_labels = len(m.labels)
@@ -218,12 +263,18 @@ def dream(
     chans = list(range(n_ch)) if channels is None else sorted({int(c) for c in channels})
     if not chans or any(not 0 <= c < n_ch for c in chans):
         raise ParameterError(f"channels must be a non-empty subset of 0..{n_ch - 1}, got {channels}")
-    ch_mask = torch.zeros(1, n_ch, 1, 1, dtype=x0.dtype, device=x0.device)
+    unit = (1,) * (x0.dim() - 2)  # broadcast over (F, T) or (S,)
+    ch_mask = torch.zeros((1, n_ch, *unit), dtype=x0.dtype, device=x0.device)
     ch_mask[:, chans] = 1.0
 
-    silence = silence_value(m).to(x0).view(1, -1, 1, 1)
+    if waveform:
+        silence = torch.zeros((1, 1, 1), dtype=x0.dtype, device=x0.device)
+    else:
+        silence = silence_value(m).to(x0).view(1, -1, 1, 1)
     if value_range == "auto":
-        if fe.kind in ("stft", "stft_real"):
+        if waveform:
+            lo, hi = -1.0, 1.0
+        elif m.front_end.kind in ("stft", "stft_real"):
             peak = float(x0.abs().max())
             lo, hi = -peak, peak
         else:
@@ -258,6 +309,10 @@ def dream(
         return float(j.detach()), out[0].detach().cpu().numpy(), g
 
     def audio_of(x: torch.Tensor) -> np.ndarray:
+        if waveform:
+            wave: np.ndarray = waveform_output(m, x[:, 0], sr, n_out or x.shape[-1])[0]
+            return wave
+        fe = m.front_end
         if resynthesis == "mask" and y is not None and fe.kind != "stft":
             from musiclens.core.interpret.flip import change_to_audio
 
@@ -274,7 +329,7 @@ def dream(
     x = x0.clone()
     cancelled = False
     done_steps = 0
-    with eval_mode(m.net):
+    with frozen(m.net):  # eval mode, and no weight gradients: only the input's is needed
         for i in range(steps):
             if is_cancelled(cancel):
                 cancelled = True
@@ -290,6 +345,8 @@ def dream(
                 break
             assert g is not None  # objective(grad=True) returns the gradient
             g = g * ch_mask
+            if waveform and smooth > 1:
+                g = low_pass(g, smooth)
             if normalise_grad:
                 g = g / (g.abs().sum() / (ch_mask.sum() * g[0, 0].numel())).clamp_min(1e-12)
             step = lr * g

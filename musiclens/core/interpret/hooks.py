@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from musiclens.core.errors import ParameterError
-from musiclens.core.interpret._common import check_input
+from musiclens.core.interpret._common import check_input, eval_mode
 from musiclens.core.models.registry import LoadedModel
 
 
@@ -116,7 +116,7 @@ def activations(
     layer name -> tensor with leading dimension B (shapes: see the module docstring).
     """
     x = check_input(m, x)
-    with torch.no_grad(), capture(m, layers, keep="all") as acts:
+    with torch.no_grad(), eval_mode(m.net), capture(m, layers, keep="all") as acts:
         for start in range(0, x.shape[0], batch_size):
             m.net(x[start : start + batch_size])
     return dict(acts)

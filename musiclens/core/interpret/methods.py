@@ -15,7 +15,11 @@ Calling convention (every ``Method.function``)::
   resolution (bring it to the spectrogram with :func:`musiclens.core.interpret.maps.upsample`).
 * MIDI: ``x`` is raw note features (B, N, 3) = [pitch, step (s), duration (s)] and the
   option ``mask`` (B, N) marks the real notes; the result is (B, N, 3), 0 on padded notes.
-* ``target``: a label index or name, or one per batch item.
+* ``target``: a label index or name, a set of labels attributed at once (``{"a", "b"}`` or
+  ``"a+b"``: the sum of their scores, for multi-label models), or a list with one such
+  target per batch item. Captum's methods get a forward returning each item's target score
+  (:mod:`musiclens.core.interpret.captum_methods`) and ``target=None``.
+* waveform: ``x`` is raw samples (B, 1, S); the result has x's shape.
 * The sign is always kept (``signed`` says whether the map can be negative at all);
   clipping (``relu=True`` where offered), magnitudes and upsampling are the caller's.
 * ``options`` are the function's own keyword parameters (:attr:`Method.options`); a method
@@ -157,23 +161,9 @@ class Method:
 
 
 # ------------------------------------------------------------------ the functions
-# Wrappers bringing the verbs of cam.py, saliency.py and midi_saliency.py to the convention
-# (imported when called, so that reading the table needs no torch).
-
-
-def _midi_target(m: Any, target: Any) -> Any:
-    import torch
-
-    if isinstance(target, str):
-        return m.label_index(target)
-    if isinstance(target, (list, tuple)):
-        return torch.tensor([m.label_index(t) if isinstance(t, str) else int(t) for t in target])
-    return target
-
-
-def _no_mask(name: str, mask: torch.Tensor | None) -> None:
-    if mask is not None:
-        raise ParameterError(f"{name}: mask is for MIDI note sequences, not for audio")
+# Wrappers bringing the verbs of captum_methods.py (Captum) and cam.py (CAM, Grad-CAM++:
+# ours, Captum has neither) to the convention (imported when called, so that reading the
+# table needs neither torch nor Captum).
 
 
 def _layer(name: str, layer: str | None) -> str:
@@ -233,13 +223,9 @@ def _gradient_fn(
     output: Output = "logit",
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    from musiclens.core.interpret import midi_saliency as _midi
-    from musiclens.core.interpret import saliency as _saliency
+    from musiclens.core.interpret import captum_methods as _c
 
-    if input_kind(m) == "midi":
-        return _midi.gradient_saliency(m, x, mask, target=_midi_target(m, target), output=output)
-    _no_mask("gradient", mask)
-    return _saliency.gradient(m, x, target=target, output=output)
+    return _c.gradient(m, x, target=target, output=output, mask=mask)
 
 
 def _smoothgrad_fn(
@@ -254,9 +240,9 @@ def _smoothgrad_fn(
     output: str = "logit",
     seed: int | None = 0,
 ) -> torch.Tensor:
-    from musiclens.core.interpret import saliency as _saliency
+    from musiclens.core.interpret import captum_methods as _c
 
-    return _saliency.smoothgrad(
+    return _c.smoothgrad(
         m, x, target=target, n_samples=n_samples, noise_level=noise_level, squared=squared, output=output, seed=seed
     )
 
@@ -273,44 +259,121 @@ def _integrated_gradients_fn(
     mask: torch.Tensor | None = None,
     info: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Default baseline and steps per kind: audio silence and 32 points, MIDI the average
-    note and a budget of 256 gradient evaluations (adaptive)."""
-    from musiclens.core.interpret import midi_saliency as _midi
-    from musiclens.core.interpret import saliency as _saliency
+    """Default baseline and steps per kind: audio silence, waveform zeros, 32 points
+    (Captum, Gauss–Legendre); MIDI the average note and a budget of 256 gradient
+    evaluations (adaptive)."""
+    from musiclens.core.interpret import captum_methods as _c
 
-    if input_kind(m) == "midi":
-        rm = _midi.integrated_gradients(
-            m,
-            x,
-            mask,
-            target=_midi_target(m, target),
-            baseline="mean" if baseline is None else baseline,
-            steps=256 if steps is None else steps,
-            output=output,
-        )
-        attr, score, base_score, used = rm.attributions, rm.output, rm.baseline_output, 256 if steps is None else steps
-    else:
-        _no_mask("integrated-gradients", mask)
-        ra = _saliency.integrated_gradients(
-            m,
-            x,
-            target=target,
-            baseline="silence" if baseline is None else baseline,
-            steps=32 if steps is None else steps,
-            output=output,
-        )
-        attr, score, base_score, used = ra.attributions, ra.score, ra.baseline_score, ra.steps
+    midi = input_kind(m) == "midi"
+    used = (256 if midi else 32) if steps is None else steps
+    r = _c.integrated_gradients(
+        m, x, target=target, baseline=baseline, steps=used, output=output, mask=mask, adaptive=midi
+    )
     if info is not None:
-        diff = score - base_score
-        err = attr.reshape(attr.shape[0], -1).double().sum(1).to(attr.dtype) - diff
         info.update(
-            score_at_input=score,
-            score_at_baseline=base_score,
-            completeness_error=err,
-            relative_error=err.abs() / diff.abs().clamp_min(1e-12),
+            score_at_input=r.score,
+            score_at_baseline=r.baseline_score,
+            completeness_error=r.completeness_error,
+            relative_error=r.relative_error,
             steps=used,
         )
-    return attr
+    return r.attributions
+
+
+def _gradient_shap_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    n_samples: int = 25,
+    noise_level: float = 0.0,
+    output: str = "logit",
+    seed: int | None = 0,
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.gradient_shap(m, x, target=target, n_samples=n_samples, noise_level=noise_level, output=output, seed=seed)
+
+
+def _deeplift_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    baseline: Any = None,
+    output: str = "logit",
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.deeplift(m, x, target=target, baseline=baseline, output=output)
+
+
+def _occlusion_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    frames: int = 8,
+    bins: int = 8,
+    stride_frames: int | None = None,
+    stride_bins: int | None = None,
+    output: str = "logit",
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.occlusion(
+        m,
+        x,
+        target=target,
+        frames=frames,
+        bins=bins,
+        stride_frames=stride_frames,
+        stride_bins=stride_bins,
+        output=output,
+    )
+
+
+def _feature_ablation_fn(
+    m: Any,
+    x: torch.Tensor,
+    *,
+    target: Target | Sequence[Target],
+    layer: str | None = None,
+    frames: int = 8,
+    bins: int = 8,
+    output: Output = "logit",
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.feature_ablation(m, x, target=target, frames=frames, bins=bins, output=output, mask=mask)
+
+
+def _guided_backprop_fn(
+    m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None, output: str = "logit"
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.guided_backprop(m, x, target=target, output=output)
+
+
+def _deconvolution_fn(
+    m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None, output: str = "logit"
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.deconvolution(m, x, target=target, output=output)
+
+
+def _lrp_fn(
+    m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None, output: str = "logit"
+) -> torch.Tensor:
+    from musiclens.core.interpret import captum_methods as _c
+
+    return _c.lrp(m, x, target=target, output=output)
 
 
 # ------------------------------------------------------------------ the table
@@ -356,7 +419,7 @@ METHODS: tuple[Method, ...] = (
         _gradient_fn,
         needs_layer=False,
         signed=True,
-        input_kinds=("audio", "midi"),
+        input_kinds=("audio", "midi", "waveform"),
         description="gradient of the class score with respect to the input (Simonyan et al. 2014)",
         aliases=("grad",),
         shown_as="abs",
@@ -367,7 +430,7 @@ METHODS: tuple[Method, ...] = (
         gradient_x_input,
         needs_layer=False,
         signed=True,
-        input_kinds=("audio", "midi"),
+        input_kinds=("audio", "midi", "waveform"),
         description="the input times its gradient: each value's contribution to the score (Shrikumar et al. 2016)",
         aliases=("grad-x-input", "gradient_x_input"),
         shown_as="signed",
@@ -378,7 +441,7 @@ METHODS: tuple[Method, ...] = (
         _smoothgrad_fn,
         needs_layer=False,
         signed=True,
-        input_kinds=("audio",),
+        input_kinds=("audio", "waveform"),
         description="mean gradient over noisy copies of the input (Smilkov et al. 2017)",
         shown_as="abs",
         quick=(("n_samples", 16),),
@@ -389,12 +452,94 @@ METHODS: tuple[Method, ...] = (
         _integrated_gradients_fn,
         needs_layer=False,
         signed=True,
-        input_kinds=("audio", "midi"),
+        input_kinds=("audio", "midi", "waveform"),
         description="gradients integrated from a baseline (silence) to the input; they sum to the "
         "score difference (Sundararajan et al. 2017)",
         aliases=("ig", "integrated_gradients"),
         shown_as="signed",
         quick=(("steps", 24),),
+    ),
+    Method(
+        "gradient-shap",
+        "GradientSHAP",
+        _gradient_shap_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "waveform"),
+        description="expected gradients × (input − baseline) at random points between the input and "
+        "silence or its steady spectrum (Lundberg & Lee 2017)",
+        aliases=("gradientshap", "gradient_shap", "shap"),
+        shown_as="signed",
+        quick=(("n_samples", 8),),
+    ),
+    Method(
+        "deeplift",
+        "DeepLIFT",
+        _deeplift_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "waveform"),
+        description="contributions relative to silence propagated with the Rescale rule (Shrikumar et al. 2017)",
+        aliases=("deep-lift", "deep_lift"),
+        shown_as="signed",
+    ),
+    Method(
+        "occlusion",
+        "Occlusion",
+        _occlusion_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "waveform"),
+        description="the score drop when a cell of frames × bins is replaced by silence (Zeiler & Fergus 2014)",
+        shown_as="signed",
+        quick=(("frames", 16), ("bins", 16)),
+    ),
+    Method(
+        "feature-ablation",
+        "Feature ablation",
+        _feature_ablation_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "midi", "waveform"),
+        description="the score drop when one time-frequency cell (audio) or one note (MIDI) is "
+        "replaced by the baseline",
+        aliases=("ablation", "feature_ablation"),
+        shown_as="signed",
+        quick=(("frames", 16), ("bins", 16)),
+    ),
+    Method(
+        "guided-backprop",
+        "Guided backprop",
+        _guided_backprop_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "waveform"),
+        description="the gradient passing only positive gradients back through ReLUs (Springenberg et al. 2015)",
+        aliases=("guided_backprop", "guided-backpropagation"),
+        shown_as="abs",
+    ),
+    Method(
+        "deconvolution",
+        "Deconvolution",
+        _deconvolution_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "waveform"),
+        description="the gradient with ReLUs applied to the gradient itself (Zeiler & Fergus 2014)",
+        aliases=("deconvnet",),
+        shown_as="abs",
+    ),
+    Method(
+        "lrp",
+        "LRP",
+        _lrp_fn,
+        needs_layer=False,
+        signed=True,
+        input_kinds=("audio", "waveform"),
+        description="layer-wise relevance propagation, epsilon rule (Bach et al. 2015); only for nets of "
+        "2-D convolutions, linear, pooling, batch-norm-2-D and ReLU layers (not MusiCNN)",
+        aliases=("layer-wise-relevance",),
+        shown_as="signed",
     ),
 )
 

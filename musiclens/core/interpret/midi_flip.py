@@ -234,7 +234,8 @@ def _changes(before: Notes, written: Notes) -> tuple[list[dict[str, Any]], dict[
     repitch = before.pitch != written.pitch
     moved = before.start != written.start
     resized = before.duration != written.duration
-    changed_rows = repitch | moved | resized
+    revoiced = before.velocity != written.velocity
+    changed_rows = repitch | moved | resized | revoiced
     names = FEATURES + ("start",)
     changed: list[dict[str, Any]] = []
     for i in np.flatnonzero(changed_rows):
@@ -248,6 +249,8 @@ def _changes(before: Notes, written: Notes) -> tuple[list[dict[str, Any]], dict[
         )
         changed[-1]["before"]["pitch"] = int(b[i, 0])
         changed[-1]["after"]["pitch"] = int(a[i, 0])
+        changed[-1]["before"]["velocity"] = int(before.velocity[i])
+        changed[-1]["after"]["velocity"] = int(written.velocity[i])
     summary = {
         "notes_changed": int(changed_rows.sum()),
         "notes": int(n),
@@ -258,6 +261,7 @@ def _changes(before: Notes, written: Notes) -> tuple[list[dict[str, Any]], dict[
         "pitches_changed": int(repitch.sum()),
         "steps_changed": int(moved.sum()),  # notes that start at another time
         "durations_changed": int(resized.sum()),
+        "velocities_changed": int(revoiced.sum()),
     }
     return changed, summary
 
@@ -305,11 +309,13 @@ def flip_steps(
     target = model.label_index(to)
     if steps < 1 or lr <= 0 or penalty < 0:
         raise ParameterError("steps must be >= 1, lr > 0 and penalty >= 0")
+    if getattr(model.spec, "whole_piece", False):
+        yield from piece_flip_steps(model, notes, to=to, min_probability=min_probability, margin=margin, prune=prune)
+        return
     if len(getattr(model.spec, "features", FEATURES)) != len(FEATURES):
         raise ParameterError(
             f"{model.name}: the flip works on models that read (pitch, step, duration) of the first notes "
-            f"(midi-lstm); this model reads {len(model.spec.features)} features of the whole piece, which the "
-            "flip does not support yet"
+            f"or the whole piece; this model reads {len(model.spec.features)} features"
         )
     bad = [f for f in features if f not in FEATURES]
     if bad or not features:
@@ -465,3 +471,189 @@ def flip(model: Any, notes: Notes, *, to: str | int, **kw: Any) -> FlipResult:
         last = step
     assert last is not None and last.best is not None
     return last.best
+
+
+# ============================================================================ whole pieces
+def _piece_probabilities(model: Any, notes: Notes) -> np.ndarray:
+    """(L,) probabilities of a whole-piece model on every note of ``notes``."""
+    feats, mask = model.spec.window(notes)
+    x, m = model.tensors(feats, mask)
+    with torch.no_grad():
+        out: np.ndarray = model.predict(x, m)[0].cpu().numpy()
+    return out
+
+
+def _free_key(notes: Notes, i: int, pitch: int, start: float, end: float) -> bool:
+    """True if note ``i`` can sound ``pitch`` from ``start`` to ``end`` (s) without touching
+    another note of that key on its instrument (one key cannot sound twice on a channel:
+    writing it would cut or merge a note that did not change)."""
+    same = (notes.instrument == notes.instrument[i]) & (notes.pitch == pitch)
+    same[i] = False
+    return not bool(np.any(same & (notes.start <= end) & (notes.end >= start)))
+
+
+#: The edits :func:`piece_flip_steps` may make to a note.
+PIECE_EDITS: tuple[str, ...] = ("pitch", "velocity", "onset")
+
+
+def piece_flip_steps(
+    model: Any,
+    notes: Notes,
+    *,
+    to: str | int,
+    steps: int = 40,
+    edits: Sequence[str] = PIECE_EDITS,
+    max_share: float = 0.25,
+    semitones: int = 1,
+    velocity_step: int = 32,
+    move_beats: float = 0.25,
+    min_probability: float = 0.0,
+    margin: float = 0.02,
+    prune: bool = True,
+) -> Iterator[FlipStep]:
+    """The flip for whole-piece models (:class:`~musiclens.core.models.inputs.PieceSpec`):
+    change as few notes as it can until ``model`` says ``to``. A note may change its pitch
+    (by ``semitones``; not on drums, where the key is the instrument), its velocity (by
+    ``velocity_step``) or its onset (by ``move_beats`` beats, keeping its duration). No note
+    is added or removed and every note that does not change keeps its exact pitch, start,
+    end and velocity, so the change is local to the notes it lists and every track is kept.
+
+    Each step takes the gradient of ``logit[to] - logit[source]`` over the piece's note
+    features, gives every note the one edit the gradient favours most (its first-order
+    gain), and tries the best 1, 2, 4, ... edits (up to ``max_share`` of the notes)
+    exactly: the edited notes are written as MIDI, read back
+    (:func:`~musiclens.core.midi.through_file`) and classified, so the answer holds after
+    rounding to ticks and after writing. It keeps the smallest batch that flips, else the one
+    that raised the target's lead most, and goes on from there (it stops when nothing
+    helps). Once flipped, ``prune`` undoes edits (in chunks, then one by one) while the flip
+    still holds. Yields :class:`FlipStep` per step; the last has ``done=True`` and ``best``
+    (its ``written`` notes are the piece's notes row for row)."""
+    from musiclens.core.models.inputs import PIECE_FEATURES
+
+    target = model.label_index(to)
+    bad = [e for e in edits if e not in PIECE_EDITS]
+    if bad or not edits:
+        raise ParameterError(f"edits must be a non-empty subset of {PIECE_EDITS}, got {list(edits)}")
+    if steps < 1 or not 0 < max_share <= 1 or semitones < 1 or velocity_step < 1 or move_beats <= 0:
+        raise ParameterError("steps, semitones, velocity_step >= 1, max_share in (0, 1] and move_beats > 0")
+    n = len(model.spec.window(notes)[0])
+    piece = notes.first(n)
+    p_before = _piece_probabilities(model, through_file(piece))
+    source = int(np.argmax(p_before))
+    col = {f: PIECE_FEATURES.index(f) for f in ("pitch", "velocity", "step", "beat")}
+    drum = piece.is_drum
+    seconds_per_beat = 60.0 / float(piece.tempo)
+    cur = (piece.pitch.astype(np.int64), piece.velocity.astype(np.int64), piece.start.copy())
+
+    def edited(pp: np.ndarray, vv: np.ndarray, ss: np.ndarray) -> Notes:
+        return replace(piece, pitch=pp, velocity=vv, start=ss, repairs=[])
+
+    def lead(p: np.ndarray) -> float:
+        return float(p[target] - np.delete(p, target).max())
+
+    def exact(pp: np.ndarray, vv: np.ndarray, ss: np.ndarray) -> tuple[Notes, Notes, np.ndarray, bool]:
+        written = edited(pp, vv, ss)
+        back = through_file(written)
+        p = _piece_probabilities(model, back)
+        return written, back, p, _is_flip(p, target, min_probability, margin)
+
+    def result(written: Notes, back: Notes, p: np.ndarray, step: int) -> FlipResult:
+        changed, summary = _changes(piece, written)
+        return FlipResult(list(model.labels), target, source, piece, back, written, p_before, p, changed, summary, step)
+
+    written, back, p_now, flipped = exact(*cur)
+    best = result(written, back, p_now, 0)
+    budget = max(1, int(max_share * n))
+    step = 0
+    with frozen(model.net):
+        while not flipped and step < steps:
+            step += 1
+            pitch, vel, start = cur
+            order_now = np.lexsort((pitch, start))  # the model reads the notes in this order
+            now = edited(pitch, vel, start).select(order_now)
+            x, m = model.tensors(*model.spec.window(now))
+            x = x.detach().requires_grad_(True)
+            other = source if source != target else int(np.argsort(p_now)[-2])
+            with torch.enable_grad():
+                logits = model.net(x, m)[0]
+                (logits[target] - logits[other]).backward()
+            assert x.grad is not None
+            g = np.zeros((n, x.shape[-1]))
+            g[order_now] = x.grad[0, :n].cpu().numpy()
+            gnext = np.zeros(n)  # the step of the note after each note (in reading order)
+            gnext[order_now[:-1]] = g[order_now[1:], col["step"]]
+            gains = np.full((3, n), -np.inf)
+            new_p = np.clip(pitch + np.where(g[:, col["pitch"]] >= 0, semitones, -semitones), 0, 127)
+            new_v = np.clip(vel + np.where(g[:, col["velocity"]] >= 0, velocity_step, -velocity_step), 1, 127)
+            g_move = g[:, col["beat"]] / seconds_per_beat + g[:, col["step"]] - gnext  # per second of delay
+            moved = np.clip(start + np.sign(g_move) * move_beats * seconds_per_beat, 0.0, None)
+            moved, _ = snap_to_ticks(piece, moved, moved + piece.duration)
+            if "pitch" in edits:
+                gains[0] = np.where(drum | (new_p == pitch), -np.inf, np.abs(g[:, col["pitch"]] * (new_p - pitch)))
+            if "velocity" in edits:
+                gains[1] = np.abs(g[:, col["velocity"]] * (new_v - vel))
+            if "onset" in edits:
+                gains[2] = np.abs(g_move * (moved - start))
+            kind = gains.argmax(0)
+            gain = gains.max(0)
+            order: list[int] = []
+            for i in np.argsort(-gain):
+                if not gain[i] > 0 or len(order) >= budget:
+                    break
+                p_i = int(new_p[i]) if kind[i] == 0 else int(pitch[i])
+                s_i = float(moved[i]) if kind[i] == 2 else float(start[i])
+                if kind[i] == 1 or _free_key(edited(pitch, vel, start), int(i), p_i, s_i, s_i + piece.duration[i]):
+                    order.append(int(i))
+            tried: tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray], Notes, Notes, np.ndarray] | None = None
+            b = 1
+            while b <= len(order):
+                idx = np.asarray(order[:b])
+                pp, vv, ss = pitch.copy(), vel.copy(), start.copy()
+                pp[idx] = np.where(kind[idx] == 0, new_p[idx], pitch[idx])
+                vv[idx] = np.where(kind[idx] == 1, new_v[idx], vel[idx])
+                ss[idx] = np.where(kind[idx] == 2, moved[idx], start[idx])
+                w, bk, p, ok = exact(pp, vv, ss)
+                if tried is None or ok or lead(p) > tried[0]:
+                    tried = (lead(p), (pp, vv, ss), w, bk, p)
+                if ok:
+                    break
+                b = b * 2 if b * 2 <= len(order) or b == len(order) else len(order)
+            if tried is None or lead(tried[4]) <= lead(p_now):  # no batch helps: stop
+                break
+            _, cur, written, back, p_now = tried
+            flipped = _is_flip(p_now, target, min_probability, margin)
+            best = result(written, back, p_now, step)
+            yield FlipStep(step, steps, -lead(p_now), float(p_now[target]), flipped, best, False)
+        if flipped and prune:
+            best = _prune_piece(exact, piece, cur, best, result)
+    p_end = best.probabilities_after
+    done_flip = _is_flip(p_end, target, min_probability, margin)
+    yield FlipStep(step, steps, -lead(p_end), float(p_end[target]), done_flip, best, True)
+
+
+def _prune_piece(
+    exact: Any, piece: Notes, edit: tuple[np.ndarray, np.ndarray, np.ndarray], best: FlipResult, result: Any
+) -> FlipResult:
+    """Undo a flipping piece edit's changes while the flip holds: in chunks, then one by one."""
+    pitch, vel, start = (a.copy() for a in edit)
+    changed = [
+        int(i) for i in np.flatnonzero((pitch != piece.pitch) | (vel != piece.velocity) | (start != piece.start))
+    ]
+    chunk = max(1, len(changed) // 2)
+    while changed:
+        kept: list[int] = []
+        for a in range(0, len(changed), chunk):
+            part = changed[a : a + chunk]
+            tp, tv, ts = pitch.copy(), vel.copy(), start.copy()
+            tp[part], tv[part], ts[part] = piece.pitch[part], piece.velocity[part], piece.start[part]
+            w, bk, p, ok = exact(tp, tv, ts)
+            if ok:
+                pitch, vel, start = tp, tv, ts
+                best = result(w, bk, p, best.step)
+            else:
+                kept += part
+        changed = kept
+        if chunk == 1:
+            break
+        chunk = max(1, chunk // 4)
+    return best

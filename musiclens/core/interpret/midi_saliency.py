@@ -11,8 +11,9 @@ called in training mode"); on CUDA the forward and backward therefore run with c
 disabled (:func:`rnn_grad_context`), which keeps dropout off and the results identical
 to the CPU ones.
 
-The gradient and the Integrated-Gradients path integral are the ones the audio verbs use
-(:mod:`musiclens.core.interpret.paths`); this module says what the score, the mask and the
+The gradient is Captum's ``Saliency``; the Integrated-Gradients path integral is the one
+the audio verbs use (:mod:`musiclens.core.interpret.paths`; adaptive by default, which Captum
+lacks); this module says what the score, the mask and the
 baseline of a note sequence are.
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret import paths
-from musiclens.core.interpret.paths import input_gradient
+from musiclens.core.interpret._common import eval_mode
 
 Output = Literal["logit", "log_probability", "probability"]
 
@@ -68,7 +69,10 @@ def _target_output(
         logits = torch.softmax(logits, dim=-1)
     elif output != "logit":
         raise ParameterError(f"output must be 'logit', 'log_probability' or 'probability', got {output!r}")
-    t = torch.as_tensor(target, device=x.device).long().expand(x.shape[0])
+    t = torch.as_tensor(target, device=x.device)
+    if t.is_floating_point():  # (L,) or (B, L) label weights: the sum over a set of labels
+        return (logits * t.to(logits).expand(x.shape[0], -1)).sum(1)
+    t = t.long().expand(x.shape[0])
     return logits.gather(1, t.view(-1, 1)).squeeze(1)
 
 
@@ -87,7 +91,8 @@ def gradient_saliency(
     ----------
     model : a MIDI ``LoadedModel`` (or any object with ``.net(x, mask) -> logits``).
     x : (B, N, 3) raw features; mask : (B, N) bool prefix or None.
-    target : class index (int) or (B,) tensor of indices.
+    target : class index (int), (B,) tensor of indices, or (L,) / (B, L) float label
+        weights (a set of labels: the sum of their outputs).
     output : which output to differentiate: ``"logit"``, ``"log_probability"``, ``"probability"``.
     times_input : return gradient × input instead of the gradient.
 
@@ -98,13 +103,16 @@ def gradient_saliency(
     """
     net = getattr(model, "net", model)
     x, mask = _on_model(net, x, mask)
-    was_training = net.training
-    net.eval()
-    try:
-        with rnn_grad_context(x.device):
-            grad, _ = input_gradient(lambda xi: _target_output(net, xi, mask, target, output), x)
-    finally:
-        net.train(was_training)
+    with eval_mode(net):  # the mode each submodule was in comes back
+        from captum.attr import Saliency
+
+        from musiclens.core.interpret.captum_methods import tensor
+
+        def score(xi: torch.Tensor) -> torch.Tensor:
+            return _target_output(net, xi, mask, target, output)
+
+        with rnn_grad_context(x.device), torch.enable_grad():
+            grad = tensor(Saliency(score).attribute(x.detach().clone().requires_grad_(True), abs=False)).detach()
     grad = grad * mask[..., None]
     return (grad * x.detach()) if times_input else grad
 
@@ -199,23 +207,18 @@ def integrated_gradients(
         t_b = target if not torch.is_tensor(target) or target.ndim == 0 else target[b]
         return _target_output(net, points, mask[b].expand(len(points), -1), t_b, output)
 
-    was_training = net.training
-    net.eval()
-    try:
-        with rnn_grad_context(x.device):
-            r = paths.integrated_gradients(
-                score,
-                x,
-                base,
-                steps=steps,
-                method="gausslegendre",
-                batch_size=64,
-                adaptive=adaptive,
-                rtol=rtol,
-                nodes_per_segment=nodes_per_segment,
-            )
-    finally:
-        net.train(was_training)
+    with eval_mode(net), rnn_grad_context(x.device):  # the mode each submodule was in comes back
+        r = paths.integrated_gradients(
+            score,
+            x,
+            base,
+            steps=steps,
+            method="gausslegendre",
+            batch_size=64,
+            adaptive=adaptive,
+            rtol=rtol,
+            nodes_per_segment=nodes_per_segment,
+        )
     attr = r.attributions * mask[..., None]  # padded notes: exactly 0
     err, _ = paths.completeness(attr, r.score, r.baseline_score)
     return IGResult(attr.detach(), r.score.detach(), r.baseline_score.detach(), err.abs().detach())

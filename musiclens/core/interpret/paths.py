@@ -9,13 +9,13 @@ here:
 * :func:`input_gradient` — ``∂score/∂x`` for a batch.
 * :func:`integrated_gradients` — Integrated Gradients (Sundararajan et al. 2017),
   ``(x − x₀) ⊙ ∫₀¹ ∇score(x₀ + α(x − x₀)) dα`` per item, with a fixed quadrature
-  (Gauss–Legendre, trapezoid or midpoint) or adaptive Gauss–Legendre (segments halved where
-  the completeness error is largest), and the completeness error
+  (Gauss–Legendre, trapezoid or midpoint: Captum's ``IntegratedGradients``) or adaptive
+  Gauss–Legendre (segments halved where the completeness error is largest), and the completeness error
   ``Σ attributions − (score(x) − score(x₀))``.
 
 A *score* is ``score(item, points) -> (n,)``: the differentiable scores of ``n`` points on
 item ``item``'s path (``points`` has the item's shape with a leading ``n``). Everything runs
-on the device of ``x``; the path integral is accumulated in float64.
+on the device of ``x``; the adaptive path integral is accumulated in float64.
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def integrated_gradients(
 ) -> PathResult:
     """Integrated Gradients of ``score`` from ``baseline`` to ``x`` (both (B, ...), same shape).
 
-    Fixed rule (``adaptive=False``): ``steps`` points of ``method`` on [0, 1], evaluated
-    ``batch_size`` at a time. Adaptive rule: composite Gauss–Legendre with
+    Fixed rule (``adaptive=False``): Captum's ``IntegratedGradients`` with ``steps`` points
+    of ``method`` on [0, 1], ``batch_size`` per forward pass
+    (:func:`musiclens.core.interpret.captum_methods.path_integral`). Adaptive rule (Captum
+    has none, so it is ours): composite Gauss–Legendre with
     ``nodes_per_segment`` nodes per segment; the segment whose own completeness error
     ``|Σ attributions − (f(end) − f(start))|`` is largest is halved until the total error is
     below ``rtol · |f(x) − f(baseline)|`` or ``steps`` gradient evaluations are used (for
@@ -129,9 +131,14 @@ def integrated_gradients(
 
         if adaptive:
             integral, n = _adaptive(f, base[b], x[b], steps, rtol, nodes_per_segment, batch_size)
-        else:
-            integral, n = _fixed(f, base[b], x[b], *quadrature(steps, method), batch_size), steps
-        attributions[b] = (integral * (x[b] - base[b]).double()).to(x.dtype)
+            attributions[b] = (integral * (x[b] - base[b]).double()).to(x.dtype)
+        else:  # a fixed rule: Captum's IntegratedGradients
+            from musiclens.core.interpret.captum_methods import path_integral
+
+            attributions[b] = path_integral(
+                f, x[b : b + 1], base[b : b + 1], steps=steps, method=method, batch_size=batch_size
+            )[0]
+            n = steps
         with torch.no_grad():
             s = f(torch.stack([x[b], base[b]]))
         scores[b], base_scores[b] = s[0], s[1]

@@ -13,9 +13,11 @@ The default baseline ``x₀`` is *silence*: the front end's output for an all-ze
 channels), so attributions answer "what in this sound, compared with no sound, makes the
 model say c".
 
-The gradient and the path integral are :mod:`musiclens.core.interpret.paths`, shared with
-the MIDI verbs (:mod:`musiclens.core.interpret.midi_saliency`); this module only says what
-the score is (a class's logit or probability) and what the baseline is.
+The computations are Captum's (:mod:`musiclens.core.interpret.captum_methods`: ``Saliency``,
+``NoiseTunnel``, ``IntegratedGradients``, shown equal to the earlier hand-written versions in
+``tests/test_captum_parity.py``); this module keeps the audio verbs, the silence baseline and
+the completeness report. A target may be a set of tags (``{"guitar", "piano"}`` or
+``"guitar+piano"``): the score is the sum of their logits.
 """
 
 from __future__ import annotations
@@ -26,22 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from musiclens.core.errors import ParameterError
-from musiclens.core.interpret import paths
-from musiclens.core.interpret._common import (
-    Target,
-    check_input,
-    class_scores,
-    eval_mode,
-    silence_value,
-    target_indices,
-)
-from musiclens.core.interpret.paths import input_gradient, quadrature
+from musiclens.core.interpret import captum_methods
+from musiclens.core.interpret._common import Target, check_input, silence_value
+from musiclens.core.interpret.captum_methods import IG_BATCH
 from musiclens.core.models.registry import LoadedModel
-
-
-def _grad(m: LoadedModel, x: torch.Tensor, targets: torch.Tensor, output: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """d score / d x for a batch, and the scores. x: (N, C, F, T), targets: (N,)."""
-    return input_gradient(lambda xi: class_scores(m, m.net(xi), targets, output), x)
 
 
 def gradient(
@@ -52,15 +42,10 @@ def gradient(
     output: str = "logit",
     times_input: bool = False,
 ) -> torch.Tensor:
-    """Plain gradient saliency ``∂y_c/∂x``: (B, C, F, T) -> (B, C, F, T).
-
-    ``times_input=True`` returns gradient ⊙ input instead.
-    """
-    x = check_input(m, x)
-    targets = target_indices(m, target, x.shape[0])
-    with eval_mode(m.net):
-        g, _ = _grad(m, x, targets, output)
-    return g * x if times_input else g
+    """Plain gradient saliency ``∂y_c/∂x`` (Captum ``Saliency``, sign kept):
+    (B, C, F, T) -> (B, C, F, T). ``times_input=True`` returns gradient ⊙ input instead."""
+    g = captum_methods.gradient(m, x, target=target, output=output)
+    return g * check_input(m, x) if times_input else g
 
 
 def smoothgrad(
@@ -75,36 +60,23 @@ def smoothgrad(
     batch_size: int = 16,
     seed: int | None = 0,
 ) -> torch.Tensor:
-    """SmoothGrad: mean of ``∂y_c/∂x`` over ``n_samples`` copies ``x + N(0, σ²)``.
+    """SmoothGrad (Captum ``NoiseTunnel`` over ``Saliency``): mean of ``∂y_c/∂x`` over
+    ``n_samples`` copies ``x + N(0, σ²)``.
 
     ``σ = noise_level · (max(x) − min(x))`` per item (Smilkov et al. suggest 10–20 %).
     ``squared=True`` averages squared gradients (SmoothGrad-SQ). Returns (B, C, F, T).
     """
-    x = check_input(m, x)
-    if n_samples < 1:
-        raise ParameterError(f"n_samples must be at least 1, got {n_samples}")
-    if noise_level < 0:
-        raise ParameterError(f"noise_level must be non-negative, got {noise_level}")
-    targets = target_indices(m, target, x.shape[0])
-    gen = torch.Generator(device="cpu")
-    if seed is not None:
-        gen.manual_seed(int(seed))
-    else:
-        gen.seed()
-    flat = x.reshape(x.shape[0], -1)
-    sigma = noise_level * (flat.amax(1) - flat.amin(1))  # (B,)
-    total = torch.zeros_like(x)
-    with eval_mode(m.net):
-        for i in range(x.shape[0]):
-            xi = x[i : i + 1]
-            done = 0
-            while done < n_samples:
-                n = min(batch_size, n_samples - done)
-                noise = torch.randn((n,) + tuple(xi.shape[1:]), generator=gen).to(x)
-                g, _ = _grad(m, xi + sigma[i] * noise, targets[i : i + 1].repeat(n), output)
-                total[i] += (g.pow(2) if squared else g).sum(0)
-                done += n
-    return total / n_samples
+    return captum_methods.smoothgrad(
+        m,
+        x,
+        target=target,
+        n_samples=n_samples,
+        noise_level=noise_level,
+        squared=squared,
+        output=output,
+        seed=seed,
+        batch_size=batch_size,
+    )
 
 
 @dataclass
@@ -155,7 +127,7 @@ def integrated_gradients(
     steps: int = 32,
     method: str = "gausslegendre",
     output: str = "logit",
-    batch_size: int = 16,
+    batch_size: int = IG_BATCH,
 ) -> IGResult:
     """Integrated Gradients from ``baseline`` to ``x`` along the straight line.
 
@@ -164,21 +136,15 @@ def integrated_gradients(
     x : (B, C, F, T). baseline : see :func:`baseline_tensor` (default: silence).
     steps : points on the path; method : ``"gausslegendre"`` (default, most accurate for
         smooth nets), ``"trapezoid"`` or ``"midpoint"`` (Riemann sums).
+    batch_size : points per forward pass (Captum's ``internal_batch_size``).
 
     Returns
     -------
     :class:`IGResult` with attributions (B, C, F, T) and the completeness error.
     """
-    x = check_input(m, x)
     if steps < 1:
         raise ParameterError(f"steps must be at least 1, got {steps}")
-    targets = target_indices(m, target, x.shape[0])
-    x0 = baseline_tensor(m, x, baseline)
-    quadrature(steps, method)  # a clear error for an unknown method, before any work
-
-    def score(i: int, points: torch.Tensor) -> torch.Tensor:
-        return class_scores(m, m.net(points), targets[i : i + 1].repeat(len(points)), output)
-
-    with eval_mode(m.net):
-        r = paths.integrated_gradients(score, x, x0, steps=steps, method=method, batch_size=batch_size)
+    r = captum_methods.integrated_gradients(
+        m, x, target=target, baseline=baseline, steps=steps, method=method, output=output, batch_size=batch_size
+    )
     return IGResult(r.attributions, r.score, r.baseline_score, r.completeness_error, r.relative_error, steps, method)

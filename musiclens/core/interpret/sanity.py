@@ -25,7 +25,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from musiclens.core.errors import ParameterError
 from musiclens.core.interpret import methods as _methods
 from musiclens.core.interpret._common import Target, check_input
 from musiclens.core.models.registry import LoadedModel
+from musiclens.core.progress import Progress, is_cancelled
 
 Attribution = Callable[[LoadedModel, torch.Tensor], torch.Tensor]
 #: the methods the check runs by name: the method table's audio methods (old spellings accepted)
@@ -235,3 +237,68 @@ def cascading_randomisation(m: LoadedModel, x: torch.Tensor, **kwargs: Any) -> l
     randomised layer.
     """
     return list(iter_cascading_randomisation(m, x, **kwargs))
+
+
+def sanity_check(
+    m: LoadedModel,
+    x: torch.Tensor,
+    methods: Mapping[str, str | Attribution],
+    *,
+    target: Target | None = None,
+    layer: str | None = None,
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+) -> Generator[Progress, None, dict[str, list[SanityStep]]]:
+    """:func:`cascading_randomisation` for several methods, as a job: yields
+    :class:`~musiclens.core.progress.Progress` (``payload`` the :class:`SanityStep` just
+    computed) and returns ``{name: steps}``.
+
+    methods : ``{shown name: method name or callable}``. options : ``{shown name: keyword
+    arguments of that method}``. x : (1, C, F, T).
+
+    Every method's trained-model map (step 0) is computed first and timed; ``fraction`` is
+    the time spent over the time spent plus the steps left, each costing the mean of its
+    method's randomised steps so far (its first map's time before that): a gradient step is
+    much cheaper than an Integrated Gradients one. Stops early when ``cancel`` is set (the
+    steps so far are returned)."""
+    if not methods:
+        raise ParameterError("the sanity check needs at least one method")
+    n_steps = 1 + (len(layers) if layers is not None else len(cascade_layers(m)))
+    runs: dict[str, Iterator[SanityStep]] = {}
+    out: dict[str, list[SanityStep]] = {name: [] for name in methods}
+    cost: dict[str, float] = {}
+    for i, (name, method) in enumerate(methods.items()):
+        yield Progress(fraction=0.0, message=f"{name}: the trained model's map ({i + 1}/{len(methods)})")
+        kwargs = dict((options or {}).get(name, {}))
+        runs[name] = iter_cascading_randomisation(
+            m, x, method=method, target=target, layer=layer, layers=layers, seed=seed, cancel=cancel, **kwargs
+        )
+        t0 = time.perf_counter()
+        out[name].append(next(runs[name]))
+        cost[name] = max(time.perf_counter() - t0, 1e-9)
+    spent = dict(cost)  # seconds spent per method so far
+    shown = 0.0
+    for name, run in runs.items():
+        while True:
+            t0 = time.perf_counter()
+            step = next(run, None)
+            if step is None:
+                break
+            out[name].append(step)
+            spent[name] += time.perf_counter() - t0
+            # a randomised step costs the mean of this method's randomised steps so far (the
+            # first map also paid the warm-up); methods not started yet: their first map's time
+            per_step = {n: (spent[n] - cost[n]) / (len(out[n]) - 1) if len(out[n]) > 1 else cost[n] for n in out}
+            left = sum(per_step[n] * (n_steps - len(out[n])) for n in out)
+            done = sum(spent.values())
+            shown = max(shown, min(done / (done + left), 1.0))
+            yield Progress(
+                fraction=shown,
+                message=f"{name}: {step.step}/{n_steps - 1} layers randomised ({step.layer})",
+                payload=step,
+            )
+        if is_cancelled(cancel):
+            break
+    return out

@@ -11,9 +11,13 @@ For every layer, the two stimuli's activations ``A`` and ``B`` (same shape) are 
              *positions × channels* matrices ``X, Y ∈ R^{n×K}`` (n = F_l·T_l positions,
              columns centred over positions): ``‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)``, in [0, 1].
              It is invariant to rotations and isotropic scaling of the channels.
-``cka_baseline`` the mean CKA after randomly permuting the positions of ``Y``
-             (``n_permutations`` times): what CKA gives when the positions do not
-             correspond; a similarity is only meaningful well above it.
+``cka_baseline`` the mean CKA over every permutation of the positions of ``Y``: what
+             CKA gives when the positions do not correspond; a similarity is only
+             meaningful well above it. Computed exactly in closed form (for centred
+             maps, the mean of ``‖Y_πᵀX‖²_F`` over all n! permutations π is
+             ``‖X‖²_F ‖Y‖²_F / (n − 1)``), which is what the earlier sampled mean over a
+             few random permutations estimated (:func:`cka_permutation_baseline` still
+             draws permutations when given ``n_permutations``).
 ``mse_max``  mean squared error of the two maps after dividing *both* by the pair's
              largest absolute value ``s = max(max|A|, max|B|)``:
              ``mean((A/s − B/s)²)``, in [0, 4] (0 for identical maps, 4 only for ``A = −B``
@@ -31,16 +35,21 @@ For every layer, the two stimuli's activations ``A`` and ``B`` (same shape) are 
 
              computed in feature space (never forming the n×n Gram matrices). Same
              invariances as ``cka``; can be slightly negative for unrelated maps; needs
-             n ≥ 4 positions. ``cka_debiased_baseline`` is its permutation baseline (close
-             to 0 when positions do not correspond).
+             n ≥ 4 positions. ``cka_debiased_baseline`` is its permutation baseline: the
+             unbiased HSIC has mean exactly 0 over all permutations of the positions, so
+             the exact baseline is 0 (a sampled one scatters around it).
 
 :func:`layer_similarity` runs both stimuli once, captures every layer and returns a curve
 per metric over the layers (``values[metric]`` is (B, L) for B pairs and L layers).
+:func:`pairwise_similarity` runs each of N stimuli once and computes, per layer, what every
+pair shares only once per stimulus (centred maps, Gram norms, HSIC terms: :class:`MapStats`),
+so a pair costs one (K × n) @ (n × K') product at a layer; stimuli are held one connected
+group of pairs at a time (the files of one class for within-class pairs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,11 +115,34 @@ def _positions(a: torch.Tensor) -> torch.Tensor:
     return x - x.mean(1, keepdim=True)
 
 
-def _cka_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """x (B, n, K), y (B, n, K') centred -> (B,) linear CKA."""
-    cross = torch.linalg.matrix_norm(y.transpose(1, 2) @ x).pow(2)
-    den = torch.linalg.matrix_norm(x.transpose(1, 2) @ x) * torch.linalg.matrix_norm(y.transpose(1, 2) @ y)
-    return torch.where(den > 0, cross / den.clamp_min(1e-300), torch.full_like(den, float("nan")))
+def _cross_sq(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``‖yᵀx‖²_F`` = tr(KL) for x (..., n, K), y (..., n, K') -> (...): the one product per pair."""
+    out: torch.Tensor = torch.linalg.matrix_norm(y.transpose(-1, -2) @ x).pow(2)
+    return out
+
+
+def _hsic_terms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (..., n, K) -> (diag(K) (..., n), K̃1 (..., n), 1ᵀK̃1 (...)) for ``K = x xᵀ`` with its
+    diagonal set to 0 (K̃): what the unbiased HSIC needs of one map besides tr(KL)."""
+    diag = x.pow(2).sum(-1)
+    total = x.sum(-2)  # xᵀ1
+    row = (x @ total.unsqueeze(-1)).squeeze(-1) - diag
+    return diag, row, total.pow(2).sum(-1) - diag.sum(-1)
+
+
+def _hsic_combine(
+    tr_kl: torch.Tensor,
+    tx: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ty: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    n: int,
+) -> torch.Tensor:
+    """The unbiased HSIC (module doc) from tr(KL) and both maps' :func:`_hsic_terms`."""
+    (dk, k1, sum_k), (dl, l1, sum_l) = tx, ty
+    tr_tilde = tr_kl - (dk * dl).sum(-1)  # tr(K̃L̃)
+    hsic: torch.Tensor = (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 * l1).sum(-1)) / (
+        n * (n - 3)
+    )
+    return hsic
 
 
 def _hsic_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -118,49 +150,146 @@ def _hsic_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     x (B, n, K), y (B, n, K') -> (B,). Needs n >= 4.
     """
-    n = x.shape[1]
+    n = x.shape[-2]
     if n < 4:
         raise ParameterError(f"debiased CKA needs at least 4 positions, got {n}")
-    tr_kl = torch.linalg.matrix_norm(y.transpose(1, 2) @ x).pow(2)  # tr(KL)
-    dk, dl = x.pow(2).sum(2), y.pow(2).sum(2)  # diag(K), diag(L): (B, n)
-    sx, sy = x.sum(1), y.sum(1)  # Xᵀ1, Yᵀ1
-    k1 = (x @ sx.unsqueeze(2)).squeeze(2) - dk  # K̃1: (B, n)
-    l1 = (y @ sy.unsqueeze(2)).squeeze(2) - dl  # L̃1
-    sum_k = sx.pow(2).sum(1) - dk.sum(1)  # 1ᵀK̃1
-    sum_l = sy.pow(2).sum(1) - dl.sum(1)  # 1ᵀL̃1
-    tr_tilde = tr_kl - (dk * dl).sum(1)  # tr(K̃L̃)
-    hsic: torch.Tensor = (tr_tilde + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 * l1).sum(1)) / (
-        n * (n - 3)
-    )
-    return hsic
+    return _hsic_combine(_cross_sq(x, y), _hsic_terms(x), _hsic_terms(y), n)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, NaN where den <= 0 (a map without variance)."""
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(den, float("nan")))
+
+
+@dataclass(frozen=True)
+class MapStats:
+    """What one stimulus's map at one layer brings to every pair it is in, computed once.
+
+    centred : (B, D) float64, the map flattened minus its mean. mean, norm2, cnorm2, absmax :
+        (B,) its mean, ``‖x‖²``, ``‖x − mean‖²`` and ``max |x|``: with them a pair's Pearson,
+        cosine, nMSE and mse_max need one dot product (``‖x‖²`` is ``cnorm2 + D·mean²``, the
+        same sum a pair's ``<x, y>`` makes, so identical maps give an nMSE of exactly 0).
+    pos : (B, n, K) float64 positions x channels centred over positions, or None for a map
+        without positions (dense layers: no CKA).
+    gram : (B,) ``‖XᵀX‖_F``. sq : (B,) ``‖X‖²_F``.
+    hsic_terms : :func:`_hsic_terms` of ``pos``; hsic : (B,) HSIC₁(K, K); both None when
+        n < 4 (no debiased CKA).
+    """
+
+    centred: torch.Tensor
+    mean: torch.Tensor
+    norm2: torch.Tensor
+    cnorm2: torch.Tensor
+    absmax: torch.Tensor
+    pos: torch.Tensor | None
+    gram: torch.Tensor | None
+    sq: torch.Tensor | None
+    hsic_terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+    hsic: torch.Tensor | None
+
+    @classmethod
+    def of(cls, a: torch.Tensor, *, cka: bool = True, debiased: bool = True) -> MapStats:
+        """The statistics of a (B, K, ...) map (``cka`` / ``debiased``: those terms too)."""
+        flat = _flat(a)
+        mean = flat.mean(1)
+        centred = flat - mean[:, None]
+        cnorm2 = centred.pow(2).sum(1)
+        stats = (centred, mean, cnorm2 + flat.shape[1] * mean * mean, cnorm2, flat.abs().amax(1))
+        if (not cka and not debiased) or a.dim() < 3:
+            return cls(*stats, None, None, None, None, None)
+        pos = _positions(a)
+        n = pos.shape[1]
+        terms = hsic = None
+        if debiased and n >= 4:
+            terms = _hsic_terms(pos)
+            hsic = _hsic_combine(_cross_sq(pos, pos), terms, terms, n)
+        gram = torch.linalg.matrix_norm(pos.transpose(1, 2) @ pos) if cka else None
+        return cls(*stats, pos, gram, pos.pow(2).sum((1, 2)), terms, hsic)
+
+    @property
+    def positions(self) -> int:
+        """n, the number of positions (0 without positions)."""
+        return 0 if self.pos is None else int(self.pos.shape[1])
+
+
+def _cka_of(sa: MapStats, sb: MapStats, metrics: Sequence[str], baseline: bool) -> dict[str, torch.Tensor]:
+    """Linear and/or debiased CKA of paired maps from their :class:`MapStats` -> metric ->
+    (B,) (``*_baseline``: the exact permutation means when ``baseline``). Absent keys: the
+    maps have too few positions."""
+    out: dict[str, torch.Tensor] = {}
+    if sa.pos is None or sb.pos is None:
+        return out
+    n = sa.positions
+    cross = _cross_sq(sa.pos, sb.pos)
+    if "cka" in metrics and sa.gram is not None and sb.gram is not None:
+        den = sa.gram * sb.gram
+        out["cka"] = _ratio(cross, den)
+        if baseline:  # E_π ‖Y_πᵀX‖² = ‖X‖²‖Y‖²/(n − 1) for centred maps (module doc)
+            assert sa.sq is not None and sb.sq is not None
+            out["cka_baseline"] = _ratio(sa.sq * sb.sq / max(n - 1, 1), den if n > 1 else torch.zeros_like(den))
+    if "cka_debiased" in metrics and sa.hsic_terms is not None and sb.hsic_terms is not None:
+        assert sa.hsic is not None and sb.hsic is not None
+        den = sa.hsic * sb.hsic
+        out["cka_debiased"] = _ratio(_hsic_combine(cross, sa.hsic_terms, sb.hsic_terms, n), den.sqrt())
+        if baseline:  # the unbiased HSIC averages to exactly 0 over all permutations
+            out["cka_debiased_baseline"] = _ratio(torch.zeros_like(den), den)
+    return out
+
+
+def _cka_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x (..., n, K), y (..., n, K') centred -> (...) linear CKA."""
+    gx = torch.linalg.matrix_norm(x.transpose(-1, -2) @ x)
+    gy = torch.linalg.matrix_norm(y.transpose(-1, -2) @ y)
+    return _ratio(_cross_sq(x, y), gx * gy)
 
 
 def _cka_debiased_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """x (B, n, K), y (B, n, K') centred -> (B,) debiased linear CKA."""
     den = _hsic_unbiased(x, x) * _hsic_unbiased(y, y)
-    return torch.where(den > 0, _hsic_unbiased(x, y) / den.clamp_min(1e-300).sqrt(), torch.full_like(den, float("nan")))
+    return _ratio(_hsic_unbiased(x, y), den.sqrt())
+
+
+def _check_same_positions(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
+        raise ParameterError(f"CKA needs the same batch and positions, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Linear CKA of two maps (positions × channels), per item: (B, K, ...) -> (B,)."""
-    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
-        raise ParameterError(f"CKA needs the same batch and positions, got {tuple(a.shape)} and {tuple(b.shape)}")
+    _check_same_positions(a, b)
     return _cka_centred(_positions(a), _positions(b))
 
 
 def debiased_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Debiased linear CKA (unbiased HSIC, see the module doc), per item: (B, K, ...) -> (B,).
     NaN when a map has no variance over positions."""
-    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
-        raise ParameterError(f"CKA needs the same batch and positions, got {tuple(a.shape)} and {tuple(b.shape)}")
+    _check_same_positions(a, b)
     return _cka_debiased_centred(_positions(a), _positions(b))
 
 
 def cka_permutation_baseline(
-    a: torch.Tensor, b: torch.Tensor, *, n_permutations: int = 10, seed: int | None = 0, debiased: bool = False
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    n_permutations: int | None = None,
+    seed: int | None = 0,
+    debiased: bool = False,
 ) -> torch.Tensor:
-    """Mean linear CKA (``debiased=True``: debiased CKA) after shuffling the positions of
-    ``b`` -> (B,)."""
+    """Mean linear CKA (``debiased=True``: debiased CKA) over permutations of the positions
+    of ``b`` -> (B,).
+
+    n_permutations : None (default) = the exact mean over all permutations, in closed form
+        (module doc); a number = the sample mean over that many random permutations, an
+        estimate of the same value (kept to check the closed form).
+    """
+    _check_same_positions(a, b)
+    if n_permutations is None:
+        metric = "cka_debiased" if debiased else "cka"
+        stats = [MapStats.of(t, cka=not debiased, debiased=debiased) for t in (a, b)]
+        out = _cka_of(stats[0], stats[1], (metric,), baseline=True)
+        if f"{metric}_baseline" not in out:
+            raise ParameterError(f"{metric} needs more positions than {stats[0].positions}")
+        return out[f"{metric}_baseline"]
     if n_permutations < 1:
         raise ParameterError(f"n_permutations must be at least 1, got {n_permutations}")
     x, y = _positions(a), _positions(b)
@@ -215,32 +344,46 @@ def _check_metrics(metrics: Iterable[str]) -> list[str]:
     return metrics
 
 
-def _value_keys(metrics: list[str], n_permutations: int) -> list[str]:
+def _value_keys(metrics: list[str], baseline: bool) -> list[str]:
     keys = list(metrics)
-    if n_permutations > 0:
+    if baseline:
         keys += [f"{k}_baseline" for k in ("cka", "cka_debiased") if k in metrics]
     return keys
 
 
-def _pair_values(
-    a: torch.Tensor, b: torch.Tensor, metrics: list[str], n_permutations: int, seed: int | None
-) -> dict[str, np.ndarray]:
-    """One layer's activations of B pairs -> metric -> (B,) (absent keys: not applicable)."""
-    fns = {"pearson": pearson, "cosine": cosine, "nmse": nmse, "mse_max": mse_max}
-    out: dict[str, np.ndarray] = {}
-    for k in metrics:
-        if k in fns:
-            out[k] = fns[k](a, b).cpu().numpy()
-        elif a.dim() >= 3 and int(np.prod(a.shape[2:])) >= (4 if k == "cka_debiased" else 1):
-            debiased = k == "cka_debiased"
-            out[k] = (debiased_cka if debiased else linear_cka)(a, b).cpu().numpy()
-            if n_permutations > 0:
-                out[f"{k}_baseline"] = (
-                    cka_permutation_baseline(a, b, n_permutations=n_permutations, seed=seed, debiased=debiased)
-                    .cpu()
-                    .numpy()
-                )
+def _flat_metrics(sa: MapStats, sb: MapStats, metrics: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Pearson, cosine, nMSE and mse_max of paired maps from their :class:`MapStats` and one
+    dot product -> metric -> (B,); the same values as :func:`pearson`, :func:`cosine`,
+    :func:`nmse` and :func:`mse_max` (to rounding)."""
+    if sa.centred.shape != sb.centred.shape:
+        raise ParameterError(f"maps of different sizes cannot be compared: {sa.centred.shape} and {sb.centred.shape}")
+    d = sa.centred.shape[1]
+    cdot = (sa.centred * sb.centred).sum(1)
+    dot = cdot + d * sa.mean * sb.mean
+    err = (sa.norm2 + sb.norm2 - 2 * dot).clamp_min(0)  # ‖a − b‖²
+    out = {}
+    if "pearson" in metrics:
+        out["pearson"] = _ratio(cdot, (sa.cnorm2 * sb.cnorm2).sqrt())
+    if "cosine" in metrics:
+        out["cosine"] = _ratio(dot, (sa.norm2 * sb.norm2).sqrt())
+    if "nmse" in metrics:
+        undefined = torch.where(err > 0, torch.full_like(err, float("nan")), torch.zeros_like(err))
+        out["nmse"] = torch.where(sa.norm2 > 0, err / sa.norm2.clamp_min(1e-300), undefined)
+    if "mse_max" in metrics:
+        scale = torch.maximum(sa.absmax, sb.absmax)
+        out["mse_max"] = torch.where(scale > 0, err / d / scale.clamp_min(1e-300).pow(2), torch.zeros_like(err))
     return out
+
+
+def _pair_values(sa: MapStats, sb: MapStats, metrics: list[str], baseline: bool) -> dict[str, np.ndarray]:
+    """One layer's statistics of B paired maps -> metric -> (B,) (absent keys: not applicable)."""
+    out = _flat_metrics(sa, sb, metrics)
+    out.update(_cka_of(sa, sb, metrics, baseline))
+    return {k: v.cpu().numpy() for k, v in out.items()}
+
+
+def _stats(a: torch.Tensor, metrics: list[str]) -> MapStats:
+    return MapStats.of(a, cka="cka" in metrics, debiased="cka_debiased" in metrics)
 
 
 def layer_similarity(
@@ -250,8 +393,7 @@ def layer_similarity(
     *,
     layers: Sequence[str] | None = None,
     metrics: Iterable[str] = DEFAULT_METRICS,
-    n_permutations: int = 10,
-    seed: int | None = 0,
+    baseline: bool = True,
 ) -> SimilarityCurve:
     """Compare the feature maps of two stimuli at every layer.
 
@@ -261,7 +403,8 @@ def layer_similarity(
         nMSE, e.g. the mix). If their T differ, both are cut to the shorter one.
     layers : default: every layer in ``m.layers`` but the output.
     metrics : any of :data:`METRICS` (default :data:`DEFAULT_METRICS`).
-    n_permutations : permutations for the CKA baselines (0 = no baseline).
+    baseline : add the CKA permutation baselines (``cka_baseline``, ``cka_debiased_baseline``:
+        the exact means over all permutations of the positions, see the module doc).
 
     Returns
     -------
@@ -282,12 +425,12 @@ def layer_similarity(
         with capture(m, names) as acts_b:
             m.net(x_b)
     ran = [n for n in names if n in acts_a and n in acts_b]
-    values = {k: np.full((x_a.shape[0], len(ran)), np.nan) for k in _value_keys(metrics, n_permutations)}
+    values = {k: np.full((x_a.shape[0], len(ran)), np.nan) for k in _value_keys(metrics, baseline)}
     shapes = {}
     for j, name in enumerate(ran):
         a, b = acts_a[name], acts_b[name]
         shapes[name] = tuple(a.shape[1:])
-        for k, v in _pair_values(a, b, metrics, n_permutations, seed).items():
+        for k, v in _pair_values(_stats(a, metrics), _stats(b, metrics), metrics, baseline).items():
             values[k][:, j] = v
     return SimilarityCurve(ran, values, shapes)
 
@@ -317,10 +460,31 @@ def pairwise_similarity(
     *,
     layers: Sequence[str] | None = None,
     metrics: Iterable[str] = DEFAULT_METRICS,
-    n_permutations: int = 10,
-    seed: int | None = 0,
+    baseline: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> SimilarityCurve:
+    """Layer-wise similarity of many pairs among N stimuli (:func:`pairwise_similarity_steps`,
+    with ``progress(done, total)`` called after every comparison of one pair at one layer)."""
+    steps = pairwise_similarity_steps(m, xs, pairs, layers=layers, metrics=metrics, baseline=baseline)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            curve: SimilarityCurve = stop.value
+            return curve
+        if progress is not None:
+            progress(done, total)
+
+
+def pairwise_similarity_steps(
+    m: LoadedModel,
+    xs: Sequence[torch.Tensor],
+    pairs: Sequence[tuple[int, int]] | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    baseline: bool = True,
+) -> Generator[tuple[int, int], None, SimilarityCurve]:
     """Layer-wise similarity of many pairs among N stimuli, each run through the net once.
 
     Parameters
@@ -328,9 +492,14 @@ def pairwise_similarity(
     xs : N front-end outputs (1, C, F, T) (or (C, F, T)); all are cut to the shortest T.
     pairs : index pairs (i, j) into ``xs`` (``i`` is the reference for nMSE); default
         :func:`all_pairs`.
-    progress : called as ``progress(done, total)`` after every comparison of one pair at
-        one layer (total = pairs × layers), e.g. to show progress on long runs.
     Other parameters as :func:`layer_similarity`.
+
+    Yields ``(done, total)`` after every comparison of one pair at one layer (total = pairs ×
+    layers) and returns the curve.
+
+    Each stimulus's statistics at a layer (:class:`MapStats`) are computed once and shared
+    by its pairs; the activations of one connected group of pairs (e.g. one class) are held
+    at a time, so memory grows with the largest group, not with N.
 
     Returns
     -------
@@ -350,21 +519,53 @@ def pairwise_similarity(
     names = list(layers) if layers is not None else default_layers(m)
     if not names:
         raise ParameterError(f"model {m.name!r} lists no layers to compare")
-    used = sorted({i for p in pairs for i in p})
-    acts: dict[int, dict[str, torch.Tensor]] = {}
-    with torch.no_grad(), eval_mode(m.net):
-        for i in used:
-            with capture(m, names) as a:
-                m.net(xs[i][..., :t])
-            acts[i] = dict(a)
-    ran = [n for n in names if all(n in acts[i] for i in used)]
-    values = {k: np.full((len(pairs), len(ran)), np.nan) for k in _value_keys(metrics, n_permutations)}
-    shapes = {}
-    for j, name in enumerate(ran):
-        shapes[name] = tuple(acts[used[0]][name].shape[1:])
-        for p, (ia, ib) in enumerate(pairs):
-            for k, v in _pair_values(acts[ia][name], acts[ib][name], metrics, n_permutations, seed).items():
-                values[k][p, j] = v[0]
-            if progress is not None:
-                progress(j * len(pairs) + p + 1, len(ran) * len(pairs))
-    return SimilarityCurve(ran, values, shapes)
+    values = {k: np.full((len(pairs), len(names)), np.nan) for k in _value_keys(metrics, baseline)}
+    shapes: dict[str, tuple[int, ...]] = {}
+    ran: set[str] = set()
+    done = 0
+    for group in connected_groups(pairs):
+        files = sorted({i for p in group for i in pairs[p]})
+        acts: dict[int, dict[str, torch.Tensor]] = {}
+        with torch.no_grad(), eval_mode(m.net):
+            for i in files:
+                with capture(m, names) as a:
+                    m.net(xs[i][..., :t])
+                acts[i] = dict(a)
+        for j, name in enumerate(names):
+            if not all(name in acts[i] for i in files):  # a layer that did not run: its pairs count as done
+                done += len(group)
+                yield done, len(names) * len(pairs)
+                continue
+            ran.add(name)
+            shapes[name] = tuple(acts[files[0]][name].shape[1:])
+            stats = {i: _stats(acts[i][name], metrics) for i in files}
+            for p in group:
+                ia, ib = pairs[p]
+                for k, v in _pair_values(stats[ia], stats[ib], metrics, baseline).items():
+                    values[k][p, j] = v[0]
+                done += 1
+                yield done, len(names) * len(pairs)
+            del stats
+        del acts
+    keep = [j for j, name in enumerate(names) if name in ran]
+    return SimilarityCurve([names[j] for j in keep], {k: v[:, keep] for k, v in values.items()}, shapes)
+
+
+def connected_groups(pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """The pairs split into groups that share no stimulus (connected components of the
+    graph whose edges are the pairs) -> lists of indices into ``pairs``, each in order."""
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        parent.setdefault(i, i)
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for p, (a, _) in enumerate(pairs):
+        groups.setdefault(root(a), []).append(p)
+    return list(groups.values())

@@ -308,12 +308,19 @@ def input_kind(spec: InputSpec) -> str:
     raise ParameterError(f"a model's input must be a FrontEnd, a NoteSpec or a Waveform, got {type(spec).__name__}")
 
 
-def spec_from_meta(meta: dict[str, Any]) -> InputSpec:
-    """The input spec of a ``model.json`` dict (its ``"input"`` kind and that kind's key)."""
+def spec_from_meta(meta: dict[str, Any], where: str | os.PathLike[str] = "model.json") -> InputSpec:
+    """The input spec of a ``model.json`` dict (its ``"input"`` kind and that kind's key),
+    checked field by field first (:func:`musiclens.core.models.schema.check_spec`; ``where``
+    names the file in the messages)."""
+    from musiclens.core.models.schema import check_spec
+
     kind = meta.get("input", "audio")
-    if kind not in SPEC_KEYS:
+    if not isinstance(kind, str) or kind not in SPEC_KEYS:
         raise ParameterError(f"input {kind!r} is unknown; allowed: {', '.join(INPUT_KINDS)}")
     d = meta[SPEC_KEYS[kind]]
+    whole = kind == "midi" and isinstance(d, dict) and d.get("whole_piece") is True
+    spec_class = {"audio": FrontEnd, "midi": PieceSpec if whole else NoteSpec, "waveform": Waveform}[kind]
+    check_spec(kind, d, spec_class, where, SPEC_KEYS[kind])
     readers: dict[str, Callable[[dict[str, Any]], InputSpec]] = {
         "audio": FrontEnd.from_dict,
         "midi": NoteSpec.from_dict,

@@ -565,7 +565,18 @@ def summary_of(model: LoadedModel, data: MidiDataset, arch: str, last: Progress)
 
 # ============================================================================ whole pieces
 #: ``model_params`` of the whole-piece architecture (``midi-piece``): the network and its window training.
-PIECE_KEYS = ("channels", "layers", "kernel", "embed", "dropout", "label_smoothing", "window", "crops")
+PIECE_KEYS = (
+    "channels",
+    "layers",
+    "kernel",
+    "embed",
+    "dropout",
+    "label_smoothing",
+    "window",
+    "crops",
+    "summary",
+    "summary_l2",
+)
 #: Training settings of a whole-piece run where the caller gives none (selected by 5-fold CV on jazz/dance).
 PIECE_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "patience": None}
 
@@ -674,13 +685,15 @@ def evaluate_pieces(model: LoadedModel, pieces: Sequence[np.ndarray], y: np.ndar
 def train_midi_piece(
     data: PieceDataset,
     *,
-    channels: int = 64,
+    channels: int = 16,
     layers: int = 3,
     kernel: int = 5,
     embed: int = 8,
-    dropout: float = 0.2,
+    dropout: float = 0.3,
     window: int = 256,
     crops: int = 4,
+    summary: bool = True,
+    summary_l2: float = 0.02,
     epochs: int = 30,
     batch_size: int = 32,
     lr: float = 3e-3,
@@ -694,10 +707,14 @@ def train_midi_piece(
 ) -> Iterator[Progress]:
     """Train the whole-piece CNN (:mod:`musiclens.core.models.midi_piece`) on random windows of
     ``window`` notes (``crops`` per piece and epoch); validate and test on whole pieces.
+    ``summary`` (default): the hybrid, whose second branch reads the whole piece's statistics
+    (:func:`~musiclens.core.models.midi_piece.piece_summary`, standardised on the training
+    pieces; its weights get an L2 penalty ``summary_l2``); a window's logits in training are
+    its notes' votes plus the branch's logits for the whole piece it was cut from.
 
     Events as :func:`train_midi_lstm`: ``"batch"``, ``"epoch"`` (best-on-validation model so
     far), ``"done"`` or ``"cancelled"``. Without a validation split, the last epoch is kept."""
-    from musiclens.core.models.midi_piece import build_midi_piece
+    from musiclens.core.models.midi_piece import PieceCNN, build_midi_piece, piece_summary
 
     if epochs <= 0 or batch_size <= 0 or lr <= 0 or window <= 0 or crops <= 0:
         raise ParameterError("epochs, batch_size, lr, window and crops must be positive")
@@ -707,8 +724,13 @@ def train_midi_piece(
     torch.manual_seed(seed)
     arch_params: dict[str, Any] = {"n_labels": len(data.labels), "channels": channels, "layers": layers}
     arch_params["kernel"] = kernel
-    arch_params.update({"embed": embed, "dropout": float(dropout)})
+    arch_params.update({"embed": embed, "dropout": float(dropout), "summary": bool(summary)})
     net, layer_list = build_midi_piece(**arch_params, note_features=data.spec.to_dict())
+    train_x, train_y = data.x["train"], data.y["train"]
+    stats = np.stack([piece_summary(x) for x in train_x]) if summary else np.zeros((len(train_y), 0), np.float32)
+    if summary:
+        assert isinstance(net, PieceCNN)
+        net.fit_summary(stats)
     dev = resolve_device(device) if isinstance(device, str) else device
     net.to(dev)
     model = LoadedModel(
@@ -722,9 +744,8 @@ def train_midi_piece(
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(label_smoothing))
-    train_x, train_y = data.x["train"], data.y["train"]
     settings: dict[str, Any] = dict(
-        arch_params, window=window, crops=crops, epochs=epochs, batch_size=batch_size, lr=lr
+        arch_params, window=window, crops=crops, epochs=epochs, batch_size=batch_size, lr=lr, summary_l2=summary_l2
     )
     settings.update(weight_decay=weight_decay, seed=seed, label_smoothing=label_smoothing, patience=patience)
     settings["split"] = "by file, per label, seeded"
@@ -739,8 +760,13 @@ def train_midi_piece(
         xb, mb = random_windows([train_x[j] for j in idx], window, rng)
         xt, mt = model.tensors(xb, mb)
         yt = torch.as_tensor(train_y[idx], device=xt.device)
-        logits = net(xt, mt)
-        loss = loss_fn(logits, yt)
+        if summary:
+            logits = net(xt, mt, summary=torch.as_tensor(stats[idx], device=xt.device))
+            assert isinstance(net, PieceCNN)
+            loss = loss_fn(logits, yt) + summary_l2 * net.summary_head.weight.square().sum()
+        else:
+            logits = net(xt, mt)
+            loss = loss_fn(logits, yt)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -832,6 +858,8 @@ def train_piece_on_folder(
             summary["test_metrics"] = r
     summary.update(epochs_run=len(last.history), best_epoch=last.best_epoch, stopped=last.stopped)
     summary["skipped"] = [{"file": str(p), "reason": r} for p, r in data.skipped]
+    from musiclens.core.models.midi_piece import training_statistics
+
     model.provenance = dict(
         model.provenance,
         task="labels",
@@ -842,6 +870,7 @@ def train_piece_on_folder(
             "fractions": list(split.fractions),
             "tracks": split.ids(),
         },
+        training_statistics=training_statistics(data.x["train"]),
     )
     if out is not None and (last.kind == "done" or last.best_epoch >= 1):
         model.net.cpu()
