@@ -207,3 +207,8 @@ def test_midi_classify_says_when_a_piece_lies_outside_the_training_pieces(traine
     assert cli.main(["midi-classify", str(other), "--model", str(out), "--json"]) == 0
     far = json.loads(capsys.readouterr().out)["training_distance"]
     assert far["outside"] and far["distance"] > near["distance"] and len(far["farthest"]) == 3
+    # predict says the same, in its JSON and in one line of its text report
+    assert cli.main(["predict", str(other), "--model", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["training_distance"] == far
+    assert cli.main(["predict", str(other), "--model", str(out)]) == 0
+    assert "outside the model's training pieces" in capsys.readouterr().out

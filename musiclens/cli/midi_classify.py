@@ -32,10 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.core.resources import DEFAULT_MIDI_MODEL
 
     model = load_midi_model(args.model or DEFAULT_MIDI_MODEL, device=getattr(args, "device", "auto"))
-    out = predict_midi(args.file, model)
-    from musiclens.core.analyses.midi import training_distance
-
-    out["training_distance"] = training_distance(model, args.file)  # None: the model keeps no statistics
+    out = predict_midi(args.file, model)  # with training_distance (None: the model keeps no statistics)
     if args.json:
         print_json(out)
     else:

@@ -52,8 +52,13 @@ def default_model(path) -> str:
 
 
 def predict_midi(path, m) -> dict:
-    """The MIDI JSON: ``classes``, ``probabilities``, ``predicted`` and the note counts."""
+    """The MIDI JSON: ``classes``, ``probabilities``, ``predicted``, the note counts and
+    ``training_distance`` (how far the piece lies from the model's training pieces; None when
+    the model keeps no statistics of them)."""
+    from musiclens.core.analyses.midi import training_distance
+
     out = m.classify_file(path)
+    out["training_distance"] = training_distance(m, path)
     return {"file": str(path), "model": m.name, "kind": "midi", "classes": list(m.labels), "multilabel": False} | out
 
 
@@ -138,3 +143,9 @@ def print_midi(path, m, out: dict) -> None:
         print(f"  {label:<16} {p:.4f}")
     for r in out["repairs"]:
         print(f"  note: {r}")
+    scope = out.get("training_distance")
+    if scope and scope["outside"]:
+        print(
+            f"  outside the model's training pieces: distance {scope['distance']:.1f} (95 % of them <= "
+            f"{scope['training_p95']:.1f}; farthest: {', '.join(scope['farthest'])}): the answer is a guess"
+        )
