@@ -324,8 +324,22 @@ def model_case(folder: str) -> dict:
     return {"outcome": "ok"}
 
 
+def _special_files(folder: str, names: list[str]) -> list[str]:
+    """For ``shutil.copytree(ignore=...)``: the names in ``folder`` that are neither regular
+    files, folders nor links (a named pipe would block or fail the copy)."""
+    import stat
+
+    def special(name: str) -> bool:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+    return [n for n in names if special(n)]
+
+
 def run_case(fn: Callable[[str], dict], arg: str, limits: Limits, base_vm: int) -> tuple[dict, float, float]:
-    """Fork a child that runs ``fn(arg)`` -> (result, child's peak RSS in MB, seconds)."""
+    """Fork a child that runs ``fn(arg)`` -> (result, the child's peak RSS in MB beyond what it
+    inherited at the fork (the parent's resident pages count in a forked child's RSS), seconds)."""
+    inherited_mb = vm_size("VmRSS") / 2**20
     r_fd, w_fd = os.pipe()
     t0 = time.perf_counter()
     sys.stdout.flush()
@@ -357,7 +371,7 @@ def run_case(fn: Callable[[str], dict], arg: str, limits: Limits, base_vm: int) 
     seconds = time.perf_counter() - t0
     with os.fdopen(r_fd, "rb") as r:
         raw = r.read()
-    rss_mb = usage.ru_maxrss / 1024
+    rss_mb = max(0.0, usage.ru_maxrss / 1024 - inherited_mb)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name
@@ -419,7 +433,9 @@ def fuzz(cases: int, *, seed: int = 0, limits: Limits | None = None, work: Path 
                 saved = keep / f"case{i}"
                 if saved.exists():
                     shutil.rmtree(saved)
-                shutil.copytree(case, saved, symlinks=True, ignore_dangling_symlinks=True)
+                shutil.copytree(  # a FIFO or a device among the mutations is left out of the copy
+                    case, saved, symlinks=True, ignore_dangling_symlinks=True, ignore=_special_files
+                )
                 report.examples.setdefault(outcome, []).append(
                     {"case": i, "seed_file": src.name, "mutation": what, "saved": str(saved)} | result
                 )
