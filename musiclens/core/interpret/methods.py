@@ -74,7 +74,9 @@ class Method:
 
     name : the canonical name (CLI spelling), e.g. ``"grad-cam"``.
     label : what the window shows, e.g. ``"Grad-CAM"``.
-    function : ``fn(model, x, *, target, layer=None, **options) -> Tensor`` (module docstring).
+    implementation : ``fn(model, x, *, target, layer=None, **options) -> Tensor`` (module
+        docstring), or ``"module.function"`` in :mod:`musiclens.core.interpret` (imported when
+        the method is used, so that the table reads without torch); :attr:`function` is it.
     needs_layer : the map is computed at a layer (and has the layer's resolution).
     signed : the map can be negative (with its default options).
     input_kinds : the input kinds it works on (a subset of :data:`INPUT_KINDS`).
@@ -87,7 +89,7 @@ class Method:
 
     name: str
     label: str
-    function: Callable[..., torch.Tensor]
+    implementation: Callable[..., torch.Tensor] | str
     needs_layer: bool
     signed: bool
     input_kinds: tuple[str, ...]
@@ -95,6 +97,17 @@ class Method:
     aliases: tuple[str, ...] = ()
     shown_as: ShownAs = "signed"
     quick: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def function(self) -> Callable[..., torch.Tensor]:
+        """The method's function (a ``"module.function"`` reference imported now)."""
+        if callable(self.implementation):
+            return self.implementation
+        import importlib
+
+        module, name = self.implementation.rsplit(".", 1)
+        fn: Callable[..., torch.Tensor] = getattr(importlib.import_module(f"musiclens.core.interpret.{module}"), name)
+        return fn
 
     @property
     def resolution(self) -> str:
@@ -161,9 +174,10 @@ class Method:
 
 
 # ------------------------------------------------------------------ the functions
-# Wrappers bringing the verbs of captum_methods.py (Captum) and cam.py (CAM, Grad-CAM++:
-# ours, Captum has neither) to the convention (imported when called, so that reading the
-# table needs neither torch nor Captum).
+# The verbs of captum_methods.py already follow the convention: the table names them as
+# "captum_methods.<verb>" (imported when used). The wrappers below bring cam.py (CAM,
+# Grad-CAM++: ours, Captum has neither) and the IG diagnostics to it (imported when called,
+# so that reading the table needs neither torch nor Captum).
 
 
 def _layer(name: str, layer: str | None) -> str:
@@ -214,39 +228,6 @@ def _grad_cam_pp_fn(
     return _cam.grad_cam_pp(m, x, target=target, layer=_layer("grad-cam++", layer), relu=relu, output=output)
 
 
-def _gradient_fn(
-    m: Any,
-    x: torch.Tensor,
-    *,
-    target: Target | Sequence[Target],
-    layer: str | None = None,
-    output: Output = "logit",
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.gradient(m, x, target=target, output=output, mask=mask)
-
-
-def _smoothgrad_fn(
-    m: Any,
-    x: torch.Tensor,
-    *,
-    target: Target | Sequence[Target],
-    layer: str | None = None,
-    n_samples: int = 25,
-    noise_level: float = 0.15,
-    squared: bool = False,
-    output: str = "logit",
-    seed: int | None = 0,
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.smoothgrad(
-        m, x, target=target, n_samples=n_samples, noise_level=noise_level, squared=squared, output=output, seed=seed
-    )
-
-
 def _integrated_gradients_fn(
     m: Any,
     x: torch.Tensor,
@@ -278,102 +259,6 @@ def _integrated_gradients_fn(
             steps=used,
         )
     return r.attributions
-
-
-def _gradient_shap_fn(
-    m: Any,
-    x: torch.Tensor,
-    *,
-    target: Target | Sequence[Target],
-    layer: str | None = None,
-    n_samples: int = 25,
-    noise_level: float = 0.0,
-    output: str = "logit",
-    seed: int | None = 0,
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.gradient_shap(m, x, target=target, n_samples=n_samples, noise_level=noise_level, output=output, seed=seed)
-
-
-def _deeplift_fn(
-    m: Any,
-    x: torch.Tensor,
-    *,
-    target: Target | Sequence[Target],
-    layer: str | None = None,
-    baseline: Any = None,
-    output: str = "logit",
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.deeplift(m, x, target=target, baseline=baseline, output=output)
-
-
-def _occlusion_fn(
-    m: Any,
-    x: torch.Tensor,
-    *,
-    target: Target | Sequence[Target],
-    layer: str | None = None,
-    frames: int = 8,
-    bins: int = 8,
-    stride_frames: int | None = None,
-    stride_bins: int | None = None,
-    output: str = "logit",
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.occlusion(
-        m,
-        x,
-        target=target,
-        frames=frames,
-        bins=bins,
-        stride_frames=stride_frames,
-        stride_bins=stride_bins,
-        output=output,
-    )
-
-
-def _feature_ablation_fn(
-    m: Any,
-    x: torch.Tensor,
-    *,
-    target: Target | Sequence[Target],
-    layer: str | None = None,
-    frames: int = 8,
-    bins: int = 8,
-    output: Output = "logit",
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.feature_ablation(m, x, target=target, frames=frames, bins=bins, output=output, mask=mask)
-
-
-def _guided_backprop_fn(
-    m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None, output: str = "logit"
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.guided_backprop(m, x, target=target, output=output)
-
-
-def _deconvolution_fn(
-    m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None, output: str = "logit"
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.deconvolution(m, x, target=target, output=output)
-
-
-def _lrp_fn(
-    m: Any, x: torch.Tensor, *, target: Target | Sequence[Target], layer: str | None = None, output: str = "logit"
-) -> torch.Tensor:
-    from musiclens.core.interpret import captum_methods as _c
-
-    return _c.lrp(m, x, target=target, output=output)
 
 
 # ------------------------------------------------------------------ the table
@@ -416,7 +301,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "gradient",
         "Gradient (saliency)",
-        _gradient_fn,
+        "captum_methods.gradient",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "midi", "waveform"),
@@ -438,7 +323,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "smoothgrad",
         "SmoothGrad",
-        _smoothgrad_fn,
+        "captum_methods.smoothgrad",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
@@ -462,7 +347,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "gradient-shap",
         "GradientSHAP",
-        _gradient_shap_fn,
+        "captum_methods.gradient_shap",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
@@ -475,7 +360,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "deeplift",
         "DeepLIFT",
-        _deeplift_fn,
+        "captum_methods.deeplift",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
@@ -486,7 +371,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "occlusion",
         "Occlusion",
-        _occlusion_fn,
+        "captum_methods.occlusion",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
@@ -497,7 +382,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "feature-ablation",
         "Feature ablation",
-        _feature_ablation_fn,
+        "captum_methods.feature_ablation",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "midi", "waveform"),
@@ -510,7 +395,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "guided-backprop",
         "Guided backprop",
-        _guided_backprop_fn,
+        "captum_methods.guided_backprop",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
@@ -521,7 +406,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "deconvolution",
         "Deconvolution",
-        _deconvolution_fn,
+        "captum_methods.deconvolution",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
@@ -532,7 +417,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "lrp",
         "LRP",
-        _lrp_fn,
+        "captum_methods.lrp",
         needs_layer=False,
         signed=True,
         input_kinds=("audio", "waveform"),
