@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,12 +87,15 @@ class MidiDataset:
         return "; ".join(parts) + f"; skipped {len(self.skipped)} file(s)"
 
 
-def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareProgress]:
-    """Read every file of ``split`` with ``spec``; one :class:`PrepareProgress` per file.
+def _read_split(
+    split: Split, spec: NoteSpec
+) -> Generator[PrepareProgress, None, tuple[dict[str, dict[str, list[Any]]], list[tuple[Path, str]], int]]:
+    """Read every file of ``split`` with ``spec`` -> per split ``{"x": features, "m": masks,
+    "y": labels, "f": paths}``, the skipped files with the reason, the number of files; one
+    :class:`PrepareProgress` per file but the last (the caller's last step carries the data).
 
-    Unreadable files and pieces too short for ``spec`` are skipped (listed in
-    ``data.skipped`` with the reason); the split was made on files first, so skipping never
-    moves a piece between splits. The last step carries ``data`` (a :class:`MidiDataset`)."""
+    Unreadable files and pieces too short for ``spec`` are skipped; the split was made on
+    files first, so skipping never moves a piece between splits."""
     per: dict[str, dict[str, list[Any]]] = {s: {"x": [], "m": [], "y": [], "f": []} for s in SPLITS}
     skipped: list[tuple[Path, str]] = []
     total = sum(len(split.tracks[s]) for s in SPLITS)
@@ -113,6 +116,14 @@ def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareP
             done += 1
             if done < total:
                 yield PrepareProgress(done, total, track.id, error)
+    return per, skipped, total
+
+
+def read_windows(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareProgress]:
+    """Read every file of ``split`` with ``spec`` (:func:`_read_split`: unreadable and too
+    short pieces are listed in ``data.skipped`` with the reason); one :class:`PrepareProgress`
+    per file, the last carrying ``data`` (a :class:`MidiDataset`)."""
+    per, skipped, total = yield from _read_split(split, spec)
     n = spec.n_notes
 
     def stack(s: str, key: str, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
@@ -604,25 +615,7 @@ class PieceDataset:
 
 def read_pieces(ds: Dataset, split: Split, spec: NoteSpec) -> Iterator[PrepareProgress]:
     """Read every file of ``split`` whole with ``spec``; the last step carries a :class:`PieceDataset`."""
-    per: dict[str, dict[str, list[Any]]] = {s: {"x": [], "y": [], "f": []} for s in SPLITS}
-    skipped: list[tuple[Path, str]] = []
-    total = sum(len(split.tracks[s]) for s in SPLITS)
-    done = 0
-    for s in SPLITS:
-        for track in split.tracks[s]:
-            path = track.files[0]
-            error = None
-            try:
-                feats, _ = spec.window(spec.read(path))
-                per[s]["x"].append(feats)
-                per[s]["y"].append(track.labels[0])
-                per[s]["f"].append(path)
-            except MusicLensError as exc:
-                error = str(exc)
-                skipped.append((path, error))
-            done += 1
-            if done < total:
-                yield PrepareProgress(done, total, track.id, error)
+    per, skipped, total = yield from _read_split(split, spec)
     data = PieceDataset(
         labels=list(ds.labels),
         spec=spec,
