@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from musiclens.core.analyses.studies import DISSECTION_MODELS, STUDIES
+from musiclens.core.analyses.studies import STUDIES
+from musiclens.core.analyses.studies.musicnn_dissection import DISSECTION_MODELS
 from musiclens.core.models import registry
 
 

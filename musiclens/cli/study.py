@@ -1,8 +1,7 @@
 """``musiclens study NAME --out REPORT_DIR [--quick] [--data DIR]``: reproduce one study.
 
 Writes ``REPORT_DIR/report.md`` (the study's claims beside ours), the figures as PNG and
-``numbers.json``. Only ``musicnn-dissection`` is built so far; the other studies exit 2
-saying so (issue 21).
+``numbers.json``. A study not built yet exits 2 saying so (issue 21).
 """
 
 from __future__ import annotations
@@ -28,8 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"the study ({', '.join(STUDIES)}); built: {', '.join(built)}",
     )
     p.add_argument("--out", required=True, help="the report folder to write (made when missing)")
-    p.add_argument("--quick", action="store_true", help="a short run (the clip's first patches only)")
-    p.add_argument("--data", help="audio file or folder for the study's clip (default: the bundled demo clip)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run (under 5 minutes on 2 CPU cores; the report says what it left out)",
+    )
+    p.add_argument(
+        "--data",
+        help="the study's data: " + "; ".join(f"{s.name}: {s.data}" for s in STUDIES.values()),
+    )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
     add_quiet_argument(p)
     p.set_defaults(func=run)

@@ -1,71 +1,28 @@
-"""Reproduce the studies MusicLens was built for (issue 21), one report per study.
+"""Study 4: a layer-by-layer dissection of the pretrained MusiCNN (Pons & Serra).
 
-A study writes ``REPORT_DIR/report.md`` (the study's claims on the left, ours on the right),
-``REPORT_DIR/*.png`` figures and ``REPORT_DIR/numbers.json``. :data:`STUDIES` lists the five
-by name; only ``musicnn-dissection`` is built so far, the others say so
-(:func:`run_study` raises :class:`~musiclens.core.errors.MusicLensError`).
-
-``musicnn-dissection`` (Pons & Serra's MusiCNN, the bundled MTT_musicnn and MSD_musicnn):
-the front-end filters (561), the dense matrix W (753 rows x 187 frames on a patch), kernel
-norms and dead kernels per layer, batch-norm parameters and per-unit time series of W on a
-clip. The study's claims come from the team's DESIGN.md and issue 21 (cited per row); where
-they give no number the report says "not stated".
-
-matplotlib is imported lazily (Agg backend), only when the figures are drawn.
+On the bundled MTT_musicnn and MSD_musicnn: the front-end filters (561), the dense matrix W
+(753 rows x 187 frames on a patch), kernel norms and dead kernels per layer, batch-norm
+parameters and per-unit time series of W on a clip. The study's claims come from the team's
+DESIGN.md and issue 21 (cited per row); where they give no number the report says "not stated".
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from musiclens.core.errors import MusicLensError, ParameterError
+from musiclens.core.analyses.studies.report import StudyReport, claims_table, make_folder, pyplot, write_report
+from musiclens.core.errors import ParameterError
 from musiclens.core.progress import Progress
 
-ISSUE = "issue 21"
 #: the two pretrained MusiCNN models the dissection compares
 DISSECTION_MODELS = ("MTT_musicnn", "MSD_musicnn")
 #: patches of the clip read by ``--quick`` (3 s each)
 QUICK_PATCHES = 3
-
-
-@dataclass
-class StudyReport:
-    """What a study wrote: the folder, the files (report.md, figures, numbers.json) and the numbers."""
-
-    name: str
-    folder: Path
-    files: list[Path]
-    numbers: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Study:
-    """One study: its name, what it reproduces, and its runner (None: not built yet)."""
-
-    name: str
-    title: str
-    runner: Callable[..., Generator[Progress, None, StudyReport]] | None = field(default=None, compare=False)
-
-    @property
-    def built(self) -> bool:
-        return self.runner is not None
-
-
-# ----------------------------------------------------------------------------- helpers
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _clip_path(data: str | os.PathLike[str] | None) -> Path:
@@ -187,7 +144,7 @@ def _dissect_model(m: Any, patches: Any) -> dict[str, Any]:
 
 
 def _figures(out: Path, per: dict[str, dict[str, Any]], frame_s: float) -> list[Path]:
-    plt = _pyplot()
+    plt = pyplot()
     files = []
     names = list(per)
     colours = dict(zip(names, ("tab:blue", "tab:orange"), strict=False))
@@ -355,12 +312,9 @@ def _report(
         f"Models: {', '.join(names)} (bundled, converted from musicnn 0.1.0). Clip: `{clip.name}`, "
         f"{clip_s:.1f} s read ({per[names[0]]['patches']} patches of 3 s)" + (" (--quick)" if quick else "") + ".",
         "",
-        "| quantity | the study's claim | source of the claim | ours |",
-        "| --- | --- | --- | --- |",
+        *claims_table([(title, *_CLAIMS[key], ours) for title, key, ours in rows]),
+        "",
     ]
-    for title, key, ours in rows:
-        claim, source = _CLAIMS[key]
-        lines.append(f"| {title} | {claim} | {source} | {ours} |")
     lines += [
         "",
         "## Where the data differ from the study's",
@@ -411,7 +365,6 @@ def musicnn_dissection(
     from musiclens.core.models import registry
     from musiclens.core.tagging import audio_to_patches, load_audio_for
 
-    folder = Path(out)
     clip = _clip_path(data)
     per: dict[str, dict[str, Any]] = {}
     total = len(DISSECTION_MODELS) + 1
@@ -430,42 +383,9 @@ def musicnn_dissection(
         clip_s = len(patches) * m.patch_seconds
         frame_s = float(m.front_end.frames_to_seconds(1))
     yield Progress(fraction=(total - 1) / total, message="writing the report", payload=(total - 1, total))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ParameterError(f"cannot make the report folder {folder}: {exc.strerror or exc}") from None
+    folder = make_folder(out)
     figs = _figures(folder, per, frame_s)
     text, numbers = _report(per, clip, clip_s, quick, figs)
-    (folder / "report.md").write_text(text)
-    (folder / "numbers.json").write_text(json.dumps(numbers, indent=1))
+    report = write_report("musicnn-dissection", folder, text, numbers, figs)
     yield Progress(fraction=1.0, message=f"wrote {folder}", payload=(total, total))
-    return StudyReport("musicnn-dissection", folder, [folder / "report.md", *figs, folder / "numbers.json"], numbers)
-
-
-STUDIES: dict[str, Study] = {
-    s.name: s
-    for s in (
-        Study("genre-cnn", "GTZAN vanilla, masked and GAP CNNs: accuracy, filters, deconvolution, CAMs"),
-        Study("dreaming", "STFT- vs mel-input CNNs: accuracy and how cleanly their dreams invert"),
-        Study("midi-rnn", "the MIDI RNN: the study's recipe beside ours, saliency and a flip"),
-        Study(
-            "musicnn-dissection",
-            "MusiCNN: 561 front-end filters, W, kernel norms, dead kernels, batch norms, unit time series",
-            musicnn_dissection,
-        ),
-        Study("instrument-similarity", "per-layer similarity of same-instrument stems over depth"),
-    )
-}
-
-
-def run_study(
-    name: str, out: str | os.PathLike[str], *, quick: bool = False, data: str | os.PathLike[str] | None = None
-) -> Generator[Progress, None, StudyReport]:
-    """The study ``name``'s generator (see :data:`STUDIES`); a study that is not built yet
-    raises :class:`MusicLensError` saying so."""
-    study = STUDIES.get(name)
-    if study is None:
-        raise ParameterError(f"unknown study {name!r}; the studies are: {', '.join(STUDIES)}")
-    if study.runner is None:
-        raise MusicLensError(f"{name} is not built yet ({ISSUE})")
-    return study.runner(out, quick=quick, data=data)
+    return report
