@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from conftest import GUI_TIMEOUT_MS, start_and_wait
@@ -58,6 +59,22 @@ def test_default_layouts_fit_1280x800_and_1366x768(qtbot, window, isolated):
     roll.apply(lambda ed: ed.move([int(roll.editor.ids[0])], 0.25, 1))  # autosaves a recovery file
     assert roll.offer_restore()
     assert_fits(qtbot, window, "MIDI with the recovery banner")
+
+
+def test_the_right_column_stacked_still_fits(qtbot, window, isolated):
+    """A user who drags "Hear the explanation" out of its tab under "CAM and saliency" (a
+    saved layout restores it so): the two forms scroll inside their docks, so the window
+    still fits a laptop screen (it grew to 871 px tall before)."""
+    start_and_wait(qtbot, window)
+    cam, heard = window.docks["CAM and saliency"], window.docks["Hear the explanation"]
+    window.removeDockWidget(heard)  # untab it, then put it under CAM and saliency
+    window.addDockWidget(Qt.RightDockWidgetArea, heard)
+    heard.show()
+    window.splitDockWidget(cam, heard, Qt.Vertical)
+    settle(qtbot)
+    assert not window.tabifiedDockWidgets(cam), "the two docks are still tabbed"
+    hint = window.minimumSizeHint()
+    assert hint.height() <= MAX_MIN_HEIGHT, f"stacked right column: minimum {hint}"
 
 
 def test_screenshot_geometry_is_exact(isolated):

@@ -192,8 +192,11 @@ def test_every_entry_is_a_cli_choice_and_old_spellings_still_parse():
     cam_choices = list(_method_action(parsers["cam"]).choices)
     sal_choices = list(_method_action(parsers["saliency"]).choices)
     assert cam_choices == methods.names(kind="audio", needs_layer=True)
-    assert sal_choices == methods.names(kind="audio", needs_layer=False)
-    assert sorted(cam_choices + sal_choices) == sorted(AUDIO)
+    # saliency reads audio and MIDI files: the input methods of both kinds, in table order
+    both = set(methods.names(kind="audio", needs_layer=False)) | set(methods.names(kind="midi", needs_layer=False))
+    assert sal_choices == [m.name for m in methods.METHODS if m.name in both]
+    assert "note-presence" in sal_choices
+    assert sorted(set(cam_choices + sal_choices) - {"note-presence"}) == sorted(AUDIO)
     assert "gradient-x-input" in sal_choices
     for text, want in (("gradcam", "grad-cam"), ("grad_cam", "grad-cam"), ("gradcam++", "grad-cam++")):
         assert parsers["cam"].parse_args(["f.wav", "--layer", "l", "--method", text]).method == want
@@ -213,7 +216,7 @@ def test_a_wrong_cli_method_is_one_line_listing_the_choices(capsys):
     from musiclens import cli
 
     for argv, allowed in (
-        (["saliency", "f.wav", "--method", "lime"], methods.names(needs_layer=False)),
+        (["saliency", "f.wav", "--method", "lime"], sorted(set(methods.names(needs_layer=False)))),
         (["cam", "f.wav", "--layer", "l", "--method", "ig"], methods.names(needs_layer=True)),
     ):
         with pytest.raises(SystemExit) as e:
@@ -372,7 +375,13 @@ def test_midi_methods_are_the_per_note_saliency_functions():
     from musiclens.core.interpret import midi_saliency
 
     model, notes = _midi_model(), _notes()
-    assert methods.names(kind="midi") == ["gradient", "gradient-x-input", "integrated-gradients", "feature-ablation"]
+    assert methods.names(kind="midi") == [
+        "gradient",
+        "gradient-x-input",
+        "integrated-gradients",
+        "feature-ablation",
+        "note-presence",
+    ]
     torch.testing.assert_close(
         methods.get("gradient")(model, notes, target=2), midi_saliency.gradient_saliency(model, notes, target=2)
     )

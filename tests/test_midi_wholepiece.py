@@ -91,12 +91,109 @@ def test_saliency_covers_the_whole_piece(trained, tmp_path):
     path = folk_tune(tmp_path / "long.mid", n=400, drums=True)
     notes = model.spec.read(path)
     assert len(notes) > 400
-    res = classify_notes(model, notes, method="gradient-x-input")
+    res = classify_notes(model, notes)  # what the piano roll asks for ("gradient")
     sal = np.asarray(res.saliency)
     assert sal.shape[0] == len(notes) and np.isfinite(sal).all()
     per_note = np.abs(sal).sum(axis=1)
     assert (per_note[100:] > 0).mean() > 0.9  # notes after the first 100 count too
     assert model.classify_file(path)["n_notes_read"] == len(notes)
+    # it is the note-presence map of the model (its statistics are piecewise constant in the
+    # note features: their plain gradient is 0)
+    from musiclens.core.analyses.midi import saliency_method
+    from musiclens.core.interpret import methods
+
+    assert (
+        saliency_method(model) == "note-presence" and saliency_method(model, "integrated-gradients") != "note-presence"
+    )
+    x, m = model.tensors(*model.spec.window(notes))
+    pres = methods.get("note-presence")(model, x, target=res.target, mask=m)[0].numpy()
+    np.testing.assert_allclose(sal, pres, rtol=1e-4, atol=1e-7)
+
+
+def _piece(n=300, seed=0):
+    """(n, 7) piece features: pitched notes on two programs and drums, on a 16th grid."""
+    rng = np.random.default_rng(seed)
+    beat = np.sort(rng.integers(0, n, n)) / 4.0
+    x = np.zeros((n, 7), np.float32)
+    x[:, 0] = rng.integers(36, 84, n)
+    x[:, 1] = np.diff(beat, prepend=0.0) / 2.0  # 120 bpm
+    x[:, 2] = rng.choice([0.125, 0.25, 0.5], n)
+    x[:, 3] = rng.integers(40, 120, n)
+    x[:, 4] = rng.choice([0, 32], n)
+    drum = rng.random(n) < 0.3
+    x[drum, 0], x[drum, 4], x[:, 5], x[:, 6] = rng.choice([36, 38, 42], drum.sum()), 0, drum, beat
+    return x
+
+
+def test_statistics_are_weighted_shares_and_a_zero_weight_deletes_the_note():
+    from musiclens.core.models.midi_piece import STAT_NAMES, note_statistics, statistics_of
+
+    x = _piece()
+    names, d = note_statistics(x)
+    s = statistics_of(d, torch.ones(len(x))).numpy()
+    assert s.shape == (len(STAT_NAMES),) and list(STAT_NAMES[: len(names)]) == names
+    k = STAT_NAMES.index("drum share")
+    assert s[k] == pytest.approx(x[:, 5].mean(), abs=1e-6)
+    fam = STAT_NAMES.index("family 4")  # program 32 (bass) // 8
+    assert s[fam] == pytest.approx(np.mean((x[:, 5] == 0) & (x[:, 4] == 32)), abs=1e-6)
+    # a share whose descriptors do not depend on the neighbours: weight 0 == the note deleted
+    w = torch.ones(len(x))
+    w[:30] = 0
+    _, d2 = note_statistics(x[30:])
+    for name in ("drum share", "family 0", "family 4", "pitch 48-59", "velocity 96-111"):
+        i = STAT_NAMES.index(name)
+        assert float(statistics_of(d, w)[i]) == pytest.approx(float(statistics_of(d2, torch.ones(len(x) - 30))[i]))
+
+
+def test_note_presence_is_the_gradient_of_the_presence_weights():
+    from musiclens.core.interpret import methods
+    from musiclens.core.models import registry
+    from musiclens.core.models.inputs import PieceSpec
+    from musiclens.core.models.midi_piece import STAT_NAMES
+
+    torch.manual_seed(0)
+    params = {"n_labels": 2, "channels": 4, "statistics": True, "votes": True, "dropout": 0.0}
+    arch = {"family": "midi_piece", "params": params}
+    net, _ = registry.build(arch)
+    with torch.no_grad():
+        net.stat_head.weight.copy_(torch.randn(2, len(STAT_NAMES)))
+        ranks = [i for i, n in enumerate(STAT_NAMES) if n.startswith("pitch-class share, rank")]
+        net.stat_head.weight[:, ranks] = 0  # sorting has kinks where two pitch classes tie
+    net.eval()
+    model = registry.LoadedModel("p", net, spec=PieceSpec(), labels=["a", "b"], architecture=arch)
+    x, m = model.tensors(_piece(200, seed=1), np.ones(200, bool))
+    sal = methods.get("note-presence")(model, x, target=1, mask=m)
+    assert sal.shape == x.shape
+    g = sal[0].sum(-1)  # per note: the sum over its features
+    assert (g != 0).float().mean() > 0.9
+    for i in (3, 77, 150):  # a central finite difference of the logit in note i's weight
+        w = torch.ones(1, 200, dtype=torch.float64)
+        eps = 1e-3
+        with torch.no_grad():
+            up, down = w.clone(), w.clone()
+            up[0, i] += eps
+            down[0, i] -= eps
+            net.double()
+            fd = (net(x.double(), m, weight=up)[0, 1] - net(x.double(), m, weight=down)[0, 1]) / (2 * eps)
+            net.float()
+        assert float(g[i]) == pytest.approx(float(fd), rel=1e-2, abs=1e-5)
+    # padded notes get exactly 0
+    m2 = m.clone()
+    m2[0, 180:] = False
+    assert float(methods.get("note-presence")(model, x, target=1, mask=m2)[0, 180:].abs().sum()) == 0.0
+
+
+def test_note_presence_refuses_a_model_without_presence_weights():
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret import methods
+    from musiclens.core.models.inputs import NoteSpec
+    from musiclens.core.models.midi_lstm import build_midi_lstm
+    from musiclens.core.models.registry import LoadedModel
+
+    net, _ = build_midi_lstm(n_labels=2, hidden=4, layers=1)
+    model = LoadedModel("l", net, spec=NoteSpec(n_notes=10), labels=["a", "b"], architecture={})
+    with pytest.raises(ParameterError, match="whole-piece"):
+        methods.get("note-presence")(model, torch.rand(1, 10, 3), target=0)
 
 
 @pytest.mark.realdata
@@ -188,7 +285,8 @@ def test_flip_of_the_trained_hybrid_runs_and_reports_what_holds(trained, tmp_pat
     res = run(flip(model, notes, "low"), lambda p: None)
     assert res is not None
     r = res.result
-    assert len(r.written) == len(notes) and r.change["notes"] == len(notes)
+    # a note-presence model's flip deletes notes (note_deletion_flip); nothing else changes
+    assert len(r.written) == len(notes) - r.change.get("notes_deleted", 0) and r.change["notes"] == len(notes)
     # whatever it reached, it is what the written piece reads as
     again = model.predict(*model.tensors(*model.spec.window(res.proposal)))[0].numpy()
     assert np.allclose(again, r.probabilities_after, atol=1e-5)

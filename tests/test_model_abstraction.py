@@ -315,8 +315,10 @@ def test_to_moves_the_model_and_inputs_follow_it(midi_model):
 
 
 def test_integrated_gradients_is_written_once(monkeypatch, midi_model, audio_model):
-    """Audio and MIDI Integrated Gradients both run the one path integral (paths.py)."""
-    from musiclens.core.interpret import midi_saliency, paths, saliency
+    """Audio and MIDI Integrated Gradients both take their path points from the one rule
+    (paths.quadrature) and run paths.integrated_gradients, except where MusiCNN's linear
+    front part is computed once per patch (integrated_gradients_split, same points)."""
+    from musiclens.core.interpret import integrated_gradients_split, midi_saliency, paths, saliency
 
     calls = []
     real = paths.integrated_gradients
@@ -326,6 +328,22 @@ def test_integrated_gradients_is_written_once(monkeypatch, midi_model, audio_mod
         return real(score, x, baseline, **kw)
 
     monkeypatch.setattr(paths, "integrated_gradients", spy)
+    rules = []
+    real_rule = paths.quadrature
+
+    def rule_spy(steps, method="gausslegendre"):
+        rules.append((steps, method))
+        return real_rule(steps, method)
+
+    monkeypatch.setattr(paths, "quadrature", rule_spy)
+    split_calls = []
+    real_split = integrated_gradients_split.integrated_gradients
+
+    def split_spy(net, score, x, baseline, *a, **kw):
+        split_calls.append(tuple(x.shape))
+        return real_split(net, score, x, baseline, *a, **kw)
+
+    monkeypatch.setattr(integrated_gradients_split, "integrated_gradients", split_spy)
     x, mask = midi_model.tensors(np.tile([[67.0, 0.25, 0.25]], (100, 1)), np.ones(100, bool))
     r = midi_saliency.integrated_gradients(midi_model, x, mask, target=1, steps=256)
     assert float(r.delta[0]) <= 1e-2 * max(abs(float(r.output[0] - r.baseline_output[0])), 1e-6) + 1e-4
@@ -333,7 +351,13 @@ def test_integrated_gradients_is_written_once(monkeypatch, midi_model, audio_mod
     xa = torch.randn(1, fe.channels, fe.n_bins, audio_model.patch_frames)
     ra = saliency.integrated_gradients(audio_model, xa, target=0, steps=4)
     assert ra.attributions.shape == xa.shape
-    assert calls == [((1, 100, 3), True), ((1, fe.channels, fe.n_bins, audio_model.patch_frames), False)]
+    shape = (1, fe.channels, fe.n_bins, audio_model.patch_frames)
+    assert calls == [((1, 100, 3), True)]  # MIDI: the path integral of paths.py
+    assert split_calls == [shape]  # MusiCNN: its front part once per patch
+    assert (4, "gausslegendre") in rules  # ... at the points of the one rule
+    with integrated_gradients_split.enabled(False):  # switched off, audio runs paths.py too
+        saliency.integrated_gradients(audio_model, xa, target=0, steps=4)
+    assert calls[-1] == (shape, False)
 
 
 @needs_cuda

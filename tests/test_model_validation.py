@@ -539,7 +539,7 @@ def test_a_midi_analysis_never_changes_the_lstm_left_in_train_mode(tmp_path):
         x, mk = model.tensors(feats, mask)
         torch.manual_seed(5)
         out = [model.predict(x, mk), midi_saliency.gradient_saliency(model, x, mk, target=1)]
-        out += [methods.get(name)(model, x, target=1, mask=mk) for name in methods.names(kind="midi")]
+        out += [methods.get(name)(model, x, target=1, mask=mk) for name in methods.names(kind="midi", model=model)]
         out.append(list(flip_steps(model, notes, to=2, steps=3))[-1].target_probability)
         return _arrays(out)
 

@@ -100,21 +100,10 @@ class Session(QObject):
         what it can do: ``{"cam_layer": str | None, "limits": {feature: why not}, "lines": [...]}``
         (the CAM layer and the lines only for the user's own networks: a family's are known)."""
 
-        def work(ctx: JobContext) -> tuple[ModelSummary, dict]:
-            ctx.progress(None, "loading PyTorch")
-            import torch  # noqa: F401  (the heavy import happens here, off the GUI thread)
-
-            from musiclens.core.models import discover, registry, user_models
-
-            ctx.progress(None, f"loading model {name_or_dir}")
-            model = registry.load(name_or_dir, device=device, trust_code=trust_code)
-            self.model = model
-            own = "family" not in model.architecture  # the user's own network: found out by running it
-            return analyses.summarise(model), {
-                "cam_layer": discover.default_cam_layer(model) if own else None,
-                "limits": dict(model.limits),
-                "lines": user_models.describe(model) if own else [],
-            }
+        def work(ctx: JobContext) -> tuple[ModelSummary, dict]:  # torch loads here, off the GUI thread
+            steps = analyses.load_model_steps(name_or_dir, device=device, trust_code=trust_code)
+            self.model, summary, abilities = _drive(ctx, steps)
+            return summary, abilities
 
         def done(result: tuple[ModelSummary, dict]) -> None:
             summary, self.abilities = result
@@ -145,16 +134,13 @@ class Session(QObject):
         """Read a recording at the model's rate, draw it, then predict."""
         path = Path(path)
 
-        def work(ctx: JobContext) -> Recording:
-            return analyses.open_recording(self._require_model(), path)
-
         def done(rec: Recording) -> None:
             self._path, self.recording, self.analysis = path, rec, None
             self.recording_changed.emit(rec)
             self.status.emit(f"opened {path.name}: {rec.duration_s:.1f} s")
             self.analyse()
 
-        return self.submit(f"open {path.name}", work, done)
+        return _use_case(self, f"open {path.name}", analyses.open_recording_steps, (path,), {}, done)
 
     def analyse(self) -> Job:
         rec = self.recording
@@ -173,11 +159,8 @@ class Session(QObject):
     def layer_maps(self, layer: str, patch: int, on_result: Callable[[LayerMaps], None]) -> Job:
         """Per-filter activation maps of ``layer`` on one patch and their auralisations' levels."""
         audio, start = self.patch_audio(patch)
-        return self.submit(
-            f"activations of {layer}",
-            lambda ctx: analyses.layer_maps(self._require_model(), audio, layer, patch=patch, start_s=start),
-            on_result,
-        )
+        kwargs = {"patch": patch, "start_s": start}
+        return _use_case(self, f"activations of {layer}", analyses.layer_maps_steps, (audio, layer), kwargs, on_result)
 
     def hear_filter(
         self,
@@ -346,6 +329,21 @@ class Session(QObject):
             on_progress=on_progress,
             on_error=on_error,
             worker=self.long_worker,
+        )
+
+    # ------------------------------------------------------------------ studies (issue 21)
+    def study(self, name: str, out: Path, on_result: Callable, *, quick: bool = False, data=None, **kw: Any) -> Job:
+        """Run a study of :data:`musiclens.core.analyses.studies.STUDIES` into the report
+        folder ``out`` on :attr:`long_worker` (``on_result``: its ``StudyReport``; ``kw``:
+        on_progress, on_error); a cancel closes the study's generator."""
+        from musiclens.core.analyses.studies import run_study
+
+        return self.submit(
+            f"study {name}",
+            lambda ctx: _drive(ctx, run_study(name, out, quick=quick, data=data)),
+            on_result,
+            worker=self.long_worker,
+            **kw,
         )
 
     # ------------------------------------------------------------------ MIDI (piano roll)

@@ -168,12 +168,14 @@ class MainWindow(QMainWindow):
         layers = self.add_dock("Layers and filters", self.layers, Qt.LeftDockWidgetArea)
         self.splitDockWidget(spec, layers, Qt.Vertical)
         preds = self.add_dock("Predictions", self.predictions, Qt.RightDockWidgetArea)
-        cam = self.add_dock("CAM and saliency", self.attribution, Qt.RightDockWidgetArea)
+        cam = self.add_dock("CAM and saliency", self.attribution, Qt.RightDockWidgetArea, scroll=True)
         self.splitDockWidget(preds, cam, Qt.Vertical)
         from musiclens.app.panels.explanation import ExplanationPanel
 
         self.explanation = ExplanationPanel()  # tabbed with CAM and saliency
-        self.tabifyDockWidget(cam, self.add_dock("Hear the explanation", self.explanation, Qt.RightDockWidgetArea))
+        self.tabifyDockWidget(
+            cam, self.add_dock("Hear the explanation", self.explanation, Qt.RightDockWidgetArea, scroll=True)
+        )
         cam.raise_()
         # tall forms scroll inside their docks: the window fits a 1366x768 laptop screen
         dream = self.add_dock("Dream", self.dream, Qt.RightDockWidgetArea, scroll=True)
@@ -190,6 +192,10 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(layers, self.add_dock("Compare methods", self.faithfulness, Qt.LeftDockWidgetArea))
         piano = self.add_dock("Piano roll", self.piano_roll, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(spec, piano)
+        from musiclens.app.panels.study_report import StudyReportPanel
+
+        self.study_report = StudyReportPanel()  # Studies menu: musiclens.app.studies_menu
+        self.tabifyDockWidget(spec, self.add_dock("Study report", self.study_report, Qt.LeftDockWidgetArea))
         spec.raise_()
         layers.raise_()
         self._default_sizes = lambda: (
@@ -264,6 +270,9 @@ class MainWindow(QMainWindow):
         analysis = menu.addMenu("&Analysis")
         self._action(analysis, "&Predict again", lambda: self.session.recording and self.session.analyse())
         self._action(analysis, "&Cancel running jobs", lambda: self.job_queue.cancel_all())
+        from musiclens.app.studies_menu import StudiesMenu
+
+        self.studies = StudiesMenu(self, menu.addMenu("&Studies"))
         help_menu = menu.addMenu("&Help")
         self._action(help_menu, "&What am I looking at?", self.show_guide)
         self._action(help_menu, "&About MusicLens", self.about)

@@ -9,15 +9,24 @@ from musiclens.cli._model import DEFAULT_MODEL, add_model_argument, load_model  
 
 
 def add_method_argument(
-    p: argparse.ArgumentParser, *, default: str, needs_layer: bool | None = None, kind: str = "audio"
+    p: argparse.ArgumentParser,
+    *,
+    default: str,
+    needs_layer: bool | None = None,
+    kind: str | tuple[str, ...] = "audio",
 ) -> list[str]:
-    """``--method`` with the method table's names (for ``kind``, with or without a layer) as
-    its choices; old spellings (``gradcam``, ``ig``, ...) are turned into the canonical name.
+    """``--method`` with the method table's names (for ``kind`` — one input kind or several,
+    e.g. ``("audio", "midi")`` for a command that reads both — with or without a layer) as
+    its choices, in table order; old spellings (``gradcam``, ``ig``, ...) are turned into the
+    canonical name. The help says which kinds each method is for when there are several.
     Returns the choices."""
     from musiclens.core.errors import MusicLensError
     from musiclens.core.interpret import methods
 
-    choices = methods.names(kind=kind, needs_layer=needs_layer)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    wanted = {name for k in kinds for name in methods.names(kind=k, needs_layer=needs_layer)}
+    chosen = [m for m in methods.METHODS if m.name in wanted]
+    choices = [m.name for m in chosen]
 
     def method_name(text: str) -> str:
         try:
@@ -26,13 +35,18 @@ def add_method_argument(
             raise argparse.ArgumentTypeError(str(e)) from None
 
     method_name.__name__ = "method"
-    olds = [a for m in methods.select(kind=kind, needs_layer=needs_layer) for a in m.aliases]
+    olds = [a for m in chosen for a in m.aliases]
+
+    def for_kinds(m) -> str:
+        own = [k for k in kinds if m.supports(k)]
+        return f" [{', '.join(own)}]" if len(kinds) > 1 else ""
+
     p.add_argument(
         "--method",
         type=method_name,
         choices=choices,
         default=default,
-        help="; ".join(f"{m.name}: {m.description}" for m in methods.select(kind=kind, needs_layer=needs_layer))
+        help="; ".join(f"{m.name}{for_kinds(m)}: {m.description}" for m in chosen)
         + (f" (old spellings {', '.join(olds)} work too)" if olds else ""),
     )
     return choices

@@ -32,31 +32,38 @@ def midi_model_name(model: str | None) -> str:
 
 
 def saliency(args: argparse.Namespace) -> int:
-    """``musiclens saliency FILE.mid``: per-note attribution of a class on the model's window
-    of notes (pitch, step, duration). ``-o OUT.npz`` (``attribution`` (N, 3), ``per_note``) or
-    ``-o OUT.csv`` (one row per note); JSON with the per-note values and the top notes."""
+    """``musiclens saliency FILE.mid``: per-note attribution of a class on the notes the MIDI
+    model reads (the first N; a whole-piece model: every note of every track), by the method
+    :func:`~musiclens.core.analyses.midi.saliency_method` picks for the model (``gradient`` on
+    a model that reads note statistics is its note presence: their plain gradient is 0).
+    ``-o OUT.npz`` (``attribution`` (N, F), ``per_note``) or ``-o OUT.csv`` (one row per note);
+    JSON with the per-note values and the top notes. A signed method's per-note value is the
+    sum over the note's features (positive: the note speaks for the class), and its top notes
+    are the most positive; an unsigned one's is the sum of magnitudes."""
     import numpy as np
 
     from musiclens.cli import print_json
     from musiclens.cli._output import prepare_output
+    from musiclens.core.analyses.midi import saliency_method
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret import methods
     from musiclens.core.interpret import midi_saliency as ms
     from musiclens.core.models.midi_lstm import load_midi_model
 
-    meth = methods.get(str(getattr(args, "method", "gradient") or "gradient"))
-    if meth.name == "gradient" and getattr(args, "times_input", False):
-        meth = methods.get("gradient-x-input")
-    if "midi" not in meth.input_kinds:
+    asked = methods.get(str(getattr(args, "method", "gradient") or "gradient"))
+    if asked.name == "gradient" and getattr(args, "times_input", False):
+        asked = methods.get("gradient-x-input")
+    if "midi" not in asked.input_kinds:
         raise ParameterError(
-            f"--method {meth.name} does not apply to MIDI models; MIDI saliency offers "
+            f"--method {asked.name} does not apply to MIDI models; MIDI saliency offers "
             + ", ".join(methods.names(kind="midi"))
         )
-    method = meth.name
     out_path = getattr(args, "output", None)
     if out_path is not None and Path(out_path).suffix.lower() not in (".npz", ".csv"):
         raise ParameterError(f"for a MIDI file -o must end in .npz or .csv, got {out_path!r}")
     m = load_midi_model(midi_model_name(getattr(args, "model", None)), device=getattr(args, "device", "auto"))
+    meth = methods.get(saliency_method(m, asked.name))  # the model's own per-note method for "gradient"
+    method = meth.name
     notes = m.spec.read(args.file)
     feats, mask = m.spec.window(notes)
     x, mk = m.tensors(feats, mask)
@@ -80,8 +87,9 @@ def saliency(args: argparse.Namespace) -> int:
         }
     k = int(mask.sum())
     a = attr[0].detach().cpu().numpy().astype(np.float32)[:k]
-    per = ms.per_note(attr.detach())[0].cpu().numpy().astype(np.float32)[:k]
-    order = np.argsort(-per)[:5]
+    signed = meth.shown_signed  # the table: keep the sign (for the class vs against it)
+    per = ms.per_note(attr.detach(), how="sum" if signed else "l1")[0].cpu().numpy().astype(np.float32)[:k]
+    order = np.argsort(-per, kind="stable")[:5]
     top = [
         {"index": int(i), "pitch": int(notes.pitch[i]), "start_s": float(notes.start[i]), "saliency": float(per[i])}
         for i in order
@@ -91,6 +99,8 @@ def saliency(args: argparse.Namespace) -> int:
         "file": str(args.file),
         "kind": "midi",
         "method": method,
+        "method_asked": asked.name,
+        "per_note_value": "sum over features, signed (positive: for the class)" if signed else "sum of magnitudes",
         "target": m.labels[target],
         "score": score,
         "probability": float(probs[target]),
@@ -118,19 +128,26 @@ def saliency(args: argparse.Namespace) -> int:
                 model=np.array(m.name),
             )
         else:
+            names = list(getattr(m.spec, "features", ("pitch", "step", "duration")))
             with open(out_path, "w", encoding="utf-8") as f:
-                f.write("index,start_s,pitch,step_s,duration_s,saliency,d_pitch,d_step,d_duration\n")
+                f.write(
+                    "index,start_s,pitch,step_s,duration_s,saliency,"
+                    + ",".join(f"d_{n}" for n in names[: a.shape[1]])
+                    + "\n"
+                )
                 for i in range(k):
                     f.write(
                         f"{i},{notes.start[i]:.6f},{int(notes.pitch[i])},{feats[i, 1]:.6f},{feats[i, 2]:.6f},"
-                        f"{per[i]:.6g},{a[i, 0]:.6g},{a[i, 1]:.6g},{a[i, 2]:.6g}\n"
+                        f"{per[i]:.6g}," + ",".join(f"{v:.6g}" for v in a[i]) + "\n"
                     )
     if getattr(args, "json", False):
         print_json(summary)
     else:
+        which = f"all {k} notes" if k == len(notes) else f"the first {k} notes"
+        swapped = f" (the model's own method for {asked.name})" if method != asked.name else ""
         print(
-            f"{method} saliency of {m.labels[target]!r} (p = {probs[target]:.3f}) on the first {k} notes of "
-            f"{args.file}; most salient notes: "
+            f"{method} saliency{swapped} of {m.labels[target]!r} (p = {probs[target]:.3f}) on {which} of "
+            f"{args.file}; most salient notes{' for the class' if signed else ''}: "
             + ", ".join(f"#{t['index']} (pitch {t['pitch']}, {t['start_s']:.2f} s)" for t in top)
             + (f"; wrote {out_path}" if out_path else "")
         )
@@ -142,16 +159,15 @@ def flip(args: argparse.Namespace) -> int:
     ``flip`` command's arguments (``--steps``, ``--lr``; the MIDI defaults otherwise)."""
     from musiclens.cli import midi_flip
 
-    lr = getattr(args, "lr", None)
     ns = argparse.Namespace(
         file=args.file,
         to=args.to,
         model=midi_model_name(getattr(args, "model", None)),
         output=args.output,
         steps=getattr(args, "steps", 300),
-        lr=0.05 if lr is None else lr,
-        penalty=0.001,
-        features="pitch,step,duration",
+        lr=getattr(args, "lr", None),
+        penalty=None,
+        features=None,
         window_only=bool(getattr(args, "patch_only", False)),
         model_notes_only=False,
         json=getattr(args, "json", False),

@@ -1,11 +1,13 @@
 """``musiclens midi-flip FILE --to CLASS [--model NAME] -o OUT.mid [--json]``.
 
-Learns the smallest change to the first N notes (whole-piece models: to the pitch, velocity
-or onset of a few notes anywhere in the piece) that makes the model predict CLASS,
-writes the modified piece (only the changed notes differ: every other note, track, tempo
-change, controller and pitch bend of the file is kept), reads the written file back and
-classifies it again, and reports before/after probabilities, the changed notes and the
-size of the change.
+Learns the smallest change that makes the model predict CLASS: for a model that reads note
+statistics (the default ``midi-piece``), the fewest notes to delete anywhere in the piece;
+for the others, a change to the first N notes' pitch, step and duration (whole pieces without
+statistics: the pitch, velocity or onset of a few notes). Writes the modified piece (only the
+changed or deleted notes differ: every other note, track, tempo change, controller and pitch
+bend of the file is kept), reads the written file back and classifies it again, and reports
+before/after probabilities, the changed notes, the size of the change and what the written
+file holds (its notes matched to the source's, its tracks).
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_argument(p)
     p.add_argument("-o", "--output", required=True, help="where to write the modified .mid")
     p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
-    p.add_argument("--penalty", type=float, default=0.001, help="weight of the L1 size of the change (default 0.001)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="step size (default: 0.05; Adam in standardised units, or the largest move of a note's presence weight)",
+    )
+    p.add_argument(
+        "--penalty",
+        type=float,
+        default=None,
+        help="weight of the L1 size of the change (default 0.001 standardised units; deletion: 0.5 per share of notes)",
+    )
     p.add_argument(
         "--features",
-        default="pitch,step,duration",
-        help="comma-separated features that may change (default pitch,step,duration)",
+        default=None,
+        help="comma-separated features that may change (default pitch,step,duration; not for a deletion flip)",
     )
     p.add_argument(
         "--window-only", action="store_true", help="write only the model's window of notes, not the rest of the piece"
@@ -51,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli._output import prepare_output
     from musiclens.cli._progress import Progress
     from musiclens.core import analyses
+    from musiclens.core.analyses.midi import flip_kind
     from musiclens.core.errors import ParameterError
     from musiclens.core.midi import write_midi
     from musiclens.core.models.midi_lstm import load_midi_model
@@ -62,12 +75,15 @@ def run(args: argparse.Namespace) -> int:
     model.label_index(args.to)  # fail early on an unknown class
     notes = analyses.open_midi(model, args.file).notes
     prepare_output(args.output)  # a bad output path fails now, not after the optimisation
-    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    deletion = flip_kind(model) == "delete"
+    options: dict[str, Any] = {k: v for k, v in (("lr", args.lr), ("penalty", args.penalty)) if v is not None}
+    if args.features is not None:
+        if deletion:
+            raise ParameterError(f"{model.name} is flipped by deleting notes: --features does not apply")
+        options["features"] = [f.strip() for f in args.features.split(",") if f.strip()]
     progress = Progress("midi-flip", "steps", total=args.steps, quiet=args.quiet)
     target = model.labels[model.label_index(args.to)]
-    flipping = analyses.flip(
-        model, notes, args.to, steps=args.steps, lr=args.lr, penalty=args.penalty, features=features
-    )
+    flipping = analyses.flip(model, notes, args.to, steps=args.steps, **options)
     last_step = 0
 
     def show(p: Any) -> None:
@@ -100,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     out = {"file": str(args.file), "model": model.name, "output": str(path)} | result.to_dict()
     out["probabilities_after_reading_output"] = check["probabilities"]
     out["flip_holds_in_output"] = check["predicted"] == out["target"]
+    out["output_check"] = output_check(args.file, path)
     if args.json:
         print_json(out)
     else:
@@ -112,12 +129,52 @@ def run(args: argparse.Namespace) -> int:
         for label in model.labels:
             print(f"  {label:<16} {before[label]:.4f} -> {after[label]:.4f}")
         c = out["change"]
+        if deletion:
+            print(f"  deleted {c['notes_deleted']} of {c['notes']} notes ({100 * c['share_deleted']:.1f} %)")
+        else:
+            print(
+                f"  changed {c['notes_changed']} of {c['notes']} notes: {c['pitches_changed']} pitches "
+                f"({c['pitch_l1_semitones']:.0f} semitones), {c['steps_changed']} steps "
+                f"({c['step_l1_seconds']:.3f} s), {c['durations_changed']} durations "
+                f"({c['duration_l1_seconds']:.3f} s)"
+                + (f", {c['velocities_changed']} velocities" if c.get("velocities_changed") else "")
+            )
+        k = out["output_check"]
         print(
-            f"  changed {c['notes_changed']} of {c['notes']} notes: {c['pitches_changed']} pitches "
-            f"({c['pitch_l1_semitones']:.0f} semitones), {c['steps_changed']} steps "
-            f"({c['step_l1_seconds']:.3f} s), {c['durations_changed']} durations "
-            f"({c['duration_l1_seconds']:.3f} s)"
-            + (f", {c['velocities_changed']} velocities" if c.get("velocities_changed") else "")
+            f"  the written file reads as {check['predicted']} "
+            f"({'holds' if out['flip_holds_in_output'] else 'does NOT hold'}); "
+            f"{k['notes_unchanged_exact']} of its {k['notes_written']} notes are source notes at their exact times; "
+            f"tracks {k['tracks_written']}/{k['tracks']}, other events {k['other_events_written']}/{k['other_events']}"
         )
         print(f"  wrote {path}")
     return 0
+
+
+def output_check(source, written) -> dict[str, int]:
+    """What the written file holds beside the source: its notes (every track, read with
+    :func:`~musiclens.core.midi.read_midi`) that are source notes at their exact start, end,
+    pitch, velocity, program and drum flag; its tracks; the non-note events of all tracks."""
+    from collections import Counter
+
+    import mido
+
+    from musiclens.core.midi import read_midi
+
+    def key(n) -> Counter:
+        return Counter(zip(n.start.round(6), n.end.round(6), n.program, n.is_drum, n.pitch, n.velocity, strict=True))
+
+    def events(path) -> tuple[int, int]:
+        tracks = mido.MidiFile(path).tracks
+        return len(tracks), sum(1 for tr in tracks for m in tr if m.type not in ("note_on", "note_off"))
+
+    before, after = read_midi(source), read_midi(written)
+    (t0, e0), (t1, e1) = events(source), events(written)
+    return {
+        "notes_source": len(before),
+        "notes_written": len(after),
+        "notes_unchanged_exact": sum((key(before) & key(after)).values()),
+        "tracks": t0,
+        "tracks_written": t1,
+        "other_events": e0,
+        "other_events_written": e1,
+    }

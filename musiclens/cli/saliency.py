@@ -2,6 +2,8 @@
 
 Input attribution of one class/tag on the spectrogram, by any input-resolution method of the
 method table (the plain gradient, gradient × input, SmoothGrad, Integrated Gradients, ...).
+A MIDI file gets the MIDI model's per-note saliency (its methods are marked [midi]; the
+default ``gradient`` is note presence on a whole-piece model that reads note statistics).
 Integrated Gradients reports its completeness error: Σ attributions − (score − baseline
 score), which should be near 0.
 
@@ -28,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="an audio file, or a MIDI file (.mid: a MIDI model, per-note saliency)")
     add_model_argument(p)
-    add_method_argument(p, default="gradient", needs_layer=False)  # the method table's input methods
+    # the method table's input methods, audio and MIDI (a MIDI file gets the MIDI ones; "gradient"
+    # on a whole-piece model with note statistics is its note presence: analyses.midi.saliency_method)
+    add_method_argument(p, default="gradient", needs_layer=False, kind=("audio", "midi"))
     p.add_argument("--target", default=None, help="label name or index, or a set of tags a+b (default: the top label)")
     p.add_argument(
         "--output-score",
@@ -85,14 +89,20 @@ def run(args: argparse.Namespace) -> int:
     from musiclens.cli._model import load_model
     from musiclens.cli._output import prepare_output
     from musiclens.core import analyses
+    from musiclens.core.errors import ParameterError
     from musiclens.core.interpret import methods
 
     kind = output_kind(args.output, (".npz", ".png"))
+    method = methods.get("gradient-x-input" if args.method == "gradient" and args.times_input else args.method)
+    if not method.supports("audio"):
+        raise ParameterError(
+            f"--method {method.name} is for MIDI files; for audio: "
+            + ", ".join(methods.names(kind="audio", needs_layer=False))
+        )
     m = load_model(args)
     y, sr = read_audio(args.file, m, offset=args.offset, duration=args.duration)
     x = features_at_model_rate(m, y, sr)
     target = resolve_target(m, args.target, x, allow_set=True)  # "a+b": a set of labels
-    method = methods.get("gradient-x-input" if args.method == "gradient" and args.times_input else args.method)
     info: dict = {}  # diagnostics the method reports (Integrated Gradients: its completeness)
     options = {
         "output": args.output_score,

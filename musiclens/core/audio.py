@@ -18,7 +18,7 @@ says when a header is implausible (``plausible``, ``warning``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from musiclens.core.errors import AudioFileError, MusicLensError, ParameterError, regular_file
+from musiclens.core.progress import Progress, run
 
 #: Extensions we offer in file dialogs. Anything libsndfile can read is accepted.
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
@@ -256,6 +257,32 @@ def load(
     resampled copy, computed from the header bounded by what the file's bytes can hold, before
     anything is decoded).
     """
+    steps = load_steps(
+        path,
+        sr=sr,
+        mono=mono,
+        offset=offset,
+        duration=duration,
+        max_seconds=max_seconds,
+        allow_truncated=allow_truncated,
+    )
+    return run(steps)
+
+
+def load_steps(
+    path: str | os.PathLike[str],
+    *,
+    sr: int | None = None,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    allow_truncated: bool = False,
+) -> Generator[Progress, None, tuple[np.ndarray, int]]:
+    """:func:`load` in steps: yields a :class:`Progress` after each block it decodes
+    (:data:`BLOCK_SAMPLES` samples) and before resampling; ``fraction``: the samples decoded
+    over all, decoding and resampling (when the rates differ) each one pass over the
+    samples; returns what :func:`load` returns."""
     path = Path(path)
     meta = info(path)
     if not allow_truncated:
@@ -290,7 +317,9 @@ def load(
             + f"), more than the {MAX_DECODED_BYTES / 2**30:.0f} GB read at once"
             + (f"; {meta.warning}" if meta.warning else "; choose a part (offset/duration) or mix to mono")
         )
-    data = _decode(path, meta, start, frames, mono=mono)  # (channels or 1, frames decoded)
+    share = 0.5 if rate != meta.sample_rate else 1.0  # of the passes over the samples: decoding
+    yield Progress(fraction=0.0, message=f"reading {path.name}")
+    data = yield from _decode(path, meta, start, frames, mono=mono, share=share)  # (channels or 1, frames decoded)
     # An mp3 header only estimates its length: allow it 5 % slack before calling it truncated.
     slack = 0.05 if meta.format in ("MP3", "MPEG") else 0.0
     if data.shape[1] == 0 or (data.shape[1] < (1 - slack) * (stop - start) and not allow_truncated):
@@ -300,6 +329,7 @@ def load(
         )
     audio = data[0] if mono else data
     if rate != meta.sample_rate:
+        yield Progress(fraction=share, message=f"resampling {path.name} to {rate} Hz")
         audio = resample(audio, orig_sr=meta.sample_rate, target_sr=rate)
     return np.ascontiguousarray(audio, dtype=np.float32), int(rate)
 
@@ -361,8 +391,11 @@ def _blocks(path: Path, meta: AudioInfo, start: int, frames: int) -> Iterator[np
         ) from None
 
 
-def _decode(path: Path, meta: AudioInfo, start: int, frames: int, *, mono: bool) -> np.ndarray:
-    """``frames`` frames from ``start`` as ``(channels, n)`` float32 (``(1, n)`` mixed down
+def _decode(
+    path: Path, meta: AudioInfo, start: int, frames: int, *, mono: bool, share: float = 1.0
+) -> Generator[Progress, None, np.ndarray]:
+    """Yields a :class:`Progress` after each block (``fraction``: ``share`` × frames decoded /
+    ``frames``), returns ``frames`` frames from ``start`` as ``(channels, n)`` float32 (``(1, n)`` mixed down
     block by block when ``mono``), ``n`` the frames actually decoded. ``frames`` is bounded by
     the caller (what the file can hold, :data:`MAX_DECODED_BYTES`); the array is reserved
     once and filled as the decoder gives samples (pages the decoder never fills are never
@@ -373,6 +406,8 @@ def _decode(path: Path, meta: AudioInfo, start: int, frames: int, *, mono: bool)
         k = d.shape[0]
         out[:, n : n + k] = to_mono(d.T) if mono else d.T
         n += k
+        seconds = f"{n / meta.sample_rate:.0f} s of {frames / meta.sample_rate:.0f} s"
+        yield Progress(fraction=share * min(1.0, n / frames), message=f"reading {path.name}: {seconds}")
     return out if n == frames else np.ascontiguousarray(out[:, :n])
 
 

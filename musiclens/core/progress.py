@@ -13,11 +13,13 @@ types built from these.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Cancel", "Progress", "is_cancelled"]
+__all__ = ["Cancel", "Progress", "is_cancelled", "run", "scaled"]
+
+T = TypeVar("T")
 
 
 @dataclass(kw_only=True)
@@ -36,6 +38,37 @@ class Progress:
 
     def line(self) -> str:
         return self.message
+
+
+def run(steps: Generator[Progress, None, T], callback: Callable[[Progress], Any] | None = None) -> T:
+    """Drive a generator of :class:`Progress` to its end, calling ``callback`` on every step;
+    returns the generator's result. If ``callback`` raises (e.g. to cancel), the generator is closed."""
+    try:
+        while True:
+            step = next(steps)
+            if callback is not None:
+                callback(step)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        steps.close()
+
+
+def scaled(steps: Generator[Progress, None, T], start: float, end: float) -> Generator[Progress, None, T]:
+    """``steps`` as one part of a longer job: each step's fraction f (0..1) becomes
+    ``start + f × (end - start)``; returns ``steps``' result (closing this closes ``steps``)."""
+    try:
+        while True:
+            step = next(steps)
+            if step.fraction is not None:
+                step = replace(step, fraction=start + step.fraction * (end - start))
+            yield step
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        steps.close()
 
 
 class _Flag(Protocol):

@@ -19,12 +19,15 @@
 * logmel: our log-mel of 30 s at 22.05 kHz against librosa's (same values), one thread.
 * ig: Integrated Gradients over resources/demo/demo.ogg (30 s, ``--seconds`` to shorten) on
   MSD_musicnn as the window runs it (``attribution_over_file``, the table's quick options:
-  24 Gauss–Legendre points), old network (``git show HEAD:`` of musicnn.py) against the
-  current one, with the largest completeness error of each and their largest difference,
-  and whether the fast timbral backward ran (calls of ``musicnn._ConvFreqPool``).
+  24 Gauss–Legendre points): before = Captum over the whole network at every point
+  (``integrated_gradients_split.enabled(False)``), after = the split path, interleaved; the
+  largest completeness error of each, their largest difference and the load average.
 * sanity: ``musiclens sanity demo.ogg --method grad,ig`` as the CLI runs it
-  (``sanity.sanity_check``, 16 IG points) on ``--sanity-layers`` layers (default all),
-  old network against current, and the largest difference of the similarity figures.
+  (``sanity.sanity_check``, 16 IG points, the whole 30 s as one input): before = HEAD's
+  sanity module with Captum's paths on ``--sanity-before-layers`` layers (default 2; it needs
+  minutes per layer; its time per step extrapolated to all layers, labelled so), after = the
+  current one on the same layers and on ``--sanity-layers`` layers (default all, as the CLI),
+  the largest difference of the similarity figures and the progress lines' time estimates.
 Run with ``--threads 1``; each figure is the best of ``--repeat``.
 """
 
@@ -302,43 +305,61 @@ def _demo(m, seconds: float):
     return y
 
 
+def _load() -> str:
+    import os
+
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _old_module(path: str, name: str):
+    """``path`` (a module of musiclens) as committed at HEAD, loaded as module ``name``."""
+    import types
+
+    src = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    mod = types.ModuleType(name)
+    sys.modules[name] = mod  # dataclasses look their module up
+    exec(compile(src, f"{name}.py", "exec"), mod.__dict__)
+    return mod
+
+
 def ig(args: argparse.Namespace) -> None:
+    import contextlib
+
     import torch
 
     sys.path.insert(0, str(REPO))
     torch.set_num_threads(args.threads)
     from musiclens.core.analyses import attribution as A
     from musiclens.core.analyses import run
+    from musiclens.core.interpret import integrated_gradients_split as split
     from musiclens.core.interpret import methods
-    from musiclens.core.models import musicnn, registry
+    from musiclens.core.models import registry
 
     m = registry.load("MSD_musicnn")
     y = _demo(m, args.seconds)
-    variants = {"before": _with_net(m, _old_musicnn_net(m)), "after": m}
     steps = dict(methods.get("integrated-gradients").quick)["steps"]
-    calls = [0]
-    fast = musicnn._ConvFreqPool.apply
-
-    def counted(*a):
-        calls[0] += 1
-        return fast(*a)
-
-    musicnn._ConvFreqPool.apply = counted
+    # before: Captum over the whole network at every point (the split switched off);
+    # after: the split path (the front once per patch, the tail per point)
+    variants = {"before": lambda: split.enabled(False), "after": contextlib.nullcontext}
+    print(f"\nIntegrated Gradients over {args.seconds:g} s of demo.ogg, MSD_musicnn, {steps} Gauss-Legendre points")
+    print(
+        f"  per patch, as the window runs it (attribution_over_file), {args.threads} thread(s), best of {args.repeat}"
+    )
+    print(f"  start: {_load()}")
     out, best = {}, {k: float("inf") for k in variants}
     for _ in range(args.repeat):  # interleaved, so both see the same machine load
-        for k, model in variants.items():
+        for k, ctx in variants.items():
             t = time.perf_counter()
-            out[k] = run(A.attribution_over_file(model, y, "integrated-gradients", 0))
+            with ctx():
+                out[k] = run(A.attribution_over_file(m, y, "integrated-gradients", 0))
             best[k] = min(best[k], time.perf_counter() - t)
-    musicnn._ConvFreqPool.apply = fast
+            print(f"    {k:6s} {time.perf_counter() - t:7.1f} s ({_load()})", flush=True)
     a, b = out["before"].values, out["after"].values
     rel = float(abs(a - b).max() / abs(a).max())
-    print(f"\nIntegrated Gradients over {args.seconds:g} s of demo.ogg, MSD_musicnn, {steps} points per patch,")
-    print(f"  {args.threads} thread(s), best of {args.repeat}")
     for k in variants:
         print(f"  {k:6s}: {best[k]:7.1f} s ({out[k].note.strip('; ')})")
-    print(f"  speed-up {best['before'] / best['after']:.2f}x; max |diff| / max |map| {rel:.1e}")
-    print(f"  fast timbral backward: {calls[0]} calls in the 'after' runs (0 = not used)")
+    print(f"  speed-up {best['before'] / best['after']:.2f}x; max |diff| / max |map| {rel:.1e} (goal: after <= 5 s)")
+    print(f"  end: {_load()}")
 
 
 def sanity(args: argparse.Namespace) -> None:
@@ -349,36 +370,60 @@ def sanity(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     torch.set_num_threads(args.threads)
     from musiclens.core.analyses import run
+    from musiclens.core.interpret import integrated_gradients_split as split
     from musiclens.core.interpret.sanity import cascade_layers, sanity_check
     from musiclens.core.models import registry
 
+    old = _old_module("musiclens/core/interpret/sanity.py", "old_sanity")
     m = registry.load("MSD_musicnn")
     x = m.front_end(torch.from_numpy(_demo(m, args.seconds))[None])
-    layers = cascade_layers(m)[: args.sanity_layers] if args.sanity_layers else None
-    variants = {"before": _with_net(m, _old_musicnn_net(m)), "after": m}
+    every = cascade_layers(m)
+    layers = every[: args.sanity_layers] if args.sanity_layers else every
     fns = {"grad": "gradient", "ig": "integrated-gradients"}
-    opts = {"ig": {"steps": 16}}
-    out, best, shown = {}, {k: float("inf") for k in variants}, dict.fromkeys(variants, 0)
-    for _ in range(args.repeat):
-        for k, model in variants.items():
-            reports = []
-            t = time.perf_counter()
-            out[k] = run(sanity_check(model, x, fns, target=0, layers=layers, options=opts), reports.append)
-            best[k] = min(best[k], time.perf_counter() - t)
-            shown[k] = len(reports)
+    opts = {"ig": {"steps": 16}}  # the CLI's default
+    print(f"\nsanity grad + ig (16 points) on {args.seconds:g} s of demo.ogg, MSD_musicnn, {args.threads} thread(s)")
+    print(f"  start: {_load()}")
+
+    def job(k: str, n: int):
+        """(seconds, result, progress reports) of one variant on the first n layers."""
+        reports: list = []
+        t = time.perf_counter()
+        if k == "before":  # HEAD's sanity module, Captum's IG and gradient
+            with split.enabled(False):
+                r = run(old.sanity_check(m, x, fns, target=0, layers=layers[:n], options=opts), reports.append)
+        else:
+            r = run(sanity_check(m, x, fns, target=0, layers=layers[:n], options=opts), reports.append)
+        dt = time.perf_counter() - t
+        print(f"    {k:6s} {n:2d} layers {dt:7.1f} s ({_load()})", flush=True)
+        return dt, r, reports
+
+    nb = min(args.sanity_before_layers, len(layers))
+    best, out, reports = {}, {}, {}
+    for _ in range(args.repeat):  # interleaved: before on nb layers, after on nb layers, after on all
+        for k, n in (("before", nb), ("after-short", nb), ("after", len(layers))):
+            dt, r, rep = job(k.split("-")[0], n)
+            if dt < best.get(k, float("inf")):
+                best[k], out[k], reports[k] = dt, r, rep
     diff = max(
         abs(getattr(s, f) - getattr(r, f))
         for name in fns
-        for s, r in zip(out["before"][name], out["after"][name])
+        for s, r in zip(out["before"][name], out["after-short"][name], strict=True)
         for f in ("spearman", "spearman_signed", "ssim")
         if not (math.isnan(getattr(s, f)) or math.isnan(getattr(r, f)))
     )
-    n = len(out["after"]["grad"]) - 1
-    print(f"\nsanity grad + ig (16 points) on {args.seconds:g} s of demo.ogg, MSD_musicnn, {n} layers randomised,")
-    print(f"  {args.threads} thread(s), best of {args.repeat}")
-    for k in variants:
-        print(f"  {k:6s}: {best[k]:7.1f} s, {shown[k]} progress reports")
-    print(f"  speed-up {best['before'] / best['after']:.2f}x; max |similarity diff| {diff:.1e}")
+    per_before = best["before"] / (nb + 1)  # the trained model's maps + nb randomised steps
+    print(
+        f"  before (HEAD's sanity, Captum): {best['before']:7.1f} s for {nb} layers "
+        f"-> ~{per_before * (len(layers) + 1):.0f} s for all {len(layers)} (extrapolated, {per_before:.1f} s per step)"
+    )
+    print(f"  after, {nb} layers:           {best['after-short']:7.1f} s: {best['before'] / best['after-short']:.1f}x")
+    etas = [r.message.rsplit("; ", 1)[-1] for r in reports["after"] if r.payload is not None]
+    print(
+        f"  after, all {len(layers)} layers:       {best['after']:7.1f} s (goal <= 30 s), "
+        f"{len(reports['after'])} progress reports, e.g. {etas[0]!r} ... {etas[-1]!r}"
+    )
+    print(f"  max |similarity diff| before/after on {nb} layers: {diff:.1e}")
+    print(f"  end: {_load()}")
 
 
 def main() -> None:
@@ -389,6 +434,9 @@ def main() -> None:
     p.add_argument("--old-classes", type=int, default=1, help="classes the old similarity engine runs on")
     p.add_argument("--seconds", type=float, default=30.0, help="ig, sanity: seconds of demo.ogg (default 30)")
     p.add_argument("--sanity-layers", type=int, default=0, help="sanity: layers randomised (default 0: all)")
+    p.add_argument(
+        "--sanity-before-layers", type=int, default=2, help="sanity: layers the old check runs on (minutes per layer)"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -11,8 +11,12 @@ points (the same for every variant), for one tag on MSD_musicnn. Variants:
 * ``captum default``: ``IntegratedGradients.attribute`` without ``internal_batch_size``
   (all the points of a patch in one forward pass);
 * ``captum batch K``: with ``internal_batch_size=K``;
-* ``method table``: ``methods.get("integrated-gradients")`` as the window calls it (Captum
-  with :data:`musiclens.core.interpret.captum_methods.IG_BATCH`).
+* ``table, Captum``: ``methods.get("integrated-gradients")`` with the split path off (Captum
+  with :data:`musiclens.core.interpret.captum_methods.IG_BATCH`), as before issue 20;
+* ``table, split``: the same call as the window makes it now: the front once per patch, the
+  tail per point (:mod:`musiclens.core.interpret.integrated_gradients_split`). Its maps differ
+  from the float32 Captum ones by the rounding-decided ties of the Captum path (see
+  ``tests/test_ig_split.py``), about 1e-5 to 1e-4 of the map's largest value.
 
 Each is timed at 2 threads and at 1 (``torch.set_num_threads``), best of ``--repeat`` rounds
 (each round runs every variant once, so that a change of the machine's load hits all alike);
@@ -35,6 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from musiclens.core.audio import load  # noqa: E402
+from musiclens.core.interpret import integrated_gradients_split as split  # noqa: E402
 from musiclens.core.interpret import methods, saliency  # noqa: E402
 from musiclens.core.interpret._common import class_scores, eval_mode, target_weights  # noqa: E402
 from musiclens.core.interpret.captum_methods import IG_BATCH  # noqa: E402
@@ -92,13 +97,19 @@ def main() -> int:
     steps = args.steps
     x0s = [saliency.baseline_tensor(m, patches[i : i + 1], "silence") for i in range(n)]
     ig = methods.get("integrated-gradients")
+
+    def captum_table(x: torch.Tensor) -> torch.Tensor:
+        with split.enabled(False):
+            return ig(m, x, target=TARGET, steps=steps)
+
     variants: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
         ("old (hand-written, 16/pass)", lambda x, x0: old_ig(m, x, x0, TARGET, steps)),
         (f"captum default ({steps}/pass)", lambda x, x0: captum_ig(m, x, x0, TARGET, steps, None)),
     ]
     for b in (int(v) for v in args.batches.split(",") if v.strip()):
         variants.append((f"captum batch {b}", lambda x, x0, b=b: captum_ig(m, x, x0, TARGET, steps, b)))
-    variants.append((f"method table (batch {IG_BATCH})", lambda x, x0: ig(m, x, target=TARGET, steps=steps)))
+    variants.append((f"table, Captum (batch {IG_BATCH})", lambda x, x0: captum_table(x)))
+    variants.append(("table, split (default)", lambda x, x0: ig(m, x, target=TARGET, steps=steps)))
 
     print(
         f"IG over {n} patches ({n * m.patch_seconds:.0f} s) of demo.ogg, MSD_musicnn, {steps} steps, target {TARGET!r}"

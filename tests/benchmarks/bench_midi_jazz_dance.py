@@ -1,7 +1,7 @@
 """Benchmark: the MIDI LSTM on real jazz vs dance MIDI (the seed study's task), held-out accuracy.
 
     .venv/bin/python tests/benchmarks/bench_midi_jazz_dance.py [ROOT] [--keep-drums] [--folds K]
-        [--epochs E] [--hidden H] [--layers L] [--threads T]
+        [--epochs E] [--hidden H] [--layers L] [--threads T] [--only lstm,rf,piece] [--piece-params JSON]
 
 ROOT defaults to ``../shared/data/midi/di01096-genre-midi`` (jazz 60, dance 60 files; not
 part of the project, never committed). Pieces are cut to their first 100 notes (the study's
@@ -18,15 +18,19 @@ Then, on the same folds (same files held out), it reports file-level 5-fold CV a
   (pitch, log step, log duration, velocity quantiles, drum share, notes per second, chord
   share, instrument-family and pitch-class histograms, position-in-the-beat histogram);
 * (c) the default MIDI architecture (``midi-piece``, :mod:`musiclens.core.models.midi_piece`
-  with its training defaults): the hybrid of a small dilated CNN over every note of every
-  track (trained on random 256-note windows, whole pieces at test time) and a linear branch
-  on the whole piece's statistics (``piece_summary``: tempo, swing, repetition, bass line,
-  drum kit, chords, key-free pitch-class profile ...); ``--plain`` trains the CNN alone;
+  with its training defaults): a linear classifier on the whole piece's note statistics
+  (``statistics_of``: shares of notes on the beat grid, swung, in 4-note chords or chords
+  with sevenths, walking-bass steps, four-on-the-floor kicks, off-beat hats, repeated bars
+  and patterns, melodic intervals, velocities, instrument families, the key-free
+  pitch-class profile ...), every statistic a differentiable function of each note's
+  presence; ``--piece-params '{"votes": true}'`` adds the dilated CNN over every note;
 
-and the deletion test of (c): on every held-out piece, delete the 10 % of notes with the
-largest per-note saliency (gradient x input of the predicted class, summed over the note's
-features: the notes that speak most *for* the class; also by magnitude) or as many random
-notes (3 draws), and compare the drop of the predicted class's probability.
+and the deletion test of (c) with the saliency the app shows for it
+(``musiclens.core.analyses.midi.saliency_method``: for this model ``note-presence``, the
+gradient of the predicted class's logit with respect to each note's presence): on every
+held-out piece, delete the 10 % of notes with the largest saliency (the notes that speak
+most *for* the class; also the largest magnitude) or as many random notes (3 draws), and
+compare the drop of the predicted class's probability (mean over pieces, n = pieces).
 The table gives each model's accuracy over all held-out files and its mean ± sd over the
 folds. ``--only piece,rf`` skips the LSTM. The weights are not saved.
 """
@@ -34,6 +38,7 @@ folds. ``--only piece,rf`` skips the LSTM. The weights are not saved.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -79,8 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="lstm,rf,piece", help="which of lstm, rf, piece to run (comma-separated)")
-    ap.add_argument("--piece-epochs", type=int, default=30)
-    ap.add_argument("--plain", action="store_true", help="(c) without the whole-piece statistics branch")
+    ap.add_argument("--piece-params", default="{}", help="JSON: train_midi_piece settings beside its defaults")
     ap.add_argument("--delete", type=float, default=0.1, help="share of notes deleted in the deletion test")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -193,6 +197,7 @@ def delete_notes(x: np.ndarray, drop: np.ndarray) -> np.ndarray:
 
 
 def whole_piece(data: MidiDataset, args, table: dict[str, list[float]]) -> int:
+    from musiclens.core.analyses.midi import saliency_method
     from musiclens.core.interpret import methods
     from musiclens.core.models.inputs import PieceSpec
     from musiclens.core.training.midi import PieceDataset, predict_pieces, train_midi_piece
@@ -225,7 +230,7 @@ def whole_piece(data: MidiDataset, args, table: dict[str, list[float]]) -> int:
             print(f"random forest: {args.folds}-fold CV accuracy {(pred == y).mean():.3f}", flush=True)
     if "piece" in only:
         pred = np.empty(len(y), int)
-        meth = methods.get("gradient-x-input")
+        params = json.loads(args.piece_params)
         drops_top: list[float] = []
         drops_abs: list[float] = []
         drops_rand: list[float] = []
@@ -242,8 +247,9 @@ def whole_piece(data: MidiDataset, args, table: dict[str, list[float]]) -> int:
                 {"train": y[tr], "val": y[:0], "test": y[:0]},
                 {"train": [], "val": [], "test": []},
             )
-            *_, last = train_midi_piece(sub, epochs=args.piece_epochs, seed=args.seed, summary=not args.plain)
+            *_, last = train_midi_piece(sub, seed=args.seed, **params)
             model = last.model
+            meth = methods.get(saliency_method(model))  # what the app's piano roll shows
             probs = predict_pieces(model, [pieces[i] for i in te])
             pred[te] = probs.argmax(1)
             for j, i in enumerate(te):  # the deletion test on this held-out piece
@@ -264,18 +270,20 @@ def whole_piece(data: MidiDataset, args, table: dict[str, list[float]]) -> int:
                     flips_rand += int(p_r.argmax() != c)
             acc_k = float((pred[te] == y[te]).mean())
             print(f"  whole-piece fold {k + 1}/{args.folds}: held-out accuracy {acc_k:.3f}, {time.time() - t1:.0f} s")
-        name = "whole-piece CNN" if args.plain else "hybrid: whole-piece CNN + piece statistics"
-        table[f"(c) midi-piece {name}"] = [float((pred == y).mean())] + [
+        name = "note statistics" + (" + CNN votes" if params.get("votes") else "") + f" ({meth.name} saliency)"
+        table[f"(c) midi-piece: {name}"] = [float((pred == y).mean())] + [
             float((pred[fold == k] == y[fold == k]).mean()) for k in range(args.folds)
         ]
         n_files = len(y)
+        top, rand = np.array(drops_top), np.array(drops_rand).reshape(-1, 3).mean(1)
         print(
-            f"deletion test ({args.delete:.0%} of each held-out piece's notes): predicted-class probability "
-            f"drops by {np.mean(drops_top):.3f} on average when the most salient notes are deleted "
-            f"(class flips {flips_top}/{n_files}) vs {np.mean(drops_rand):.3f} for as many random notes "
-            f"(flips {flips_rand / 3:.1f}/{n_files}, mean of 3 draws); salient > random on "
-            f"{np.mean(np.array(drops_top)[:, None] > np.array(drops_rand).reshape(-1, 3)):.0%} of piece-draw pairs; "
-            f"ranked by |gradient x input| instead (the magnitude, both signs): drop {np.mean(drops_abs):.3f}"
+            f"deletion test ({args.delete:.0%} of each held-out piece's notes, {meth.name} saliency, n = {n_files} "
+            f"pieces): predicted-class probability drop {top.mean():.3f} ± {top.std() / np.sqrt(n_files):.3f} "
+            "(mean ± se) "
+            f"deleting the most salient notes (class flips {flips_top}/{n_files}) vs {rand.mean():.3f} ± "
+            f"{rand.std() / np.sqrt(n_files):.3f} for as many random notes (mean of 3 draws; flips "
+            f"{flips_rand / 3:.1f}/{n_files}); salient > random on {np.mean(top > rand):.0%} of pieces; ranked by "
+            f"|saliency| instead: drop {np.mean(drops_abs):.3f}. " + ("PASS" if top.mean() > rand.mean() else "FAIL")
         )
     print(f"\nfile-level {args.folds}-fold cross-validated accuracy, jazz vs dance ({len(y)} files; same folds):")
     print(f"  {'model':64s} {'all files':>9s}  {'folds: mean ± sd':>16s}")

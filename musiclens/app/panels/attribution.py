@@ -131,7 +131,7 @@ class AttributionPanel(QWidget):
         method = methods.get(self.method.currentData())
         self.layer.setEnabled(method.needs_layer)
         self.show_as.setEnabled(method.shown_signed)  # magnitudes ("abs") are shown as they are
-        self.show_as.setCurrentIndex(self.show_as.findData(method.shown_as if method.shown_signed else "signed"))
+        self.show_as.setCurrentIndex(self.show_as.findData(method.shown_as if method.shown_signed else "abs"))
 
     def display(self, result: Attribution) -> tuple[np.ndarray, bool, str, tuple[str, str]]:
         """How to draw ``result``: (values, signed?, what they are, what − and + mean)."""
@@ -187,7 +187,7 @@ class AttributionPanel(QWidget):
             self.show_as.blockSignals(True)
             method = methods.find(result.method)
             shown = method.shown_as if method is not None else "signed"
-            self.show_as.setCurrentIndex(self.show_as.findData(shown if result.signed else "signed"))
+            self.show_as.setCurrentIndex(self.show_as.findData(shown if result.signed else "abs"))
             self.show_as.setEnabled(result.signed)
             self.show_as.blockSignals(False)
         self.result = result

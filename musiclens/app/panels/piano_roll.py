@@ -327,7 +327,7 @@ class PianoRollPanel(QWidget):
             self.feature.addItem(text, value)
         self.feature.setToolTip(
             "Saliency of which note feature: pitch, step (time since the previous note) "
-            "or duration; or all three (sum of magnitudes)"
+            "or duration; or all (the sum: of magnitudes, or signed for a signed method such as note presence)"
         )
         self.feature.currentIndexChanged.connect(lambda _: self.recolor())
         self.snap_box = QComboBox()
@@ -654,33 +654,58 @@ class PianoRollPanel(QWidget):
         return text
 
     # ------------------------------------------------------------------ saliency colours
+    def saliency_signed(self) -> bool:
+        """Whether the shown saliency keeps its sign: the method table's ``shown_as`` of the
+        method that computed it (note presence: signed, since only the signed ranking is
+        faithful; the plain gradient: its magnitude)."""
+        from musiclens.core.interpret import methods
+
+        r = self.result
+        m = methods.find(getattr(r, "method", "gradient")) if r is not None else None
+        return bool(m is not None and m.shown_signed)
+
     def note_saliency(self) -> np.ndarray:
-        """Per note of ``editor.notes``: saliency magnitude for the chosen feature (NaN: not read)."""
+        """Per note of ``editor.notes``: the saliency for the chosen feature (NaN: not read):
+        signed (the sum over the note's features, + for the class) when :meth:`saliency_signed`,
+        else the magnitude."""
         n = len(self.editor) if self.editor is not None else 0
         out = np.full(n, np.nan)
         r = self.result
         if r is None or r.revision != self.editor.revision:
             return out
         f = self.feature.currentData()
-        sal = np.abs(r.saliency)
+        sal = np.asarray(r.saliency, dtype=np.float64)
+        if not self.saliency_signed():
+            sal = np.abs(sal)
         vals = sal.sum(axis=1) if f is None else sal[:, f]
         out[: len(vals)] = vals[:n]
         return out
+
+    def note_levels(self, vals: np.ndarray) -> np.ndarray:
+        """Per note: where its colour lies on the colour map, in [0, 1] (NaN stays NaN).
+
+        Log scale over :data:`SALIENCY_DECADES` below the largest magnitude (a recurrent model's
+        gradients fall off by orders of magnitude towards the first notes; a linear scale shows
+        one note only). Signed: a diverging scale, 0.5 = no effect, 1 = the most for the class,
+        0 = the most against it; unsigned: 0.05 (dark) .. 1 (the largest)."""
+        finite = np.abs(vals[np.isfinite(vals)])
+        top = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mag = np.clip((np.log10(np.maximum(np.abs(vals), 1e-30) / top) + SALIENCY_DECADES) / SALIENCY_DECADES, 0, 1)
+        if self.saliency_signed():
+            return np.where(np.isfinite(vals), 0.5 + 0.5 * np.sign(vals) * mag, np.nan)
+        return np.where(np.isfinite(vals), 0.05 + 0.95 * mag, np.nan)
 
     def recolor(self) -> None:
         if self.editor is None:
             return
         vals = self.note_saliency()
-        cmap = pg.colormap.get("plasma")
+        signed = self.saliency_signed()
+        cmap = pg.colormap.get("CET-D8" if signed else "plasma")  # blue (against) - dark grey - red (for)
         colors = []
-        finite = vals[np.isfinite(vals)]
-        # log scale over SALIENCY_DECADES below the largest: a recurrent model's gradients fall
-        # off by orders of magnitude towards the first notes, a linear scale shows one note only
-        top = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
-        for v in vals:
-            if np.isfinite(v):
-                level = (np.log10(max(float(v), 1e-30) / top) + SALIENCY_DECADES) / SALIENCY_DECADES
-                c = cmap.map(0.05 + 0.95 * float(np.clip(level, 0.0, 1.0)), mode="qcolor")
+        for level in self.note_levels(vals):
+            if np.isfinite(level):
+                c = cmap.map(float(level), mode="qcolor")
             else:
                 c = QColor(150, 150, 150) if self.result is not None else QColor("#4c9be8")
             if len(colors) >= self.window_notes:  # not read by the model: faded
@@ -689,6 +714,21 @@ class PianoRollPanel(QWidget):
             colors.append(c)
         self.items.colors = colors
         self.items.update()
+
+    def legend_text(self) -> str:
+        """What the colours mean, for the summary under the probabilities."""
+        r = self.result
+        if r is None:
+            return ""
+        from musiclens.core.interpret import methods
+
+        name, label = r.labels[r.target], methods.label(getattr(r, "method", "gradient"))
+        if self.saliency_signed():
+            return (
+                f"colour: {label} for {name}, signed: red = the note speaks for {name} (deleting it would "
+                f"lower its score), blue = against it, grey = no effect; log scale (strongest ≥ max/1000)"
+            )
+        return f"colour: |{label}| for {name}, log scale (bright = max, dark ≤ max/1000)"
 
     # ------------------------------------------------------------------ editing
     def apply(self, fn) -> None:
@@ -832,8 +872,7 @@ class PianoRollPanel(QWidget):
         top = int(np.argmax(p))
         latency = f"; updated {self.last_latency_s * 1000:.0f} ms after the edit" if edited_at else ""
         self.summary_text = (
-            f"{r.labels[top]} {p[top]:.2f} · colour: |saliency| for {r.labels[r.target]}, log scale "
-            f"(bright = max, dark ≤ max/1000) · {r.notes_used} notes read"
+            f"{r.labels[top]} {p[top]:.2f} · {self.legend_text()} · {r.notes_used} notes read"
             f" ({r.elapsed_s * 1000:.0f} ms{latency}) · {len(self.editor)} notes, "
             f"{len(self.editor.undo_stack)} edit(s)"
         )
@@ -950,7 +989,7 @@ class PianoRollPanel(QWidget):
         sal = np.full((len(notes), 3), np.nan)
         if self.result is not None and self.result.revision == self.editor.revision:
             k = min(len(self.result.saliency), len(notes))
-            sal[:k] = self.result.saliency[:k]
+            sal[:k] = self.result.saliency[:k, :3]  # a whole-piece model's map has 7 columns
         rows = [
             [
                 i,

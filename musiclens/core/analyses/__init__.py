@@ -2,15 +2,17 @@
 
 Each use case is a function that returns a result dataclass (:mod:`.results`), or — when it
 takes long — a generator that yields :class:`musiclens.core.progress.Progress` steps and
-returns its result (drive one with :func:`run`; cancel it by closing it). The window's
+returns its result (drive one with :func:`run`; cancel it by closing it); ``x_steps`` is
+the generator of a function ``x`` that also exists plain. The window's
 session submits these to its worker and forwards the steps; a command prints them.
 
 =====================  ============================================================
-recording              open_recording, summarise, patch_audio/patch_at, display_of
-predict                predict, predict_file -> Analysis
+recording              load_model_steps, open_recording (_steps), summarise,
+                       patch_audio/patch_at, display_of
+predict                predict (_steps), predict_file -> Analysis
 attribution            attribute (one input), attribution_over_file -> Attribution
                        (raw-waveform models: WaveformAttribution, one value per sample)
-layers                 layer_maps -> LayerMaps, hear_filter -> Heard, kernels
+layers                 layer_maps (_steps) -> LayerMaps, hear_filter -> Heard, kernels
 similarity             pair_similarity -> Similarity, similarity_of_files ->
                        PairwiseSimilarity, class_similarity -> ClassSimilarity
 dream                  dream -> Dreamt
@@ -27,20 +29,19 @@ torch loads); none imports Qt.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from typing import Any, TypeVar
-
 from musiclens.core.analyses.attribution import WaveformAttribution, attribute, attribution_over_file
 from musiclens.core.analyses.dream import dream
 from musiclens.core.analyses.flip import flip_recording
-from musiclens.core.analyses.layers import hear_filter, kernels, layer_maps
+from musiclens.core.analyses.layers import hear_filter, kernels, layer_maps, layer_maps_steps
 from musiclens.core.analyses.midi import classify_notes, flip, open_midi, render
 from musiclens.core.analyses.predict import predict, predict_file, predict_steps
 from musiclens.core.analyses.recording import (
     display_of,
     layer_kinds,
+    load_model_steps,
     make_recording,
     open_recording,
+    open_recording_steps,
     patch_at,
     patch_audio,
     probabilities,
@@ -71,9 +72,7 @@ from musiclens.core.analyses.similarity import (
     similarity_of_files,
 )
 from musiclens.core.analyses.training import epoch_curves, evaluate, train, train_config
-from musiclens.core.progress import Progress
-
-T = TypeVar("T")
+from musiclens.core.progress import Progress, run
 
 __all__ = [
     "Analysis",
@@ -107,10 +106,13 @@ __all__ = [
     "kernels",
     "layer_kinds",
     "layer_maps",
+    "layer_maps_steps",
+    "load_model_steps",
     "make_recording",
     "mean_curves",
     "open_midi",
     "open_recording",
+    "open_recording_steps",
     "pair_similarity",
     "patch_at",
     "patch_audio",
@@ -126,18 +128,3 @@ __all__ = [
     "train",
     "train_config",
 ]
-
-
-def run(steps: Generator[Progress, None, T], callback: Callable[[Progress], Any] | None = None) -> T:
-    """Drive a use-case generator to its end, calling ``callback`` on every step; returns
-    the generator's result. If ``callback`` raises (e.g. to cancel), the generator is closed."""
-    try:
-        while True:
-            step = next(steps)
-            if callback is not None:
-                callback(step)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    finally:
-        steps.close()

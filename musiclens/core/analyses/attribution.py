@@ -79,13 +79,18 @@ def attribution_over_file(
     base = dict(meth.quick) if options is None else dict(options)
     if model.kind == "waveform":
         return (yield from _over_waveform(model, audio, meth, target, layer, base))
+    from musiclens.core.interpret.integrated_gradients_split import FrontCache
+
     patches = audio_to_patches(model, audio)  # (P, C, F, L)
     maps, completeness = [], []
+    cache = FrontCache()  # IG's baseline front: computed once for all the patches
     for i in range(len(patches)):
         yield Progress(fraction=i / len(patches), message=f"{meth.label} for {target}: patch {i + 1}/{len(patches)}")
         x = patches[i : i + 1]
         info: dict[str, Any] = {}
-        m = meth.input_map(attribute(model, x, meth.name, target, layer=layer, options=base, info=info), x.shape[-2:])
+        with cache.active():
+            r = attribute(model, x, meth.name, target, layer=layer, options=base, info=info)
+        m = meth.input_map(r, x.shape[-2:])
         if "completeness_error" in info:
             completeness.append(float(info["completeness_error"].abs().max()))
         maps.append(m[0].detach().float().cpu())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
 from musiclens.core.analyses.results import Heard, LayerMaps
+from musiclens.core.progress import Progress, run
 
 
 def layer_maps(model: Any, audio: np.ndarray, layer: str, *, patch: int = 0, start_s: float = 0.0) -> LayerMaps:
@@ -15,9 +17,17 @@ def layer_maps(model: Any, audio: np.ndarray, layer: str, *, patch: int = 0, sta
     dBFS, silent or not). ``patch``/``start_s`` say where the patch is, for the result.
     Raw-waveform models: ``maps`` is (K, 1, T_l), each filter's activation over time (a
     1-D layer's channels × time), heard by time-domain masking."""
-    from musiclens.core.interpret.auralise import filter_levels
+    return run(layer_maps_steps(model, audio, layer, patch=patch, start_s=start_s))
 
-    levels = filter_levels(model, audio, layer=layer)  # the same input hear_filter uses
+
+def layer_maps_steps(
+    model: Any, audio: np.ndarray, layer: str, *, patch: int = 0, start_s: float = 0.0
+) -> Generator[Progress, None, LayerMaps]:
+    """:func:`layer_maps` in steps: yields a :class:`Progress` (fraction of the layer's
+    filters heard) before each batch of filters; returns the :class:`LayerMaps`."""
+    from musiclens.core.interpret.auralise import filter_levels_steps
+
+    levels = yield from filter_levels_steps(model, audio, layer=layer)  # the same input hear_filter uses
     return LayerMaps(
         layer, patch, start_s, levels.maps, levels.energy, levels.level_db, levels.silent, levels.silent_db
     )

@@ -3,12 +3,14 @@ Torch is imported inside the functions (the window imports this module before to
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from musiclens.core.analyses.results import ModelSummary, Recording
+from musiclens.core.progress import Progress, run, scaled
 
 
 def read_span(
@@ -47,6 +49,31 @@ def summarise(model: Any) -> ModelSummary:
         sample_rate=model.sample_rate,
         source=str(model.source or ""),
     )
+
+
+def load_model_steps(
+    name_or_dir: str, *, device: str = "cpu", trust_code: bool = False
+) -> Generator[Progress, None, tuple[Any, ModelSummary, dict[str, Any]]]:
+    """Load a model in three steps (PyTorch, the model, what it can do), yielding a
+    :class:`Progress` before each (``fraction``: steps done / 3). Returns (LoadedModel, its
+    :class:`ModelSummary`, its abilities: ``{"cam_layer": str | None, "limits": {feature: why
+    not}, "lines": [...]}``; the CAM layer and the lines only for the user's own networks,
+    found out by running them: a family's are known)."""
+    yield Progress(fraction=0.0, message="loading PyTorch")
+    import torch  # noqa: F401  (the heavy import is a step of its own)
+
+    from musiclens.core.models import discover, registry, user_models
+
+    yield Progress(fraction=1 / 3, message=f"loading model {name_or_dir}")
+    model = registry.load(name_or_dir, device=device, trust_code=trust_code)
+    yield Progress(fraction=2 / 3, message=f"summarising {model.name}")
+    own = "family" not in model.architecture
+    abilities = {
+        "cam_layer": discover.default_cam_layer(model) if own else None,
+        "limits": dict(model.limits),
+        "lines": user_models.describe(model) if own else [],
+    }
+    return model, summarise(model), abilities
 
 
 def probabilities(model: Any, scores: np.ndarray, output: str = "logit") -> dict[str, float]:
@@ -97,10 +124,21 @@ def make_recording(path: Path, y: np.ndarray, sr: int, model: Any) -> Recording:
 
 def open_recording(model: Any, path: str | Path) -> Recording:
     """Read an audio file (mono, at the model's rate) -> :class:`Recording`."""
+    return run(open_recording_steps(model, path))
+
+
+def open_recording_steps(model: Any, path: str | Path) -> Generator[Progress, None, Recording]:
+    """:func:`open_recording` in steps: yields a :class:`Progress` per block read
+    (:func:`musiclens.core.audio.load_steps`) and before the front end is drawn; each pass
+    over the samples (decoding, resampling when the rates differ, the front end) counts as
+    an equal part of the fraction."""
     from musiclens.core import audio
 
     path = Path(path)
-    y, sr = audio.load(path, sr=model.sample_rate)
+    reading = 1 + (audio.info(path).sample_rate != model.sample_rate)  # passes: decode (and resample)
+    share = reading / (reading + 1)
+    y, sr = yield from scaled(audio.load_steps(path, sr=model.sample_rate), 0.0, share)
+    yield Progress(fraction=share, message=f"drawing {path.name}")
     return make_recording(path, y, sr, model)
 
 

@@ -218,6 +218,7 @@ class MidiClassified:
     notes_used: int
     target: int
     elapsed_s: float
+    method: str = "gradient"  # the table's method that computed ``saliency`` (``shown_as``: how to draw it)
 
 
 @dataclass

@@ -26,6 +26,7 @@ filter responds and silences the rest; it cannot change the spectrum within a fr
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,6 +44,7 @@ from musiclens.core.interpret.maps import upsample
 from musiclens.core.inversion import features_to_audio, istft, to_power
 from musiclens.core.models.inputs import Waveform
 from musiclens.core.models.registry import LoadedModel
+from musiclens.core.progress import Progress, run
 
 
 @dataclass
@@ -349,9 +351,29 @@ def filter_levels(
     Raw-waveform models: the filters are heard by time-domain masking (:func:`activation_gain`)
     and ``maps`` is (K, 1, T_l) (:func:`waveform_maps`).
     """
+    steps = filter_levels_steps(
+        m, audio, layer=layer, sample_rate=sample_rate, batch=batch, silent_db=silent_db, stop_early=stop_early
+    )
+    return run(steps)
+
+
+def filter_levels_steps(
+    m: LoadedModel,
+    audio: torch.Tensor | npt.ArrayLike,
+    *,
+    layer: str,
+    sample_rate: int | None = None,
+    batch: int = 64,
+    silent_db: float = SILENT_DBFS,
+    stop_early: bool = True,
+) -> Generator[Progress, None, FilterLevels]:
+    """:func:`filter_levels` in steps: after the forward pass, yields a :class:`Progress`
+    (fraction of the K filters heard) before each batch of ``batch`` filters."""
     if isinstance(m.input, Waveform):
-        return _waveform_levels(
-            m, audio, layer=layer, sample_rate=sample_rate, batch=batch, silent_db=silent_db, stop_early=stop_early
+        return (
+            yield from _waveform_levels(
+                m, audio, layer=layer, sample_rate=sample_rate, batch=batch, silent_db=silent_db, stop_early=stop_early
+            )
         )
     fe = m.front_end
     y, sr, n = to_fe_rate(audio, sample_rate, fe, device=m.device)
@@ -363,6 +385,7 @@ def filter_levels(
     levels: list[float] = []
     with torch.no_grad():
         for a in range(0, act.shape[0], batch):
+            yield _hearing(a, batch, act.shape[0])
             chunk = act[a : a + batch].unsqueeze(0)  # (1, k, F_l, T_l)
             mask = upsample(chunk, x.shape[-2:])[0].clamp_min(0)  # (k, F, T)
             mask = normalise_maps(mask, mode="max")
@@ -374,6 +397,11 @@ def filter_levels(
     energy = (np.clip(maps, 0, None).astype(np.float64) ** 2).mean(axis=(1, 2))
     level_db = np.asarray(levels, dtype=np.float64)
     return FilterLevels(layer, maps, energy, level_db, ~(level_db >= silent_db), silent_db)
+
+
+def _hearing(a: int, batch: int, k: int) -> Progress:
+    """The step before hearing filters ``a`` .. ``a + batch`` of ``k``."""
+    return Progress(fraction=a / k, message=f"hearing filters {a + 1}–{min(a + batch, k)} of {k}")
 
 
 # ---------------------------------------------------------------------- raw-waveform models
@@ -472,8 +500,8 @@ def _waveform_levels(
     batch: int,
     silent_db: float,
     stop_early: bool,
-) -> FilterLevels:
-    """:func:`filter_levels` for a raw-waveform model (time-domain masking)."""
+) -> Generator[Progress, None, FilterLevels]:
+    """:func:`filter_levels_steps` for a raw-waveform model (time-domain masking)."""
     x, sr, n = waveform_input(m, audio, sample_rate)
     if x.shape[0] != 1:
         raise ParameterError(f"filter_levels takes one recording, got a batch of {x.shape[0]}")
@@ -481,6 +509,7 @@ def _waveform_levels(
     levels: list[float] = []
     with torch.no_grad():
         for a in range(0, act.shape[0], batch):
+            yield _hearing(a, batch, act.shape[0])
             gain = activation_gain(act[a : a + batch], x.shape[-1])  # (k, S)
             heard = waveform_output(m, x[:, 0] * gain.to(x), sr, n)
             levels.extend(rms_dbfs(h) for h in heard)

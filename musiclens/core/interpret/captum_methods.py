@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from musiclens.core.errors import ParameterError
+from musiclens.core.interpret import integrated_gradients_split as split
 from musiclens.core.interpret import paths
 from musiclens.core.interpret._common import Target, check_input, eval_mode, target_weights
 
@@ -90,7 +91,11 @@ class Scored(nn.Module):
         self._output = output
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
-        out = transform(self._m, self.net(x, *mask), self._output)
+        return self.score(self.net(x, *mask), weights)
+
+    def score(self, logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the transformed outputs: logits (N, L), weights (N, L) -> (N,)."""
+        out = transform(self._m, logits, self._output)
         return (out * weights.to(out)).sum(1)
 
 
@@ -219,10 +224,18 @@ def gradient(
     output: str = "logit",
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Captum ``Saliency`` with the sign kept: ``∂score/∂x``, x's shape (Simonyan et al. 2014)."""
+    """Captum ``Saliency`` with the sign kept: ``∂score/∂x``, x's shape (Simonyan et al. 2014).
+
+    Networks with an affine front (MusiCNN) go through
+    :func:`musiclens.core.interpret.integrated_gradients_split.input_gradient`: the same
+    values, with the front's graph reused inside a ``FrontCache`` (the sanity check)."""
     from captum.attr import Saliency
 
     call = prepare(m, x, target, output=output, mask=mask)
+    if call.kind == "audio" and split.splits(call.scored.net):  # same values, the front's graph reused
+        with running(call):
+            g = split.input_gradient(call.scored.net, lambda logits: call.scored.score(logits, *call.extra), call.x)
+        return call.finish(g)
     with running(call):
         g = Saliency(call.scored).attribute(call.x, additional_forward_args=call.extra, abs=False)
     return call.finish(tensor(g))
@@ -326,12 +339,24 @@ def integrated_gradients(
 ) -> paths.PathResult:
     """Integrated Gradients (Sundararajan et al. 2017) for any input kind, through the one
     path integral (:func:`musiclens.core.interpret.paths.integrated_gradients`: Captum for a
-    fixed rule, our adaptive Gauss–Legendre with ``adaptive=True``).
+    fixed rule, our adaptive Gauss–Legendre with ``adaptive=True``), or, for a network with
+    an affine front (MusiCNN) from a baseline flat along frequency (silence), through
+    :func:`musiclens.core.interpret.integrated_gradients_split.integrated_gradients` (the
+    front once, the rest per point; 5-10x faster, closer to the exact value).
 
     Returns the :class:`~musiclens.core.interpret.paths.PathResult`: attributions (x's
     shape, padded notes 0), the scores at x and at the baseline and the completeness error."""
     call = prepare(m, x, target, output=output, mask=mask)
     x0 = call.baseline(baseline)
+    if call.kind == "audio" and not adaptive and split.applies(call.scored.net, x0, method):  # same values, faster
+
+        def item_score(b: int, logits: torch.Tensor) -> torch.Tensor:
+            return call.scored.score(logits, call.extra[0][b : b + 1].expand(len(logits), -1))
+
+        with running(call):
+            return split.integrated_gradients(
+                call.scored.net, item_score, call.x, x0, steps=steps, method=method, batch_size=batch_size
+            )
 
     def score(b: int, points: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = call.scored(

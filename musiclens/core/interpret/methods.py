@@ -85,6 +85,8 @@ class Method:
     shown_as : how the window shows it by default: ``"signed"`` (blue–red around 0),
         ``"relu"`` (the positive part) or ``"abs"`` (the magnitude, max over channels).
     quick : options for interactive use (the window), where the defaults are slow.
+    needs_net : an attribute the model's network must have (e.g. ``"presence_saliency"``:
+        whole-piece MIDI models only); None: every model of its input kinds.
     """
 
     name: str
@@ -97,6 +99,15 @@ class Method:
     aliases: tuple[str, ...] = ()
     shown_as: ShownAs = "signed"
     quick: tuple[tuple[str, Any], ...] = ()
+    needs_net: str | None = None
+
+    def works_on(self, model: Any) -> bool:
+        """Whether this method runs on ``model`` (a LoadedModel): its input kind is one of
+        :attr:`input_kinds` and its network has :attr:`needs_net` where one is named."""
+        kind = getattr(model, "kind", None)
+        if kind is not None and kind not in self.input_kinds:
+            return False
+        return self.needs_net is None or hasattr(getattr(model, "net", model), self.needs_net)
 
     @property
     def function(self) -> Callable[..., torch.Tensor]:
@@ -393,6 +404,19 @@ METHODS: tuple[Method, ...] = (
         quick=(("frames", 16), ("bins", 16)),
     ),
     Method(
+        "note-presence",
+        "Note presence (deletion estimate)",
+        "note_presence.note_presence",
+        needs_layer=False,
+        signed=True,
+        input_kinds=("midi",),
+        description="the gradient of the score with respect to each note's presence: the first-order "
+        "effect of deleting it (whole-piece MIDI models)",
+        aliases=("presence", "note_presence"),
+        shown_as="signed",
+        needs_net="presence_saliency",
+    ),
+    Method(
         "guided-backprop",
         "Guided backprop",
         "captum_methods.guided_backprop",
@@ -446,20 +470,23 @@ def _index() -> dict[str, Method]:
 _BY_NAME = _index()
 
 
-def names(*, kind: str | None = None, needs_layer: bool | None = None) -> list[str]:
+def names(*, kind: str | None = None, needs_layer: bool | None = None, model: Any = None) -> list[str]:
     """Canonical names in table order, optionally only those for an input kind and/or
-    with (or without) a layer."""
-    return [m.name for m in select(kind=kind, needs_layer=needs_layer)]
+    with (or without) a layer, and/or that work on ``model``."""
+    return [m.name for m in select(kind=kind, needs_layer=needs_layer, model=model)]
 
 
-def select(*, kind: str | None = None, needs_layer: bool | None = None) -> list[Method]:
-    """The table's methods for an input kind and/or with (or without) a layer, in order."""
+def select(*, kind: str | None = None, needs_layer: bool | None = None, model: Any = None) -> list[Method]:
+    """The table's methods for an input kind and/or with (or without) a layer, and/or that
+    work on ``model`` (:meth:`Method.works_on`), in order."""
     if kind is not None and kind not in INPUT_KINDS:
         raise ParameterError(f"input kind {kind!r} is unknown; allowed: {', '.join(INPUT_KINDS)}")
     return [
         m
         for m in METHODS
-        if (kind is None or kind in m.input_kinds) and (needs_layer is None or m.needs_layer == needs_layer)
+        if (kind is None or kind in m.input_kinds)
+        and (needs_layer is None or m.needs_layer == needs_layer)
+        and (model is None or m.works_on(model))
     ]
 
 

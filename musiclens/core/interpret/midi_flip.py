@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from musiclens.core.midi import (
     snap_to_ticks,
     through_file,
 )
+
+if TYPE_CHECKING:
+    from musiclens.core.interpret.note_deletion_flip import DeletionFlipResult
 
 
 @dataclass
@@ -101,7 +104,8 @@ class FlipStep:
     loss: float
     target_probability: float  # of the projected (valid-MIDI) notes at this step
     flipped: bool  # this step's projected notes are classified as the target
-    best: FlipResult | None = None  # smallest flipping change so far (or the closest attempt)
+    # smallest flipping change so far (or the closest attempt); the deletion flip's own result
+    best: FlipResult | DeletionFlipResult | None = None
     done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -309,6 +313,13 @@ def flip_steps(
     target = model.label_index(to)
     if steps < 1 or lr <= 0 or penalty < 0:
         raise ParameterError("steps must be >= 1, lr > 0 and penalty >= 0")
+    from musiclens.core.interpret.note_deletion_flip import is_presence_model
+
+    if is_presence_model(model):  # its statistics have no gradient in these features: delete notes
+        raise ParameterError(
+            f"{model.name} reads note statistics, which do not change with small moves of pitch or time; "
+            "its flip deletes notes (musiclens.core.interpret.note_deletion_flip.deletion_flip_steps)"
+        )
     if getattr(model.spec, "whole_piece", False):
         yield from piece_flip_steps(model, notes, to=to, min_probability=min_probability, margin=margin, prune=prune)
         return
@@ -469,7 +480,7 @@ def flip(model: Any, notes: Notes, *, to: str | int, **kw: Any) -> FlipResult:
     last: FlipStep | None = None
     for step in flip_steps(model, notes, to=to, **kw):
         last = step
-    assert last is not None and last.best is not None
+    assert last is not None and isinstance(last.best, FlipResult)
     return last.best
 
 

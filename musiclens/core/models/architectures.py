@@ -36,8 +36,9 @@ ARCHITECTURES: tuple[TrainableArch, ...] = (
     TrainableArch(
         "midi-piece",
         "midi",
-        "CNN over every note of every track (pitch, timing, velocity, instrument, drums, beat position), "
-        "per-note votes averaged over the whole piece",
+        "linear classifier over 147 statistics of the whole piece, every note of every track (swing, grid, "
+        "drum kit, chords, bass line, repetition, intervals, velocities, instruments), each differentiable in "
+        "a per-note presence weight (saliency: what deleting a note does)",
     ),
 )
 

@@ -1,22 +1,33 @@
-"""Whole-piece MIDI classifier: a small dilated CNN over every note of every track.
+"""Whole-piece MIDI classifier: every note of every track, through note statistics and/or a CNN.
 
 The network takes the raw features of :class:`~musiclens.core.models.inputs.PieceSpec`,
 ``x: (B, N, 7)`` = ``[pitch, step (s), duration (s), velocity, program, drum, beat]`` for
 all ``N`` notes of a piece (drums included, in order of onset), and a ``mask: (B, N)`` bool
-(True = real note). It standardises them itself (pitch, log-times, velocity, drum flag, the
-position in the beat as sines and cosines; the instrument family of the General MIDI program
-as an embedding), runs ``layers`` dilated 1-d convolutions over the note sequence (a window
-of a few dozen notes around each note), gives every note a vector of class logits and
-returns their mean over the real notes: the piece's logits are the average of its local
-windows' votes, so every note of the piece counts and gets saliency.
+(True = real note). Two branches add up to the logits:
 
-Training reads random windows of the piece (:func:`musiclens.core.training.midi.train_midi_piece`);
-prediction reads the whole piece.
+* the **note statistics** (``statistics=True``; the default of ``midi-piece`` training, alone):
+  :func:`statistics_of` describes the whole piece (shares of its notes on the beat grid, swung,
+  in chords with sevenths, walking-bass steps, kicks on the beat, repeated bars, velocities,
+  instrument families, the key-free pitch-class profile ...), standardised, then a linear
+  layer (or a small MLP). Each statistic is a differentiable function of a presence weight
+  per note, so ``d logit / d weight`` estimates what deleting each note does
+  (:meth:`PieceCNN.presence_saliency`, the ``note-presence`` method);
+* the **note votes** (``votes=True``): the features standardised (pitch, log-times, velocity,
+  drum flag, the position in the beat as sines and cosines; the instrument family as an
+  embedding), ``layers`` dilated 1-d convolutions over the note sequence, one vector of class
+  logits per note, and their (presence-weighted) mean over the real notes.
+
+The older ``summary`` branch (:func:`piece_summary`, not differentiable) is kept for the models
+saved with it; :func:`piece_summary` also describes the training pieces in ``model.json``
+(:func:`training_statistics`). Training reads random windows of the piece for the votes
+(:func:`musiclens.core.training.midi.train_midi_piece`); prediction reads the whole piece.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +47,10 @@ __all__ = [
     "summary_scale",
     "training_statistics",
     "distance_to_training",
+    "NoteStatistics",
+    "note_statistics",
+    "statistics_of",
+    "STAT_NAMES",
 ]
 
 #: 16 General MIDI instrument families (program // 8) and one for drums.
@@ -233,6 +248,288 @@ def distance_to_training(x: np.ndarray, statistics: dict[str, Any]) -> dict[str,
     }
 
 
+# ============================================================================ note statistics
+# The statistics branch of the ``statistics`` model: every whole-piece statistic is a
+# differentiable function of a per-note presence weight w_i (1 = the note is there, 0 = it is
+# deleted), so d logit / d w_i is a first-order estimate of what deleting note i does, and
+# the per-note saliency covers this branch too (``note-presence`` in the method table).
+# The descriptors of each note (is it on the 16th grid, in a 4-note chord, a walking-bass
+# step, a kick on the beat ...) are computed once from the piece and held fixed; the
+# statistics are weighted shares  sum_i w_i a_ik / sum_i w_i d_ik  (a_ik: note i has property
+# k; d_ik: note i is among those the share is taken over), counts per beat, the key-free
+# pitch-class profile and its entropy, the spread of notes per bar and the log note density.
+# Hand-written with numpy: no MIDI library computes these per note.
+
+
+@dataclass(frozen=True)
+class NoteStatistics:
+    """Per-note descriptors of one piece of n notes (numpy, float32).
+
+    share_num, share_den : (n, K) the numerator and denominator indicators of the K shares.
+    per_beat : (n, C) counts per beat (each row already divided by the piece's length in beats).
+    pitch_class : (n, 12) one-hot pitch class of the pitched notes (0 for drums).
+    bar : (n,) int64 bar index (4 beats) from 0. seconds : the piece's length (s).
+    constants : (G,) statistics no single note changes (tempo, length, programs, velocities)."""
+
+    share_num: np.ndarray
+    share_den: np.ndarray
+    per_beat: np.ndarray
+    pitch_class: np.ndarray
+    bar: np.ndarray
+    seconds: float
+    constants: np.ndarray
+
+
+def _cover(pitch: np.ndarray, beat: np.ndarray, k: int, more_than: int) -> np.ndarray:
+    """(m,) float: 1 for a note inside a ``k``-note pattern (pitch, onset step in 16ths) that
+    occurs more than ``more_than`` times in the sequence."""
+    m = len(pitch)
+    if m < k + 2:
+        return np.zeros(m)
+    steps = np.round(np.diff(beat, prepend=beat[0]) * 4).astype(np.int64).clip(0, 63)
+    grams = np.lib.stride_tricks.sliding_window_view(pitch.astype(np.int64) * 64 + steps, k)
+    _, inv, counts = np.unique(grams, axis=0, return_inverse=True, return_counts=True)
+    start = np.zeros(m)
+    start[: len(inv)] = counts[inv.ravel()] > more_than
+    out: np.ndarray = (np.convolve(start, np.ones(k))[:m] > 0).astype(np.float64)
+    return out
+
+
+def _bar_repeated(bar: np.ndarray, slot: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """(m,) float: 1 for a note whose bar's set of (16th slot, key) occurs in another bar too."""
+    pats: dict[int, set[tuple[int, int]]] = {}
+    for b, q, k in zip(bar.tolist(), slot.tolist(), key.tolist(), strict=True):
+        pats.setdefault(b, set()).add((q, k))
+    keys = {b: frozenset(c) for b, c in pats.items()}
+    count = Counter(keys.values())
+    return np.asarray([count[keys[b]] > 1 for b in bar.tolist()], dtype=np.float64)
+
+
+def _chord_descriptors(p: np.ndarray, grp: np.ndarray, nd: np.ndarray) -> dict[str, np.ndarray]:
+    """Per note: in a 3+-note chord (notes of one onset group), in one of 4+ pitch classes, in
+    one with a tritone; its interval (mod 12) above the chord's lowest note and above its lower
+    neighbour (-1: not above another chord note)."""
+    n = len(p)
+    out = {k: np.zeros(n) for k in ("in3", "in4", "tritone")}
+    root, nbr = np.full(n, -1), np.full(n, -1)
+    idx = np.flatnonzero(nd)
+    order = np.lexsort((p[idx], grp[idx]))
+    g, pp, ii = grp[idx][order], p[idx][order].astype(np.int64), idx[order]
+    starts = np.flatnonzero(np.diff(g, prepend=-1))
+    for a, b in zip(starts, np.append(starts[1:], len(g)), strict=True):
+        if b - a < 2:
+            continue
+        root[ii[a + 1 : b]] = (pp[a + 1 : b] - pp[a]) % 12
+        nbr[ii[a + 1 : b]] = (pp[a + 1 : b] - pp[a : b - 1]) % 12
+        if b - a >= 3:
+            pcs = np.unique(pp[a:b] % 12)
+            out["in3"][ii[a:b]] = 1
+            out["in4"][ii[a:b]] = len(pcs) >= 4
+            out["tritone"][ii[a:b]] = bool(np.any((pcs[:, None] - pcs[None]) % 12 == 6))
+    out["root"], out["nbr"] = root.astype(np.float64), nbr.astype(np.float64)
+    return out
+
+
+def _beat_harmony(p: np.ndarray, beat: np.ndarray, nd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pitched note: its beat (onsets in one beat, all tracks) has 4+ pitch classes; has two
+    a minor or major seventh apart."""
+    n = len(p)
+    four, seventh = np.zeros(n), np.zeros(n)
+    if not nd.any():
+        return four, seventh
+    b = np.floor(beat[nd]).astype(np.int64)
+    sets: dict[int, set[int]] = {}
+    for bi, pc in zip(b.tolist(), (p[nd].astype(np.int64) % 12).tolist(), strict=True):
+        sets.setdefault(bi, set()).add(pc)
+    has7 = {k: any((a - c) % 12 in (10, 11) for a in s for c in s) for k, s in sets.items()}
+    four[nd] = [len(sets[k]) >= 4 for k in b.tolist()]
+    seventh[nd] = [has7[k] for k in b.tolist()]
+    return four, seventh
+
+
+_BASS_KINDS = (
+    ("acoustic", (32,)),
+    ("electric", (33, 34)),
+    ("fretless", (35,)),
+    ("slap", (36, 37)),
+    ("synth", (38, 39)),
+)
+_DRUM_NAMES = ("kick", "snare", "closed hat", "open hat", "ride", "crash", "toms", "percussion")
+
+
+def note_statistics(x: np.ndarray) -> tuple[list[str], NoteStatistics]:
+    """The per-note descriptors of a piece's (n, 7) :data:`PIECE_FEATURES` -> (the names of
+    the shares, :class:`NoteStatistics`). See :func:`statistics_of` for what is computed."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(PIECE_FEATURES) or len(x) == 0:
+        raise ParameterError(f"note statistics need (n > 0, {len(PIECE_FEATURES)}) note features, got {x.shape}")
+    p, s, du, v, pr, dr, bt = x.T
+    n = len(x)
+    nd, drum = dr < 0.5, dr >= 0.5
+    onset = np.cumsum(s)
+    seconds = max(float(onset[-1] - onset[0]), 1e-3)
+    beats = max(float(bt[-1] - bt[0]), 1e-3)
+    bps = max(beats / seconds, 1e-3)
+    phase = bt % 1
+    dev16 = np.abs(bt * 4 - np.round(bt * 4)) / 4  # beats off the 16th grid
+    g16, g12 = dev16 < 0.015, np.abs(bt * 3 - np.round(bt * 3)) / 3 < 0.02
+    one, ndf, drf = np.ones(n), nd.astype(np.float64), drum.astype(np.float64)
+    cols: dict[str, tuple[Any, Any]] = {}
+
+    def add(name: str, num: Any, den: Any) -> None:
+        cols[name] = (num, den)
+
+    add("drum share", drf, one)
+    add("onsets on the 16th/triplet grid", g16 | g12, one)
+    add("triplet onsets", g12 & ~g16, one)
+    for lo, hi in ((0, 0.005), (0.005, 0.02), (0.02, 0.05), (0.05, 1)):
+        add(f"onset {lo}-{hi} beats off the 16th grid", (dev16 >= lo) & (dev16 < hi), one)
+    slot12 = np.round(phase * 12).astype(np.int64) % 12
+    for i in range(12):
+        add(f"onset at beat {i}/12", slot12 == i, one)
+    off = (phase > 0.3) & (phase < 0.8)
+    add("swung off-beats", off & (phase > 0.58), off)
+    fam = np.where(drum, 16, pr // 8).astype(np.int64)
+    for i in range(N_FAMILIES):
+        add(f"family {i}", fam == i, one)
+    for lo, hi in ((0, 36), (36, 48), (48, 60), (60, 72), (72, 84), (84, 128)):
+        add(f"pitch {lo}-{hi - 1}", nd & (p >= lo) & (p < hi), ndf)
+    db = du * bps
+    edges = (0.0, 0.18, 0.35, 0.7, 1.4, 2.8, np.inf)
+    for a, b in itertools.pairwise(edges):
+        add(f"duration {a}-{b} beats", nd & (db >= a) & (db < b), ndf)
+    add("duration on the 16th grid", nd & (np.abs(db * 4 - np.round(db * 4)) < 0.03), ndf)
+    vb = np.clip(v // 16, 0, 7)
+    for i in range(8):
+        add(f"velocity {16 * i}-{16 * i + 15}", nd & (vb == i), ndf)
+    vals, cnt = np.unique(v[nd], return_counts=True) if nd.any() else (np.array([-1.0]), np.array([1]))
+    add("velocity = the commonest", nd & (v == vals[np.argmax(cnt)]), ndf)
+    grp = np.cumsum(s > 0.03)
+    ch = _chord_descriptors(p, grp, nd)
+    add("in a 3+-note chord", ch["in3"], ndf)
+    add("in a 4+-pitch-class chord", ch["in4"], ndf)
+    add("in a chord with a tritone", ch["tritone"], ndf)
+    above = ch["root"] >= 0
+    for i in range(12):
+        add(f"chord: {i} above the bass", ch["root"] == i, above)
+        add(f"chord: {i} above the note below", ch["nbr"] == i, above)
+    melodic = np.full(n, -1.0)
+    rep6 = np.zeros(n)
+    for prog in np.unique(pr[nd]):
+        sel = np.flatnonzero(nd & (pr == prog))
+        if len(sel) < 2:
+            continue
+        new = np.diff(grp[sel]) > 0
+        melodic[sel[1:][new]] = np.abs(np.diff(p[sel]))[new]
+        rep6[sel] = _cover(p[sel], bt[sel], 6, more_than=2)
+    mel = melodic >= 0
+    for lo, hi in ((0, 1), (1, 2), (2, 3), (3, 5), (5, 8), (8, 13), (13, 128)):
+        add(f"melodic interval {lo}-{hi - 1}", mel & (melodic >= lo) & (melodic < hi), mel)
+    add("in a repeated 6-note pattern of its track", rep6, ndf)
+    rep8 = np.zeros(n)
+    rep8[nd] = _cover(p[nd], bt[nd], 8, more_than=1)
+    add("in a repeated 8-note pattern", rep8, ndf)
+    bass = nd & (pr >= 32) & (pr < 40)
+    bsel = np.flatnonzero(bass)
+    leap = np.full(n, -1.0)
+    leap[bsel[1:]] = np.abs(np.diff(p[bsel]))
+    bm, bf = leap >= 0, bass.astype(np.float64)
+    add("bass stepwise", bm & (leap >= 1) & (leap <= 2), bm)
+    add("bass repeated note", bm & (leap == 0), bm)
+    add("bass octave leap", bm & (leap == 12), bm)
+    add("bass leap 3-7", bm & (leap >= 3) & (leap <= 7), bm)
+    onbeat, offbeat = np.minimum(phase, 1 - phase) < 0.05, np.abs(phase - 0.5) < 0.05
+    add("bass quarter notes", bass & (db > 0.6) & (db < 1.1), bf)
+    add("bass on the beat", bass & onbeat, bf)
+    add("bass on the off-beat", bass & offbeat, bf)
+    for name, progs in _BASS_KINDS:
+        add(f"bass: {name}", bass & np.isin(pr, progs), bf)
+    dp = p.astype(np.int64)
+    kick, snare = drum & np.isin(dp, (35, 36)), drum & np.isin(dp, (37, 38, 39, 40))
+    hat, ride = drum & np.isin(dp, (42, 44, 46)), drum & np.isin(dp, (51, 53, 59))
+    for g, name in zip(_DRUM_GROUPS, _DRUM_NAMES, strict=True):
+        add(f"drums: {name}", drum & np.isin(dp, g), drf)
+    add("kicks on the beat", kick & onbeat, kick)
+    add("snares on 2 and 4", snare & onbeat & (np.round(bt) % 2 == 1), snare)
+    add("hi-hats on the off-beat", hat & offbeat, hat)
+    add("ride/hat on the swung off-beat", (ride | hat) & (np.abs(phase - 2 / 3) < 0.06), ride | hat)
+    slot16 = np.round((bt % 4) * 4).astype(np.int64)
+    bar = (bt // 4).astype(np.int64)
+    rep_bar = np.zeros(n)
+    if drum.sum() > 16:
+        rep_bar[drum] = _bar_repeated(bar[drum], slot16[drum], dp[drum])
+    add("drum bar repeated", rep_bar, drf)
+    rep_bar = np.zeros(n)
+    for prog in np.unique(pr[nd]):
+        sel = nd & (pr == prog)
+        rep_bar[sel] = _bar_repeated(bar[sel], slot16[sel], dp[sel])
+    add("track bar repeated", rep_bar, ndf)
+    four, seventh = _beat_harmony(p, bt, nd)
+    add("beat with 4+ pitch classes", four, ndf)
+    add("beat with a seventh", seventh, ndf)
+    names = list(cols)
+
+    def f32(a: Any) -> np.ndarray:
+        return np.asarray(a, dtype=np.float32)
+
+    per_beat = np.stack([kick, kick & onbeat, snare, hat, bass], 1) / beats
+    return names, NoteStatistics(
+        share_num=f32(np.stack([np.broadcast_to(np.asarray(cols[k][0], np.float64), n) for k in names], 1)),
+        share_den=f32(np.stack([np.broadcast_to(np.asarray(cols[k][1], np.float64), n) for k in names], 1)),
+        per_beat=f32(per_beat),
+        pitch_class=f32(np.eye(12)[dp % 12] * nd[:, None]),
+        bar=bar - bar.min(),
+        seconds=seconds,
+        constants=f32([60 * bps, np.log(seconds), len(np.unique(pr[nd])), len(np.unique(v)) / 127]),
+    )
+
+
+_PER_BEAT = (
+    "kicks per beat",
+    "kicks on the beat per beat",
+    "snares per beat",
+    "hi-hats per beat",
+    "bass notes per beat",
+)
+_OTHER = tuple(f"pitch-class share, rank {i + 1}" for i in range(12)) + (
+    "pitch-class entropy",
+    "notes per bar: coefficient of variation",
+    "log notes per second",
+)
+_CONSTANTS = ("tempo (bpm)", "log length (s)", "programs", "distinct velocities / 127")
+#: The names of :func:`statistics_of`'s values, in order.
+STAT_NAMES: tuple[str, ...] = (
+    tuple(note_statistics(np.array([[60, 0, 0.5, 80, 0, 0, 0], [64, 0.5, 0.5, 80, 0, 0, 1]]))[0])
+    + _PER_BEAT
+    + _OTHER
+    + _CONSTANTS
+)
+
+
+def statistics_of(d: NoteStatistics, w: torch.Tensor) -> torch.Tensor:
+    """The piece's statistics (S,) named by :data:`STAT_NAMES`, differentiable in the per-note
+    presence weights ``w`` (n,) (1 = present): the K weighted shares
+    ``sum w * share_num / sum w * share_den`` (0 where nothing is counted), counts per beat,
+    the sorted key-free pitch-class profile and its entropy, the coefficient of variation of
+    the (weighted) notes per bar, log notes per second, and constants."""
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=w.dtype, device=w.device)
+
+    num, den = w @ t(d.share_num), w @ t(d.share_den)
+    shares = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.zeros_like(num))
+    pcs = w @ t(d.pitch_class)
+    pcs = pcs / pcs.sum().clamp_min(1e-6)
+    entropy = -(pcs * pcs.clamp_min(1e-12).log()).sum()
+    bars = torch.as_tensor(d.bar, device=w.device)
+    per_bar = torch.zeros(int(d.bar.max()) + 1, dtype=w.dtype, device=w.device).index_add(0, bars, w)
+    per_bar = per_bar[torch.as_tensor(np.bincount(d.bar) > 0, device=w.device)]
+    spread = per_bar.std(unbiased=False) / per_bar.mean().clamp_min(1e-6)
+    density = torch.log(w.sum().clamp_min(1e-3) / d.seconds)
+    other = torch.stack([entropy, spread, density])
+    return torch.cat([shares, w @ t(d.per_beat), torch.sort(pcs, descending=True).values, other, t(d.constants)])
+
+
 class PieceCNN(nn.Module):
     """forward(x: (B, N, 7) raw piece features, mask: (B, N) bool or None) -> logits (B, n_labels).
 
@@ -240,7 +537,15 @@ class PieceCNN(nn.Module):
     ``1 + (kernel - 1) * (2 ** layers - 1)`` notes). With ``summary`` (the hybrid), a second
     branch adds a linear function of the piece's standardised :func:`piece_summary` to the
     logits (computed from the real notes of ``x``, or given as ``summary: (B, S)``: the
-    statistics of the whole piece while ``x`` is a window of it, as in training)."""
+    statistics of the whole piece while ``x`` is a window of it, as in training).
+
+    With ``statistics`` (the default of ``midi-piece`` training), a branch adds a linear
+    function (``hidden`` > 0: a one-hidden-layer MLP) of the standardised :func:`statistics_of`
+    of the piece, differentiable in the per-note presence weights ``weight: (B, N)`` (1 =
+    present; default: the mask), as are the votes (their ``weight``-weighted mean): d logit /
+    d weight is the first-order effect of deleting each note (:meth:`presence_saliency`);
+    ``stats: (B, S)`` gives the statistics when already computed (training, evaluation).
+    ``votes=False`` leaves the note CNN out of the logits (the statistics alone)."""
 
     def __init__(
         self,
@@ -253,10 +558,29 @@ class PieceCNN(nn.Module):
         dropout: float = 0.2,
         time_scale: float = 0.05,
         summary: bool = False,
+        statistics: bool = False,
+        hidden: int = 0,
+        votes: bool = True,
     ) -> None:
         super().__init__()
         self.time_scale = float(time_scale)
         self.has_summary = bool(summary)
+        self.has_statistics = bool(statistics)
+        self.votes = bool(votes)
+        #: the per-note saliency that covers every branch (see :meth:`presence_saliency`)
+        self.note_method: str | None = "note-presence" if self.has_statistics else None
+        if self.has_statistics:
+            self.register_buffer("stat_mean", torch.zeros(len(STAT_NAMES)))
+            self.register_buffer("stat_std", torch.ones(len(STAT_NAMES)))
+            self.stat_mean: torch.Tensor
+            self.stat_std: torch.Tensor
+            if hidden > 0:
+                self.stat_head: nn.Module = nn.Sequential(
+                    nn.Linear(len(STAT_NAMES), hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_labels)
+                )
+            else:
+                self.stat_head = nn.Linear(len(STAT_NAMES), n_labels)
+                nn.init.zeros_(self.stat_head.weight)
         if self.has_summary:  # the whole-piece statistics branch: standardised, then linear
             self.register_buffer("summary_mean", torch.zeros(len(SUMMARY_NAMES)))
             self.register_buffer("summary_std", torch.ones(len(SUMMARY_NAMES)))
@@ -326,25 +650,76 @@ class PieceCNN(nn.Module):
         out: torch.Tensor = self.summary_head((summary - self.summary_mean) / self.summary_std)
         return out
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, summary: torch.Tensor | None = None
+    def fit_statistics(self, stats: np.ndarray) -> None:
+        """Standardise the statistics branch on ``stats`` (M, S) of the training pieces (:func:`summary_scale`)."""
+        mean, std = summary_scale(stats)
+        self.stat_mean.copy_(torch.as_tensor(mean, dtype=self.stat_mean.dtype))
+        self.stat_std.copy_(torch.as_tensor(std, dtype=self.stat_std.dtype))
+
+    def statistics(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
-        out = self._votes(x, mask)
-        if self.has_summary:
-            out = out + self.summary_logits(self.summaries(x, mask) if summary is None else summary)
+        """(B, N, 7) raw features (mask, presence ``weight`` (B, N)) -> (B, S) :func:`statistics_of`
+        of each piece's real notes, differentiable in ``weight``."""
+        xs = x.detach().cpu().numpy()
+        ms = np.ones(xs.shape[:2], bool) if mask is None else mask.detach().cpu().numpy().astype(bool)
+        w = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device) if weight is None else weight.to(x)
+        rows = []
+        for b in range(len(xs)):
+            idx = torch.as_tensor(np.flatnonzero(ms[b]), device=x.device)
+            rows.append(statistics_of(note_statistics(xs[b][ms[b]])[1], w[b].index_select(0, idx)))
+        return torch.stack(rows)
+
+    def stat_logits(self, stats: torch.Tensor) -> torch.Tensor:
+        """(B, S) raw :func:`statistics_of` -> (B, n_labels) the statistics branch's logits."""
+        out: torch.Tensor = self.stat_head((stats - self.stat_mean) / self.stat_std)
         return out
 
-    def _votes(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """(B, n_labels): the mean of the real notes' local votes."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        summary: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
+        stats: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        out = self._votes(x, mask, weight) if self.votes else None
+        if self.has_summary:
+            s = self.summary_logits(self.summaries(x, mask) if summary is None else summary)
+            out = s if out is None else out + s
+        if self.has_statistics:
+            s = self.stat_logits(self.statistics(x, mask, weight) if stats is None else stats)
+            out = s if out is None else out + s
+        if out is None:
+            raise ParameterError("this PieceCNN has neither votes nor a statistics branch")
+        if not self.votes:  # the statistics are piecewise constant in the note features: their
+            out = out + 0.0 * x.sum()  # gradient is 0, and gradient methods get that instead of an error
+        return out
+
+    def presence_saliency(self, x: torch.Tensor, mask: torch.Tensor | None, score: Any) -> torch.Tensor:
+        """(B, N) d score / d weight at weight = 1 on the real notes (0 on padding): the
+        first-order change of ``score(logits) -> (B,)`` when each note is deleted is minus this."""
+        w = (torch.ones(x.shape[:2], device=x.device) if mask is None else mask.to(x.dtype)).requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(score(self(x, mask, weight=w)).sum(), w)
+        return grad if mask is None else grad * mask.to(grad.dtype)
+
+    def _votes(self, x: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_labels): the (``weight``-weighted) mean of the real notes' local votes."""
         lg = self.note_logits(x)
-        if mask is None:
+        if mask is None and weight is None:
             return lg.mean(dim=1)
-        m = mask.to(lg.dtype).unsqueeze(-1)
-        if x.shape[0] == 1:  # one piece: its real notes only (padding never enters the convolutions)
+        m = torch.ones(x.shape[:2], dtype=lg.dtype, device=lg.device) if mask is None else mask.to(lg.dtype)
+        if weight is not None:
+            m = m * weight.to(lg.dtype)
+        if (
+            x.shape[0] == 1 and mask is not None
+        ):  # one piece: its real notes only (padding never enters the convolutions)
             n = int(mask[0].sum())
-            lg = self.note_logits(x[:, :n]) if n < x.shape[1] else lg
-            return lg.mean(dim=1)
-        out: torch.Tensor = (lg * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+            if n < x.shape[1]:
+                lg, m = self.note_logits(x[:, :n]), m[:, :n]
+        m = m.unsqueeze(-1)
+        out: torch.Tensor = (lg * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-6)
         return out
 
 
@@ -358,6 +733,9 @@ def build_midi_piece(
     embed: int = 8,
     dropout: float = 0.2,
     summary: bool = False,
+    statistics: bool = False,
+    hidden: int = 0,
+    votes: bool = True,
     note_features: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, list[LayerInfo]]:
     """Builder for the registry. ``note_features``: a :meth:`PieceSpec.to_dict` (its time scale);
@@ -372,6 +750,9 @@ def build_midi_piece(
         dropout=float(dropout),
         time_scale=spec.time_scale,
         summary=bool(summary),
+        statistics=bool(statistics),
+        hidden=int(hidden),
+        votes=bool(votes),
     )
     layer_list = [LayerInfo("family embedding", "family", "input", "block", "instrument family (program // 8, drums)")]
     for i in range(int(layers)):
@@ -382,5 +763,9 @@ def build_midi_piece(
     if summary:
         layer_list.append(
             LayerInfo("statistics", "summary_head", "back end", "output", "logits of the whole-piece statistics")
+        )
+    if statistics:
+        layer_list.append(
+            LayerInfo("note statistics", "stat_head", "back end", "output", "logits of the note statistics")
         )
     return net, layer_list

@@ -587,9 +587,13 @@ PIECE_KEYS = (
     "crops",
     "summary",
     "summary_l2",
+    "statistics",
+    "hidden",
+    "votes",
 )
-#: Training settings of a whole-piece run where the caller gives none (selected by 5-fold CV on jazz/dance).
-PIECE_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "patience": None}
+#: Training settings of a whole-piece run where the caller gives none (selected by 5-fold CV on
+#: jazz/dance, ``bench_midi_jazz_dance.py``: the note statistics alone, linear, 200 epochs).
+PIECE_DEFAULTS: dict[str, Any] = {"epochs": 200, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "patience": None}
 
 
 @dataclass
@@ -647,23 +651,30 @@ def random_windows(
 
 
 @torch.no_grad()
-def predict_pieces(model: LoadedModel, pieces: Sequence[np.ndarray]) -> np.ndarray:
-    """(M, L) probabilities of whole pieces (each (n_i, F)), one piece at a time."""
+def predict_pieces(model: LoadedModel, pieces: Sequence[np.ndarray], *, stats: np.ndarray | None = None) -> np.ndarray:
+    """(M, L) probabilities of whole pieces (each (n_i, F)), one piece at a time; ``stats``
+    (M, S): the pieces' note statistics when already computed (a model with that branch)."""
     was = model.net.training
     model.net.eval()
     try:
-        out = [model.probabilities(model.net(*model.tensors(x, np.ones(len(x), bool)))).cpu().numpy() for x in pieces]
+        out = []
+        for i, x in enumerate(pieces):
+            extra = {} if stats is None else {"stats": torch.as_tensor(stats[i : i + 1], device=model.device)}
+            logits = model.net(*model.tensors(x, np.ones(len(x), bool)), **extra)
+            out.append(model.probabilities(logits).cpu().numpy())
     finally:
         model.net.train(was)
     return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
 
 
-def evaluate_pieces(model: LoadedModel, pieces: Sequence[np.ndarray], y: np.ndarray) -> dict[str, Any]:
-    """Like :func:`evaluate`, on whole pieces."""
+def evaluate_pieces(
+    model: LoadedModel, pieces: Sequence[np.ndarray], y: np.ndarray, *, stats: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Like :func:`evaluate`, on whole pieces (``stats``: as :func:`predict_pieces`)."""
     k = len(model.labels)
     conf = np.zeros((k, k), dtype=np.int64)
     if len(y):
-        np.add.at(conf, (np.asarray(y), predict_pieces(model, pieces).argmax(-1)), 1)
+        np.add.at(conf, (np.asarray(y), predict_pieces(model, pieces, stats=stats).argmax(-1)), 1)
     n = int(conf.sum())
     return {
         "accuracy": float(np.trace(conf) / n) if n else float("nan"),
@@ -685,9 +696,12 @@ def train_midi_piece(
     dropout: float = 0.3,
     window: int = 256,
     crops: int = 4,
-    summary: bool = True,
+    summary: bool = False,
     summary_l2: float = 0.02,
-    epochs: int = 30,
+    statistics: bool = True,
+    hidden: int = 0,
+    votes: bool = False,
+    epochs: int = 200,
     batch_size: int = 32,
     lr: float = 3e-3,
     weight_decay: float = 1e-2,
@@ -698,12 +712,17 @@ def train_midi_piece(
     name: str = "midi_piece",
     cancel: Any = None,
 ) -> Iterator[Progress]:
-    """Train the whole-piece CNN (:mod:`musiclens.core.models.midi_piece`) on random windows of
-    ``window`` notes (``crops`` per piece and epoch); validate and test on whole pieces.
-    ``summary`` (default): the hybrid, whose second branch reads the whole piece's statistics
-    (:func:`~musiclens.core.models.midi_piece.piece_summary`, standardised on the training
-    pieces; its weights get an L2 penalty ``summary_l2``); a window's logits in training are
-    its notes' votes plus the branch's logits for the whole piece it was cut from.
+    """Train the whole-piece model (:mod:`musiclens.core.models.midi_piece`).
+
+    By default (``statistics``, ``votes=False``): a linear classifier (``hidden`` > 0: an MLP)
+    on the whole piece's note statistics (:func:`~musiclens.core.models.midi_piece.statistics_of`,
+    standardised on the training pieces; differentiable in every note's presence), each piece
+    once per epoch. ``votes``: the note CNN too, trained on random windows of ``window`` notes
+    (``crops`` per piece and epoch), a window's logits being its notes' votes plus the other
+    branches' logits for the whole piece it was cut from. ``summary``: the older,
+    non-differentiable :func:`~musiclens.core.models.midi_piece.piece_summary` branch. The
+    weights of the statistics heads get an L2 penalty ``summary_l2``. Validation and test
+    read whole pieces.
 
     Events as :func:`train_midi_lstm`: ``"batch"``, ``"epoch"`` (best-on-validation model so
     far), ``"done"`` or ``"cancelled"``. Without a validation split, the last epoch is kept."""
@@ -713,17 +732,33 @@ def train_midi_piece(
         raise ParameterError("epochs, batch_size, lr, window and crops must be positive")
     if patience is not None and patience < 1:
         raise ParameterError(f"patience must be >= 1 (or None), got {patience}")
+    if not (votes or summary or statistics):
+        raise ParameterError("midi-piece needs the note votes, the statistics or the summary branch")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     arch_params: dict[str, Any] = {"n_labels": len(data.labels), "channels": channels, "layers": layers}
     arch_params["kernel"] = kernel
     arch_params.update({"embed": embed, "dropout": float(dropout), "summary": bool(summary)})
+    arch_params.update({"statistics": bool(statistics), "votes": bool(votes)})
+    if hidden > 0:  # (model.json's sizes are >= 1)
+        arch_params["hidden"] = int(hidden)
     net, layer_list = build_midi_piece(**arch_params, note_features=data.spec.to_dict())
+    assert isinstance(net, PieceCNN)
     train_x, train_y = data.x["train"], data.y["train"]
-    stats = np.stack([piece_summary(x) for x in train_x]) if summary else np.zeros((len(train_y), 0), np.float32)
+    summ = np.stack([piece_summary(x) for x in train_x]) if summary else np.zeros((len(train_y), 0), np.float32)
     if summary:
-        assert isinstance(net, PieceCNN)
-        net.fit_summary(stats)
+        net.fit_summary(summ)
+
+    def piece_stats(pieces: Sequence[np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return np.stack([net.statistics(torch.as_tensor(x[None])).numpy()[0] for x in pieces])
+
+    stats = np.zeros((len(train_y), 0), np.float32)
+    if statistics:
+        stats = piece_stats(train_x)
+        net.fit_statistics(stats)
+    # the statistics of the validation and test pieces, computed once (None: no such branch)
+    split_stats = {s: piece_stats(data.x[s]) if statistics and len(data.x[s]) else None for s in ("val", "test")}
     dev = resolve_device(device) if isinstance(device, str) else device
     net.to(dev)
     model = LoadedModel(
@@ -742,24 +777,42 @@ def train_midi_piece(
     )
     settings.update(weight_decay=weight_decay, seed=seed, label_smoothing=label_smoothing, patience=patience)
     settings["split"] = "by file, per label, seeded"
-    batches = max(1, math.ceil(len(train_y) * crops / batch_size))
+    per_epoch = crops if votes else 1
+    batches = max(1, math.ceil(len(train_y) * per_epoch / batch_size))
+    stats_t = torch.as_tensor(stats, device=dev)
+    summ_t = torch.as_tensor(summ, device=dev)
 
     def batch_indices() -> list[np.ndarray]:
-        order = np.repeat(np.arange(len(train_y)), crops)
+        order = np.repeat(np.arange(len(train_y)), per_epoch)
         rng.shuffle(order)
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
+    def head_penalty() -> torch.Tensor:
+        total = torch.zeros((), device=dev)
+        for head in ([net.summary_head] if summary else []) + ([net.stat_head] if statistics else []):
+            for mod in head.modules():
+                if isinstance(mod, nn.Linear):
+                    total = total + mod.weight.square().sum()
+        return total
+
     def train_step(idx: np.ndarray) -> tuple[float, int]:
-        xb, mb = random_windows([train_x[j] for j in idx], window, rng)
-        xt, mt = model.tensors(xb, mb)
-        yt = torch.as_tensor(train_y[idx], device=xt.device)
-        if summary:
-            logits = net(xt, mt, summary=torch.as_tensor(stats[idx], device=xt.device))
-            assert isinstance(net, PieceCNN)
-            loss = loss_fn(logits, yt) + summary_l2 * net.summary_head.weight.square().sum()
+        yt = torch.as_tensor(train_y[idx], device=dev)
+        it = torch.as_tensor(idx, device=dev)
+        if votes:
+            xt, mt = model.tensors(*random_windows([train_x[j] for j in idx], window, rng))
+            logits = net(
+                xt,
+                mt,
+                summary=summ_t[it] if summary else None,
+                stats=stats_t[it] if statistics else None,
+            )
         else:
-            logits = net(xt, mt)
-            loss = loss_fn(logits, yt)
+            logits = torch.zeros((len(idx), len(data.labels)), device=dev)
+            if summary:
+                logits = logits + net.summary_logits(summ_t[it])
+            if statistics:
+                logits = logits + net.stat_logits(stats_t[it])
+        loss = loss_fn(logits, yt) + summary_l2 * head_penalty()
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -777,9 +830,9 @@ def train_midi_piece(
         sched=sched,
         batch_indices=batch_indices,
         train_step=train_step,
-        evaluate_split=lambda split: evaluate_pieces(model, data.x[split], data.y[split]),
+        evaluate_split=lambda split: evaluate_pieces(model, data.x[split], data.y[split], stats=split_stats[split]),
         last_without_val=True,
-        train_acc_label="train acc (windows)",
+        train_acc_label="train acc (windows)" if votes else "train acc",
     )
 
 

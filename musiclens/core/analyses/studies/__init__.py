@@ -53,17 +53,21 @@ STUDIES: dict[str, Study] = {
         Study(
             "genre-cnn",
             "GTZAN vanilla, masked and GAP CNNs: accuracy, filters, deconvolution, CAMs",
-            "a folder of GTZAN-style recordings in one sub-folder per genre",
+            "a folder of GTZAN-style recordings in one sub-folder per genre, or several such folders joined by ':'"
+            " (a track in two of them counts once)",
+            "genre_cnn:genre_cnn",
         ),
         Study(
             "dreaming",
             "STFT- vs mel-input CNNs: accuracy and how cleanly their dreams invert",
-            "a folder of recordings in one sub-folder per genre",
+            "a folder of recordings in one sub-folder per genre, or several joined by ':' (a track in two counts once)",
+            "dreaming:dreaming",
         ),
         Study(
             "midi-rnn",
             "the MIDI RNN: the study's recipe beside ours, saliency and a flip",
             "a folder of MIDI files in one sub-folder per class (e.g. jazz/ and dance/)",
+            "midi_rnn:midi_rnn",
         ),
         Study(
             "musicnn-dissection",
@@ -74,7 +78,9 @@ STUDIES: dict[str, Study] = {
         Study(
             "instrument-similarity",
             "per-layer similarity of same-instrument stems over depth",
-            "a folder of isolated stems / solo-instrument clips",
+            "a folder with one sub-folder of isolated stems / solo clips per instrument, or the shared data root"
+            " (its musdb .stem.mp4 is decoded with ffmpeg)",
+            "instrument_similarity:instrument_similarity",
         ),
     )
 }
