@@ -49,8 +49,44 @@ if TYPE_CHECKING:
     from musiclens.core.interpret.note_deletion_flip import DeletionFlipResult
 
 
+class FlipOutcome:
+    """What every MIDI flip result reports (the feature-space :class:`FlipResult` and the
+    deletion flip's result): the class before and after, the probabilities, the change."""
+
+    labels: list[str]
+    target: int
+    source: int
+    probabilities_before: np.ndarray
+    probabilities_after: np.ndarray
+    changed: list[dict[str, Any]]
+    change: dict[str, float]
+    step: int
+    edit: str | None = None  # what the flip does to the notes, when it is not a feature change
+
+    @property
+    def flipped(self) -> bool:
+        return int(np.argmax(self.probabilities_after)) == self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (labels by name)."""
+        out: dict[str, Any] = {"labels": list(self.labels)}
+        if self.edit is not None:
+            out["edit"] = self.edit
+        return out | {
+            "target": self.labels[self.target],
+            "predicted_before": self.labels[self.source],
+            "predicted_after": self.labels[int(np.argmax(self.probabilities_after))],
+            "flipped": self.flipped,
+            "probabilities_before": {k: float(v) for k, v in zip(self.labels, self.probabilities_before, strict=True)},
+            "probabilities_after": {k: float(v) for k, v in zip(self.labels, self.probabilities_after, strict=True)},
+            "change": dict(self.change),
+            "changed_notes": list(self.changed),
+            "step": self.step,
+        }
+
+
 @dataclass
-class FlipResult:
+class FlipResult(FlipOutcome):
     """Before/after of a flip. ``before``/``after`` are the model's window of notes."""
 
     labels: list[str]
@@ -65,10 +101,6 @@ class FlipResult:
     change: dict[str, float]
     step: int
 
-    @property
-    def flipped(self) -> bool:
-        return int(np.argmax(self.probabilities_after)) == self.target
-
     def full_notes(self, notes: Notes, others: Notes | None = None) -> Notes:
         """The whole piece ``notes`` with the flip's changed notes in place; nothing else moves.
 
@@ -81,20 +113,6 @@ class FlipResult:
         if others is None or len(others) == 0:
             return full
         return merge_notes(full, others)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "labels": list(self.labels),
-            "target": self.labels[self.target],
-            "predicted_before": self.labels[self.source],
-            "predicted_after": self.labels[int(np.argmax(self.probabilities_after))],
-            "flipped": self.flipped,
-            "probabilities_before": {k: float(v) for k, v in zip(self.labels, self.probabilities_before)},
-            "probabilities_after": {k: float(v) for k, v in zip(self.labels, self.probabilities_after)},
-            "change": dict(self.change),
-            "changed_notes": list(self.changed),
-            "step": self.step,
-        }
 
 
 @dataclass

@@ -37,7 +37,7 @@ import torch
 
 from musiclens.core.errors import ParameterError
 from musiclens.core.interpret.flip_loop import frozen, target_loss
-from musiclens.core.interpret.midi_flip import FlipStep, _is_flip
+from musiclens.core.interpret.midi_flip import FlipOutcome, FlipStep, _is_flip
 from musiclens.core.midi import Notes, merge_notes, through_file
 
 __all__ = ["DeletionFlipResult", "deletion_flip_steps", "is_presence_model", "entangled"]
@@ -73,7 +73,7 @@ def entangled(notes: Notes) -> np.ndarray:
 
 
 @dataclass
-class DeletionFlipResult:
+class DeletionFlipResult(FlipOutcome):
     """Before/after of a deletion flip. ``before``: the piece as the model reads it (n notes);
     ``kept`` (n,) bool: the notes left (False = deleted); ``after``: the kept notes as read
     back from the written file (what ``probabilities_after`` measured)."""
@@ -90,9 +90,7 @@ class DeletionFlipResult:
     change: dict[str, float]
     step: int
 
-    @property
-    def flipped(self) -> bool:
-        return int(np.argmax(self.probabilities_after)) == self.target
+    edit: str | None = "delete notes"
 
     @property
     def written(self) -> Notes:
@@ -112,21 +110,6 @@ class DeletionFlipResult:
         if others is None or len(others) == 0:
             return full
         return merge_notes(full, others)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "labels": list(self.labels),
-            "edit": "delete notes",
-            "target": self.labels[self.target],
-            "predicted_before": self.labels[self.source],
-            "predicted_after": self.labels[int(np.argmax(self.probabilities_after))],
-            "flipped": self.flipped,
-            "probabilities_before": {k: float(v) for k, v in zip(self.labels, self.probabilities_before, strict=True)},
-            "probabilities_after": {k: float(v) for k, v in zip(self.labels, self.probabilities_after, strict=True)},
-            "change": dict(self.change),
-            "changed_notes": list(self.changed),
-            "step": self.step,
-        }
 
 
 _COUNTS = ("notes_changed", "notes_deleted", "notes", "notes_unchanged", "share_deleted")
