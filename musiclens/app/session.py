@@ -350,11 +350,11 @@ class Session(QObject):
     def _midi_model(self, name: str | None = None):
         """The MIDI model (loaded once, in the worker thread): ``name``, else
         :attr:`midi_model_name` (a MIDI model trained in the window), else the bundled one."""
-        from musiclens.core.models.midi_lstm import DEFAULT_MIDI_MODEL, load_midi_model
+        return analyses.run(self._midi_model_steps(name))
 
-        name = name or self.midi_model_name or DEFAULT_MIDI_MODEL
-        if self.midi_model is None or name not in (self.midi_model.name, str(self.midi_model.source)):
-            self.midi_model = load_midi_model(name)
+    def _midi_model_steps(self, name: str | None = None) -> Generator[analyses.Progress, None, Any]:
+        """:meth:`_midi_model` as a job's step (:func:`~musiclens.core.analyses.midi.midi_model_steps`)."""
+        self.midi_model = yield from analyses.midi.midi_model_steps(name or self.midi_model_name, self.midi_model)
         return self.midi_model
 
     def open_midi(
@@ -365,21 +365,24 @@ class Session(QObject):
         on_error: OnError = None,
         model: str | None = None,
     ) -> Job:
-        """Read a MIDI file with the (bundled) MIDI model's spec."""
+        """Read a MIDI file with the (bundled) MIDI model's spec (loading the model first, when it is not loaded)."""
         return self.submit(
             f"open {Path(path).name}",
-            lambda ctx: analyses.open_midi(self._midi_model(model), path),
+            lambda ctx: _drive(
+                ctx, analyses.midi.on_midi_model(self._midi_model_steps(model), analyses.open_midi_steps, path)
+            ),
             on_result,
             on_error=on_error,
         )
 
-    def midi_scope(self, path: str | Path, on_result: Callable[[dict | None], None]) -> Job:
-        """How far the piece at ``path`` lies from the MIDI model's training pieces (None: unknown)."""
+    def midi_scope(self, piece, on_result: Callable[[dict | None], None]) -> Job:
+        """How far a piece (the notes opened, or a file's path) lies from the MIDI model's
+        training pieces (None: unknown); notes are not read again."""
         from musiclens.core.analyses.midi import training_distance
 
         return self.submit(
-            f"compare {Path(path).name} with the training pieces",
-            lambda ctx: training_distance(self._midi_model(), path),
+            f"compare {Path(getattr(piece, 'source', piece) or 'piece').name} with the training pieces",
+            lambda ctx: training_distance(self._midi_model(), piece),
             on_result,
             on_error=lambda message: None,
         )
@@ -390,8 +393,11 @@ class Session(QObject):
         """Probabilities and per-note gradient saliency (``target``: class index, None = top)."""
         return self.submit(
             MIDI_CLASSIFY_JOB,
-            lambda ctx: analyses.classify_notes(
-                self._midi_model(), notes, target=target, revision=revision, method="gradient"
+            lambda ctx: _drive(
+                ctx,
+                analyses.classify_notes_steps(
+                    self._midi_model(), notes, target=target, revision=revision, method="gradient"
+                ),
             ),
             on_result,
         )
@@ -419,7 +425,9 @@ class Session(QObject):
         self, notes, on_result: Callable[[tuple[np.ndarray, int, str]], None], sample_rate: int = 22050
     ) -> Job:
         """Render notes (and the file's other tracks) to audio: :func:`musiclens.core.analyses.render`."""
-        return self.submit("synthesise MIDI", lambda ctx: analyses.render(notes, sample_rate), on_result)
+        return self.submit(
+            "synthesise MIDI", lambda ctx: _drive(ctx, analyses.render_steps(notes, sample_rate)), on_result
+        )
 
     # ------------------------------------------------------------------ helpers for panels
     def patch_at(self, seconds: float) -> int:

@@ -10,12 +10,18 @@ few decaying harmonics with a short attack and release, the same samples every t
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from musiclens.core.midi import Notes, _to_pretty_midi
+from musiclens.core.progress import Progress, run
+
+#: how many progress steps :func:`additive_steps` yields over a piece (at most; one per note
+#: for shorter pieces)
+PROGRESS_STEPS = 50
 
 SOUNDFONT_PATHS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -32,10 +38,25 @@ def midi_to_hz(pitch: npt.ArrayLike) -> np.ndarray:
 def additive(
     notes: Notes, sr: int = 22050, *, harmonics: int = 6, release: float = 0.08, tail: float = 0.3, gain: float = 0.25
 ) -> np.ndarray:
-    """Harmonics ``1/k`` with an exponential decay, 5 ms attack and ``release`` s release."""
+    """Harmonics ``1/k`` with an exponential decay, 5 ms attack and ``release`` s release:
+    :func:`additive_steps` run to its end -> audio float32 (samples,)."""
+    return run(additive_steps(notes, sr, harmonics=harmonics, release=release, tail=tail, gain=gain))
+
+
+def additive_steps(
+    notes: Notes, sr: int = 22050, *, harmonics: int = 6, release: float = 0.08, tail: float = 0.3, gain: float = 0.25
+) -> Generator[Progress, None, np.ndarray]:
+    """:func:`additive` as progress steps: yields a :class:`Progress` (fraction: notes rendered /
+    notes) every ``len(notes) / PROGRESS_STEPS`` notes; returns the audio float32 (samples,)."""
     total = float(notes.end.max()) + release + tail if len(notes) else 0.0
     out = np.zeros(int(np.ceil(total * sr)), dtype=np.float64)
-    for p, s, d, v, drum in zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.is_drum):
+    n_notes = len(notes)
+    every = max(1, -(-n_notes // PROGRESS_STEPS))
+    for i, (p, s, d, v, drum) in enumerate(
+        zip(notes.pitch, notes.start, notes.duration, notes.velocity, notes.is_drum)
+    ):
+        if i % every == 0:
+            yield Progress(fraction=i / n_notes, message=f"synthesising note {i + 1} of {n_notes}")
         a = int(round(s * sr))
         n = int(round((d + release) * sr))
         if n <= 0 or a >= len(out):
@@ -83,12 +104,22 @@ def synthesise(
     notes: Notes, sr: int = 22050, *, soundfont: str | os.PathLike[str] | None = "auto"
 ) -> tuple[np.ndarray, str]:
     """Render ``notes``; returns ``(audio float32 (samples,), "soundfont NAME" | "additive")``."""
+    return run(synthesise_steps(notes, sr, soundfont=soundfont))
+
+
+def synthesise_steps(
+    notes: Notes, sr: int = 22050, *, soundfont: str | os.PathLike[str] | None = "auto"
+) -> Generator[Progress, None, tuple[np.ndarray, str]]:
+    """:func:`synthesise` as progress steps: the built-in synthesiser's per-note steps
+    (:func:`additive_steps`); FluidSynth renders in one call (one step, fraction unknown)."""
     sf2 = soundfont_available() if soundfont == "auto" else (Path(soundfont) if soundfont else None)
     if sf2 is not None and len(notes):
+        yield Progress(message=f"synthesising {len(notes)} notes with {sf2.name}")
         try:
             audio = _to_pretty_midi(notes).fluidsynth(fs=sr, sf2_path=str(sf2))
             peak = float(np.abs(audio).max()) or 1.0
             return (0.9 * audio / peak).astype(np.float32), f"soundfont {sf2.name}"
         except Exception:  # noqa: BLE001 - fall back to the built-in synthesiser
             pass
-    return additive(notes, sr), "additive"
+    audio = yield from additive_steps(notes, sr)
+    return audio, "additive"

@@ -554,7 +554,7 @@ class PianoRollPanel(QWidget):
             self.set_editor(NoteEditor(o.notes, source=o.path), o.labels, o.window, repairs=o.repairs)
             self.opened.emit(o.path)
             self.scope.setText("")
-            self.session.midi_scope(o.path, self.show_scope)
+            self.session.midi_scope(o.notes, self.show_scope)  # the notes read: no second reading
 
         self.session.open_midi(path, opened, on_error=failed)
 

@@ -17,7 +17,8 @@ similarity             pair_similarity -> Similarity, similarity_of_files ->
                        PairwiseSimilarity, class_similarity -> ClassSimilarity
 dream                  dream -> Dreamt
 flip                   flip_recording -> RecordingFlip (audio)
-midi                   open_midi, classify_notes, flip -> MidiFlip, render
+midi                   open_midi (_steps), classify_notes (_steps), flip -> MidiFlip,
+                       render (_steps)
 training               train -> Trained, evaluate (the evaluate command's dict)
 batch                  batch (a folder -> summary.parquet + array shards; resumable,
                        ``workers`` processes), read_table -> BatchTable, read_array
@@ -33,7 +34,15 @@ from musiclens.core.analyses.attribution import WaveformAttribution, attribute, 
 from musiclens.core.analyses.dream import dream
 from musiclens.core.analyses.flip import flip_recording
 from musiclens.core.analyses.layers import hear_filter, kernels, layer_maps, layer_maps_steps
-from musiclens.core.analyses.midi import classify_notes, flip, open_midi, render
+from musiclens.core.analyses.midi import (
+    classify_notes,
+    classify_notes_steps,
+    flip,
+    open_midi,
+    open_midi_steps,
+    render,
+    render_steps,
+)
 from musiclens.core.analyses.predict import predict, predict_file, predict_steps
 from musiclens.core.analyses.recording import (
     display_of,
@@ -96,6 +105,7 @@ __all__ = [
     "attribution_over_file",
     "class_similarity",
     "classify_notes",
+    "classify_notes_steps",
     "display_of",
     "dream",
     "epoch_curves",
@@ -111,6 +121,7 @@ __all__ = [
     "make_recording",
     "mean_curves",
     "open_midi",
+    "open_midi_steps",
     "open_recording",
     "open_recording_steps",
     "pair_similarity",
@@ -122,6 +133,7 @@ __all__ = [
     "probabilities",
     "read_features",
     "render",
+    "render_steps",
     "run",
     "similarity_of_files",
     "summarise",
