@@ -224,3 +224,18 @@ def test_cancelling_a_study_closes_it_without_a_report(qtbot, window, isolated):
     qtbot.waitUntil(lambda: not window.train_worker.pending(), timeout=GUI_TIMEOUT_MS)
     assert not (out / "report.md").exists() and window.studies.job is None
     assert not window.study_report.cancel_button.isVisible()
+
+
+def test_a_table_cell_with_line_breaks_keeps_the_rest_of_the_table(qtbot, window, isolated):
+    """Reports break lines inside table cells with "<br>" (GitHub renders it); Qt's Markdown
+    reader used to drop every later cell of the table there."""
+    folder = isolated / "br"
+    folder.mkdir()
+    rows = [f"| row {i} | claim {i} | source | **model A** ours {i}a<br>**model B** ours {i}b |" for i in range(4)]
+    text = "\n".join(["# r", "", "| quantity | claim | source | ours |", "| --- | --- | --- | --- |", *rows, ""])
+    (folder / "report.md").write_text(text)
+    (folder / "numbers.json").write_text("{}")
+    window.studies.open_report(folder)
+    shown = window.study_report.browser.document().toPlainText()
+    for i in range(4):
+        assert f"claim {i}" in shown and f"ours {i}a" in shown and f"ours {i}b" in shown, shown

@@ -63,7 +63,9 @@ class ReportBrowser(QTextBrowser):
     def show_markdown(self, text: str, folder: Path) -> None:
         self.folder = folder
         self.setSearchPaths([str(folder)])
-        self.setMarkdown(text)
+        # Qt's Markdown reader drops the rest of a table at an HTML "<br>" in a cell (the
+        # line break GitHub renders) but reads "<br/>" as one
+        self.setMarkdown(text.replace("<br>", "<br/>"))
         self.fit_images()
 
     def image_names(self) -> list[str]:
