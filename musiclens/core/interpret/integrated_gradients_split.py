@@ -117,7 +117,9 @@ class _Entry:
 
 class FrontCache:
     """The front's last ``size`` results, used on this thread inside :meth:`active`. The
-    entries hold the front's autograd graph (for ``Jᵀ``): about 25 MB per 3 s MusiCNN patch."""
+    entries hold the front's autograd graph (for ``Jᵀ``): about 25 MB per 3 s MusiCNN patch,
+    and, after its first backward, the rows the front's frequency max picked (MusiCNN's
+    ``_ConvFreqPool``), so each further ``Jᵀ v`` through a cached front skips finding them."""
 
     def __init__(self, size: int = 3) -> None:
         self.size = size
