@@ -37,6 +37,8 @@ caller closes the group (:meth:`World.close`) however the run ends.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from musiclens.core.errors import ParameterError
+
+#: how long a rank waits for the others when it leaves the process group (s)
+LEAVE_TIMEOUT_S = 60
 
 if TYPE_CHECKING:
     import torch
@@ -155,6 +160,12 @@ class World:
 
         self.unwrap()
         if dist.is_available() and dist.is_initialized():
+            if dist.get_backend() == "gloo":
+                # leave together: a rank that tears gloo down while rank 0 is still saving
+                # aborted now and then ("terminate called without an active exception");
+                # bounded, so a rank left alone by a failed peer still gets out
+                with contextlib.suppress(Exception):
+                    dist.monitored_barrier(timeout=datetime.timedelta(seconds=LEAVE_TIMEOUT_S))
             dist.destroy_process_group()
 
 
