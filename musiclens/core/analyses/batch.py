@@ -909,18 +909,21 @@ def _in_pool(
     done: dict[int, FileResult] = {}
     sent = given = 0
     try:
-        while given < len(pending):
-            for w in pool:  # keep every ready worker busy, at most 2 × workers files ahead
-                if w.ready and w.task is None and sent < len(pending) and sent < given + 2 * workers:
-                    path, rel = pending[sent]
-                    w.task = (sent, str(path), rel)
-                    w.conn.send(w.task)
-                    sent += 1
+        while True:
             while given in done:
                 yield done.pop(given)
                 given += 1
             if given >= len(pending):
                 break
+            # after giving results (given moved on): keep every ready worker busy, at most
+            # 2 × workers files ahead — sending before giving left the window shut and the
+            # pool waiting for messages that would never come
+            for w in pool:
+                if w.ready and w.task is None and sent < len(pending) and sent < given + 2 * workers:
+                    path, rel = pending[sent]
+                    w.task = (sent, str(path), rel)
+                    w.conn.send(w.task)
+                    sent += 1
             ready = wait([w.conn for w in pool] + [w.proc.sentinel for w in pool])
             for k, w in enumerate(pool):
                 message = None
