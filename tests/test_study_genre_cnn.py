@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musiclens.core.analyses.studies.genre_cnn import ARCHS, STUDY_ACCURACY, load_genres, track_folds, wilson
+from musiclens.core.analyses.studies.genre_cnn import (
+    ARCHS,
+    STUDY_ACCURACY,
+    load_genres,
+    row_folds,
+    segment_folds,
+    split_rows,
+    track_folds,
+    wilson,
+)
 
 SR = 22050
 
@@ -83,6 +92,46 @@ def test_the_table_puts_the_studys_numbers_beside_ours(report):
         s = numbers["by_track"][a]
         assert f"| test accuracy, {a} | {STUDY_ACCURACY[a]} % (segment-level split)" in text
         assert f"{s['tracks_correct']}/{s['tracks']} tracks" in text
+
+
+def test_quick_runs_the_track_split_only_and_says_so(report):
+    out, numbers, _ = report
+    assert numbers["quick"] and numbers["settings"]["by_segment"] is False and numbers["by_segment"] == {}
+    assert numbers["folds_run"] == 1 and {r["fold"] for a in ARCHS for r in numbers["tracks"][a]} == {0}
+    assert all(f["epochs_run"] <= numbers["settings"]["epochs"] for a in ARCHS for f in numbers["by_track"][a]["folds"])
+    text = (out / "report.md").read_text()
+    assert "segment-level split is not run" in text and "by segment:" not in text
+
+
+def test_the_segment_split_spreads_tracks_and_the_track_split_does_not(tmp_path):
+    """The two protocols' rows (the full run trains both): each fold's test, val and train sets
+    are disjoint and cover every patch; by track no track is in two sets, by segment (the study's
+    protocol) some are, and every genre is tested in every fold."""
+    from musiclens.core.models import study
+    from musiclens.core.training.data import Split, prepare_all
+
+    ds, _ = load_genres(_write_genres(tmp_path / "d", n=4, seconds=6.5))
+    m = study.create(ARCHS[0], ds.labels)
+    ps = prepare_all(
+        ds, Split({"train": list(ds.tracks), "val": [], "test": []}, 0, (1.0, 0.0, 0.0)), m.front_end, m.patch_frames
+    ).sets["train"]
+    assert len(ps) == 2 * len(ds.tracks)  # 6.5 s: two 3-s segments a track
+    k = 3
+    fold_of_row, seg_folds = row_folds(ps, track_folds(ds, k)), segment_folds(ps, k)
+    spread = 0
+    for protocol in ("by_track", "by_segment"):
+        for i in range(k):
+            rows = split_rows(protocol, i, fold_of_row, seg_folds)
+            every = np.concatenate([rows["test"], rows["val"], rows["train"]])
+            assert sorted(every) == list(range(len(ps)))  # disjoint, and every patch once
+            assert set(ps.y[rows["test"]]) == set(range(len(ds.labels)))
+            tracks = {s: set(ps.track[r]) for s, r in rows.items()}
+            shared = len(tracks["test"] & (tracks["train"] | tracks["val"]))
+            if protocol == "by_track":
+                assert shared == 0 and not tracks["val"] & tracks["train"]
+            else:
+                spread += shared
+    assert spread > 0
 
 
 def test_the_accuracies_are_the_counts_recorded(report):

@@ -1,4 +1,4 @@
-"""Helpers shared by the interpretation commands (cam, auralise, dream, similarity)."""
+"""Helpers shared by the interpretation commands (cam, auralise, dream, similarity, sanity, faithfulness)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,41 @@ def add_method_argument(
         + (f" (old spellings {', '.join(olds)} work too)" if olds else ""),
     )
     return choices
+
+
+def add_method_list_argument(
+    p: argparse.ArgumentParser, flag: str, *, default: str, control: str | None = None
+) -> None:
+    """``flag`` (``--methods``, ``--method``): a comma-separated list of the method table's
+    audio methods (old spellings too), and ``control`` (a name that is no method) besides;
+    read it with :func:`parse_method_list`."""
+    from musiclens.core.interpret import methods
+
+    names = ", ".join(methods.names(kind="audio"))
+    extra = f", {control} (a control)" if control else ""
+    p.add_argument(
+        flag,
+        default=default,
+        help=f"comma-separated: {names}{extra}; old spellings (grad, ig, grad_cam, ...) work too (default {default})",
+    )
+
+
+def parse_method_list(text: str, flag: str, *, control: str | None = None) -> list[tuple[str, Any]]:
+    """``"grad,ig"`` -> [(the name as typed, its :class:`~musiclens.core.interpret.methods.Method`
+    (old spellings resolved) or None for ``control``)], in the order typed. One clear error for
+    an empty list or a name that is no audio method of the table (nor ``control``)."""
+    from musiclens.core.errors import ParameterError
+    from musiclens.core.interpret import methods
+
+    among = methods.names(kind="audio")
+    extra = f", {control} (a control)" if control else ""
+    typed = [s.strip() for s in text.split(",") if s.strip()]
+    if not typed:
+        raise ParameterError(f"{flag} is empty; choose from {', '.join(among)}{extra}")
+    try:
+        return [(n, None if control and n.lower() == control else methods.get(n, among=among)) for n in typed]
+    except ParameterError as e:
+        raise ParameterError(f"{e}; or {control} (a control)" if control else str(e)) from None
 
 
 def add_segment_arguments(p: argparse.ArgumentParser, *, default_duration: float | None) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from musiclens.cli._interpret_common import add_model_argument, load_model
+from musiclens.cli._interpret_common import add_method_list_argument, add_model_argument, load_model
 from musiclens.cli._progress import add_quiet_argument
 
 DEFAULT_METHODS = "gradient,integrated-gradients,grad-cam"
@@ -35,14 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="an audio file")
     add_model_argument(p)
-    from musiclens.core.interpret import methods
-
-    p.add_argument(
-        "--methods",
-        default=DEFAULT_METHODS,
-        help=f"comma-separated, from: {', '.join(methods.names(kind='audio'))} (old spellings grad, ig, "
-        "gradcam, ... work too)",
-    )
+    add_method_list_argument(p, "--methods", default=DEFAULT_METHODS)
     p.add_argument("--target", default=None, help="label name or index (default: the top label of the span)")
     p.add_argument("--layer", default=None, help="the layer of the layer methods (default: the first conv layer)")
     p.add_argument("--cells", default="8x16", help="one cell: BINSxFRAMES")
@@ -105,26 +98,21 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from musiclens.cli import print_json
-    from musiclens.cli._interpret_common import read_audio
+    from musiclens.cli._interpret_common import parse_method_list, read_audio
     from musiclens.cli._progress import Progress
     from musiclens.core.analyses.faithfulness import BETTER, faithfulness
     from musiclens.core.audio import resample
     from musiclens.core.errors import ParameterError
     from musiclens.core.interpret.faithfulness import parse_cells
 
-    names = [s.strip() for s in args.methods.split(",") if s.strip()]
-    if not names:
-        raise ParameterError("--methods is empty; give at least one method")
+    # a misspelt method fails before the model loads
+    names = [typed for typed, _ in parse_method_list(args.methods, "--methods")]
     cells = parse_cells(args.cells)
     if args.steps < 1 or args.random_seeds < 1 or (args.batch is not None and args.batch < 1):
         raise ParameterError("--steps, --random-seeds and --batch must be at least 1")
     if args.sanity_layers is not None and args.sanity_layers < 0:
         raise ParameterError(f"--sanity-layers must be 0 or more, got {args.sanity_layers}")
     offset, duration = parse_seconds(args.seconds)
-    from musiclens.core.interpret import methods
-
-    for n in names:  # a misspelt method fails before the model loads
-        methods.get(n, among=methods.names(kind="audio"))
     m = load_model(args, kind="audio")
     y, sr = read_audio(args.file, m, offset=offset, duration=duration)
     if sr != m.sample_rate:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from musiclens.cli._interpret_common import add_model_argument, add_segment_arguments
+from musiclens.cli._interpret_common import add_method_list_argument, add_model_argument, add_segment_arguments
 from musiclens.cli._progress import add_quiet_argument
 
 #: the control: the input itself, whatever the model (besides the method table's methods)
@@ -33,14 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="an audio file")
     add_model_argument(p)
-    from musiclens.core.interpret import methods
-
-    p.add_argument(
-        "--method",
-        default="gradient",
-        help=f"comma-separated: {', '.join(methods.names(kind='audio'))}, {CONTROL} (a "
-        f"control); old spellings (grad, ig, grad_cam, ...) work too (default gradient)",
-    )
+    add_method_list_argument(p, "--method", default="gradient", control=CONTROL)
     p.add_argument("--target", default=None, help="label name or index (default: the top label)")
     p.add_argument("--layer", default=None, help="the layer for the layer methods (grad-cam, grad-cam++, cam, ...)")
     p.add_argument(
@@ -65,19 +58,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def verdict(steps: list[dict], threshold: float) -> dict:
-    """The final step's similarity -> {"reflects_model", "verdict", "final_spearman", "final_ssim"}."""
-    import math
+    """The final step's similarity -> {"reflects_model", "verdict", "final_spearman", "final_ssim",
+    "randomised_layers"}, by the rule the faithfulness scores use
+    (:func:`~musiclens.core.analyses.faithfulness.sanity_verdict`)."""
+    from musiclens.core.analyses.faithfulness import sanity_verdict
 
     last = steps[-1]
-    sp, ss = last["spearman"], last["ssim"]
-    # NaN (a map that became constant) counts as changed
-    still_same = any(v is not None and not math.isnan(v) and v >= threshold for v in (sp, ss))
+    v = sanity_verdict(last["spearman"], last["ssim"], last["step"], threshold)
     return {
-        "reflects_model": not still_same,
-        "verdict": FAILS if still_same else PASSES,
-        "final_spearman": sp,
-        "final_ssim": ss,
-        "randomised_layers": last["step"],
+        "reflects_model": v.passed,
+        "verdict": PASSES if v.passed else FAILS,
+        "final_spearman": v.final_spearman,
+        "final_ssim": v.final_ssim,
+        "randomised_layers": v.randomised_layers,
     }
 
 
@@ -85,22 +78,15 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from musiclens.cli import print_json
-    from musiclens.cli._interpret_common import features_at_model_rate, read_audio, resolve_target
+    from musiclens.cli._interpret_common import features_at_model_rate, parse_method_list, read_audio, resolve_target
     from musiclens.cli._model import load_model
     from musiclens.cli._progress import Progress
     from musiclens.core import analyses
     from musiclens.core.errors import ParameterError
-    from musiclens.core.interpret import methods
-    from musiclens.core.interpret.sanity import METHODS, Attribution, sanity_check
+    from musiclens.core.interpret.sanity import Attribution, sanity_check
 
-    names = [s.strip() for s in args.method.split(",") if s.strip()]
-    if not names:
-        raise ParameterError(f"--method is empty; choose from {', '.join(METHODS)}, {CONTROL}")
     # one entry per name as typed; each a method of the table (its old spellings too) or the control
-    try:
-        chosen = {n: None if n.lower() == CONTROL else methods.get(n, among=METHODS) for n in names}
-    except ParameterError as e:
-        raise ParameterError(f"{e}; or {CONTROL} (a control)") from None
+    chosen = dict(parse_method_list(args.method, "--method", control=CONTROL))
     for n, method in chosen.items():
         if method is not None and method.needs_layer and args.layer is None:
             raise ParameterError(f"{n} needs --layer")

@@ -169,15 +169,20 @@ class Faithfulness:
         }
 
 
-def _verdict(step: Any, threshold: float) -> SanityVerdict:
-    """The sanity check's last step -> pass (the map changed) or fail (it still looks the same)."""
+def sanity_verdict(
+    spearman: float | None, ssim: float | None, randomised_layers: int, threshold: float
+) -> SanityVerdict:
+    """The sanity check's last step (its final similarities with the trained model's map) ->
+    pass (the map changed) or fail (it still looks the same: the final Spearman or SSIM is at
+    or above ``threshold``); None or NaN (a map that became constant) counts as changed. The
+    one rule of the faithfulness scores and ``musiclens sanity``."""
 
-    def clean(v: float) -> float | None:
-        return None if math.isnan(v) else float(v)
+    def clean(v: float | None) -> float | None:
+        return None if v is None or math.isnan(v) else float(v)
 
-    sp, ss = clean(step.spearman), clean(step.ssim)
+    sp, ss = clean(spearman), clean(ssim)
     still_same = any(v is not None and v >= threshold for v in (sp, ss))
-    return SanityVerdict(not still_same, sp, ss, int(step.step), threshold)
+    return SanityVerdict(not still_same, sp, ss, int(randomised_layers), threshold)
 
 
 def _check_kind(model: Any) -> None:
@@ -334,7 +339,7 @@ def faithfulness(
                         done += 1
                         yield step(f"{meth.label}: sanity check, {k}/{n_sanity} layers randomised")
                 if last is not None:
-                    res.sanity = _verdict(last, sanity_threshold)
+                    res.sanity = sanity_verdict(last.spearman, last.ssim, last.step, sanity_threshold)
             res.scoring_seconds = scoring + time.perf_counter() - t0
         except MusicLensError as e:  # e.g. CAM on a model without global average pooling
             res.error = str(e)
