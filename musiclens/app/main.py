@@ -37,11 +37,16 @@ def run(
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # no organisation name: Qt would put the data folder in …/MusicLens/MusicLens (musiclens.app.paths)
     app.setApplicationName("MusicLens")
-    app.setOrganizationName("MusicLens")
     app.setDesktopFileName("musiclens")  # packaging/musiclens.desktop: icon, Wayland app id
+    from musiclens.app.paths import migrate_data_home
     from musiclens.app.session import DEFAULT_MODEL
-    from musiclens.app.window import MainWindow
+    from musiclens.app.window import MainWindow, settings
+
+    moved = migrate_data_home(settings())  # once: the old doubled folder's files, moved up
+    if moved:
+        print(f"musiclens: {moved}", file=sys.stderr)
 
     window = MainWindow()
     window.screenshot_mode = bool(screenshot)
@@ -61,6 +66,8 @@ def run(
         window.resize(*geometry)
     window.show()
     shown_s = time.perf_counter() - T0
+    if moved:
+        window.statusBar().showMessage(moved, 30000)
     path = Path(file) if file else (demo_path() if demo or file is None else None)
     QTimer.singleShot(0, lambda: window.start(model=model or DEFAULT_MODEL, path=path))
     from musiclens.app.about import app_icon, maybe_show_first_run_guide

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStandardPaths, Qt, QUrl
+from PySide6.QtCore import QObject, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,17 +29,39 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from musiclens.app.paths import data_home
 from musiclens.app.window import settings
 from musiclens.app.worker import Job
 from musiclens.core.analyses.studies import STUDIES, Study
 
 DOCK = "Study report"
 READING_HEIGHT = 0.7  # of the window, for a report shown in its docked place
+LAST_REPORT = "studies/last_report"  # setting: the report folder shown last
 
 
 def studies_home() -> Path:
     """Where the window writes study reports by default (the user's data folder)."""
-    return Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "studies"
+    return data_home() / "studies"
+
+
+def report_start_folder() -> Path:
+    """Where Studies > Open a report… starts: the last report folder shown (or, when it has
+    gone, its nearest existing parent), else :func:`studies_home` (made if it is missing, so
+    the dialog does not fall back to the current directory)."""
+    last = str(settings().value(LAST_REPORT, "") or "")
+    if last:
+        folder = Path(last)
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        if folder.is_dir() and folder != folder.parent:
+            return folder
+    home = studies_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError:  # not writable: its nearest existing parent
+        while not home.is_dir() and home != home.parent:
+            home = home.parent
+    return home
 
 
 def _folder_row(edit: QLineEdit, parent: QWidget, title: str) -> QHBoxLayout:
@@ -156,6 +178,7 @@ class StudiesMenu(QObject):
         self.open_action.triggered.connect(lambda: self.open_report())
         menu.addAction(self.open_action)
         self.panel.open_requested.connect(self.open_entry)
+        self.panel.open_midi_with.connect(self.open_midi_with)
         self.panel.cancel_requested.connect(lambda: self.job is not None and self.job.cancel())
 
     def ask(self, name: str) -> StudyDialog:
@@ -194,6 +217,8 @@ class StudiesMenu(QObject):
         made tall enough to read (its tab group takes most of the window's height)."""
         dock = self._show_dock()
         self.panel.show_report(folder)
+        if self.panel.folder == Path(folder):  # read: the folder Open a report… starts in next time
+            settings().setValue(LAST_REPORT, str(Path(folder).resolve()))
         tall = int(self.window.height() * READING_HEIGHT)
         if not dock.isFloating() and dock.height() < tall:
             self.window.resizeDocks([dock], [tall], Qt.Vertical)
@@ -201,7 +226,7 @@ class StudiesMenu(QObject):
     def open_report(self, folder: str | Path | None = None) -> None:
         """Studies > Open a report…: a folder holding report.md."""
         if folder is None:
-            folder = QFileDialog.getExistingDirectory(self.window, "Open a study report", str(studies_home()))
+            folder = QFileDialog.getExistingDirectory(self.window, "Open a study report", str(report_start_folder()))
             if not folder:
                 return
         if not (Path(folder) / "report.md").is_file():
@@ -210,14 +235,49 @@ class StudiesMenu(QObject):
         self.show_report(folder)
 
     def open_entry(self, kind: str, path: str) -> None:
-        """A button of the report: a model joins the picker and loads, a recording opens in
-        the spectrogram, a MIDI file in the piano roll, the folder in the file manager."""
+        """A button of the report: a model joins the picker and loads (a MIDI model becomes the
+        piano roll's), a recording opens in the spectrogram, a MIDI file in the piano roll, the
+        folder in the file manager."""
+        from musiclens.core.resources import model_input
+
         if kind == "folder":
             QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+        elif kind == "models" and model_input(Path(path)) == "midi":
+            self.use_midi_model(path)
         elif kind == "models":
             self.window.open_model_folder(path)
         else:  # audio or MIDI: the window opens each where it belongs
             self.window.open_file(path)
+
+    def open_midi_with(self, path: str, model: str) -> None:
+        """A MIDI file of the report in the piano roll, read by the study's MIDI model ``model``
+        (a folder), which stays the piano roll's model; if it cannot be loaded, the piano roll
+        says why and keeps the model it had."""
+        session, roll = self.window.session, self.window.piano_roll
+        before = session.midi_model_name
+        session.midi_model_name = model
+
+        def failed(_message: str) -> None:
+            if session.midi_model_name == model:
+                session.midi_model_name = before
+
+        self.window.docks["Piano roll"].show()
+        self.window.docks["Piano roll"].raise_()
+        roll.open_file(path, on_error=failed)
+        self.window.statusBar().showMessage(f"{Path(path).name}: read by the study's model {Path(model).name}", 15000)
+
+    def use_midi_model(self, model: str) -> None:
+        """A MIDI model of the report: the piano roll reads with it from now on; the file it
+        shows opens again with it, unless it holds edits (they are kept)."""
+        roll = self.window.piano_roll
+        editor = roll.editor
+        if editor is not None and editor.source and not editor.undo_stack and Path(editor.source).is_file():
+            self.open_midi_with(str(editor.source), model)
+            return
+        self.window.session.midi_model_name = model
+        self.window.statusBar().showMessage(
+            f"the piano roll reads the next MIDI file you open with the study's model {Path(model).name}", 15000
+        )
 
     def _show_dock(self) -> QDockWidget:
         dock = self.window.docks[DOCK]

@@ -365,6 +365,9 @@ class MainWindow(QMainWindow):
         self.piano_roll.discard_button.clicked.connect(  # nothing restored: back to the recording
             lambda: self.piano_roll.editor is None and self.docks["Spectrogram"].raise_()
         )
+        from musiclens.app.dock_hints import AudioDockHints
+
+        self.audio_hints = AudioDockHints(self)  # a MIDI file and no recording: the audio docks say so
 
     # ------------------------------------------------------------------ state
     def start(self, *, model: str = DEFAULT_MODEL, path: str | Path | None = None) -> None:

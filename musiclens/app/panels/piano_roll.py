@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from musiclens.app.panels.common import ask_save_path, save_table
+from musiclens.app.paths import data_home
 from musiclens.app.session import MIDI_CLASSIFY_JOB, MIDI_FLIP_JOB
 from musiclens.core.midi_edit import Clipboard, Note, NoteEditor, diff_notes, snap
 
@@ -58,12 +59,9 @@ def note_name(pitch: int) -> str:
 
 
 def recovery_path() -> Path:
-    """``$MUSICLENS_RECOVERY`` or ``<AppDataLocation>/recovery.json``."""
+    """``$MUSICLENS_RECOVERY`` or ``recovery.json`` in the data folder (musiclens.app.paths)."""
     env = os.environ.get("MUSICLENS_RECOVERY")
-    if env:
-        return Path(env)
-    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation) or str(Path.home() / ".musiclens")
-    return Path(base) / "recovery.json"
+    return Path(env) if env else data_home() / "recovery.json"
 
 
 class KeyboardAxis(pg.AxisItem):
@@ -302,6 +300,7 @@ class PianoRollPanel(QWidget):
         self.editor: NoteEditor | None = None
         self.others = None  # Notes of the file's tracks the model does not read (drawn, kept, not edited)
         self.labels: list[str] = []
+        self.model_name = ""  # the MIDI model that read the file shown (the bundled one, or a study's, a trained one)
         self.window_notes = 100
         self.selection: set[int] = set()
         self.clipboard = Clipboard()
@@ -551,6 +550,7 @@ class PianoRollPanel(QWidget):
                 on_error(message)
 
         def opened(o) -> None:
+            self.model_name = o.model
             self.set_editor(NoteEditor(o.notes, source=o.path), o.labels, o.window, repairs=o.repairs)
             self.opened.emit(o.path)
             self.scope.setText("")
@@ -636,10 +636,11 @@ class PianoRollPanel(QWidget):
             return ""
         n = len(self.editor)
         k = min(self.window_notes, n)
+        who = f"The model {self.model_name}" if self.model_name else "The model"  # which model reads it
         text = (
-            f"The model reads notes 1–{k} of {n} (left of the dashed red line; the later notes are drawn faded)."
+            f"{who} reads notes 1–{k} of {n} (left of the dashed red line; the later notes are drawn faded)."
             if k < n
-            else f"The model reads all {n} notes."
+            else f"{who} reads all {n} notes."
         )
         others = self.others
         if others is not None and len(others):

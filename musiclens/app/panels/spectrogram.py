@@ -36,6 +36,25 @@ OVERLAY_SCALES = (("p99", 99.0), ("p99.9", 99.9), ("p95", 95.0), ("max", 100.0))
 UNDER_OVERLAY_COLORMAP = "CET-L1"  # greys
 
 
+def histogram_widget(image: pg.ImageItem) -> pg.HistogramLUTWidget:
+    """pyqtgraph's levels and colour-map widget for ``image``, built without importing
+    matplotlib.pyplot. With matplotlib installed (the studies' figures), pyqtgraph 0.14's
+    colour-map menu imports pyplot only to decide whether to add its "matplotlib > Others"
+    submenu: the window showed 1.3-1.7 s later for it (best of 3, offscreen, a loaded 2-core
+    machine). Here the submenu is always added, and its maps are listed when it first opens."""
+    import importlib
+
+    menus = importlib.import_module("pyqtgraph.widgets.ColorMapMenu")
+    leftovers = getattr(menus, "find_mpl_leftovers", None)
+    if leftovers is None:  # another pyqtgraph: as it comes
+        return pg.HistogramLUTWidget(image=image)
+    menus.find_mpl_leftovers = lambda: True  # read by the menu's constructor only
+    try:
+        return pg.HistogramLUTWidget(image=image)
+    finally:
+        menus.find_mpl_leftovers = leftovers  # the submenu, when opened, lists the real ones
+
+
 class OverlayLegend(QWidget):
     """A colour bar for the overlay: the gradient and one line saying what it means."""
 
@@ -182,7 +201,7 @@ class SpectrogramView(QWidget):
             QKeySequence(Qt.Key_Escape), self, activated=self.clear_selection, context=Qt.WidgetWithChildrenShortcut
         )
 
-        self.histogram = pg.HistogramLUTWidget(image=self.image)
+        self.histogram = histogram_widget(self.image)  # without matplotlib.pyplot at start
         self.histogram.setMaximumWidth(110)
         self.cmap = QComboBox()
         self.cmap.addItems(COLORMAPS)

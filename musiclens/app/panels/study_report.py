@@ -5,12 +5,18 @@ A report folder (``musiclens study`` or Studies > …) holds ``report.md``, the 
 and ``numbers.json``, whose optional ``"open_in_window"`` lists ``{"models": [...], "audio":
 [...], "midi": [...]}`` paths relative to the folder. The panel only reads and shows; it asks
 the window to open things through :attr:`StudyReportPanel.open_requested`.
+
+A MIDI model folder among the models (``model.json`` ``"input": "midi"``, e.g. midi-rnn's
+fold-1 models) is a model for the piano roll: its button says so, and each of the report's
+MIDI files opens in the piano roll *with* the study's model (:attr:`StudyReportPanel.open_midi_with`),
+one menu item per model; the model a file is named after (``flip_<model>_….mid``) comes first.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QTimer, QUrl, Signal
@@ -42,6 +48,25 @@ def open_in_window(folder: Path) -> dict[str, list[Path]]:
     entries = numbers.get("open_in_window") if isinstance(numbers, dict) else None
     entries = entries if isinstance(entries, dict) else {}
     return {kind: [folder / p for p in entries.get(kind) or [] if isinstance(p, str)] for kind, _text in OPEN_KINDS}
+
+
+def midi_models(models: list[Path]) -> list[Path]:
+    """The MIDI model folders among a report's models (those the piano roll reads with)."""
+    from musiclens.core.resources import model_input
+
+    return [m for m in models if m.is_dir() and model_input(m) == "midi"]
+
+
+def readers(midi: Path, models: list[Path]) -> list[Path]:
+    """``models`` in the order offered for the MIDI file ``midi``: first those it is named after
+    (a ``_``-separated part of its name is the model's folder name, or that name without a
+    ``-fold<k>`` ending: ``flip_midi-lstm_x.mid`` -> ``midi-lstm-fold1``), then the others."""
+    parts = set(midi.stem.split("_"))
+
+    def named_after(model: Path) -> bool:
+        return model.name in parts or re.sub(r"-fold\d+$", "", model.name) in parts
+
+    return sorted(models, key=lambda m: not named_after(m))
 
 
 class ReportBrowser(QTextBrowser):
@@ -138,15 +163,21 @@ class ReportBrowser(QTextBrowser):
 
 class StudyReportPanel(QWidget):
     """A study's report and what it made. ``open_requested(kind, path)``: kind is "models",
-    "audio" or "midi" (an ``open_in_window`` entry) or "folder" (the report folder)."""
+    "audio" or "midi" (an ``open_in_window`` entry) or "folder" (the report folder);
+    ``open_midi_with(midi path, model folder)``: a MIDI file, read by one of the study's
+    MIDI models in the piano roll."""
 
     open_requested = Signal(str, str)
+    open_midi_with = Signal(str, str)
     cancel_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.folder: Path | None = None
         self.entries: dict[str, list[Path]] = {kind: [] for kind, _text in OPEN_KINDS}
+        self.midi_models: list[Path] = []  # the MIDI model folders among the entries' models
+        #: per kind, (path, the MIDI model that reads it or None, the button or menu action)
+        self.openers: dict[str, list[tuple[Path, Path | None, object]]] = {kind: [] for kind, _t in OPEN_KINDS}
         self.title = QLabel(EMPTY_TEXT)
         self.title.setWordWrap(True)
         self.note = QLabel("")  # running / failed / cancelled: one line
@@ -205,6 +236,7 @@ class StudyReportPanel(QWidget):
             return
         self.folder = folder
         self.entries = open_in_window(folder)
+        self.midi_models = midi_models(self.entries["models"])
         self.title.setText(f"<b>{folder.name}</b> — {folder}")
         self.title.show()
         self.note.hide()
@@ -215,39 +247,84 @@ class StudyReportPanel(QWidget):
     def _set_buttons(self) -> None:
         self.folder_button.setEnabled(self.folder is not None)
         for kind, text in OPEN_KINDS:
-            button, paths = self.open_buttons[kind], self.entries[kind]
+            button, choices = self.open_buttons[kind], self._choices(kind)
+            self.openers[kind] = []
             button.setMenu(None)
-            button.setVisible(bool(paths))
-            if not paths:
+            button.setVisible(bool(choices))
+            if not choices:
                 continue
-            if len(paths) == 1:
-                button.setText(f"{text} {paths[0].name}")
-                button.setToolTip(str(paths[0]) if paths[0].exists() else f"missing: {paths[0]}")
-                button.setEnabled(paths[0].exists())
+            if len(choices) == 1:
+                path, model, _item, alone = choices[0]
+                button.setText(alone)
+                button.setToolTip(self._tip(path, model))
+                button.setEnabled(path.exists() and (model is None or model.exists()))
+                self.openers[kind] = [(path, model, button)]
                 continue
-            button.setText(f"{text} ({len(paths)})")
-            button.setToolTip(f"{len(paths)} files the study wrote: pick one")
+            n = len(self.entries[kind])
+            with_models = kind == "midi" and bool(self.midi_models)
+            button.setText(f"{text} in the piano roll ({n})" if with_models else f"{text} ({n})")
+            button.setToolTip(
+                f"{n} files the study wrote, each with the study's MIDI models: pick one"
+                if with_models
+                else f"{n} files the study wrote: pick one"
+            )
             button.setEnabled(True)
             menu = QMenu(button)
             menu.setToolTipsVisible(True)
-            for p in paths:
-                action = menu.addAction(p.name, lambda kind=kind, p=p: self.open_requested.emit(kind, str(p)))
-                action.setEnabled(p.exists())
-                action.setToolTip(str(p) if p.exists() else f"missing: {p}")
+            for i, (path, model, item, _alone) in enumerate(choices):
+                if with_models and i and path != choices[i - 1][0]:
+                    menu.addSeparator()  # one group per MIDI file
+                action = menu.addAction(item, lambda kind=kind, path=path, model=model: self._emit(kind, path, model))
+                action.setEnabled(path.exists() and (model is None or model.exists()))
+                action.setToolTip(self._tip(path, model))
+                self.openers[kind].append((path, model, action))
             button.setMenu(menu)
+
+    def _choices(self, kind: str) -> list[tuple[Path, Path | None, str, str]]:
+        """(path, the MIDI model that reads it or None, text as a menu item, text as the only
+        button) of each thing of ``kind`` to open: a MIDI file once per MIDI model of the report
+        (when it has some), a MIDI model as the piano roll's model."""
+        text = dict(OPEN_KINDS)[kind]
+        paths = self.entries[kind]
+        if kind == "midi" and self.midi_models:
+            return [
+                (p, m, f"{p.name} with {m.name}", f"Open {p.name} in the piano roll with {m.name}")
+                for p in paths
+                for m in readers(p, self.midi_models)
+            ]
+        return [
+            (p, None, f"{p.name} (for the piano roll)", f"Use {p.name} in the piano roll")
+            if p in self.midi_models
+            else (p, None, p.name, f"{text} {p.name}")
+            for p in paths
+        ]
+
+    @staticmethod
+    def _tip(path: Path, model: Path | None) -> str:
+        if not path.exists():
+            return f"missing: {path}"
+        if model is None:
+            return str(path)
+        if not model.exists():
+            return f"missing: {model}"
+        return f"{path}\nread by the study's MIDI model {model}"
+
+    def _emit(self, kind: str, path: Path, model: Path | None) -> None:
+        if model is None:
+            self.open_requested.emit(kind, str(path))
+        else:
+            self.open_midi_with.emit(str(path), str(model))
 
     def _open_only(self, kind: str) -> None:
         """A button with one entry (several: its menu opens them)."""
-        if len(self.entries[kind]) == 1:
-            self.open_requested.emit(kind, str(self.entries[kind][0]))
+        if len(self.openers[kind]) == 1:
+            path, model, _button = self.openers[kind][0]
+            self._emit(kind, path, model)
 
     def open_actions(self, kind: str) -> list[tuple[Path, QPushButton | object]]:
-        """(path, what opens it: the button, or its menu's action) for each entry of ``kind``."""
-        button = self.open_buttons[kind]
-        menu = button.menu()
-        if menu is None:
-            return [(p, button) for p in self.entries[kind]]
-        return list(zip(self.entries[kind], menu.actions(), strict=True))
+        """(path, what opens it: the button, or its menu's action) for each entry of ``kind``
+        (a MIDI file once per MIDI model of the report: :attr:`openers` says which)."""
+        return [(path, opener) for path, _model, opener in self.openers[kind]]
 
     def _link(self, url: QUrl) -> None:
         """A link in the report: a file of the report folder or a web page, opened outside."""

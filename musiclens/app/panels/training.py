@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QStandardPaths, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from musiclens.app.paths import data_home
 from musiclens.core.models.architectures import ARCHITECTURES
 from musiclens.core.models.architectures import names as arch_names
 
@@ -36,7 +37,7 @@ TASKS = ("genre", "instruments", "mood")
 
 def models_home() -> Path:
     """Where models trained in the app are saved (the user's data folder)."""
-    return Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "models"
+    return data_home() / "models"
 
 
 class TrainingPanel(QWidget):
