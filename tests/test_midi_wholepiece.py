@@ -73,6 +73,9 @@ def test_cli_trains_the_default_midi_architecture(trained, capsys):
     capsys.readouterr()
     meta = json.loads((out / "model.json").read_text())
     assert meta["architecture"]["family"] == "midi_piece" and meta["input"] == "midi"
+    from musiclens.core.models.midi_piece import STAT_SQUASH
+
+    assert meta["architecture"]["params"]["squash"] == STAT_SQUASH  # new models squash their statistics
     assert cli.main(["evaluate", "--model", str(out), "--data", str(root), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["n_files"] == 2 and 0.0 <= ev["accuracy"] <= 1.0 and "confusion" in ev

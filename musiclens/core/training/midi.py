@@ -726,7 +726,7 @@ def train_midi_piece(
 
     Events as :func:`train_midi_lstm`: ``"batch"``, ``"epoch"`` (best-on-validation model so
     far), ``"done"`` or ``"cancelled"``. Without a validation split, the last epoch is kept."""
-    from musiclens.core.models.midi_piece import PieceCNN, build_midi_piece, piece_summary
+    from musiclens.core.models.midi_piece import STAT_SQUASH, PieceCNN, build_midi_piece, piece_summary
 
     if epochs <= 0 or batch_size <= 0 or lr <= 0 or window <= 0 or crops <= 0:
         raise ParameterError("epochs, batch_size, lr, window and crops must be positive")
@@ -740,6 +740,8 @@ def train_midi_piece(
     arch_params["kernel"] = kernel
     arch_params.update({"embed": embed, "dropout": float(dropout), "summary": bool(summary)})
     arch_params.update({"statistics": bool(statistics), "votes": bool(votes)})
+    if statistics:  # new models squash their standardised statistics (issue 17; 0 in older models)
+        arch_params["squash"] = STAT_SQUASH
     if hidden > 0:  # (model.json's sizes are >= 1)
         arch_params["hidden"] = int(hidden)
     net, layer_list = build_midi_piece(**arch_params, note_features=data.spec.to_dict())
