@@ -209,6 +209,12 @@ def test_closing_the_guide_window_counts_as_dismissal(qtbot, plain_window, setti
     assert about.guide_dismissed()
 
 
+def test_the_guide_for_a_midi_file_speaks_of_the_piano_roll_not_of_the_sound(qtbot, plain_window, settings_file):
+    text = about.maybe_show_first_run_guide(plain_window, model="MSD_musicnn", opened="jazz (1).MID").label.text()
+    assert "jazz (1).MID" in text and "Piano roll" in text and "wait for a recording" in text
+    assert "what that network does with the sound" not in text
+
+
 def test_guide_is_never_shown_in_screenshot_mode_or_with_the_env_switch(
     qtbot, plain_window, settings_file, monkeypatch
 ):

@@ -277,10 +277,16 @@ def show_about(window) -> AboutDialog:
 
 
 # ---------------------------------------------------------------------- first-run guide
+GUIDE_AUDIO_INTRO = """<p>MusicLens opened {opened} and ran <b>{model}</b>, a pretrained network that tags
+music, on it. Everything below is what that network does with the sound.</p>"""
+GUIDE_MIDI_INTRO = """<p>MusicLens opened {opened} in the <b>Piano roll</b> and read every note of it
+with the MIDI model named above the roll: each note is coloured by how much it speaks for
+(red) or against (blue) the class, <b>Flip to class</b> finds the notes to delete to change
+its mind, and <b>Train on a folder of your own</b> makes a model for your music. The audio
+panels below wait for a recording; they show what <b>{model}</b> does with sound.</p>"""
 GUIDE_HTML = """
 <h3>What you are looking at</h3>
-<p>MusicLens opened {opened} and ran <b>{model}</b>, a pretrained network that tags
-music, on it. Everything below is what that network does with the sound.</p>
+{intro}
 <ul>
 <li><b>Spectrogram</b> (top left): the sound as the network receives it: time runs to
 the right, pitch upwards, colour is loudness. Click to move the playhead, <b>Space</b>
@@ -308,12 +314,12 @@ class GuideDialog(QDialog):
         super().__init__(parent, Qt.Tool)
         self.setWindowTitle("MusicLens: what you are looking at")
         self.setModal(False)
-        self.label = QLabel(
-            GUIDE_HTML.format(
-                model=html.escape(model or "a model"),
-                opened=f"<b>{html.escape(opened)}</b>" if opened else "a 30-second demo groove",
-            )
+        is_midi = bool(opened) and Path(str(opened)).suffix.lower() in (".mid", ".midi")
+        intro = (GUIDE_MIDI_INTRO if is_midi else GUIDE_AUDIO_INTRO).format(
+            model=html.escape(model or "a model"),
+            opened=f"<b>{html.escape(opened)}</b>" if opened else "a 30-second demo groove",
         )
+        self.label = QLabel(GUIDE_HTML.format(intro=intro))
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.RichText)
         self.ok_button = QPushButton("Got it")
