@@ -228,6 +228,28 @@ def test_fast_front_end_equals_the_layer_by_layer_path(name):
     assert torch.allclose(fast, slow, atol=1e-5, rtol=0)
 
 
+def test_inference_reduction_equals_max_and_min_over_the_conv_maps():
+    """The taggram's path (no autograd: negated filters, one max, the timbral convs in TF's
+    orientation) gives each branch's max over frequency where gamma >= 0 and min elsewhere,
+    in a batch and patch by patch, and contiguous (batch norm rounds strided inputs apart)."""
+    from musiclens.core.models.musicnn import _freq_select, _signed_max
+
+    m = registry.load("MSD_musicnn")
+    x = torch.randn(2, 1, 96, 187) * 2 + 1
+    with torch.no_grad():
+        z = m.net.input_bn(x)
+        for br in m.net.front_end.children():
+            up = br.bn.weight >= 0
+            assert not bool(up.all())  # the min is exercised in every branch
+            xp = br.pad(z)
+            ref = _freq_select(torch.nn.functional.conv2d(xp, br.conv.weight, br.conv.bias), up)
+            for out in (_signed_max(xp, br.conv.weight, br.conv.bias, up), br.select(z)):
+                assert out.is_contiguous()
+                torch.testing.assert_close(out, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
+            one = torch.cat([_signed_max(xp[i : i + 1], br.conv.weight, br.conv.bias, up) for i in range(2)])
+            torch.testing.assert_close(one, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
+
+
 @pytest.mark.parametrize("name", ["MTT_musicnn", "MSD_musicnn"])
 def test_fast_front_end_gradients_equal_the_layer_by_layer_path(name):
     """The timbral branches' own backward (sparse over the selected rows, issue 20) gives the

@@ -198,6 +198,8 @@ class FrontEndBranch(nn.Module):
         own = self.conv.kernel_size[0] > 1 or not (w.requires_grad or (b is not None and b.requires_grad))
         if grad and xp.device.type == "cpu" and own:
             pooled: torch.Tensor = _ConvFreqPool.apply(xp, w, b, up)  # type: ignore[no-untyped-call]
+        elif not grad and up.device.type != "meta" and not self._maps_observed():  # (conv hooks see the maps)
+            pooled = _signed_max(xp, w, b, up)
         else:
             pooled = F.conv2d(xp, w, b) if input_only else self.conv(xp)
             pooled = _freq_select(pooled, up)
@@ -232,6 +234,33 @@ def _freq_select(c: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     if up.device.type != "meta" and bool(up.all()):  # (the registry checks shapes on meta tensors)
         return hi
     return torch.where(up.view(1, -1, 1), hi, c.amin(dim=2))
+
+
+def _signed_max(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, up: torch.Tensor) -> torch.Tensor:
+    """``_freq_select(conv2d(xp, weight, bias), up)`` without autograd, bit for bit: the
+    filters where ``up`` (C,) is False are negated (weights and bias), so one max over
+    frequency serves every channel (``min(c) == -max(-c)`` exactly: the conv of negated
+    filters is the exact negation, IEEE rounding being symmetric), and those channels'
+    maxima are negated back. (B, Cin, F, T) -> (B, C, T).
+
+    Kernels taller than one band (the timbral branches) run in TF's orientation, time before
+    frequency, with channels-last weights: oneDNN then writes (B, T, F', C) maps and the max
+    over F' is a channels-last max pool. Measured on a 3 s patch (torch 2.13 CPU, one
+    thread): the timbral 7x38 branch 8.3 -> 6.7 ms, 7x67 6.4 -> 5.6 ms, the values the same
+    bit for bit here (the 30 s taggram too; another oneDNN build may round the last bit
+    differently); the 1-band temporal kernels ran slower that way and keep the plain layout.
+    One max instead of ``amax`` + ``amin`` + ``where`` saved 8-16 % of the forward pass."""
+    sign = torch.where(up, 1.0, -1.0).to(weight.dtype)
+    ws = weight * sign.view(-1, *(1,) * (weight.dim() - 1))
+    bs = None if bias is None else bias * sign
+    if weight.shape[2] > 1:
+        wt = ws.transpose(2, 3).contiguous(memory_format=torch.channels_last)
+        maps = F.conv2d(xp.transpose(2, 3), wt, bs)  # (B, C, T, F')
+        # contiguous: batch norm of the strided (B, C, T) view rounds differently (1 ulp)
+        hi = F.max_pool2d(maps, (1, maps.shape[3]))[..., 0].contiguous()
+    else:
+        hi = F.conv2d(xp, ws, bs).amax(dim=2)
+    return hi * sign.view(1, -1, 1)
 
 
 class _ConvFreqPool(torch.autograd.Function):
