@@ -38,7 +38,7 @@ with other jobs); "met" reads the CPU figure where there is one.
   (``integrated_gradients_split.enabled(False)``), after = the split path, interleaved; the
   largest completeness error of each, their largest difference and the load average.
 * sanity: ``musiclens sanity demo.ogg --method grad,ig`` as the CLI runs it
-  (``sanity.sanity_check``, 16 IG points, the whole 30 s as one input): before = HEAD's
+  (``sanity.sanity_check``, 16 IG points, the whole 30 s as one input): before = SANITY_BASE's
   sanity module with Captum's paths on ``--sanity-before-layers`` layers (default 2; it needs
   minutes per layer; its time per step extrapolated to all layers, labelled so), after = the
   current one on the same layers and on ``--sanity-layers`` layers (default all, as the CLI),
@@ -65,6 +65,8 @@ TF_PYTHON = "/work/tfvenv/bin/python"  # see tests/benchmarks/bench_musicnn.py
 #: dream and taggram "before": musicnn.py as it was before the inference path's sign-folded
 #: max and channels-last timbral convs (the last commit with amax + amin, issue 20's backward)
 MUSICNN_BASE = "9eae7ab"
+#: sanity "before": sanity.py as session 4 left it (one front cache per method's cascade)
+SANITY_BASE = "7f81fc3"
 
 #: the thread count issue 20 names for each figure (used unless ``--threads`` is given)
 SECTION_THREADS = {"similarity": 2, "dream": 1, "taggram": 1, "logmel": 1, "ig": 2, "sanity": 2}
@@ -504,11 +506,11 @@ def _load() -> str:
     return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def _old_module(path: str, name: str):
-    """``path`` (a module of musiclens) as committed at HEAD, loaded as module ``name``."""
+def _old_module(path: str, name: str, rev: str = "HEAD"):
+    """``path`` (a module of musiclens) as committed at ``rev``, loaded as module ``name``."""
     import types
 
-    src = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     mod = types.ModuleType(name)
     sys.modules[name] = mod  # dataclasses look their module up
     exec(compile(src, f"{name}.py", "exec"), mod.__dict__)
@@ -576,7 +578,7 @@ def sanity(args: argparse.Namespace) -> list[Row]:
     from musiclens.core.interpret.sanity import cascade_layers, sanity_check
     from musiclens.core.models import registry
 
-    old = _old_module("musiclens/core/interpret/sanity.py", "old_sanity")
+    old = _old_module("musiclens/core/interpret/sanity.py", "old_sanity", SANITY_BASE)
     m = registry.load("MSD_musicnn")
     x = m.front_end(torch.from_numpy(_demo(m, args.seconds))[None])
     every = cascade_layers(m)
@@ -590,7 +592,7 @@ def sanity(args: argparse.Namespace) -> list[Row]:
         """(seconds, result, progress reports) of one variant on the first n layers."""
         reports: list = []
         t = time.perf_counter()
-        if k == "before":  # HEAD's sanity module, Captum's IG and gradient
+        if k == "before":  # SANITY_BASE's sanity module, Captum's IG and gradient
             with split.enabled(False):
                 r = run(old.sanity_check(m, x, fns, target=0, layers=layers[:n], options=opts), reports.append)
         else:
@@ -615,7 +617,7 @@ def sanity(args: argparse.Namespace) -> list[Row]:
     )
     per_before = best["before"] / (nb + 1)  # the trained model's maps + nb randomised steps
     print(
-        f"  before (HEAD's sanity, Captum): {best['before']:7.1f} s for {nb} layers "
+        f"  before ({SANITY_BASE}'s sanity, Captum): {best['before']:7.1f} s for {nb} layers "
         f"-> ~{per_before * (len(layers) + 1):.0f} s for all {len(layers)} (extrapolated, {per_before:.1f} s per step)"
     )
     print(f"  after, {nb} layers:           {best['after-short']:7.1f} s: {best['before'] / best['after-short']:.1f}x")
@@ -685,8 +687,8 @@ def main() -> None:
             sargs.threads = args.threads or SECTION_THREADS[name]
             rows += section(sargs)
     print(
-        f"\nsummary (before: dream/taggram {MUSICNN_BASE}'s musicnn.py, ig/sanity HEAD's code, similarity {BASE}'s;"
-        " CPU figures: the timed thread's or process's CPU time)"
+        f"\nsummary (before: dream/taggram {MUSICNN_BASE}'s musicnn.py, ig Captum, sanity {SANITY_BASE}'s,"
+        f" similarity {BASE}'s; CPU figures: the timed thread's or process's CPU time)"
     )
     print(summary(rows))
     print(f"bench_heavy: {_load()} at end, {time.perf_counter() - t0:.0f} s in all")
