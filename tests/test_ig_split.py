@@ -158,3 +158,44 @@ def test_sanity_check_with_the_split_gives_the_old_figures_and_an_eta(musicnn):
     assert len(steps) == 2 * len(layers)
     assert all("left" in r.message for r in steps)
     assert "left" in reports[1].message  # the second method's first map: an estimate already
+
+
+@pytest.mark.parametrize("n, shape", [(1, (3, 5)), (16, (561, 40)), (24, (7, 5000))])
+def test_the_blockwise_weighted_sum_is_the_plain_one_bit_for_bit(n, shape):
+    gen = torch.Generator().manual_seed(n)
+    g = torch.randn(n, *shape, generator=gen)
+    w = torch.rand(n, generator=gen, dtype=torch.float64)
+    acc = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    want = acc + (w.view(-1, 1, 1) * g.double()).sum(0)
+    split._add_weighted(acc, w, g)
+    assert torch.equal(acc, want)
+
+
+def test_one_cascade_for_grad_and_ig_gives_each_its_own_cascades_figures(musicnn, monkeypatch):
+    """The joint cascade (each layer randomised once, every method's map after it) gives the
+    figures of each method's own cascade exactly, and computes the shared front once per step."""
+    m, x = musicnn
+    x = x[:1]
+    layers = ["back_end.dense", "front_end.temporal_32.conv", "front_end.timbral_67.bn", "input_bn"]
+    fns = {"grad": "gradient", "ig": "integrated-gradients"}
+    opts = {"ig": {"steps": 4}}
+    calls = []
+    real = type(m.net).pooled_front
+    monkeypatch.setattr(type(m.net), "pooled_front", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    gen = sanity.sanity_check(m, x, fns, target=0, layers=layers, options=opts)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        joint = stop.value
+    n_joint, calls[:] = len(calls), []
+    alone = {
+        k: sanity.cascading_randomisation(m, x, method=v, target=0, layers=layers, **opts.get(k, {}))
+        for k, v in fns.items()
+    }
+    # the input's front: at step 0 and after each of the 3 front layers, for both methods at
+    # once; IG's baseline front: the same 4 times
+    assert n_joint == 8 and len(calls) == 12
+    for k in fns:
+        assert [s.to_dict() for s in joint[k]] == [s.to_dict() for s in alone[k]]
+    assert joint["ig"][-1].spearman < 0.9  # the maps did change

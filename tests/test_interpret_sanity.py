@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -89,8 +91,9 @@ def test_sanity_check_job_reports_fractions_and_gives_the_cascades():
     fractions = [p.fraction for p in reports]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert 0 < fractions[2] < 1  # after both trained-model maps and one randomised step
-    assert [p.payload.layer for p in reports if p.payload is not None] == [s.layer for s in out["grad"][1:]] + [
-        s.layer for s in out["ig"][1:]
+    # one cascade for both: each layer randomised once, then both methods' maps
+    assert [(p.message.split(":")[0], p.payload.layer) for p in reports if p.payload is not None] == [
+        (name, s.layer) for pair in zip(out["grad"][1:], out["ig"][1:], strict=True) for name, s in zip(out, pair)
     ]
     calls = iter([False, True, True, True])
     cut = sanity.sanity_check(m, x, {"grad": "gradient"}, target=1, cancel=lambda: next(calls))
@@ -99,3 +102,45 @@ def test_sanity_check_job_reports_fractions_and_gives_the_cascades():
             next(cut)
     except StopIteration as stop:
         assert [s.step for s in stop.value["grad"]] == [0, 1]
+    # two methods, one cascade: cancel is also read between the maps of a step
+    calls = iter([False, True])
+    cut = sanity.sanity_check(m, x, {"grad": "gradient", "ig": "ig"}, target=1, cancel=lambda: next(calls))
+    try:
+        while True:
+            next(cut)
+    except StopIteration as stop:
+        assert [[s.step for s in v] for v in stop.value.values()] == [[0, 1], [0]]
+
+
+def test_every_method_sees_the_weights_of_its_own_cascade():
+    """One cascade for several methods: after layer k each method sees the weights a cascade of
+    its own draws (the same seed, layer by layer), even when a method draws random numbers."""
+    m = logmel_cnn()
+    x = features(m, signal(0.3))
+    order = sanity.cascade_layers(m)
+    seen: dict[str, list[dict[str, torch.Tensor]]] = {"a": [], "b": []}
+
+    def recorder(name, draw):
+        def fn(mm, xx):
+            seen[name].append({k: v.clone() for k, v in mm.net.state_dict().items()})
+            if draw:
+                torch.rand(1000)  # a method that uses torch's generator
+            return xx.clone()
+
+        return fn
+
+    gen = sanity.sanity_check(m, x, {"a": recorder("a", True), "b": recorder("b", False)}, seed=3)
+    for _ in gen:
+        pass
+    want = copy.deepcopy(m.net)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        states = [{k: v.clone() for k, v in want.state_dict().items()}]
+        for path in order:
+            sanity._randomise(want.get_submodule(path))
+            states.append({k: v.clone() for k, v in want.state_dict().items()})
+    assert len(states) == len(seen["a"]) == len(seen["b"]) == len(order) + 1
+    for k, state in enumerate(states):
+        for name in seen:
+            assert all(torch.equal(v, seen[name][k][p]) for p, v in state.items()), (name, k)
+    assert any(not torch.equal(states[0][p], states[-1][p]) for p in states[0])

@@ -21,7 +21,9 @@ variance 1) unless ``include_batchnorm=False``.
 
 Cost: the step-0 map's ranks and SSIM moments are computed once (:class:`Reference`); the
 front of a split network (MusiCNN, :mod:`musiclens.core.interpret.integrated_gradients_split`)
-is kept across the cascade and recomputed only when a layer it reads was randomised.
+is kept across the cascade and recomputed only when a layer it reads was randomised; several
+methods (:func:`sanity_check`) run in one cascade on one copy of the network, so they share
+that front (MusiCNN, 30 s, gradient + IG: 24 fronts instead of 36).
 """
 
 from __future__ import annotations
@@ -214,6 +216,80 @@ def _readable(m: LoadedModel, path: str) -> str:
     return path
 
 
+def _as_attribution(method: str | Attribution, target: Target | None, layer: str | None, **kwargs: Any) -> Attribution:
+    if isinstance(method, str):
+        if target is None:
+            raise ParameterError(f"method {method!r} needs a target")
+        return attribution_method(method, target=target, layer=layer, **kwargs)
+    if callable(method):
+        return method
+    raise ParameterError(f"method must be a name or a callable, got {method!r}")
+
+
+def _cascade(
+    m: LoadedModel,
+    x: torch.Tensor,
+    fns: Mapping[str, Attribution],
+    *,
+    layers: Sequence[str] | None,
+    include_batchnorm: bool,
+    seed: int,
+    keep_maps: bool,
+    cancel: threading.Event | Callable[[], bool] | None,
+) -> Iterator[tuple[str, SanityStep, float]]:
+    """One cascade for every method of ``fns`` ({name: (model, x) -> map}) on one copy of the
+    network: each layer is randomised once, then every method's map is computed. Yields
+    ``(name, step, seconds)`` for each method at each step (the step's randomisation counted in
+    its first method's seconds); checks ``cancel`` before each randomisation and each further
+    map, and stops when it is set.
+
+    Each layer's new weights depend on the seed and the order only (the randomisation draws
+    from its own copy of torch's generator, which the methods' draws do not advance), so every
+    method sees the same weights as in a cascade of its own; methods of a split network share
+    the front's results (:class:`FrontCache`): the front is computed once per step for all."""
+    t0 = time.perf_counter()
+    x = check_input(m, x)
+    if x.shape[0] != 1:
+        raise ParameterError(f"the sanity check takes one input (1, C, F, T), got {tuple(x.shape)}")
+    order = list(layers) if layers is not None else cascade_layers(m, include_batchnorm=include_batchnorm)
+    paths = [m.layers[n].module if n in m.layers else n for n in order]
+    work = dataclasses.replace(m, net=copy.deepcopy(m.net))
+    for p in paths:
+        work.module(p)  # clear error for unknown names, before any work
+    # the front of a split network (IG, gradient) is recomputed only when a layer it reads
+    # was randomised: the cache checks the version counters of the tensors it reads
+    cache = FrontCache(size=2)
+    refs: dict[str, Reference] = {}
+    for name, fn in fns.items():
+        with cache.active():
+            reference = fn(work, x).detach()
+        refs[name] = ref = Reference(reference)
+        yield (
+            name,
+            SanityStep(0, "", *ref.compare(reference), reference if keep_maps else None),
+            time.perf_counter() - t0,
+        )
+        t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        draws = torch.random.get_rng_state()
+        for k, path in enumerate(paths, start=1):
+            if is_cancelled(cancel):
+                return
+            t0 = time.perf_counter()
+            torch.random.set_rng_state(draws)
+            _randomise(work.module(path))
+            draws = torch.random.get_rng_state()
+            for i, (name, fn) in enumerate(fns.items()):
+                if i and is_cancelled(cancel):
+                    return
+                with cache.active():
+                    attr = fn(work, x).detach()
+                step = SanityStep(k, _readable(m, path), *refs[name].compare(attr), attr if keep_maps else None)
+                yield name, step, time.perf_counter() - t0
+                t0 = time.perf_counter()
+
+
 def iter_cascading_randomisation(
     m: LoadedModel,
     x: torch.Tensor,
@@ -230,38 +306,19 @@ def iter_cascading_randomisation(
 ) -> Iterator[SanityStep]:
     """Generator form of :func:`cascading_randomisation` (one :class:`SanityStep` per step;
     stops early when ``cancel`` is set)."""
-    x = check_input(m, x)
-    if x.shape[0] != 1:
-        raise ParameterError(f"the sanity check takes one input (1, C, F, T), got {tuple(x.shape)}")
-    if isinstance(method, str):
-        if target is None:
-            raise ParameterError(f"method {method!r} needs a target")
-        fn = attribution_method(method, target=target, layer=layer, **method_kwargs)
-    elif callable(method):
-        fn = method
-    else:
-        raise ParameterError(f"method must be a name or a callable, got {method!r}")
-    order = list(layers) if layers is not None else cascade_layers(m, include_batchnorm=include_batchnorm)
-    paths = [m.layers[n].module if n in m.layers else n for n in order]
-    work = dataclasses.replace(m, net=copy.deepcopy(m.net))
-    for p in paths:
-        work.module(p)  # clear error for unknown names, before any work
-    # the front of a split network (IG, gradient) is recomputed only when a layer it reads
-    # was randomised: the cache checks the version counters of the tensors it reads
-    cache = FrontCache(size=2)
-    with cache.active():
-        reference = fn(work, x).detach()
-    ref = Reference(reference)
-    yield SanityStep(0, "", *ref.compare(reference), reference if keep_maps else None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        for k, path in enumerate(paths, start=1):
-            if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
-                return
-            _randomise(work.module(path))
-            with cache.active():
-                attr = fn(work, x).detach()
-            yield SanityStep(k, _readable(m, path), *ref.compare(attr), attr if keep_maps else None)
+    fn = _as_attribution(method, target, layer, **method_kwargs)
+    run = _cascade(
+        m,
+        x,
+        {"": fn},
+        layers=layers,
+        include_batchnorm=include_batchnorm,
+        seed=seed,
+        keep_maps=keep_maps,
+        cancel=cancel,
+    )
+    for _, step, _ in run:
+        yield step
 
 
 def cascading_randomisation(m: LoadedModel, x: torch.Tensor, **kwargs: Any) -> list[SanityStep]:
@@ -311,18 +368,24 @@ def sanity_check(
     methods : ``{shown name: method name or callable}``. options : ``{shown name: keyword
     arguments of that method}``. x : (1, C, F, T).
 
-    Every method's trained-model map (step 0) is computed first and timed; ``fraction`` is
-    the time spent over the time spent plus the steps left, each costing the mean of its
-    method's randomised steps so far (its first map's time before that): a gradient step is
-    much cheaper than an Integrated Gradients one. Stops early when ``cancel`` is set (the
-    steps so far are returned)."""
+    One cascade for all the methods (each layer randomised once, on one copy of the network,
+    then every method's map; the figures are those of each method's own cascade). Every
+    method's trained-model map (step 0) is computed first and timed; ``fraction`` is the time
+    spent over the time spent plus the steps left, each costing the mean of its method's
+    randomised steps so far (its first map's time before that): a gradient step is much
+    cheaper than an Integrated Gradients one. Stops early when ``cancel`` is set (the steps
+    so far are returned)."""
     if not methods:
         raise ParameterError("the sanity check needs at least one method")
     n_steps = 1 + (len(layers) if layers is not None else len(cascade_layers(m)))
-    runs: dict[str, Iterator[SanityStep]] = {}
+    fns = {
+        name: _as_attribution(method, target, layer, **dict((options or {}).get(name, {})))
+        for name, method in methods.items()
+    }
+    run = _cascade(m, x, fns, layers=layers, include_batchnorm=True, seed=seed, keep_maps=False, cancel=cancel)
     out: dict[str, list[SanityStep]] = {name: [] for name in methods}
     cost: dict[str, float] = {}
-    for i, (name, method) in enumerate(methods.items()):
+    for i, name in enumerate(methods):
         # the estimate so far: the first maps' times, for every step of their own method and,
         # for the methods not started, their mean for every step
         left = (
@@ -332,34 +395,23 @@ def sanity_check(
             fraction=0.0,
             message=f"{name}: the trained model's map ({i + 1}/{len(methods)})" + (f"; {_eta(left)}" if left else ""),
         )
-        kwargs = dict((options or {}).get(name, {}))
-        runs[name] = iter_cascading_randomisation(
-            m, x, method=method, target=target, layer=layer, layers=layers, seed=seed, cancel=cancel, **kwargs
-        )
-        t0 = time.perf_counter()
-        out[name].append(next(runs[name]))
-        cost[name] = max(time.perf_counter() - t0, 1e-9)
+        _, step, seconds = next(run)
+        out[name].append(step)
+        cost[name] = max(seconds, 1e-9)
     spent = dict(cost)  # seconds spent per method so far
     shown = 0.0
-    for name, run in runs.items():
-        while True:
-            t0 = time.perf_counter()
-            step = next(run, None)
-            if step is None:
-                break
-            out[name].append(step)
-            spent[name] += time.perf_counter() - t0
-            # a randomised step costs the mean of this method's randomised steps so far (the
-            # first map also paid the warm-up); methods not started yet: their first map's time
-            per_step = {n: (spent[n] - cost[n]) / (len(out[n]) - 1) if len(out[n]) > 1 else cost[n] for n in out}
-            left = sum(per_step[n] * (n_steps - len(out[n])) for n in out)
-            done = sum(spent.values())
-            shown = max(shown, min(done / (done + left), 1.0))
-            yield Progress(
-                fraction=shown,
-                message=f"{name}: {step.step}/{n_steps - 1} layers randomised ({step.layer}); {_eta(left)}",
-                payload=step,
-            )
-        if is_cancelled(cancel):
-            break
+    for name, step, seconds in run:
+        out[name].append(step)
+        spent[name] += seconds
+        # a randomised step costs the mean of this method's randomised steps so far (the
+        # first map also paid the warm-up); methods not started yet: their first map's time
+        per_step = {n: (spent[n] - cost[n]) / (len(out[n]) - 1) if len(out[n]) > 1 else cost[n] for n in out}
+        left = sum(per_step[n] * (n_steps - len(out[n])) for n in out)
+        done = sum(spent.values())
+        shown = max(shown, min(done / (done + left), 1.0))
+        yield Progress(
+            fraction=shown,
+            message=f"{name}: {step.step}/{n_steps - 1} layers randomised ({step.layer}); {_eta(left)}",
+            payload=step,
+        )
     return out
