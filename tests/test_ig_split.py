@@ -13,6 +13,7 @@ on MusiCNN is only good to about 1e-4 on some inputs, whichever path.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 
@@ -104,28 +105,44 @@ def test_other_rules_baselines_and_hooked_networks_stay_with_captum(musicnn):
         split.integrated_gradients(net, lambda b, out: out[:, 0], x, ramp, steps=2)
 
 
+def count_selects(monkeypatch) -> collections.Counter[tuple[int, int]]:
+    """Counts ``FrontEndBranch.select`` calls per branch (keyed by the conv's kernel size,
+    which tells MusiCNN's five branches apart, on any copy of the network)."""
+    from musiclens.core.models.musicnn import FrontEndBranch
+
+    calls: collections.Counter[tuple[int, int]] = collections.Counter()
+    real = FrontEndBranch.select
+
+    def spy(self, *a, **k):
+        calls[tuple(self.conv.kernel_size)] += 1
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(FrontEndBranch, "select", spy)
+    return calls
+
+
 def test_the_front_cache_reuses_and_notices_changed_weights(musicnn, monkeypatch):
     m, x = musicnn
     work = dataclasses.replace(m, net=copy.deepcopy(m.net))
-    calls = []
-    real = work.net.pooled_front
-    monkeypatch.setattr(work.net, "pooled_front", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_selects(monkeypatch)
+    timbral = tuple(work.net.front_end.timbral_38.conv.kernel_size)
     ig = methods.get("integrated-gradients")
     plain = ig(work, x[:1], target=0, steps=4)
-    assert len(calls) == 2  # the input (with its graph) and the baseline
+    assert len(calls) == 5 and set(calls.values()) == {2}  # each branch: the input (with its graph), the baseline
     cache = split.FrontCache()
     with cache.active():
         a = ig(work, x[:1], target=0, steps=4)
     with cache.active():
         b = ig(work, x[:1], target=0, steps=4)
         g = methods.get("gradient")(work, x[:1], target=0)
-    assert len(calls) == 4  # the second IG and the gradient reused both
+    assert set(calls.values()) == {4}  # the second IG and the gradient reused both
     assert torch.equal(a, plain) and torch.equal(b, plain)
     with torch.no_grad():
         work.net.front_end.timbral_38.conv.weight.mul_(0.5)
     with cache.active():
         c = ig(work, x[:1], target=0, steps=4)
-    assert len(calls) == 6 and not torch.equal(c, plain)
+    assert calls.pop(timbral) == 6 and set(calls.values()) == {4}  # only the changed branch again
+    assert not torch.equal(c, plain)
     assert torch.equal(c, ig(work, x[:1], target=0, steps=4))  # as computed afresh
     assert torch.equal(g, methods.get("gradient")(m, x[:1], target=0))
 
@@ -179,23 +196,27 @@ def test_one_cascade_for_grad_and_ig_gives_each_its_own_cascades_figures(musicnn
     layers = ["back_end.dense", "front_end.temporal_32.conv", "front_end.timbral_67.bn", "input_bn"]
     fns = {"grad": "gradient", "ig": "integrated-gradients"}
     opts = {"ig": {"steps": 4}}
-    calls = []
-    real = type(m.net).pooled_front
-    monkeypatch.setattr(type(m.net), "pooled_front", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    calls = count_selects(monkeypatch)
+    fe = m.net.front_end
+    temporal_32, timbral_67 = tuple(fe.temporal_32.conv.kernel_size), tuple(fe.timbral_67.conv.kernel_size)
     gen = sanity.sanity_check(m, x, fns, target=0, layers=layers, options=opts)
     try:
         while True:
             next(gen)
     except StopIteration as stop:
         joint = stop.value
-    n_joint, calls[:] = len(calls), []
+    joint_calls = dict(calls)
+    calls.clear()
     alone = {
         k: sanity.cascading_randomisation(m, x, method=v, target=0, layers=layers, **opts.get(k, {}))
         for k, v in fns.items()
     }
-    # the input's front: at step 0 and after each of the 3 front layers, for both methods at
-    # once; IG's baseline front: the same 4 times
-    assert n_joint == 8 and len(calls) == 12
+    # each branch of the input's front (for both methods at once) and of IG's baseline front:
+    # at step 0 and after input_bn; temporal_32 and timbral_67 once more, each after its own layer
+    changed = {temporal_32, timbral_67}
+    assert joint_calls == {k: 4 + 2 * (k in changed) for k in joint_calls} and len(joint_calls) == 5
+    # alone: the gradient's cascade (the input: 2 + 1) and IG's (the input and the baseline: 4 + 2)
+    assert dict(calls) == {k: 6 + 3 * (k in changed) for k in joint_calls}
     for k in fns:
         assert [s.to_dict() for s in joint[k]] == [s.to_dict() for s in alone[k]]
     assert joint["ig"][-1].spearman < 0.9  # the maps did change

@@ -538,8 +538,27 @@ class Musicnn(nn.Module):
         Affine along every straight path from a baseline that is constant along frequency (its
         conv maps are then constant along frequency, as the convs are valid there, so the
         reduction picks the same rows all along the path): see :meth:`affine_from`."""
-        z = self.input_bn(x)
-        return torch.cat([br.select(z, input_only) for br in self._branches()], dim=1)
+        z = self.front_input(x)
+        return torch.cat([br.select(z, input_only) for br, _ in self.front_parts()], dim=1)
+
+    def front_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch-normalised input every branch of :meth:`pooled_front` reads (eval mode):
+        (B, 1, F, T) -> (B, 1, F, T)."""
+        out: torch.Tensor = self.input_bn(x)
+        return out
+
+    def front_input_state(self) -> list[torch.Tensor]:
+        """The tensors :meth:`front_input` reads (to tell when a cached result is stale)."""
+        return [*self.input_bn.parameters(), *self.input_bn.buffers()]
+
+    def front_parts(self) -> list[tuple[FrontEndBranch, list[torch.Tensor]]]:
+        """:meth:`pooled_front` per branch, in its channel order: each branch
+        (``branch.select(front_input(x), input_only)``: (B, 1, F, T) -> (B, C_i, T)) with the
+        tensors its ``select`` reads besides its input (to cache each branch on its own)."""
+        return [
+            (br, [br.conv.weight, br.bn.weight] + ([] if br.conv.bias is None else [br.conv.bias]))
+            for br in self._branches()
+        ]
 
     def from_pooled_front(self, pooled: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_labels) from :meth:`pooled_front`'s output (B, 561, T) (eval mode)."""
@@ -556,10 +575,7 @@ class Musicnn(nn.Module):
 
     def pooled_front_state(self) -> list[torch.Tensor]:
         """The tensors :meth:`pooled_front` reads (to tell when a cached result is stale)."""
-        out = [*self.input_bn.parameters(), *self.input_bn.buffers()]
-        for br in self._branches():
-            out += [br.conv.weight, br.bn.weight] + ([] if br.conv.bias is None else [br.conv.bias])
-        return out
+        return self.front_input_state() + [t for _, state in self.front_parts() for t in state]
 
 
 def musicnn_layers(
