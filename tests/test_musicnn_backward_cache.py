@@ -33,8 +33,8 @@ def plain_select(br: FrontEndBranch, x: torch.Tensor) -> torch.Tensor:
     return torch.where(br.bn.weight.view(1, -1, 1) >= 0, c.amax(dim=2), c.amin(dim=2))
 
 
-@pytest.fixture(scope="module")
-def net() -> Musicnn:
+def small_net(dtype: torch.dtype = torch.float32) -> Musicnn:
+    """A small MusiCNN in eval mode whose batch norms make some channels take the min."""
     torch.manual_seed(0)
     n = Musicnn(n_mels=32, n_labels=5, timbral_filters=6, temporal_filters=4, midend_filters=8, backend_units=10)
     with torch.no_grad():
@@ -43,7 +43,12 @@ def net() -> Musicnn:
                 m.weight.uniform_(-1.0, 1.0)  # some channels take the min
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-    return n.eval()
+    return n.to(dtype).eval()
+
+
+@pytest.fixture(scope="module")
+def net() -> Musicnn:
+    return small_net()
 
 
 def inputs() -> list[torch.Tensor]:

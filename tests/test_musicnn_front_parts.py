@@ -15,18 +15,7 @@ import torch
 
 from musiclens.core.interpret import integrated_gradients_split as split
 from musiclens.core.models.musicnn import FrontEndBranch, Musicnn
-
-
-def small_net(dtype: torch.dtype = torch.float32) -> Musicnn:
-    torch.manual_seed(0)
-    n = Musicnn(n_mels=32, n_labels=5, timbral_filters=6, temporal_filters=4, midend_filters=8, backend_units=10)
-    with torch.no_grad():
-        for m in n.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.weight.uniform_(-1.0, 1.0)  # some channels take the min
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    return n.to(dtype).eval()
+from tests.test_musicnn_backward_cache import small_net
 
 
 def an_input(dtype: torch.dtype = torch.float32) -> torch.Tensor:
