@@ -280,9 +280,10 @@ def show_about(window) -> AboutDialog:
 GUIDE_AUDIO_INTRO = """<p>MusicLens opened {opened} and ran <b>{model}</b>, a pretrained network that tags
 music, on it. Everything below is what that network does with the sound.</p>"""
 GUIDE_MIDI_INTRO = """<p>MusicLens opened {opened} in the <b>Piano roll</b> and read every note of it
-with the MIDI model named above the roll: each note is coloured by how much it speaks for
-(red) or against (blue) the class, <b>Flip to class</b> finds the notes to delete to change
-its mind, and <b>Train on a folder of your own</b> makes a model for your music. The audio
+with the MIDI model named above the roll: each note is coloured by its saliency for the
+class (the line beside the roll says which method and how to read its colours), <b>Flip to
+class</b> finds a small change to the notes that changes its mind, and <b>Train on a folder
+of your own</b> makes a model for your music. The audio
 panels below wait for a recording; they show what <b>{model}</b> does with sound.</p>"""
 GUIDE_HTML = """
 <h3>What you are looking at</h3>
