@@ -139,6 +139,30 @@ def test_interleaved_pool_hand_computed():
     assert InterleavedTimePool()(x).tolist() == [[3.0, 2.0, 9.0, 6.0]]
 
 
+def test_interleaved_pool_gradient_is_autograds_with_ties():
+    """The fused backward (issue 20) gives autograd's gradient of amax + mean bit for bit,
+    ties included (amax shares its gradient evenly among the tying frames), and a second
+    derivative still flows."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 5, 40, generator=g, dtype=torch.float64).round(decimals=1)  # many ties
+    x[1, 2] = 0.0  # a whole row tying (a dead channel)
+    x[0, 0, :4] = x[0, 0].max() + 1  # four frames tying for the maximum
+    gout = torch.randn(3, 10, generator=g, dtype=torch.float64)
+    a = x.clone().requires_grad_(True)
+    (fused,) = torch.autograd.grad(InterleavedTimePool()(a), a, gout)
+    b = x.clone().requires_grad_(True)
+    plain = torch.stack([b.amax(dim=2), b.mean(dim=2)], dim=2).flatten(1)
+    (want,) = torch.autograd.grad(plain, b, gout)
+    assert torch.equal(fused, want)
+    assert fused[0, 0, :4].eq(gout[0, 0] / 4 + gout[0, 1] / 40).all()
+    seconds = []
+    for pool in (InterleavedTimePool(), lambda t: torch.stack([t.amax(dim=2), t.mean(dim=2)], dim=2).flatten(1)):
+        c = x.clone().requires_grad_(True)
+        (first,) = torch.autograd.grad(pool(c).square().sum(), c, create_graph=True)
+        seconds.append(torch.autograd.grad(first.sum(), c)[0])
+    assert torch.allclose(seconds[0], seconds[1], rtol=1e-12, atol=1e-12)
+
+
 def test_residual_connections(mtt):
     x = torch.randn(1, 1, 96, 187)
     out = tagging.layer_outputs(

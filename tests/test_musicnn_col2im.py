@@ -1,5 +1,6 @@
-"""``musicnn._col2im`` (the timbral branches' input gradient, issue 20) against plain references:
-the kw + kh slice sums over the whole tensor (the loop it replaced) and torch's ``F.fold``."""
+"""``musicnn._col2im`` and ``_sparse_col2im`` (the front branches' input gradient, issue 20)
+against plain references: the kw + kh slice sums over the whole tensor (the loop they
+replaced), torch's ``F.fold`` and the dense product."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musiclens.core.models.musicnn import MusicnnFrontEnd, _col2im
+from musiclens.core.models.musicnn import MusicnnFrontEnd, _col2im, _sparse_col2im
 
 N_MELS = 96
 FRAMES_30S = 1875  # 30 s at 16 kHz, hop 256: the sanity check's one input
@@ -60,3 +61,30 @@ def test_col2im_is_fold(kernel):
     cols = torch.randn(n, rows, frames, cin * kh * kw, generator=torch.Generator().manual_seed(kh))
     folded = F.fold(cols.reshape(n, rows * frames, -1).transpose(1, 2), (N_MELS, frames + kw - 1), (kh, kw))
     assert _rel(_col2im(cols, kernel, rows, frames), folded) < 1e-6
+
+
+def _random_csr(n_rows: int, channels: int, density: float, seed: int):
+    """A random CSR matrix (n_rows, channels) with empty rows, as crow, col, vals."""
+    g = torch.Generator().manual_seed(seed)
+    dense = torch.randn(n_rows, channels, generator=g) * (torch.rand(n_rows, channels, generator=g) < density)
+    csr = dense.to_sparse_csr()
+    return csr.crow_indices(), csr.col_indices(), csr.values(), dense
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [*_timbral_kernels(), (1, 1, 128), (1, 1, 32), (1, 1, 1), (2, 3, 4)],
+    ids=lambda k: f"{k[0]}x{k[1]}x{k[2]}",
+)
+@pytest.mark.parametrize(("n", "frames"), [(1, 300), (2, 17)])
+def test_sparse_col2im_equals_the_dense_product_folded(kernel, n, frames):
+    """The strided time sum over padded slices (issue 20) = the dense product ``M @ wf`` folded
+    by the plain slice sums, for the timbral and temporal kernels and odd ones (kw = 1)."""
+    cin, kh, kw = kernel
+    rows, channels = 12, 9
+    crow, col, vals, dense = _random_csr(n * rows * frames, channels, 0.2, seed=kh * 100 + kw)
+    wf = torch.randn(channels, cin * kh * kw, generator=torch.Generator().manual_seed(7))
+    got = _sparse_col2im(crow, col, vals, wf, kernel, n, rows, frames)
+    want = _reference((dense @ wf).view(n, rows, frames, -1), kernel, rows, frames)
+    assert got.shape == want.shape == (n, cin, rows + kh - 1, frames + kw - 1)
+    assert _rel(got, want) < 1e-6
