@@ -1,6 +1,6 @@
 """Five things a user meets in the window (session 5), each driven as a user would (offscreen):
 a study's MIDI file opens in the piano roll with the study's own MIDI model (and says so);
-Studies > Open a report… starts in the last report folder, else the default report folder;
+Studies > Open a report… starts in the folder holding the last report, else the default one;
 the data folder is ``…/MusicLens`` (not ``MusicLens/MusicLens``) and the old one's files move
 up, the settings following them; with a MIDI file open and no recording, the audio docks say
 so instead of staying empty; the window starts without importing matplotlib.pyplot."""
@@ -127,7 +127,7 @@ def test_a_study_model_that_cannot_load_leaves_the_piano_roll_model_as_it_was(qt
 
 
 # ------------------------------------------------------------------ 2. Open a report… starts where reports are
-def test_open_a_report_starts_in_the_last_report_folder_else_the_default_one(qtbot, window, isolated, monkeypatch):
+def test_open_a_report_starts_beside_the_last_report_else_the_default_folder(qtbot, window, isolated, monkeypatch):
     from musiclens.app import studies_menu
     from musiclens.app.studies_menu import studies_home
 
@@ -146,11 +146,12 @@ def test_open_a_report_starts_in_the_last_report_folder_else_the_default_one(qtb
     (report / "report.md").write_text("# one\n")
     window.studies.open_report(report)
     window.studies.open_action.trigger()
-    assert Path(asked[-1]) == report
+    assert Path(asked[-1]) == isolated / "reports"  # the folder holding it: it and its siblings
     (report / "report.md").unlink()
-    report.rmdir()  # gone: its nearest folder that is still there
+    report.rmdir()
+    (isolated / "reports").rmdir()  # gone: its nearest folder that is still there
     window.studies.open_action.trigger()
-    assert Path(asked[-1]) == isolated / "reports"
+    assert Path(asked[-1]) == isolated
 
 
 # ------------------------------------------------------------------ 3. one MusicLens data folder

@@ -45,12 +45,13 @@ def studies_home() -> Path:
 
 
 def report_start_folder() -> Path:
-    """Where Studies > Open a report… starts: the last report folder shown (or, when it has
-    gone, its nearest existing parent), else :func:`studies_home` (made if it is missing, so
-    the dialog does not fall back to the current directory)."""
+    """Where Studies > Open a report… starts: the folder holding the last report shown, so
+    that it and its siblings are one click away (or, when that has gone, its nearest existing
+    parent), else :func:`studies_home` (made if it is missing, so the dialog does not fall
+    back to the current directory)."""
     last = str(settings().value(LAST_REPORT, "") or "")
     if last:
-        folder = Path(last)
+        folder = Path(last).parent
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
         if folder.is_dir() and folder != folder.parent:

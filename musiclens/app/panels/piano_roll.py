@@ -596,6 +596,9 @@ class PianoRollPanel(QWidget):
         ticks = [[(i, lab) for i, lab in enumerate(self.labels)]]
         self.bars_plot.getAxis("left").setTicks(ticks)
         self.bars_plot.setYRange(-0.6, len(self.labels) - 0.4)
+        # one text line per class and the probability axis: shorter, pyqtgraph draws the class
+        # names over each other
+        self.bars_plot.setMinimumHeight(max(60, 20 * len(self.labels) + 45))
         self.beat_axis.beat = editor.beat
         self._enable(True)
         self._refresh_view(fit=True)
