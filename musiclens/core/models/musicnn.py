@@ -286,15 +286,19 @@ class _ConvFreqPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        c = F.conv2d(xp, weight, bias)
-        sel = _freq_select(c, up)
-        ctx.save_for_backward(xp, weight, c, sel)
-        return sel
+        # the maps of the filters where ``up`` is False are computed negated (as in
+        # _signed_max: exact), so one max serves every channel and the rows it picks are the
+        # same as amax's / amin's (amin and where cost 10 % of a dream step, measured)
+        sign = torch.where(up, 1.0, -1.0).to(weight.dtype)
+        signed = F.conv2d(xp, weight * sign.view(-1, 1, 1, 1), None if bias is None else bias * sign)
+        hi = signed.amax(dim=2)
+        ctx.save_for_backward(xp, weight, signed, hi)
+        return hi * sign.view(1, -1, 1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        xp, weight, c, sel = ctx.saved_tensors
+        xp, weight, c, sel = ctx.saved_tensors  # c, sel: the signed maps and their maxima
         n, ch, rows, frames = c.shape
         kernel = (int(weight.shape[2]), int(weight.shape[3]))
         pat = getattr(ctx, "pattern", None)
@@ -330,7 +334,8 @@ class _SelectPattern:
     def __init__(self, c: torch.Tensor, sel: torch.Tensor) -> None:
         n, ch, rows, frames = c.shape
         mask = c == sel.unsqueeze(2)
-        count = mask.sum(dim=2, dtype=torch.int32)
+        small = torch.int16 if rows < 2**15 else torch.int32  # (see _MaxMeanOverTime.backward)
+        count = mask.view(torch.uint8).sum(dim=2, dtype=small)
         full = count == rows
         self.count = count.clamp_min(1).to(c.dtype)
         self.full = full if bool(full.any()) else None
