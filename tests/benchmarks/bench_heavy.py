@@ -488,10 +488,13 @@ def logmel(args: argparse.Namespace) -> list[Row]:
     with limit:
         fe(x), ref()  # warm-up (numba, caches)
         t_ours = t_ref = t_fft = float("inf")
-        for _ in range(max(args.repeat, 5)):  # milliseconds each: a few more rounds cost nothing
-            t_ours = min(t_ours, _best(lambda: fe(x), 1))
-            t_ref = min(t_ref, _best(ref, 1))
-            t_fft = min(t_fft, _best(stft_only, 1))
+        # rounds alternate the three (load drift hits all alike); within a round each runs
+        # 5 times in a row and keeps its best, as timeit does: a single call right after
+        # another's ~10 MB of temporaries pays fresh pages (1-1.5 ms of ours, measured)
+        for _ in range(max(args.repeat, 10)):
+            t_ours = min(t_ours, _best(lambda: fe(x), 5))
+            t_ref = min(t_ref, _best(ref, 5))
+            t_fft = min(t_fft, _best(stft_only, 5))
     diff = np.abs(fe(x)[0, 0].numpy() - ref()).max()
     print(f"\nlog-mel, 30 s at {sr} Hz, n_fft 2048, hop 512, 128 mels, {args.threads} thread(s); {held}")
     print(
