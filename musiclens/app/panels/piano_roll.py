@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QShortcut
+from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QPainter, QPen, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -436,6 +436,9 @@ class PianoRollPanel(QWidget):
         self.bars_plot.setMouseEnabled(x=False, y=False)
         self.bars_plot.setXRange(0, 1)
         self.bars_plot.setLabel("bottom", "probability")
+        small = QFont()
+        small.setPointSize(8)
+        self.bars_plot.getAxis("left").setTickFont(small)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.35, width=[], brush="#4c9be8")
         self.after_bars = pg.BarGraphItem(x0=[], y=[], height=0.35, width=[], brush="#ffaa28")
         self.bars_plot.addItem(self.bars)
@@ -596,9 +599,10 @@ class PianoRollPanel(QWidget):
         ticks = [[(i, lab) for i, lab in enumerate(self.labels)]]
         self.bars_plot.getAxis("left").setTicks(ticks)
         self.bars_plot.setYRange(-0.6, len(self.labels) - 0.4)
-        # one text line per class and the probability axis: shorter, pyqtgraph draws the class
-        # names over each other
-        self.bars_plot.setMinimumHeight(max(60, 20 * len(self.labels) + 45))
+        # one line of the axis's small text per class and the probability axis: shorter,
+        # pyqtgraph draws the class names over each other (capped: a model with many
+        # classes scrolls its names rather than pushing the window past a laptop screen)
+        self.bars_plot.setMinimumHeight(min(160, max(60, 14 * len(self.labels) + 34)))
         self.beat_axis.beat = editor.beat
         self._enable(True)
         self._refresh_view(fit=True)
