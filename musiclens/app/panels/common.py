@@ -1,4 +1,4 @@
-"""Small shared pieces of the panels: array -> QImage, export helpers."""
+"""Small shared pieces of the panels: array -> QImage, class-name ticks, export helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QFont, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 
@@ -25,6 +25,22 @@ def to_pixmap(
     h, w = rgb.shape[:2]
     image = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
     return QPixmap.fromImage(image).scaled(width, height)
+
+
+def thinned_ticks(ticks: list[tuple[float, str]]) -> list[list[tuple[float, str]]]:
+    """Class names (position, name), best first, as pyqtgraph tick levels it thins when
+    crowded: every 4th name, then the names halfway between, then the rest. pyqtgraph always
+    draws the first level and leaves out a further one whose text would fill too much of the
+    axis, so a short plot labels every 4th or 2nd class (the best always) instead of drawing
+    the names over each other, and a tall one labels all."""
+    return [ticks[0::4], ticks[2::4], ticks[1::2]]
+
+
+def small_tick_font(plot: pg.PlotWidget, axis: str = "left", points: int = 8) -> None:
+    """Tick labels of ``plot``'s ``axis`` in a ``points``-point font (class names)."""
+    font = QFont()
+    font.setPointSize(points)
+    plot.getAxis(axis).setTickFont(font)
 
 
 def ask_save_path(parent: QWidget, title: str, default: str, filters: str) -> Path | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QPainter, QPen, QShortcut
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from musiclens.app.panels.common import ask_save_path, save_table
+from musiclens.app.panels.common import ask_save_path, save_table, small_tick_font
 from musiclens.app.paths import data_home
 from musiclens.app.session import MIDI_CLASSIFY_JOB, MIDI_FLIP_JOB
 from musiclens.core.midi_edit import Clipboard, Note, NoteEditor, diff_notes, snap
@@ -436,9 +436,7 @@ class PianoRollPanel(QWidget):
         self.bars_plot.setMouseEnabled(x=False, y=False)
         self.bars_plot.setXRange(0, 1)
         self.bars_plot.setLabel("bottom", "probability")
-        small = QFont()
-        small.setPointSize(8)
-        self.bars_plot.getAxis("left").setTickFont(small)
+        small_tick_font(self.bars_plot)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.35, width=[], brush="#4c9be8")
         self.after_bars = pg.BarGraphItem(x0=[], y=[], height=0.35, width=[], brush="#ffaa28")
         self.bars_plot.addItem(self.bars)

@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from musiclens.app.panels.common import ask_save_path, save_table
+from musiclens.app.panels.common import ask_save_path, save_table, small_tick_font, thinned_ticks
 from musiclens.app.session import Analysis
 
 
@@ -29,6 +29,7 @@ class PredictionsPanel(QWidget):
         self.bars_plot.setXRange(0, 1)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], brush="#4c9be8")
         self.bars_plot.addItem(self.bars)
+        small_tick_font(self.bars_plot)
 
         self.taggram_plot = pg.PlotWidget()
         self.taggram_plot.setMenuEnabled(False)
@@ -36,6 +37,7 @@ class PredictionsPanel(QWidget):
         self.taggram = pg.ImageItem(axisOrder="row-major")
         self.taggram.setColorMap(pg.colormap.get("viridis"))
         self.taggram_plot.addItem(self.taggram)
+        small_tick_font(self.taggram_plot)
         self.playhead = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#35e0ff", width=1))
         self.taggram_plot.addItem(self.playhead)
 
@@ -87,15 +89,16 @@ class PredictionsPanel(QWidget):
         n = len(rows)
         ys = np.arange(n)[::-1]  # best at the top
         self.bars.setOpts(x0=np.zeros(n), y=ys, width=mean[rows], height=0.7)
-        ticks = [[(float(y), a.labels[r]) for y, r in zip(ys, rows)]]
-        self.bars_plot.getAxis("left").setTicks(ticks)
+        self.bars_plot.getAxis("left").setTicks(thinned_ticks([(float(y), a.labels[r]) for y, r in zip(ys, rows)]))
         self.bars_plot.setYRange(-0.5, n - 0.5, padding=0.02)
         self.bars_plot.setXRange(0, max(1.0, float(mean[rows].max())), padding=0)
         image = a.probabilities[:, rows[::-1]].T  # (n, P), best row on top
         duration = len(a.patch_starts_s) * a.patch_seconds
         self.taggram.setImage(image, levels=(0.0, 1.0))
         self.taggram.setRect(QRectF(0, 0, duration, n))
-        self.taggram_plot.getAxis("left").setTicks([[(i + 0.5, a.labels[r]) for i, r in enumerate(rows[::-1])]])
+        self.taggram_plot.getAxis("left").setTicks(
+            thinned_ticks([(n - i - 0.5, a.labels[r]) for i, r in enumerate(rows)])
+        )
         self.taggram_plot.setRange(xRange=(0, duration), yRange=(0, n), padding=0)
         kind = "tags" if len(a.labels) > 12 else "classes"
         best = ", ".join(f"{a.labels[r]} ({mean[r]:.2f})" for r in rows[:5])
