@@ -4,6 +4,8 @@ class is named. The drawn labels are read from the axis's own draw specs (what i
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from PySide6.QtGui import QImage, QPainter
 
@@ -42,7 +44,7 @@ def _overlapping(axis) -> int:
     finally:
         painter.end()
     rects = sorted((r.top(), r.bottom()) for r, _, _ in texts)
-    return sum(1 for (_, b0), (t1, _) in zip(rects, rects[1:]) if t1 < b0 - 0.5)
+    return sum(1 for (_, b0), (t1, _) in itertools.pairwise(rects) if t1 < b0 - 0.5)
 
 
 def test_short_plots_thin_the_class_names_and_tall_ones_name_all(qtbot):
