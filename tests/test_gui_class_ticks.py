@@ -24,27 +24,25 @@ def test_thinned_ticks_name_every_class_once_best_first():
     assert [len(level) for level in levels] == [3, 2, 5]
 
 
-def _drawn(axis) -> list[str]:
-    """The tick texts the axis paints at its current size."""
+def _painted(axis) -> list[tuple[float, float, str]]:
+    """(top, bottom, text) of each tick label the axis paints at its current size."""
     image = QImage(400, 1200, QImage.Format_ARGB32)
     painter = QPainter(image)
     try:
         _, _, texts = axis.generateDrawSpecs(painter)
     finally:
         painter.end()
-    return [text for _, _, text in texts]
+    return [(rect.top(), rect.bottom(), text) for rect, _, text in texts]
+
+
+def _drawn(axis) -> list[str]:
+    return [text for _, _, text in _painted(axis)]
 
 
 def _overlapping(axis) -> int:
     """How many pairs of painted labels overlap vertically."""
-    image = QImage(400, 1200, QImage.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        _, _, texts = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    rects = sorted((r.top(), r.bottom()) for r, _, _ in texts)
-    return sum(1 for (_, b0), (t1, _) in itertools.pairwise(rects) if t1 < b0 - 0.5)
+    spans = sorted((top, bottom) for top, bottom, _ in _painted(axis))
+    return sum(1 for (_, b0), (t1, _) in itertools.pairwise(spans) if t1 < b0 - 0.5)
 
 
 def test_short_plots_thin_the_class_names_and_tall_ones_name_all(qtbot):
