@@ -17,7 +17,7 @@ def _user_cache() -> Path:
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
-    # numba (librosa) caches compiled code next to the sources by default; a bundle may sit
+    # numba (musiclens.core.mel_power) caches compiled code next to the sources by default; a bundle may sit
     # in a read-only folder, so keep that cache in the user's cache folder instead.
     os.environ.setdefault("NUMBA_CACHE_DIR", str(_user_cache() / "numba"))
     from musiclens.cli import main

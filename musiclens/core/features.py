@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -27,12 +27,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from musiclens.core import mel_power
 from musiclens.core.errors import ParameterError
 
 Kind = Literal["logmel", "musicnn", "stft", "stft_real", "magnitude"]
 KINDS: tuple[str, ...] = ("logmel", "musicnn", "stft", "stft_real", "magnitude")
 MEL_KINDS = ("logmel", "musicnn")
-BLOCK_FRAMES = 256  # frames per STFT block in FrontEnd._power (keeps the work in cache)
+BLOCK_BYTES = 1 << 20  # complex STFT bytes per block in FrontEnd._power (keeps the work in cache)
 
 
 @dataclass(frozen=True)
@@ -199,22 +200,22 @@ class FrontEnd:
     def _power(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> |STFT|**power (B, F, T), projected on the mel bands for mel kinds.
 
-        Computed one item and ``BLOCK_FRAMES`` frames at a time from the padded signal (the
-        same frames as ``center=True``), so the complex spectrogram never leaves the CPU
-        cache: a batch of 30 s clips is 3-4x faster than one whole-batch STFT.
+        Computed one item and ~``BLOCK_BYTES`` of spectrum at a time from the padded signal
+        (the same frames as ``center=True``), so the complex spectrogram never leaves the CPU
+        cache: a batch of 30 s clips is 3-4x faster than one whole-batch STFT. Mel power on
+        the CPU without a gradient goes through the compiled :mod:`musiclens.core.mel_power`.
         """
         if self.center:
             audio = torch.nn.functional.pad(audio, (self.n_fft // 2, self.n_fft // 2))
         n_frames = 1 + (audio.shape[-1] - self.n_fft) // self.hop
         if n_frames < 1:
             raise ParameterError(f"audio of {audio.shape[-1]} samples is shorter than one frame")
-        basis = _sparse_mel_basis(self, audio.device, audio.dtype) if self.kind in MEL_KINDS else None
+        block = max(16, BLOCK_BYTES // (8 * (self.n_fft // 2 + 1)))
         win = window(self, audio.device, audio.dtype)
-        items = []
-        for item in audio:
-            blocks = []
-            for f0 in range(0, n_frames, BLOCK_FRAMES):
-                f1 = min(n_frames, f0 + BLOCK_FRAMES)
+
+        def spectra(item: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+            for f0 in range(0, n_frames, block):
+                f1 = min(n_frames, f0 + block)
                 segment = item[f0 * self.hop : (f1 - 1) * self.hop + self.n_fft]
                 spec = torch.stft(
                     segment,
@@ -226,6 +227,22 @@ class FrontEnd:
                     onesided=True,
                     return_complex=True,
                 )
+                yield f0, spec
+
+        run = self._compiled_mel_power(audio)
+        if run is not None:
+            bands = _mel_bands(self)
+            out = np.empty((audio.shape[0], self._n_mels, n_frames), dtype=np.float32)
+            scratch = np.empty((self.n_fft // 2 + 1, block), dtype=np.float32)
+            for item, item_out in zip(audio, out, strict=True):
+                for f0, spec in spectra(item):
+                    mel_power.project_block(spec, bands, item_out, f0, scratch, run)
+            return torch.from_numpy(out)
+        basis = _sparse_mel_basis(self, audio.device, audio.dtype) if self.kind in MEL_KINDS else None
+        items = []
+        for item in audio:
+            blocks = []
+            for _, spec in spectra(item):
                 if self.power == 2:
                     power = spec.real.square() + spec.imag.square()
                 else:
@@ -233,6 +250,17 @@ class FrontEnd:
                 blocks.append(power if basis is None else basis @ power)
             items.append(torch.cat(blocks, dim=-1))
         return torch.stack(items)
+
+    def _compiled_mel_power(self, audio: torch.Tensor) -> Callable[..., None] | None:
+        """The compiled mel-power kernel where it applies: mel power (power 2) of float32
+        audio on the CPU that needs no gradient, and numba importable; else None."""
+        if self.kind not in MEL_KINDS or self.power != 2:
+            return None
+        if audio.device.type != "cpu" or audio.dtype != torch.float32:
+            return None
+        if torch.is_grad_enabled() and audio.requires_grad:
+            return None
+        return mel_power.kernel()
 
     def compress(self, power: torch.Tensor) -> torch.Tensor:
         """Apply ``float16_power`` and ``compression`` to a (B, F, T) power/magnitude."""
@@ -361,8 +389,9 @@ def _mel_basis_np(
     analysis (torch, numpy, scipy.sparse, PySide6, pyqtgraph, the engine) took 635-813 ms,
     median 661 ms over 5 fresh processes (Python 3.11, librosa 0.11, 2 cores): it pulls
     scipy.signal (~520 ms) and numba/llvmlite (~95 ms), 730 modules. It would also put
-    librosa, numba, llvmlite and scikit-learn back into the bundle (leaving them out took it
-    from 1.2 to 1.0 GB). These lines are tested against librosa's (tests/test_features.py)."""
+    librosa and scikit-learn back into the bundle. (numba is imported since, lazily, by the
+    first mel front end run on the CPU: :mod:`musiclens.core.mel_power`.) These lines are
+    tested against librosa's (tests/test_features.py)."""
     if norm not in (None, "slaney"):
         raise ParameterError(f"mel_norm must be 'slaney' or None, got {norm!r}")
     fft_hz = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
@@ -383,6 +412,12 @@ def mel_basis(fe: FrontEnd, device: torch.device | str = "cpu", dtype: torch.dty
     """librosa's mel filterbank for ``fe``, shape (n_mels, n_fft//2+1)."""
     basis = _mel_basis_np(fe.sample_rate, fe.n_fft, fe._n_mels, float(fe.fmin), fe._fmax, fe.htk, fe.mel_norm)
     return torch.as_tensor(basis, device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_bands(fe: FrontEnd) -> mel_power.MelBands:
+    """The mel filterbank band by band, for the compiled kernel (float32, CPU)."""
+    return mel_power.MelBands.from_basis(mel_basis(fe).numpy())
 
 
 @functools.lru_cache(maxsize=32)
