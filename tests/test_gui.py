@@ -36,6 +36,9 @@ def test_demo_opens_with_spectrogram_and_predictions(qtbot, window):
     listed = {window.model_picker.itemText(i) for i in range(window.model_picker.count())}
     assert {"MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg"} <= listed
     assert "midi_style_lstm" not in listed  # MIDI models belong to the piano roll
+    from musiclens.core import mel_power
+
+    assert mel_power.kernel() is not None  # loading a model prepared the compiled mel projection
 
 
 def test_filter_click_plays_its_auralisation(qtbot, window, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from musiclens.app.worker import Cancelled, Job, JobContext, JobProgress, Worker
-from musiclens.core import analyses
+from musiclens.core import analyses, mel_power
 from musiclens.core.analyses import Analysis, Attribution, ClassSimilarity, Dreamt, Heard, LayerMaps, MidiClassified
 from musiclens.core.analyses.results import MidiFlip, MidiOpened, ModelSummary, Recording, Similarity
 from musiclens.core.errors import MusicLensError
@@ -103,6 +103,9 @@ class Session(QObject):
         def work(ctx: JobContext) -> tuple[ModelSummary, dict]:  # torch loads here, off the GUI thread
             steps = analyses.load_model_steps(name_or_dir, device=device, trust_code=trust_code)
             self.model, summary, abilities = _drive(ctx, steps)
+            # the window is long-lived: load the compiled mel projection once (~1 s, here off
+            # the GUI thread) so every mel front end after this one runs it
+            mel_power.prepare()
             return summary, abilities
 
         def done(result: tuple[ModelSummary, dict]) -> None:

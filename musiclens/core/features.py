@@ -203,7 +203,8 @@ class FrontEnd:
         Computed one item and ~``BLOCK_BYTES`` of spectrum at a time from the padded signal
         (the same frames as ``center=True``), so the complex spectrogram never leaves the CPU
         cache: a batch of 30 s clips is 3-4x faster than one whole-batch STFT. Mel power on
-        the CPU without a gradient goes through the compiled :mod:`musiclens.core.mel_power`.
+        the CPU without a gradient goes through the compiled :mod:`musiclens.core.mel_power`
+        once it is prepared.
         """
         if self.center:
             audio = torch.nn.functional.pad(audio, (self.n_fft // 2, self.n_fft // 2))
@@ -253,7 +254,8 @@ class FrontEnd:
 
     def _compiled_mel_power(self, audio: torch.Tensor) -> Callable[..., None] | None:
         """The compiled mel-power kernel where it applies: mel power (power 2) of float32
-        audio on the CPU that needs no gradient, and numba importable; else None."""
+        audio on the CPU that needs no gradient, once :func:`mel_power.prepare` has loaded
+        it in this process; else None."""
         if self.kind not in MEL_KINDS or self.power != 2:
             return None
         if audio.device.type != "cpu" or audio.dtype != torch.float32:

@@ -8,13 +8,14 @@ frames innermost, where the CPU's vector units run along contiguous memory. Whol
 of 30 s at 22.05 kHz: 4.6 ms (torch) -> 3.5 ms, against librosa's 13.8 ms in the same run
 (``tests/benchmarks/bench_heavy.py --only logmel``).
 
-Inference only: the front end keeps the torch path (the CSR product) when its input needs a
-gradient, off the CPU, for float64, and where numba cannot be imported.
+Inference only, and only once :func:`prepare` has loaded it (~1 s per process): the front
+end keeps the torch path (the CSR product) before that, when its input needs a gradient,
+off the CPU, for float64, and where numba cannot be imported.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,23 +79,43 @@ def _project(
                 acc[t] += w * row[t]
 
 
-@functools.lru_cache(maxsize=1)
-def kernel() -> Callable[..., None] | None:
-    """The compiled :func:`_project`, or None where numba cannot be imported.
+_loaded: list[Callable[..., None]] = []  # the compiled kernel, once prepare() has loaded it
+_loading = threading.Lock()
 
-    Compiled on the first call of a process (~0.6 s) and cached on disk beside this file
-    (or in ``NUMBA_CACHE_DIR``); where no cache location exists (a frozen bundle) it is
-    compiled without one."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    options: dict[str, Any] = {"fastmath": True, "nogil": True}
-    try:
-        compiled: Callable[..., None] = numba.njit(cache=True, **options)(_project)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        compiled = numba.njit(**options)(_project)
-    return compiled
+
+def kernel() -> Callable[..., None] | None:
+    """The compiled :func:`_project` once :func:`prepare` has loaded it in this process, else
+    None (the front ends then take the torch path: same values to float32 rounding)."""
+    return _loaded[0] if _loaded else None
+
+
+def prepare() -> bool:
+    """Load the compiled kernel now; True when it is available (numba importable).
+
+    Costs ~1 s once per process (importing numba ~0.4 s, then compiling, ~0.6 s, or reading
+    the compiled code from the disk cache beside this file or in ``NUMBA_CACHE_DIR``), and
+    saves ~1 ms per 30 s of audio, so only long-lived work calls it: the window's session
+    (when it loads a model), ``musiclens batch``, the benchmarks. A one-file CLI command
+    keeps the torch path. Where no cache location exists (a frozen bundle) it compiles
+    without one."""
+    with _loading:
+        if _loaded:
+            return True
+        try:
+            import numba
+        except ImportError:
+            return False
+        options: dict[str, Any] = {"fastmath": True, "nogil": True}
+        try:
+            compiled = numba.njit(cache=True, **options)(_project)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            compiled = numba.njit(**options)(_project)
+        # compile (or load) now, for the argument types project_block passes: one frame, one bin
+        spec, square = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32)
+        bins, weights = np.zeros(1, np.int64), np.zeros(1, np.float32)
+        compiled(spec, bins, bins, np.zeros(2, np.int64), weights, square, square.copy(), 0)
+        _loaded.append(compiled)
+        return True
 
 
 def project_block(
@@ -102,7 +123,7 @@ def project_block(
 ) -> None:
     """spec: (F, T) complex64 one-sided STFT block as ``torch.stft`` returns it (its memory is
     frames-major) -> out[:, t0:t0 + T] = W @ |spec|**2, out: (M, frames) float32.
-    scratch: float32, at least (F, T); ``run``: :func:`kernel`'s result."""
+    scratch: float32, at least (F, T); ``run``: :func:`kernel`'s result (not None)."""
     frames = spec.transpose(0, 1).contiguous()  # a view: torch.stft's output is frames-major
     interleaved = torch.view_as_real(frames).numpy().reshape(frames.shape[0], -1)
     run(interleaved, bands.lo, bands.hi, bands.offset, bands.weights, scratch, out, t0)

@@ -461,6 +461,7 @@ def logmel(args: argparse.Namespace) -> list[Row]:
     import librosa
 
     from musiclens.core import features as F
+    from musiclens.core import mel_power
 
     sr = 22050
     y = (0.1 * np.random.default_rng(0).standard_normal(30 * sr)).astype(np.float32)
@@ -486,6 +487,9 @@ def logmel(args: argparse.Namespace) -> list[Row]:
         torch.stft(padded, 2048, 512, window=win, center=False, return_complex=True)
 
     with limit:
+        # the compiled mel projection, loaded as the window does when it loads a model (~1 s,
+        # once per process; a one-file CLI run keeps the torch path: musiclens.core.mel_power)
+        assert mel_power.prepare(), "numba is missing: the compiled mel projection cannot load"
         fe(x), ref()  # warm-up (numba, caches)
         t_ours = t_ref = t_fft = float("inf")
         # rounds alternate the three (load drift hits all alike); within a round each runs
