@@ -653,10 +653,6 @@ class Musicnn(nn.Module):
         (B, 1, F, T): true when each item is constant along frequency (e.g. silence)."""
         return bool((baseline == baseline[:, :, :1]).all())
 
-    def pooled_front_state(self) -> list[torch.Tensor]:
-        """The tensors :meth:`pooled_front` reads (to tell when a cached result is stale)."""
-        return self.front_input_state() + [t for _, state in self.front_parts() for t in state]
-
 
 def musicnn_layers(
     timbral_filters: int = 204,
