@@ -506,7 +506,8 @@ def logmel(args: argparse.Namespace) -> list[Row]:
         f"max |diff| {diff:.1e} dB ({_load()})"
     )
     print(
-        f"  the STFT alone (torch.stft, MKL, same frames): {t_fft * 1000:.1f} ms = librosa / {t_ref / t_fft:.2f}; "
+        "  the STFT alone (one torch.stft call on the clip, MKL, same frames; ours runs it in ~1 MiB blocks): "
+        f"{t_fft * 1000:.1f} ms = librosa / {t_ref / t_fft:.2f}; "
         f"3x librosa would leave {(t_ref / 3 - t_fft) * 1000:.1f} ms for the window, power, mel and dB "
         f"(ours spend {(t_ours - t_fft) * 1000:.1f} ms there)"
     )
@@ -519,7 +520,7 @@ def logmel(args: argparse.Namespace) -> list[Row]:
             t_ref / t_ours >= 3,
         ),
         Row(
-            "  the STFT alone (its floor)",
+            "  the STFT alone (one call)",
             f"ms ({args.threads} thr)",
             "-",
             f"{t_fft * 1000:.1f}: {t_ref / t_fft:.2f}x",
