@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from musiclens.core import features as F  # noqa: E402
 from musiclens.core import inversion as inv  # noqa: E402
+from musiclens.core import mel_power  # noqa: E402
 from musiclens.core.audio import load  # noqa: E402
 
 
@@ -62,6 +63,7 @@ def main() -> None:
 
     fe = F.logmel_frontend(sample_rate=sr, n_fft=2048, hop=512, n_mels=128)
     x = torch.from_numpy(y)[None]
+    mel_power.prepare()  # the compiled mel projection, as the window loads it (a one-file CLI run does not)
     fe(x), librosa.feature.melspectrogram(y=y[:sr], sr=sr)  # warm up (numba JIT, caches)
     t_ours, ours = best_of(lambda: fe(x), args.repeat)
     t_ref, ref = best_of(
