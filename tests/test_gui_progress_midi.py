@@ -6,6 +6,7 @@ fractions between 0 and 1 before their result, with "ETA"; opening a MIDI file r
 
 from __future__ import annotations
 
+import html
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -132,3 +133,18 @@ def test_opening_a_midi_file_reads_it_once(qtbot, window, isolated, monkeypatch)
     wait_idle(qtbot, window)
     assert roll.scope_result is not None  # the bundled model keeps its training pieces' statistics
     assert reads == [path]
+    # the scope in a word beside the roll's controls, its whole text seen at 1280x800 (the
+    # sentence in the side texts may scroll out of sight there), the sentence as its tooltip
+    window.resize(1280, 800)
+    badge = roll.scope_badge
+    assert badge.text() in ("⚠ outside its training pieces", "like its training pieces")
+    assert badge.toolTip() == f"<p>{html.escape(roll.scope.text())}</p>"
+
+    def badge_seen_whole() -> bool:
+        seen = badge.visibleRegion().boundingRect()
+        return (
+            seen.width() >= badge.fontMetrics().horizontalAdvance(badge.text())
+            and seen.height() >= badge.fontMetrics().height()
+        )
+
+    qtbot.waitUntil(badge_seen_whole)

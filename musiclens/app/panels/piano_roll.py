@@ -15,6 +15,7 @@ Ctrl+A, Up/Down (semitone), Left/Right (one grid step).
 
 from __future__ import annotations
 
+import html
 import os
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -370,7 +372,11 @@ class PianoRollPanel(QWidget):
         top = QHBoxLayout()
         for w in (QLabel("saliency for"), self.target, self.feature):
             top.addWidget(w)
-        top.addStretch(1)
+        # the scope in a word where it is always seen (the whole sentence in its tooltip and in
+        # the side texts, which scroll out of sight on a 1280x800 screen); clipped, never widening
+        self.scope_badge = QLabel("")
+        self.scope_badge.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        top.addWidget(self.scope_badge, 1)
         for w in (self.flip_target, self.flip_button):
             top.addWidget(w)
         tools = QHBoxLayout()
@@ -555,6 +561,7 @@ class PianoRollPanel(QWidget):
             self.set_editor(NoteEditor(o.notes, source=o.path), o.labels, o.window, repairs=o.repairs)
             self.opened.emit(o.path)
             self.scope.setText("")
+            self.scope_badge.setText("")
             self.session.midi_scope(o.notes, self.show_scope)  # the notes read: no second reading
 
         self.session.open_midi(path, opened, on_error=failed)
@@ -574,7 +581,16 @@ class PianoRollPanel(QWidget):
             self.scope.setText(
                 f"Like this model's training pieces (distance {scope['distance']:.1f} ≤ {scope['training_p95']:.1f})."
             )
-        self.scope.setStyleSheet("color: #e8a33c;" if scope is None or scope["outside"] else "")
+        warn = scope is None or scope["outside"]
+        self.scope.setStyleSheet("color: #e8a33c;" if warn else "")
+        badge = (
+            "scope unknown"
+            if scope is None
+            else ("⚠ outside its training pieces" if warn else "like its training pieces")
+        )
+        self.scope_badge.setText(badge)
+        self.scope_badge.setToolTip(f"<p>{html.escape(self.scope.text())}</p>")  # rich text: wrapped
+        self.scope_badge.setStyleSheet("color: #e8a33c;" if warn else "color: gray;")
 
     def set_editor(self, editor: NoteEditor, labels: list[str], window: int = 100, *, repairs=()) -> None:
         from musiclens.core.midi import other_notes
