@@ -391,9 +391,9 @@ def _mel_basis_np(
     analysis (torch, numpy, scipy.sparse, PySide6, pyqtgraph, the engine) took 635-813 ms,
     median 661 ms over 5 fresh processes (Python 3.11, librosa 0.11, 2 cores): it pulls
     scipy.signal (~520 ms) and numba/llvmlite (~95 ms), 730 modules. It would also put
-    librosa and scikit-learn back into the bundle. (numba is imported since, lazily, by the
-    first mel front end run on the CPU: :mod:`musiclens.core.mel_power`.) These lines are
-    tested against librosa's (tests/test_features.py)."""
+    librosa and scikit-learn back into the bundle. (numba is imported since, but only by
+    :func:`musiclens.core.mel_power.prepare`: the window and the benchmarks.) These lines
+    are tested against librosa's (tests/test_features.py)."""
     if norm not in (None, "slaney"):
         raise ParameterError(f"mel_norm must be 'slaney' or None, got {norm!r}")
     fft_hz = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
