@@ -570,26 +570,27 @@ class PianoRollPanel(QWidget):
         """Say whether the piece looks like the model's training pieces (``training_distance``)."""
         self.scope_result = scope
         if scope is None:
-            self.scope.setText("This model keeps no statistics of its training pieces: its scope is unknown.")
+            badge, sentence = (
+                "scope unknown",
+                "This model keeps no statistics of its training pieces: its scope is unknown.",
+            )
         elif scope["outside"]:
-            far = ", ".join(scope["farthest"])
-            self.scope.setText(
+            badge, sentence = (
+                "⚠ outside its training pieces",
                 f"⚠ Outside this model's training pieces: distance {scope['distance']:.1f} "
-                f"(95 % of them ≤ {scope['training_p95']:.1f}; farthest: {far}). Its answer here is a guess."
+                f"(95 % of them ≤ {scope['training_p95']:.1f}; farthest: {', '.join(scope['farthest'])}). "
+                "Its answer here is a guess.",
             )
         else:
-            self.scope.setText(
-                f"Like this model's training pieces (distance {scope['distance']:.1f} ≤ {scope['training_p95']:.1f})."
+            badge, sentence = (
+                "like its training pieces",
+                f"Like this model's training pieces (distance {scope['distance']:.1f} ≤ {scope['training_p95']:.1f}).",
             )
         warn = scope is None or scope["outside"]
+        self.scope.setText(sentence)
         self.scope.setStyleSheet("color: #e8a33c;" if warn else "")
-        badge = (
-            "scope unknown"
-            if scope is None
-            else ("⚠ outside its training pieces" if warn else "like its training pieces")
-        )
         self.scope_badge.setText(badge)
-        self.scope_badge.setToolTip(f"<p>{html.escape(self.scope.text())}</p>")  # rich text: wrapped
+        self.scope_badge.setToolTip(f"<p>{html.escape(sentence)}</p>")  # rich text: wrapped
         self.scope_badge.setStyleSheet("color: #e8a33c;" if warn else "color: gray;")
 
     def set_editor(self, editor: NoteEditor, labels: list[str], window: int = 100, *, repairs=()) -> None:
